@@ -1,0 +1,73 @@
+"""Errors raised by skyledger, all under one root.
+
+SkyledgerError
++-- ConfigError            a setting, job or unit configuration is invalid (names the field)
++-- LedgerError            the ledger cannot do what was asked
+|   +-- LedgerUnavailable  the store cannot be reached (names the URL, password hidden)
+|   +-- EventRejected      an event failed validation (names the event type and field)
+|   +-- UnknownEventType   a stored topic resolves to no event class
+|   +-- EncodingError      content cannot be canonically encoded
++-- ProjectionError        a projector failed to apply an event
++-- UnitError              a unit raised or returned something invalid
++-- RunnerError            a run could not be carried out
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EncodingError",
+    "EventRejected",
+    "LedgerError",
+    "LedgerUnavailable",
+    "ProjectionError",
+    "RunnerError",
+    "SkyledgerError",
+    "UnitError",
+    "UnknownEventType",
+]
+
+
+class SkyledgerError(Exception):
+    """Root of every error skyledger raises on purpose."""
+
+
+class ConfigError(SkyledgerError):
+    """A setting, job or unit configuration is invalid."""
+
+
+class LedgerError(SkyledgerError):
+    """The ledger cannot do what was asked."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The store cannot be reached."""
+
+
+class EventRejected(LedgerError):
+    """An event failed validation."""
+
+
+class UnknownEventType(LedgerError):
+    """A stored topic names no known event class."""
+
+
+class EncodingError(LedgerError):
+    """Content cannot be encoded canonically."""
+
+
+class ProjectionError(SkyledgerError):
+    """A projector failed to apply an event."""
+
+
+class UnitError(SkyledgerError):
+    """A unit raised, or returned something that is not a valid result."""
+
+    def __init__(self, message: str, *, unit: str = "", event_id: str = "") -> None:
+        super().__init__(message)
+        self.unit = unit
+        self.event_id = event_id
+
+
+class RunnerError(SkyledgerError):
+    """A run could not be carried out."""

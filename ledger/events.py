@@ -1,0 +1,242 @@
+"""The event vocabulary: every fact skyledger records, as a frozen pydantic model.
+
+Each event has an envelope (``id``, ``stream``, ``time``, ``run_id``, ``causation`` and,
+once stored, ``position``) and content. The ``id`` is content-addressed: a hash of the
+event type and the fields named in ``identity`` (never of the envelope), so appending
+the same fact twice, from any process or run, stores it once.
+
+Each class has a ``schema_version``; when a model changes, bump it and add an upcaster
+``upcast_vN(data) -> data`` that lifts stored version N to N+1 (see ``ledger.codec``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from ledger.canonical import content_hash
+from ledger.errors import EventRejected
+
+__all__ = [
+    "EVENT_TYPES",
+    "AlertReceived",
+    "ConfigurationRegistered",
+    "DatapointAdded",
+    "Event",
+    "FilterDecided",
+    "Provenance",
+    "ReactionIssued",
+    "ResultDerived",
+    "ResultFailed",
+    "RunFinished",
+    "RunStarted",
+    "StateCombined",
+]
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Provenance(BaseModel):
+    """Who computed a derived event and how: unit, version, source digest, configuration."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unit: str = Field(description="registered unit name")
+    unit_version: str = Field(description="the unit's declared version")
+    unit_digest: str = Field(description="BLAKE2b digest of the unit's source code")
+    config: str = Field(description="hash of the unit's full configuration (see registry)")
+    duration_s: float = Field(default=0.0, ge=0, description="wall time the unit took")
+
+
+class Event(BaseModel):
+    """Base of all events: the envelope and the content-addressed id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    schema_version: ClassVar[int] = 1
+    identity: ClassVar[tuple[str, ...]] = ()
+    upcasters: ClassVar[dict[int, Upcaster]] = {}
+
+    id: str = Field(default="", description="content-addressed event id (32 hex digits)")
+    stream: str = Field(min_length=1, description="the stream (stock, run, ...) it belongs to")
+    time: AwareDatetime = Field(default_factory=_now, description="when it was recorded (UTC)")
+    run_id: str | None = Field(default=None, description="the run that recorded it")
+    causation: tuple[str, ...] = Field(default=(), description="ids of events it derives from")
+    position: int | None = Field(
+        default=None, exclude=True, description="position in the ledger, given by the store"
+    )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise rejected(type(self).__name__, exc) from None
+
+    @model_validator(mode="after")
+    def _assign_id(self) -> Event:
+        if not self.id:
+            object.__setattr__(self, "id", self.compute_id())
+        return self
+
+    def compute_id(self) -> str:
+        """Return the id this event's content implies (type + ``identity`` fields)."""
+        cls = type(self)
+        content = {name: getattr(self, name) for name in cls.identity}
+        return content_hash("event:" + cls.__name__, content)
+
+
+class AlertReceived(Event):
+    """A packet arrived: its digest and where it came from, or why it could not be read."""
+
+    identity = ("digest",)
+
+    digest: str = Field(description="BLAKE2b digest of the packet bytes (packet store key)")
+    source: str = Field(description="the source that yielded it (file, archive, stream)")
+    locator: str = Field(description="where in the source (path#record, topic:offset)")
+    alert_id: str | None = Field(default=None, description="the survey's alert id")
+    schema_name: str | None = Field(default=None, description="packet schema and version")
+    error: str | None = Field(default=None, description="why it could not be decoded")
+
+
+class DatapointAdded(Event):
+    """A datapoint (detection, upper limit, forced photometry) joined a stock's history."""
+
+    identity = ("datapoint_id", "body")
+
+    datapoint_id: str = Field(description="content-addressed datapoint id")
+    kind: str = Field(description="detection | upper_limit | forced | other")
+    body: dict[str, Any] = Field(description="the measurement")
+
+
+class FilterDecided(Event):
+    """A channel's filter accepted or rejected an alert (accepted into a group, or with a code)."""
+
+    identity = ("channel", "alert_digest", "provenance")
+
+    channel: str
+    alert_digest: str
+    accepted: bool
+    code: int | None = Field(default=None, description="rejection code (negative) if rejected")
+    group: int | None = Field(default=None, description="group that gates T1/T2 if accepted")
+    provenance: Provenance
+
+
+class StateCombined(Event):
+    """A combiner made a state (a set of datapoint ids) of a stock."""
+
+    identity = ("state_id", "provenance")
+
+    state_id: str = Field(description="hash of the sorted datapoint ids")
+    datapoint_ids: tuple[str, ...]
+    channels: tuple[str, ...] = ()
+    provenance: Provenance
+
+
+class ResultDerived(Event):
+    """A T2 unit derived a result from a stock, datapoint, state or view (+ dependencies)."""
+
+    identity = ("result_id",)
+
+    result_id: str = Field(description="hash of unit, version, configuration and inputs")
+    subject: str = Field(description="id of what the result is about (state, datapoint, stock)")
+    inputs: tuple[str, ...] = Field(default=(), description="ids of results it depended on")
+    body: dict[str, Any]
+    provenance: Provenance
+
+
+class ResultFailed(Event):
+    """A T2 unit raised: the error with its traceback, and which attempt it was."""
+
+    identity = ("result_id", "attempt")
+
+    result_id: str
+    subject: str
+    attempt: int = Field(ge=1)
+    error: str
+    traceback: str
+    retry_after_s: float | None = Field(default=None, description="None: no more retries")
+    provenance: Provenance
+
+
+class ReactionIssued(Event):
+    """A T3 unit reacted (report, webhook, tag) with an idempotency key and the outcome."""
+
+    identity = ("idempotency_key", "attempt")
+
+    idempotency_key: str
+    target: str = Field(description="where the reaction went (URL, file, tag)")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    outcome: Literal["delivered", "failed", "skipped"]
+    detail: str = ""
+    attempt: int = Field(default=1, ge=1)
+    provenance: Provenance
+
+
+class RunStarted(Event):
+    """A run began: the job (hash and text) and the software and host that ran it."""
+
+    identity = ("run",)
+
+    run: str = Field(description="run id")
+    job_hash: str
+    job_text: str
+    packages: dict[str, str] = Field(description="distribution name -> version")
+    host: str
+    user: str
+    argv: tuple[str, ...] = ()
+
+
+class RunFinished(Event):
+    """A run ended, with its status and summary."""
+
+    identity = ("run",)
+
+    run: str
+    status: Literal["ok", "failed", "interrupted"]
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigurationRegistered(Event):
+    """A unit configuration was recorded once, under its content hash."""
+
+    identity = ("config_hash",)
+
+    config_hash: str
+    unit: str
+    config: dict[str, Any]
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    AlertReceived,
+    DatapointAdded,
+    FilterDecided,
+    StateCombined,
+    ResultDerived,
+    ResultFailed,
+    ReactionIssued,
+    RunStarted,
+    RunFinished,
+    ConfigurationRegistered,
+)
+
+
+def rejected(type_name: str, exc: ValidationError) -> EventRejected:
+    """Return an EventRejected naming the event type and each offending field."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(event)'}: {err['msg']}" for err in exc.errors()
+    )
+    return EventRejected(f"invalid {type_name}: {problems}")

@@ -1,0 +1,45 @@
+"""Shapes shared by the recorders: what an append returns and how a row comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+from uuid import UUID
+
+__all__ = ["AppendResult", "FetchedRow", "Waiter"]
+
+
+class FetchedRow(NamedTuple):
+    """A stored event as read back: position, id, topic, state, stream."""
+
+    position: int
+    id: UUID | str
+    topic: str
+    state: bytes
+    stream: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What one append did: how many events were new, how many were already stored."""
+
+    appended: int
+    skipped: int
+    positions: tuple[int, ...] = ()
+
+    def __add__(self, other: AppendResult) -> AppendResult:
+        return AppendResult(
+            self.appended + other.appended,
+            self.skipped + other.skipped,
+            self.positions + other.positions,
+        )
+
+
+class Waiter(Protocol):
+    """Blocks until the log may have grown (a notification) or a timeout passes."""
+
+    def wait(self, timeout: float) -> None:
+        """Return after a notification of new events, or after ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Release the resources held for waiting."""

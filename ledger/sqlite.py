@@ -1,0 +1,122 @@
+"""The SQLite recorder: the embedded default, a single file in WAL mode.
+
+The events table keeps the library's columns (``rowid`` is the position, as in
+eventsourcing's own SQLite recorder) plus ``stream``, indexed with the position. An append
+is one transaction of ``INSERT OR IGNORE``: events already stored are skipped. Packet
+bytes live in a folder beside the file (see ``ledger.packets``). Followers poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+from ledger.codec import StoredRow
+from ledger.rows import AppendResult, FetchedRow
+
+__all__ = ["SqliteLedgerRecorder"]
+
+
+class SqliteLedgerRecorder(SQLiteApplicationRecorder):
+    """Records ledger events in a SQLite file, idempotently and in batches."""
+
+    poll_interval_s = 0.05
+
+    def __init__(
+        self, datastore: SQLiteDatastore, events_table_name: str = "skyledger_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name)
+        t = events_table_name
+        self._sql_insert = (
+            f"INSERT OR IGNORE INTO {t} (originator_id, originator_version, topic, state, stream) "
+            "VALUES (?, 0, ?, ?, ?)"
+        )
+        self._sql_select = f"SELECT rowid, originator_id, topic, state, stream FROM {t} "
+
+    def construct_create_table_statements(self) -> list[str]:
+        """Return the statements that create the events table and its stream index."""
+        t = self.events_table_name
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            "notification_id INTEGER PRIMARY KEY, "
+            "originator_id TEXT NOT NULL, "
+            "originator_version INTEGER NOT NULL, "
+            "topic TEXT, "
+            "state BLOB, "
+            "stream TEXT NOT NULL DEFAULT '', "
+            "UNIQUE (originator_id, originator_version))",
+            f"CREATE INDEX IF NOT EXISTS {t}_stream_idx ON {t} (stream, notification_id)",
+        ]
+
+    def append_rows(
+        self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
+    ) -> AppendResult:
+        """Store the rows not yet stored, in order, in one transaction; return what was new."""
+        if not rows:
+            return AppendResult(0, 0)
+        params = [(r.id.hex, r.topic, r.state, r.stream) for r in rows]
+        with self.datastore.transaction(commit=True) as curs:
+            # Write first, so the transaction takes the write lock (waiting for it) before
+            # it reads: a read-then-write transaction in WAL mode fails at once if another
+            # process wrote in between. New rows take consecutive rowids after the maximum.
+            curs.executemany(self._sql_insert, params)
+            added = curs.sqlite_cursor.rowcount
+            head = self._max_notification_id(curs) or 0
+            positions = tuple(range(head - added + 1, head + 1))
+        return AppendResult(len(positions), len(rows) - len(positions), positions)
+
+    def _select(self, where: str, params: Sequence[Any]) -> list[FetchedRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql_select + where, params)
+            return [FetchedRow(r[0], r[1], r[2], r[3], r[4]) for r in curs.fetchall()]
+
+    def select_rows(
+        self, start: int, stop: int | None, topics: Sequence[str], limit: int
+    ) -> list[FetchedRow]:
+        """Return up to ``limit`` rows from position ``start`` (inclusive) to ``stop``, in order."""
+        where = "WHERE rowid >= ?"
+        params: list[Any] = [start]
+        if stop is not None:
+            where += " AND rowid <= ?"
+            params.append(stop)
+        if topics:
+            where += f" AND topic IN ({','.join('?' * len(topics))})"
+            params += list(topics)
+        return self._select(where + " ORDER BY rowid LIMIT ?", [*params, limit])
+
+    def select_stream(self, stream: str, after: int, limit: int) -> list[FetchedRow]:
+        """Return up to ``limit`` rows of one stream after position ``after``, in order."""
+        where = "WHERE stream = ? AND rowid > ? ORDER BY rowid LIMIT ?"
+        return self._select(where, [stream, after, limit])
+
+    def select_ids(self, ids: Sequence[UUID]) -> list[FetchedRow]:
+        """Return the stored rows with these event ids, in position order."""
+        found: list[FetchedRow] = []
+        for start in range(0, len(ids), 500):
+            chunk = [i.hex for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            where = f"WHERE originator_id IN ({marks}) AND originator_version = 0"
+            found += self._select(where, chunk)
+        return sorted(found)
+
+    def waiter(self) -> _PollWaiter:
+        """Return a waiter that sleeps for the poll interval (SQLite cannot notify)."""
+        return _PollWaiter(self.poll_interval_s)
+
+
+class _PollWaiter:
+    """Waits by sleeping: SQLite has no notifications, so followers poll."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+
+    def wait(self, timeout: float) -> None:
+        """Sleep for the poll interval, never longer than ``timeout``."""
+        time.sleep(min(self._interval_s, timeout))
+
+    def close(self) -> None:
+        """Release nothing: polling holds no resources."""

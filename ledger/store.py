@@ -1,0 +1,212 @@
+"""The ledger: append events, read them back by position, type, stream or id, follow the log.
+
+ledger = Ledger.open("sqlite:///skyledger-data/ledger.sqlite")
+ledger.append([event, ...], packets=[(digest, data), ...])
+for event in ledger.read(start=1, types=[DatapointAdded]): ...
+for event in ledger.follow(after=ledger.head()): ...   # blocks for new events
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import PersistenceError
+
+from ledger.canonical import content_hash
+from ledger.codec import decode, encode, topic_of
+from ledger.errors import EventRejected, LedgerError
+from ledger.events import ConfigurationRegistered, Event
+from ledger.factory import LedgerRecorder, build_recorder
+from ledger.ids import config_id
+from ledger.packets import PacketStore
+from ledger.postgres import PostgresLedgerRecorder
+from ledger.rows import AppendResult, FetchedRow
+from ledger.settings import LedgerSettings, PostgresTarget, redact
+
+__all__ = ["Ledger"]
+
+READ_BATCH = 5000
+
+
+class Ledger:
+    """An append-only, content-addressed event log on SQLite or PostgreSQL."""
+
+    def __init__(
+        self, recorder: LedgerRecorder, packets: PacketStore, settings: LedgerSettings
+    ) -> None:
+        self.recorder = recorder
+        self.packets = packets
+        self.settings = settings
+
+    @classmethod
+    def open(cls, settings: LedgerSettings | str | None = None) -> Ledger:
+        """Open (creating tables if needed) the ledger that the settings or URL name."""
+        if settings is None:
+            settings = LedgerSettings.load()
+        elif isinstance(settings, str):
+            settings = LedgerSettings.load(ledger=settings)
+        recorder, packets = build_recorder(settings)
+        return cls(recorder, packets, settings)
+
+    @property
+    def url(self) -> str:
+        """Return the store URL with any password hidden."""
+        return redact(self.settings.ledger)
+
+    @property
+    def backend(self) -> str:
+        """Return ``"postgres"`` or ``"sqlite"``."""
+        return "postgres" if isinstance(self.settings.target(), PostgresTarget) else "sqlite"
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.recorder.datastore.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except PersistenceError as exc:
+            raise LedgerError(f"{what} failed on {self.url}: {exc}") from exc
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(
+        self, events: Iterable[Event], packets: Sequence[tuple[str, bytes]] = ()
+    ) -> AppendResult:
+        """Append events in one transaction; those already stored are skipped, not errors.
+
+        ``packets`` are (digest, bytes) pairs of received packets, kept once by digest
+        unless the settings keep digests only.
+        """
+        rows = {}
+        for event in events:
+            if not isinstance(event, Event):
+                msg = f"not an event: {type(event).__name__} (append takes ledger events)"
+                raise EventRejected(msg)
+            if event.id not in rows:
+                rows[event.id] = encode(event)
+        to_db: Sequence[tuple[str, bytes]] = ()
+        if packets and self.settings.packets == "keep":
+            if self.packets.in_database:
+                to_db = packets
+            else:
+                self.packets.put(packets)
+        batch = list(rows.values())
+        result: AppendResult = self._call("append", self.recorder.append_rows, batch, to_db)
+        return result
+
+    def register_config(self, unit: str, config: dict[str, Any], run_id: str | None = None) -> str:
+        """Record a unit configuration once, under its hash, and return the hash."""
+        digest = config_id(config)
+        event = ConfigurationRegistered(
+            stream=f"config:{digest}", config_hash=digest, unit=unit, config=config, run_id=run_id
+        )
+        self.append([event])
+        return digest
+
+    # -- reading ----------------------------------------------------------------------
+
+    def head(self) -> int:
+        """Return the position of the last stored event (0 for an empty ledger)."""
+        head: int | None = self._call("head", self.recorder.max_notification_id)
+        return head or 0
+
+    def _decode(self, rows: Iterable[FetchedRow]) -> list[Event]:
+        return [decode(r.id, r.topic, r.state, r.stream, r.position) for r in rows]
+
+    def read(
+        self,
+        start: int = 1,
+        stop: int | None = None,
+        types: Sequence[type[Event]] = (),
+        batch_size: int = READ_BATCH,
+    ) -> Iterator[Event]:
+        """Yield events in position order from ``start`` to ``stop`` (inclusive), optionally
+        only of some types."""
+        topics = [topic_of(t) for t in types]
+        while stop is None or start <= stop:
+            rows: list[FetchedRow] = self._call(
+                "read", self.recorder.select_rows, start, stop, topics, batch_size
+            )
+            if not rows:
+                return
+            yield from self._decode(rows)
+            start = rows[-1].position + 1
+
+    def stream(self, stream: str, after: int = 0) -> Iterator[Event]:
+        """Yield one stream's events (for example one stock's) in position order."""
+        while True:
+            rows: list[FetchedRow] = self._call(
+                "read stream", self.recorder.select_stream, stream, after, READ_BATCH
+            )
+            if not rows:
+                return
+            yield from self._decode(rows)
+            after = rows[-1].position
+
+    def get_many(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """Return the stored events among these ids, by id."""
+        ids = [UUID(hex=i) for i in event_ids]
+        rows: list[FetchedRow] = self._call("get", self.recorder.select_ids, ids)
+        return {e.id: e for e in self._decode(rows)}
+
+    def get(self, event_id: str) -> Event | None:
+        """Return the stored event with this id, or None."""
+        return self.get_many([event_id]).get(UUID(hex=event_id).hex)
+
+    def config(self, config_hash: str) -> dict[str, Any] | None:
+        """Return a registered configuration by its hash, or None."""
+        event_id = content_hash("event:ConfigurationRegistered", {"config_hash": config_hash})
+        event = self.get(event_id)
+        return event.config if isinstance(event, ConfigurationRegistered) else None
+
+    def packet(self, digest: str) -> bytes | None:
+        """Return a received packet's bytes by digest, or None if they are not kept."""
+        if self.packets.in_database and isinstance(self.recorder, PostgresLedgerRecorder):
+            data: bytes | None = self._call("packet", self.recorder.get_packet, digest)
+            return data
+        return self.packets.get(digest)
+
+    def follow(
+        self,
+        after: int = 0,
+        types: Sequence[type[Event]] = (),
+        *,
+        wait_s: float = 1.0,
+        stop: threading.Event | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> Iterator[Event]:
+        """Yield events after position ``after`` as they are stored, blocking for new ones.
+
+        PostgreSQL wakes on LISTEN/NOTIFY, with ``wait_s`` as a safety net (the log is
+        re-read after each wait even without a notification); SQLite polls. Ends when
+        ``stop`` is set, or after ``idle_timeout_s`` without new events.
+        """
+        topics = [topic_of(t) for t in types]
+        waiter = self.recorder.waiter()
+        last_seen = time.monotonic()
+        try:
+            while stop is None or not stop.is_set():
+                rows: list[FetchedRow] = self._call(
+                    "follow", self.recorder.select_rows, after + 1, None, topics, READ_BATCH
+                )
+                if rows:
+                    yield from self._decode(rows)
+                    after = rows[-1].position
+                    last_seen = time.monotonic()
+                    continue
+                if idle_timeout_s is not None and time.monotonic() - last_seen >= idle_timeout_s:
+                    return
+                waiter.wait(wait_s)
+        finally:
+            waiter.close()

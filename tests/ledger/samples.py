@@ -1,0 +1,74 @@
+"""One event of each type, with fixed content: used by tests and for release fixtures."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ledger.events import (
+    AlertReceived,
+    ConfigurationRegistered,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Provenance,
+    ReactionIssued,
+    ResultDerived,
+    ResultFailed,
+    RunFinished,
+    RunStarted,
+    StateCombined,
+)
+
+T = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+PROV = Provenance(
+    unit="T2LightCurveFeatures", unit_version="1.0", unit_digest="d" * 32, config="c" * 32,
+    duration_s=0.012,
+)  # fmt: skip
+
+
+def one_of_each(run_id: str = "run-1") -> list[Event]:
+    """Return one event of every type, linked by causation like a real run's."""
+    env = {"time": T, "run_id": run_id}
+    alert = AlertReceived(
+        stream="ZTF21abiuvdk", digest="a" * 32, source="examples/data", locator="x.avro#0",
+        alert_id="1642404680815015001", schema_name="ztf-3.3", **env,
+    )  # fmt: skip
+    dp = DatapointAdded(
+        stream="ZTF21abiuvdk", datapoint_id="1" * 32, kind="detection",
+        body={"jd": 2459396.7165625, "mag": 18.1, "band": "r"}, causation=(alert.id,), **env,
+    )  # fmt: skip
+    state = StateCombined(
+        stream="ZTF21abiuvdk", state_id="5" * 32, datapoint_ids=(dp.datapoint_id,),
+        channels=("SN",), provenance=PROV, causation=(dp.id,), **env,
+    )  # fmt: skip
+    return [
+        RunStarted(
+            stream=f"run:{run_id}", run=run_id, job_hash="j" * 32, job_text="channels: []",
+            packages={"skyledger": "0.1.0"}, host="h", user="u", **env,
+        ),
+        ConfigurationRegistered(
+            stream="config:" + "c" * 32, config_hash="c" * 32, unit="T2LightCurveFeatures",
+            config={"bands": ["g", "r"]}, **env,
+        ),
+        alert,
+        dp,
+        FilterDecided(
+            stream="ZTF21abiuvdk", channel="SN", alert_digest=alert.digest, accepted=True,
+            group=1, provenance=PROV, causation=(alert.id,), **env,
+        ),
+        state,
+        ResultDerived(
+            stream="ZTF21abiuvdk", result_id="7" * 32, subject=state.state_id,
+            body={"peak_mag": 17.9}, provenance=PROV, causation=(state.id,), **env,
+        ),
+        ResultFailed(
+            stream="ZTF21abiuvdk", result_id="8" * 32, subject=state.state_id, attempt=1,
+            error="ValueError: too few points", traceback="Traceback ...",
+            retry_after_s=30.0, provenance=PROV, causation=(state.id,), **env,
+        ),
+        ReactionIssued(
+            stream="ZTF21abiuvdk", idempotency_key="k" * 32, target="http://127.0.0.1/hook",
+            payload={"stock": "ZTF21abiuvdk"}, outcome="delivered", provenance=PROV, **env,
+        ),
+        RunFinished(stream=f"run:{run_id}", run=run_id, status="ok", summary={"alerts": 1}, **env),
+    ]  # fmt: skip

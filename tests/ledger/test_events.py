@@ -1,0 +1,124 @@
+"""The event vocabulary: validation names the field, ids ignore the envelope, old events
+stay readable (stored fixtures of each release, and upcasting)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from ledger.codec import decode, encode, register_event_type
+from ledger.errors import EventRejected, UnknownEventType
+from ledger.events import DatapointAdded, Event, ResultDerived
+from tests.ledger.samples import one_of_each
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_missing_field_is_refused_naming_it() -> None:
+    with pytest.raises(EventRejected, match=r"DatapointAdded: datapoint_id: Field required"):
+        DatapointAdded(stream="ZTF1", kind="detection", body={})  # type: ignore[call-arg]
+
+
+def test_a_naive_time_and_an_empty_stream_are_refused_naming_both() -> None:
+    with pytest.raises(EventRejected) as info:
+        DatapointAdded(
+            stream="",
+            datapoint_id="x",
+            kind="detection",
+            body={},
+            time=dt.datetime(2026, 1, 1),  # noqa: DTZ001
+        )
+    assert "stream:" in str(info.value)
+    assert "time: Input should have timezone info" in str(info.value)
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(EventRejected, match=r"colour: Extra inputs are not permitted"):
+        DatapointAdded(stream="s", datapoint_id="x", kind="detection", body={}, colour="red")  # type: ignore[call-arg]
+
+
+def test_events_are_frozen() -> None:
+    event = one_of_each()[3]
+    with pytest.raises(Exception, match="frozen"):
+        event.stream = "other"  # type: ignore[misc]
+
+
+def test_the_id_ignores_the_envelope_but_not_the_content() -> None:
+    a = DatapointAdded(stream="s", datapoint_id="x", kind="detection", body={"m": 1.0})
+    b = DatapointAdded(stream="s", datapoint_id="x", kind="detection", body={"m": 1.0}, run_id="r2")
+    c = DatapointAdded(stream="s", datapoint_id="x", kind="detection", body={"m": 1.5})
+    assert a.id == b.id != c.id
+    assert a.id == a.compute_id()
+
+
+def test_derived_events_carry_provenance() -> None:
+    result = next(e for e in one_of_each() if isinstance(e, ResultDerived))
+    assert result.provenance.unit == "T2LightCurveFeatures"
+    assert result.provenance.unit_version == "1.0"
+    assert result.provenance.config == "c" * 32
+    assert result.causation  # derived from the state event
+
+
+@pytest.mark.parametrize("event", one_of_each(), ids=lambda e: type(e).__name__)
+def test_every_event_type_round_trips(event: Event) -> None:
+    row = encode(event)
+    back = decode(row.id, row.topic, row.state, row.stream, 42)
+    assert back.position == 42
+    assert back.model_dump() == event.model_dump()
+    assert back.id == back.compute_id()
+
+
+def test_events_stored_by_release_0_1_still_load() -> None:
+    lines = (FIXTURES / "events-0.1.jsonl").read_text().splitlines()
+    events = [
+        decode(row["id"], row["topic"], row["state"].encode(), row["stream"], n)
+        for n, row in enumerate(map(json.loads, lines), 1)
+    ]
+    assert [type(e).__name__ for e in events] == [type(e).__name__ for e in one_of_each()]
+    for event in events:
+        assert event.id == event.compute_id()  # content and id still agree
+
+
+class NoteTaken(Event):
+    """A test event at schema version 2: ``text`` was called ``note`` in version 1."""
+
+    schema_version: ClassVar[int] = 2
+    identity = ("text",)
+    text: str
+    words: int
+
+    @staticmethod
+    def _v1(data: dict[str, Any]) -> dict[str, Any]:
+        data["text"] = data.pop("note")
+        data["words"] = len(data["text"].split())
+        return data
+
+    upcasters = {1: _v1}
+
+
+def test_old_schema_versions_are_upcast_on_read() -> None:
+    topic = register_event_type(NoteTaken)
+    v1_state = b'{"v":1,"time":"2026-01-01T00:00:00Z","run_id":null,"causation":[],"note":"a b c"}'
+    event = decode("0" * 32, topic, v1_state, "notes", 7)
+    assert isinstance(event, NoteTaken)
+    assert (event.text, event.words, event.position) == ("a b c", 3, 7)
+    assert encode(event).state.startswith(b'{"v":2,')
+
+
+def test_a_missing_upcaster_is_a_clear_error() -> None:
+    topic = register_event_type(NoteTaken)
+    NoteTaken.upcasters = {}
+    try:
+        with pytest.raises(UnknownEventType, match="no upcaster from schema version 1"):
+            decode("0" * 32, topic, b'{"v":1,"note":"x"}', "notes", 1)
+    finally:
+        NoteTaken.upcasters = {1: NoteTaken._v1}
+
+
+def test_an_unknown_topic_is_a_clear_error() -> None:
+    with pytest.raises(UnknownEventType, match=r"nowhere\.module:Gone"):
+        decode("0" * 32, "nowhere.module:Gone", b'{"v":1}', "s", 1)

@@ -1,0 +1,226 @@
+"""The store, on SQLite and on PostgreSQL: idempotent batched appends, reading by position,
+type, stream and id, following the log, the configuration registry and packets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ledger import (
+    AlertReceived,
+    ConfigurationRegistered,
+    DatapointAdded,
+    EventRejected,
+    Ledger,
+    LedgerSettings,
+)
+from tests.ledger.samples import one_of_each
+from tests.ledger.writer_process import batch_events
+
+WRITER = Path(__file__).parent / "writer_process.py"
+
+
+def test_an_empty_ledger_has_head_zero(ledger: Ledger) -> None:
+    assert ledger.head() == 0
+    assert list(ledger.read()) == []
+
+
+def test_append_then_read_back_in_order(ledger: Ledger) -> None:
+    events = one_of_each()
+    result = ledger.append(events)
+    assert (result.appended, result.skipped) == (len(events), 0)
+    back = list(ledger.read())
+    assert [e.id for e in back] == [e.id for e in events]
+    assert [e.position for e in back] == sorted(e.position for e in back if e.position)
+    assert ledger.head() == back[-1].position
+    assert back[3].model_dump() == events[3].model_dump()
+
+
+def test_the_same_event_twice_in_one_batch_is_stored_once(ledger: Ledger) -> None:
+    events = batch_events(0, 10)
+    result = ledger.append(events + events[:4])
+    assert (result.appended, result.skipped) == (10, 0)
+    assert len(list(ledger.read())) == 10
+
+
+def test_events_already_stored_are_skipped_across_batches(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 10))
+    result = ledger.append(batch_events(0, 15))
+    assert (result.appended, result.skipped) == (5, 10)
+    # The same fact recorded by another run is the same event: skipped too.
+    rerun = [e.model_copy(update={"run_id": "another-run"}) for e in batch_events(0, 15)]
+    assert ledger.append(rerun).appended == 0
+    assert len(list(ledger.read())) == 15
+
+
+def test_concurrent_writers_in_other_processes_store_each_event_once(ledger_url: str) -> None:
+    # Three processes append overlapping ranges of batches at the same time.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), ledger_url, str(first), "6", "200"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for first in (0, 2, 4)
+    ]
+    for proc in procs:
+        with proc:
+            out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    with Ledger.open(ledger_url) as ledger:
+        events = list(ledger.read())
+    per_batch = Counter(e.stream for e in events)
+    assert per_batch == {f"batch-{b}": 200 for b in range(10)}
+    assert len({e.id for e in events}) == len(events) == 2000
+
+
+def test_read_a_position_range(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 50))
+    first, *_ = ledger.read()
+    assert first.position is not None
+    window = list(ledger.read(start=first.position + 10, stop=first.position + 19))
+    assert [e.body["i"] for e in window if isinstance(e, DatapointAdded)] == list(range(10, 20))
+    assert list(ledger.read(start=ledger.head() + 1)) == []
+
+
+def test_read_in_batches_crosses_batch_boundaries(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 120))
+    assert len(list(ledger.read(batch_size=7))) == 120
+
+
+def test_read_by_event_type(ledger: Ledger) -> None:
+    ledger.append(one_of_each())
+    configs = list(ledger.read(types=[ConfigurationRegistered]))
+    assert [type(e) for e in configs] == [ConfigurationRegistered]
+    both = list(ledger.read(types=[AlertReceived, DatapointAdded]))
+    assert [type(e).__name__ for e in both] == ["AlertReceived", "DatapointAdded"]
+
+
+def test_read_one_stream_in_order(ledger: Ledger) -> None:
+    for b in range(3):  # interleave three streams
+        ledger.append(batch_events(b, 5))
+        ledger.append(batch_events(10 + b, 5))
+    events = list(ledger.stream("batch-1"))
+    assert [e.body["i"] for e in events if isinstance(e, DatapointAdded)] == list(range(5))
+    positions = [e.position or 0 for e in events]
+    assert positions == sorted(positions)
+    after = list(ledger.stream("batch-1", after=positions[1]))
+    assert len(after) == 3
+
+
+def test_get_by_id(ledger: Ledger) -> None:
+    events = one_of_each()
+    ledger.append(events)
+    got = ledger.get(events[4].id)
+    assert got is not None
+    assert got.model_dump() == events[4].model_dump()
+    assert ledger.get("f" * 32) is None
+    assert set(ledger.get_many([e.id for e in events[:3]])) == {e.id for e in events[:3]}
+
+
+def test_configurations_are_registered_once_by_hash(ledger: Ledger) -> None:
+    config = {"bands": ["g", "r"], "min_points": 3}
+    h1 = ledger.register_config("T2Features", config)
+    h2 = ledger.register_config("T2Features", dict(reversed(list(config.items()))))
+    assert h1 == h2
+    assert ledger.config(h1) == config
+    assert len(list(ledger.read(types=[ConfigurationRegistered]))) == 1
+    assert ledger.config("0" * 32) is None
+
+
+def test_packets_are_kept_once_by_digest(ledger: Ledger) -> None:
+    alert = one_of_each()[2]
+    assert isinstance(alert, AlertReceived)
+    ledger.append([alert], packets=[(alert.digest, b"avro bytes")])
+    ledger.append([alert], packets=[(alert.digest, b"avro bytes")])
+    assert ledger.packet(alert.digest) == b"avro bytes"
+    assert ledger.packet("0" * 32) is None
+
+
+def test_digest_only_setting_keeps_no_bytes(ledger_url: str) -> None:
+    settings = LedgerSettings.load(ledger=ledger_url, packets="digest")
+    with Ledger.open(settings) as ledger:
+        alert = one_of_each()[2]
+        assert isinstance(alert, AlertReceived)
+        ledger.append([alert], packets=[(alert.digest, b"avro bytes")])
+        assert ledger.packet(alert.digest) is None
+        assert ledger.get(alert.id) is not None  # the digest is recorded
+
+
+def test_follow_yields_new_events_as_they_are_stored(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 3))
+    start = ledger.head()
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        for event in ledger.follow(after=start, wait_s=5.0, stop=stop):
+            assert isinstance(event, DatapointAdded)
+            seen.append(event.body["batch"])
+            if len(seen) == 20:
+                stop.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    for b in range(1, 5):  # appended while the follower waits
+        time.sleep(0.05)
+        ledger.append(batch_events(b, 5))
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert seen == [b for b in range(1, 5) for _ in range(5)]  # only new events, in order
+
+
+def test_follow_wakes_promptly_on_postgres(pg_url: str) -> None:
+    # The safety-net timeout is 10 s; LISTEN/NOTIFY must wake the follower long before.
+    with Ledger.open(pg_url) as ledger:
+        latencies: list[float] = []
+        stop = threading.Event()
+        appended_at: list[float] = []
+
+        def consume() -> None:
+            for _ in ledger.follow(after=0, wait_s=10.0, stop=stop):
+                latencies.append(time.monotonic() - appended_at[-1])
+                stop.set()
+
+        thread = threading.Thread(target=consume)
+        thread.start()
+        time.sleep(0.3)
+        appended_at.append(time.monotonic())
+        ledger.append(batch_events(0, 1))
+        thread.join(timeout=15)
+        assert latencies
+        assert latencies[0] < 2.0
+
+
+def test_follow_ends_after_the_idle_timeout(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 2))
+    started = time.monotonic()
+    assert len(list(ledger.follow(after=0, wait_s=0.1, idle_timeout_s=0.3))) == 2
+    assert time.monotonic() - started < 5
+
+
+def test_follow_by_type(ledger: Ledger) -> None:
+    ledger.append(one_of_each())
+    got = list(ledger.follow(types=[DatapointAdded], wait_s=0.1, idle_timeout_s=0.2))
+    assert [type(e) for e in got] == [DatapointAdded]
+
+
+def test_appending_something_that_is_not_an_event_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(EventRejected, match="not an event: dict"):
+        ledger.append([{"stream": "x"}])  # type: ignore[list-item]
+    assert ledger.head() == 0
+
+
+def test_reopening_keeps_everything(ledger_url: str) -> None:
+    with Ledger.open(ledger_url) as ledger:
+        ledger.append(one_of_each())
+        head = ledger.head()
+    with Ledger.open(ledger_url) as ledger:
+        assert ledger.head() == head
+        assert len(list(ledger.read())) == len(one_of_each())
