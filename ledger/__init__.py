@@ -1,36 +1,76 @@
 """The ledger: an append-only, content-addressed event log with provenance.
 
 It knows nothing of astronomy: it stores events, hashes content and keeps packets.
+Names are imported on first use, so that ``import ledger.ids`` (as pure units do) does
+not load the store, eventsourcing or psycopg.
 """
 
-from ledger.canonical import canonical_bytes, content_hash, digest_bytes
-from ledger.errors import (
-    ConfigError,
-    EncodingError,
-    EventRejected,
-    LedgerError,
-    LedgerUnavailable,
-    SkyledgerError,
-    UnknownEventType,
-)
-from ledger.events import (
-    AlertReceived,
-    ConfigurationRegistered,
-    DatapointAdded,
-    Event,
-    FilterDecided,
-    Provenance,
-    ReactionIssued,
-    ResultDerived,
-    ResultFailed,
-    RunFinished,
-    RunStarted,
-    StateCombined,
-)
-from ledger.ids import config_id, datapoint_id, job_id, result_id, state_id
-from ledger.rows import AppendResult
-from ledger.settings import LedgerSettings
-from ledger.store import Ledger
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledger.canonical import canonical_bytes, content_hash, digest_bytes
+    from ledger.errors import (
+        ConfigError,
+        EncodingError,
+        EventRejected,
+        LedgerError,
+        LedgerUnavailable,
+        SkyledgerError,
+        UnknownEventType,
+    )
+    from ledger.events import (
+        AlertReceived,
+        ConfigurationRegistered,
+        DatapointAdded,
+        Event,
+        FilterDecided,
+        Provenance,
+        ReactionIssued,
+        ResultDerived,
+        ResultFailed,
+        RunFinished,
+        RunStarted,
+        StateCombined,
+    )
+    from ledger.ids import config_id, datapoint_id, job_id, result_id, state_id
+    from ledger.rows import AppendResult
+    from ledger.settings import LedgerSettings
+    from ledger.store import Ledger
+
+_WHERE = {
+    "ledger.canonical": ["canonical_bytes", "content_hash", "digest_bytes"],
+    "ledger.errors": [
+        "ConfigError",
+        "EncodingError",
+        "EventRejected",
+        "LedgerError",
+        "LedgerUnavailable",
+        "SkyledgerError",
+        "UnknownEventType",
+    ],
+    "ledger.events": [
+        "AlertReceived",
+        "ConfigurationRegistered",
+        "DatapointAdded",
+        "Event",
+        "FilterDecided",
+        "Provenance",
+        "ReactionIssued",
+        "ResultDerived",
+        "ResultFailed",
+        "RunFinished",
+        "RunStarted",
+        "StateCombined",
+    ],
+    "ledger.ids": ["config_id", "datapoint_id", "job_id", "result_id", "state_id"],
+    "ledger.rows": ["AppendResult"],
+    "ledger.settings": ["LedgerSettings"],
+    "ledger.store": ["Ledger"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "AlertReceived",
@@ -64,3 +104,20 @@ __all__ = [
     "result_id",
     "state_id",
 ]
+
+
+if set(__all__) != set(_MODULE_OF):  # keep the literal list (for linters) and the map in step
+    raise ImportError("ledger.__all__ and ledger._WHERE disagree")
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,10 +1,12 @@
 """Turns events into stored rows and back, lifting old schema versions on the way.
 
-A stored row is (event id as UUID, version 0, topic, state bytes, stream). The topic is
-eventsourcing's ``module:Class`` topic of the event class; the state is the event's JSON
-without ``id`` and ``stream`` (they have their own columns), with the schema version first
-under ``"v"``. Reading a row whose ``v`` is older than the class's ``schema_version``
-applies the class's upcasters ``v -> v+1`` in turn before validation.
+A stored row is (event id, topic, state bytes, stream); the store adds the position. The
+id is the event's 32-hex-digit id (a UUID in PostgreSQL); the topic is eventsourcing's
+``module:Class`` topic of the event class; the state is the event's JSON without ``id``,
+``stream`` and ``position`` (they have their own columns), with the schema version first
+under ``"v"``. Rows at the class's current version are rebuilt without a second
+validation (:mod:`ledger.trusted`); older rows are lifted by the class's upcasters
+``v -> v+1`` in turn and then validated.
 """
 
 from __future__ import annotations
@@ -15,23 +17,25 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.utils import get_topic, resolve_topic
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ledger.errors import UnknownEventType
 from ledger.events import EVENT_TYPES, Event, rejected
+from ledger.trusted import builder_for
 
-__all__ = ["StoredRow", "decode", "encode", "register_event_type", "topic_of"]
+__all__ = ["StoredRow", "class_of", "decode", "encode", "register_event_type", "topic_of"]
 
-_EXCLUDE = {"id", "stream", "position"}
+_ENVELOPE = frozenset({"id", "stream", "position"})
 _BY_TOPIC: dict[str, type[Event]] = {}
 _TOPIC_OF: dict[type[Event], str] = {}
+_OPTIONS = orjson.OPT_UTC_Z
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRow:
-    """One event as the store holds it."""
+    """One event as the store holds it (before the store gives it a position)."""
 
-    id: UUID
+    id: str
     topic: str
     state: bytes
     stream: str
@@ -72,12 +76,22 @@ def class_of(topic: str) -> type[Event]:
     return found
 
 
+def _nested(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    msg = f"cannot encode {type(value).__name__}"
+    raise TypeError(msg)
+
+
 def encode(event: Event) -> StoredRow:
     """Return the stored row of an event."""
     cls = type(event)
-    body = event.model_dump_json(exclude=_EXCLUDE)
-    state = b'{"v":%d,%s' % (cls.schema_version, body[1:].encode())
-    return StoredRow(UUID(hex=event.id), topic_of(cls), state, event.stream)
+    state = {"v": cls.schema_version}
+    for name, value in event.__dict__.items():
+        if name not in _ENVELOPE:
+            state[name] = value
+    data = orjson.dumps(state, default=_nested, option=_OPTIONS)
+    return StoredRow(event.id, topic_of(cls), data, event.stream)
 
 
 def decode(row_id: UUID | str, topic: str, state: bytes, stream: str, position: int) -> Event:
@@ -85,6 +99,14 @@ def decode(row_id: UUID | str, topic: str, state: bytes, stream: str, position: 
     cls = class_of(topic)
     data: dict[str, Any] = orjson.loads(state)
     version = data.pop("v", 1)
+    data["id"] = row_id.hex if isinstance(row_id, UUID) else row_id
+    data["stream"] = stream
+    data["position"] = position
+    if version == cls.schema_version:
+        build = builder_for(cls)
+        if build is not None:
+            event: Event = build(data)
+            return event
     while version < cls.schema_version:
         upcast = cls.upcasters.get(version)
         if upcast is None:
@@ -92,9 +114,6 @@ def decode(row_id: UUID | str, topic: str, state: bytes, stream: str, position: 
             raise UnknownEventType(msg)
         data = upcast(data)
         version += 1
-    data["id"] = row_id.hex if isinstance(row_id, UUID) else UUID(row_id).hex
-    data["stream"] = stream
-    data["position"] = position
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

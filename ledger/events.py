@@ -104,6 +104,14 @@ class AlertReceived(Event):
 
     identity = ("digest",)
 
+    def compute_id(self) -> str:
+        """Return the id: a packet's digest, or for one that could not be read, the digest
+        with where it was and why (unreadable inputs without bytes share one digest)."""
+        if self.error is None:
+            return super().compute_id()
+        content = {"digest": self.digest, "locator": self.locator, "error": self.error}
+        return content_hash("event:AlertReceived", content)
+
     digest: str = Field(description="BLAKE2b digest of the packet bytes (packet store key)")
     source: str = Field(description="the source that yielded it (file, archive, stream)")
     locator: str = Field(description="where in the source (path#record, topic:offset)")
@@ -113,9 +121,14 @@ class AlertReceived(Event):
 
 
 class DatapointAdded(Event):
-    """A datapoint (detection, upper limit, forced photometry) joined a stock's history."""
+    """A datapoint (detection, upper limit, forced photometry) joined a stock's history.
 
-    identity = ("datapoint_id", "body")
+    The same measurement can join several stocks (ZTF histories of neighbouring objects
+    share entries), so the stream is part of the identity; a re-measured datapoint (same
+    id, new body) is a new event, and both stay in the ledger.
+    """
+
+    identity = ("stream", "datapoint_id", "body")
 
     datapoint_id: str = Field(description="content-addressed datapoint id")
     kind: str = Field(description="detection | upper_limit | forced | other")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -62,7 +61,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         ]
         self._sql_staging = SQL(
             "CREATE TEMP TABLE IF NOT EXISTS skyledger_staging "
-            "(seq int4, originator_id uuid, topic text, state bytea, stream text) "
+            "(seq int4, originator_id text, topic text, state bytea, stream text) "
             "ON COMMIT DELETE ROWS"
         )
         self._sql_copy = SQL(
@@ -72,7 +71,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._sql_insert = SQL(
             "INSERT INTO {schema}.{table} "
             "(originator_id, originator_version, topic, state, stream) "
-            "SELECT originator_id, 0, topic, state, stream FROM skyledger_staging ORDER BY seq "
+            "SELECT originator_id::uuid, 0, topic, state, stream "
+            "FROM skyledger_staging ORDER BY seq "
             "ON CONFLICT DO NOTHING RETURNING notification_id"
         ).format(**fmt)
         self._sql_packets = SQL(
@@ -118,7 +118,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 return AppendResult(0, 0)
             curs.execute(self._sql_staging)
             with curs.copy(self._sql_copy) as copy:
-                copy.set_types(["int4", "uuid", "text", "bytea", "text"])
+                copy.set_types(["int4", "text", "text", "bytea", "text"])
                 write = copy.write_row
                 for seq, row in enumerate(rows):
                     write((seq, row.id, row.topic, row.state, row.stream))
@@ -131,7 +131,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def _select(self, where: SQL, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._sql_select + where, params)
-            return [FetchedRow(p, i, t, bytes(s), st) for p, i, t, s, st in curs.fetchall()]
+            return [FetchedRow(p, i.hex, t, bytes(s), st) for p, i, t, s, st in curs.fetchall()]
 
     def select_rows(
         self, start: int, stop: int | None, topics: Sequence[str], limit: int
@@ -152,9 +152,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         where = "WHERE stream = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
         return self._select(SQL(where), [stream, after, limit])
 
-    def select_ids(self, ids: Sequence[UUID]) -> list[FetchedRow]:
+    def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:
         """Return the stored rows with these event ids, in position order."""
-        where = "WHERE originator_id = ANY(%s) AND originator_version = 0 ORDER BY notification_id"
+        where = (
+            "WHERE originator_id = ANY(%s::uuid[]) AND originator_version = 0 "
+            "ORDER BY notification_id"
+        )
         return self._select(SQL(where), [list(ids)])
 
     def get_packet(self, digest: str) -> bytes | None:

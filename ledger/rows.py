@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
-from uuid import UUID
 
 __all__ = ["AppendResult", "FetchedRow", "Waiter"]
 
@@ -13,7 +12,7 @@ class FetchedRow(NamedTuple):
     """A stored event as read back: position, id, topic, state, stream."""
 
     position: int
-    id: UUID | str
+    id: str
     topic: str
     state: bytes
     stream: str

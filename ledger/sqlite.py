@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
@@ -58,7 +57,7 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         """Store the rows not yet stored, in order, in one transaction; return what was new."""
         if not rows:
             return AppendResult(0, 0)
-        params = [(r.id.hex, r.topic, r.state, r.stream) for r in rows]
+        params = [(r.id, r.topic, r.state, r.stream) for r in rows]
         with self.datastore.transaction(commit=True) as curs:
             # Write first, so the transaction takes the write lock (waiting for it) before
             # it reads: a read-then-write transaction in WAL mode fails at once if another
@@ -93,11 +92,11 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         where = "WHERE stream = ? AND rowid > ? ORDER BY rowid LIMIT ?"
         return self._select(where, [stream, after, limit])
 
-    def select_ids(self, ids: Sequence[UUID]) -> list[FetchedRow]:
+    def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:
         """Return the stored rows with these event ids, in position order."""
         found: list[FetchedRow] = []
         for start in range(0, len(ids), 500):
-            chunk = [i.hex for i in ids[start : start + 500]]
+            chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             where = f"WHERE originator_id IN ({marks}) AND originator_version = 0"
             found += self._select(where, chunk)

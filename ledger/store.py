@@ -156,7 +156,7 @@ class Ledger:
 
     def get_many(self, event_ids: Iterable[str]) -> dict[str, Event]:
         """Return the stored events among these ids, by id."""
-        ids = [UUID(hex=i) for i in event_ids]
+        ids = [UUID(hex=i).hex for i in event_ids]
         rows: list[FetchedRow] = self._call("get", self.recorder.select_ids, ids)
         return {e.id: e for e in self._decode(rows)}
 
