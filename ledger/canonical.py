@@ -40,6 +40,9 @@ DIGEST_BYTES = 16
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
+_PREFIXES: dict[str, Any] = {}
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
@@ -75,7 +78,9 @@ def content_hash(kind: str, content: Any) -> str:
     ``kind`` names what is hashed (``"datapoint"``, ``"state"``, ``"result"``, ...), so
     equal bodies of different kinds get different ids.
     """
-    h = blake2b(kind.encode(), digest_size=DIGEST_BYTES)
-    h.update(b"\x00")
+    prefix = _PREFIXES.get(kind)
+    if prefix is None:
+        prefix = _PREFIXES[kind] = blake2b(kind.encode() + b"\x00", digest_size=DIGEST_BYTES)
+    h = prefix.copy()
     h.update(canonical_bytes(content))
     return h.hexdigest()

@@ -70,6 +70,7 @@ class Event(BaseModel):
     schema_version: ClassVar[int] = 1
     identity: ClassVar[tuple[str, ...]] = ()
     upcasters: ClassVar[dict[int, Upcaster]] = {}
+    _kind: ClassVar[str] = "event:Event"
 
     id: str = Field(default="", description="content-addressed event id (32 hex digits)")
     stream: str = Field(min_length=1, description="the stream (stock, run, ...) it belongs to")
@@ -95,8 +96,12 @@ class Event(BaseModel):
     def compute_id(self) -> str:
         """Return the id this event's content implies (type + ``identity`` fields)."""
         cls = type(self)
-        content = {name: getattr(self, name) for name in cls.identity}
-        return content_hash("event:" + cls.__name__, content)
+        fields = self.__dict__
+        return content_hash(cls._kind, {name: fields[name] for name in cls.identity})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._kind = "event:" + cls.__name__
 
 
 class AlertReceived(Event):

@@ -13,19 +13,26 @@ within a batch, across batches and across processes. Packet bytes go into
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.copy import LibpqWriter
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.codec import StoredRow
-from ledger.rows import AppendResult, FetchedRow
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch
 
 __all__ = ["PostgresLedgerRecorder"]
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_ROW_HEAD = struct.Struct("!hiii").pack  # field count; int4 seq (length 4, value); id length
+_LEN = struct.Struct("!i").pack
 
 _COLUMNS = "notification_id, originator_id, topic, state, stream"
 
@@ -39,17 +46,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         self.packets_table = f"{events_table_name}_packets"
+        self._last_created = f'"{datastore.schema}"."{self.packets_table}"'  # made last
         fmt: dict[str, Any] = {
             "schema": schema,
             "table": table,
             "packets": Identifier(self.packets_table),
             "stream_idx": Identifier(f"{events_table_name}_stream_idx"),
         }
+        create = self.sql_create_statements[self.create_table_statement_index]
+        self.sql_create_statements[self.create_table_statement_index] = SQL(
+            create.as_string().replace(
+                "notification_id bigserial, ", "notification_id bigserial, stream text NOT NULL, "
+            )
+        )
         self.sql_create_statements += [
-            SQL(
-                "ALTER TABLE {schema}.{table} "
-                "ADD COLUMN IF NOT EXISTS stream text NOT NULL DEFAULT ''"
-            ).format(**fmt),
             SQL(
                 "CREATE INDEX IF NOT EXISTS {stream_idx} "
                 "ON {schema}.{table} (stream, notification_id)"
@@ -59,8 +69,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 "(digest text PRIMARY KEY, data bytea NOT NULL)"
             ).format(**fmt),
         ]
-        self._sql_staging = SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS skyledger_staging "
+        self._sql_begin = (
+            "BEGIN; CREATE TEMP TABLE IF NOT EXISTS skyledger_staging "
             "(seq int4, originator_id text, topic text, state bytea, stream text) "
             "ON COMMIT DELETE ROWS"
         )
@@ -75,6 +85,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "FROM skyledger_staging ORDER BY seq "
             "ON CONFLICT DO NOTHING RETURNING notification_id"
         ).format(**fmt)
+        self._sql_lock_insert = "; ".join(
+            [
+                f"SET LOCAL lock_timeout = '{datastore.lock_timeout}s'",
+                SQL("LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE").format(**fmt).as_string(),
+                SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string(),
+                self._sql_insert.as_string(),
+            ]
+        )
         self._sql_packets = SQL(
             "INSERT INTO {schema}.{packets} (digest, data) "
             "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING"
@@ -98,35 +116,70 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             signed=True,
         )
         with self.datastore.get_connection() as conn:
+            exists = conn.execute("SELECT to_regclass(%s) AS t", [self._last_created]).fetchone()
+            if exists is not None and exists["t"] is not None:
+                self.datastore.register_type_adapters()
+                return  # no DDL on an existing ledger: it would lock out running writers
             conn.execute("SELECT pg_advisory_lock(%s)", [key])
             try:
                 super().create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", [key])
 
+    def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
+        """Return the rows as one binary COPY payload (all the per-row Python work)."""
+        parts = [_COPY_HEADER]
+        append = parts.append
+        for seq, row in enumerate(rows):
+            topic, stream = row.topic.encode(), row.stream.encode()
+            append(_ROW_HEAD(5, 4, seq, 32))
+            append(row.id.encode())
+            append(_LEN(len(topic)))
+            append(topic)
+            append(_LEN(len(row.state)))
+            append(row.state)
+            append(_LEN(len(stream)))
+            append(stream)
+        parts.append(_COPY_TRAILER)
+        return PreparedBatch(len(rows), b"".join(parts))
+
+    def write(
+        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
+    ) -> AppendResult:
+        """Store a prepared batch's new rows, in order, in one transaction (see module doc)."""
+        if not batch.count and not packets:
+            return AppendResult(0, 0)
+        # Few round trips: each wait for the server passes the GIL to the thread that makes
+        # the next batch, and getting it back can take a switch interval (5 ms).
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor()
+            try:
+                curs.execute(self._sql_begin)
+                if packets:
+                    digests = [d for d, _ in packets]
+                    curs.execute(self._sql_packets, (digests, [p for _, p in packets]))
+                positions: tuple[int, ...] = ()
+                if batch.count:
+                    writer = LibpqWriter(curs, flush_threshold=len(batch.payload) + 1)
+                    with curs.copy(self._sql_copy, writer=writer) as copy:
+                        copy.write(batch.payload)
+                    curs.execute(self._sql_lock_insert)
+                    while curs.pgresult is not None and curs.description is None:
+                        if not curs.nextset():
+                            break
+                    positions = tuple(r["notification_id"] for r in curs.fetchall())
+                curs.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+        return AppendResult(len(positions), batch.count - len(positions), positions)
+
     def append_rows(
         self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
     ) -> AppendResult:
         """Store the rows not yet stored, in order, in one transaction; return what was new."""
-        if not rows and not packets:
-            return AppendResult(0, 0)
-        with self.datastore.transaction(commit=True) as curs:
-            if packets:
-                digests = [d for d, _ in packets]
-                curs.execute(self._sql_packets, (digests, [p for _, p in packets]))
-            if not rows:
-                return AppendResult(0, 0)
-            curs.execute(self._sql_staging)
-            with curs.copy(self._sql_copy) as copy:
-                copy.set_types(["int4", "text", "text", "bytea", "text"])
-                write = copy.write_row
-                for seq, row in enumerate(rows):
-                    write((seq, row.id, row.topic, row.state, row.stream))
-            self._lock_table(curs)
-            self._notify_channel(curs)
-            curs.execute(self._sql_insert)
-            positions = tuple(r["notification_id"] for r in curs.fetchall())
-        return AppendResult(len(positions), len(rows) - len(positions), positions)
+        return self.write(self.prepare(rows), packets)
 
     def _select(self, where: SQL, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:

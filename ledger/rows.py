@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["AppendResult", "FetchedRow", "Waiter"]
+__all__ = ["AppendResult", "FetchedRow", "PreparedBatch", "Waiter"]
 
 
 class FetchedRow(NamedTuple):
@@ -32,6 +32,15 @@ class AppendResult:
             self.skipped + other.skipped,
             self.positions + other.positions,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Rows encoded for one recorder, ready to send: their count and the payload
+    (a binary COPY buffer for PostgreSQL, statement parameters for SQLite)."""
+
+    count: int
+    payload: Any
 
 
 class Waiter(Protocol):

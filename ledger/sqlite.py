@@ -15,7 +15,7 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.codec import StoredRow
-from ledger.rows import AppendResult, FetchedRow
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch
 
 __all__ = ["SqliteLedgerRecorder"]
 
@@ -51,22 +51,31 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {t}_stream_idx ON {t} (stream, notification_id)",
         ]
 
-    def append_rows(
-        self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
+    def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
+        """Return the rows as statement parameters."""
+        return PreparedBatch(len(rows), [(r.id, r.topic, r.state, r.stream) for r in rows])
+
+    def write(
+        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
     ) -> AppendResult:
-        """Store the rows not yet stored, in order, in one transaction; return what was new."""
-        if not rows:
+        """Store a prepared batch's new rows, in order, in one transaction."""
+        if not batch.count:
             return AppendResult(0, 0)
-        params = [(r.id, r.topic, r.state, r.stream) for r in rows]
         with self.datastore.transaction(commit=True) as curs:
             # Write first, so the transaction takes the write lock (waiting for it) before
             # it reads: a read-then-write transaction in WAL mode fails at once if another
             # process wrote in between. New rows take consecutive rowids after the maximum.
-            curs.executemany(self._sql_insert, params)
+            curs.executemany(self._sql_insert, batch.payload)
             added = curs.sqlite_cursor.rowcount
             head = self._max_notification_id(curs) or 0
             positions = tuple(range(head - added + 1, head + 1))
-        return AppendResult(len(positions), len(rows) - len(positions), positions)
+        return AppendResult(added, batch.count - added, positions)
+
+    def append_rows(
+        self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
+    ) -> AppendResult:
+        """Store the rows not yet stored, in order, in one transaction; return what was new."""
+        return self.write(self.prepare(rows), packets)
 
     def _select(self, where: str, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.transaction(commit=False) as curs:

@@ -24,8 +24,9 @@ from ledger.factory import LedgerRecorder, build_recorder
 from ledger.ids import config_id
 from ledger.packets import PacketStore
 from ledger.postgres import PostgresLedgerRecorder
-from ledger.rows import AppendResult, FetchedRow
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch
 from ledger.settings import LedgerSettings, PostgresTarget, redact
+from ledger.writer import BatchWriter
 
 __all__ = ["Ledger"]
 
@@ -88,6 +89,10 @@ class Ledger:
         ``packets`` are (digest, bytes) pairs of received packets, kept once by digest
         unless the settings keep digests only.
         """
+        return self.write(self.prepare(events), packets)
+
+    def prepare(self, events: Iterable[Event]) -> PreparedBatch:
+        """Return events encoded for this store, without repeats (the CPU part of an append)."""
         rows = {}
         for event in events:
             if not isinstance(event, Event):
@@ -95,15 +100,24 @@ class Ledger:
                 raise EventRejected(msg)
             if event.id not in rows:
                 rows[event.id] = encode(event)
+        return self.recorder.prepare(list(rows.values()))
+
+    def write(
+        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
+    ) -> AppendResult:
+        """Store a prepared batch and its packets in one transaction (the I/O part)."""
         to_db: Sequence[tuple[str, bytes]] = ()
         if packets and self.settings.packets == "keep":
             if self.packets.in_database:
                 to_db = packets
             else:
                 self.packets.put(packets)
-        batch = list(rows.values())
-        result: AppendResult = self._call("append", self.recorder.append_rows, batch, to_db)
+        result: AppendResult = self._call("append", self.recorder.write, batch, to_db)
         return result
+
+    def writer(self, batch_size: int = 5000, depth: int = 1) -> BatchWriter:
+        """Return a writer that appends in batches on a background thread (see ledger.writer)."""
+        return BatchWriter(self, batch_size, depth)
 
     def register_config(self, unit: str, config: dict[str, Any], run_id: str | None = None) -> str:
         """Record a unit configuration once, under its hash, and return the hash."""

