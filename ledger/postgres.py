@@ -22,7 +22,7 @@ import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.copy import LibpqWriter
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
 from ledger.rows import AppendResult, FetchedRow, PreparedBatch
@@ -54,10 +54,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "stream_idx": Identifier(f"{events_table_name}_stream_idx"),
         }
         create = self.sql_create_statements[self.create_table_statement_index]
-        self.sql_create_statements[self.create_table_statement_index] = SQL(
-            create.as_string().replace(
-                "notification_id bigserial, ", "notification_id bigserial, stream text NOT NULL, "
-            )
+        self.sql_create_statements[self.create_table_statement_index] = Composed(
+            [
+                SQL(
+                    create.as_string().replace(
+                        "notification_id bigserial, ",
+                        "notification_id bigserial, stream text NOT NULL, ",
+                    )
+                )
+            ]
         )
         self.sql_create_statements += [
             SQL(
