@@ -1,6 +1,35 @@
 """Units: the scientists' code on the four tiers (T0 add, T1 combine, T2 augment, T3 react).
 
-Units are pure: they never touch the store, the bus or the clock.
+Unit authors import from here (and from ``units.testing`` in their tests). Units are
+pure: they never touch the store, the bus or the clock.
 """
 
-__all__: list[str] = []
+from units.alerts import Alert, Datapoint, Unreadable
+from units.base import Unit, UnitConfig
+from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
+from units.registry import available_units, load_unit, register_unit
+from units.views import Decision, LightCurve, Reaction, State, StockSummary, T2View
+
+__all__ = [
+    "Alert",
+    "Combiner",
+    "Datapoint",
+    "Decision",
+    "Filter",
+    "LightCurve",
+    "Reaction",
+    "Reactor",
+    "Shaper",
+    "Source",
+    "State",
+    "StockSummary",
+    "T2Binding",
+    "T2Unit",
+    "T2View",
+    "Unit",
+    "UnitConfig",
+    "Unreadable",
+    "available_units",
+    "load_unit",
+    "register_unit",
+]

@@ -19,10 +19,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from units.alerts import Alert, Unreadable
 from units.avro import decode, unreadable
+from units.base import UnitConfig
+from units.contracts import Source
 from units.identify import identify
 
 __all__ = ["PACKET_SUFFIXES", "TAR_SUFFIXES", "FileSource", "iter_blob", "iter_packets"]
@@ -106,23 +108,20 @@ def _iter_tar(path: Path) -> Iterator[Alert | Unreadable]:
         yield unreadable(b"", f"{path}!", f"corrupt tar archive ({where}): {exc}")
 
 
-class FileSource:
+class FileSource(Source):
     """Alerts from files, directories and archives on disk (see :func:`iter_packets`)."""
 
     version: ClassVar[str] = "1.0"
 
-    class Config(BaseModel):
+    class Config(UnitConfig):
         """Where the packets are."""
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
 
         paths: list[str] = Field(
             description="Files, directories (read recursively, sorted) or tar archives, "
             "read in the order given."
         )
 
-    def __init__(self, config: FileSource.Config) -> None:
-        self.config = config
+    config: FileSource.Config
 
     def packets(self) -> Iterator[Alert | Unreadable]:
         """Yield every alert or unreadable packet under the configured paths."""

@@ -12,27 +12,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from ledger.errors import UnitError
 from units.alerts import Alert, Datapoint
+from units.base import UnitConfig
+from units.contracts import Shaper
 from units.shapers.dia import shape_dia
 
 __all__ = ["ElasticcShaper"]
 
 
-class ElasticcShaper:
+class ElasticcShaper(Shaper):
     """Turns an ELAsTiCC alert into datapoints."""
 
     version: ClassVar[str] = "1.0"
+    survey: ClassVar[str] = "elasticc"
 
-    class Config(BaseModel):
+    class Config(UnitConfig):
         """The ELAsTiCC shaper has no options."""
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, config: ElasticcShaper.Config | None = None) -> None:
-        self.config = config or ElasticcShaper.Config()
 
     def shape(self, alert: Alert) -> list[Datapoint]:
         """Return the alert's sources, forced sources and non-detections as datapoints."""

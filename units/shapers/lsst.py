@@ -12,27 +12,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from ledger.errors import UnitError
 from units.alerts import Alert, Datapoint
+from units.base import UnitConfig
+from units.contracts import Shaper
 from units.shapers.dia import shape_dia
 
 __all__ = ["LsstShaper"]
 
 
-class LsstShaper:
+class LsstShaper(Shaper):
     """Turns a Rubin alert (schema v9.0 to v11.0, Fink re-serialized or not) into datapoints."""
 
     version: ClassVar[str] = "1.0"
+    survey: ClassVar[str] = "lsst"
 
-    class Config(BaseModel):
+    class Config(UnitConfig):
         """The LSST shaper has no options."""
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, config: LsstShaper.Config | None = None) -> None:
-        self.config = config or LsstShaper.Config()
 
     def shape(self, alert: Alert) -> list[Datapoint]:
         """Return the alert's diaSource, previous sources and forced sources as datapoints."""

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from ledger.errors import UnitError
 from ledger.ids import datapoint_id
 from units.alerts import Alert, Datapoint
+from units.base import UnitConfig
+from units.contracts import Shaper
 from units.shapers.photometry import (
     ZERO_POINT_NJY,
     content_id,
@@ -45,18 +45,14 @@ _MISSING_FLUX = -99999.0
 _NEGATIVE = ("f", "0")
 
 
-class ZtfShaper:
+class ZtfShaper(Shaper):
     """Turns a ZTF alert (schema 1.8 to 4.02, Fink-written or not) into datapoints."""
 
     version: ClassVar[str] = "1.0"
+    survey: ClassVar[str] = "ztf"
 
-    class Config(BaseModel):
+    class Config(UnitConfig):
         """The ZTF shaper has no options."""
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, config: ZtfShaper.Config | None = None) -> None:
-        self.config = config or ZtfShaper.Config()
 
     def shape(self, alert: Alert) -> list[Datapoint]:
         """Return the alert's candidate, history and forced photometry as datapoints."""

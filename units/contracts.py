@@ -1,0 +1,89 @@
+"""The unit contracts: one small abstract class per tier, one abstract method each.
+
+| tier | contract   | method                                   |
+|------|------------|------------------------------------------|
+| T0   | Source     | ``packets() -> Iterator[Alert | Unreadable]`` |
+| T0   | Shaper     | ``shape(alert) -> list[Datapoint]``      |
+| T0   | Filter     | ``decide(alert) -> Decision``            |
+| T1   | Combiner   | ``combine(stock, datapoints) -> list[State]`` |
+| T2   | T2Unit     | ``process(view) -> dict`` (raise to fail) |
+| T3   | Reactor    | ``react(stocks) -> list[Reaction]``, then ``deliver(reaction)`` |
+
+Units are pure: they never touch the store, the bus or the clock. T1 and T2 units must
+be deterministic (same inputs, same output). Only ``Reactor.deliver`` has effects.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from units.alerts import Alert, Datapoint, Unreadable
+from units.base import Unit
+from units.views import Decision, Reaction, State, StockSummary, T2View
+
+__all__ = ["Combiner", "Filter", "Reactor", "Shaper", "Source", "T2Binding", "T2Unit"]
+
+T2Binding = Literal["stock", "datapoint", "state", "lightcurve"]
+
+
+class Source(Unit, ABC):
+    """T0: yields packets from somewhere (files, a stream), decoded or not."""
+
+    @abstractmethod
+    def packets(self) -> Iterator[Alert | Unreadable]:
+        """Yield every packet in a deterministic order; never raise on bad input."""
+
+
+class Shaper(Unit, ABC):
+    """T0: turns one survey's alert into datapoints."""
+
+    survey: ClassVar[str] = ""
+
+    @abstractmethod
+    def shape(self, alert: Alert) -> list[Datapoint]:
+        """Return the alert's datapoints (detections, upper limits, forced photometry)."""
+
+
+class Filter(Unit, ABC):
+    """T0: decides, per channel, whether the channel follows the alert's stock."""
+
+    @abstractmethod
+    def decide(self, alert: Alert) -> Decision:
+        """Return ``Decision.accept(group)`` or ``Decision.reject(code, reason)``."""
+
+
+class Combiner(Unit, ABC):
+    """T1: combines a stock's datapoints into states."""
+
+    @abstractmethod
+    def combine(self, stock: str, datapoints: Sequence[Datapoint]) -> list[State]:
+        """Return the states to make from all the stock's datapoints known so far."""
+
+
+class T2Unit(Unit, ABC):
+    """T2: derives a result from a stock, a datapoint, a state or a light curve.
+
+    ``binds`` declares the input shape; ``depends_on`` names T2 units whose results for
+    the same subject this unit receives in ``view.dependencies`` (a "tied" unit).
+    """
+
+    binds: ClassVar[T2Binding] = "lightcurve"
+    depends_on: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        """Return the result (JSON-compatible); raise to record a failure."""
+
+
+class Reactor(Unit, ABC):
+    """T3: reacts to a selection of stocks (reports, webhooks, tags)."""
+
+    @abstractmethod
+    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+        """Return the reactions to deliver for these stocks (pure: no effects here)."""
+
+    def deliver(self, reaction: Reaction) -> str:
+        """Carry out one reaction and return a short detail; raise if it failed."""
+        return "nothing to deliver"

@@ -1,0 +1,67 @@
+"""The unit registry: units are found by name, in installed packages or registered here.
+
+A science group ships units in its own package and declares them as entry points:
+
+    [project.entry-points."skyledger.units"]
+    T2MyClassifier = "mygroup.units:T2MyClassifier"
+
+After ``pip install``, jobs can name ``T2MyClassifier``; nothing here changes. Units
+defined in a script or a test register with ``@register_unit``. Names are unique: a second
+unit under a taken name is refused.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import TypeVar
+
+from ledger.errors import ConfigError
+from units.base import Unit
+
+__all__ = ["ENTRY_POINT_GROUP", "available_units", "load_unit", "register_unit"]
+
+ENTRY_POINT_GROUP = "skyledger.units"
+U = TypeVar("U", bound=type[Unit])
+_REGISTERED: dict[str, type[Unit]] = {}
+
+
+def register_unit(cls: U) -> U:
+    """Register a unit class under its ``name`` (a decorator); refuse a taken name."""
+    if not (isinstance(cls, type) and issubclass(cls, Unit)):
+        raise ConfigError(f"{cls!r} is not a unit class (subclass a contract in units)")
+    taken = _REGISTERED.get(cls.name)
+    if taken is not None and taken is not cls:
+        msg = f"unit name {cls.name!r} is taken by {taken.__module__}.{taken.__qualname__}"
+        raise ConfigError(msg)
+    _REGISTERED[cls.name] = cls
+    return cls
+
+
+def _entry_point_names() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_unit(name: str) -> type[Unit]:
+    """Return the unit class registered or installed under ``name``."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            msg = f"unit {name!r} ({ep.value}) could not be imported: {exc}"
+            raise ConfigError(msg) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Unit)):
+            raise ConfigError(f"entry point {name!r} ({ep.value}) is not a unit class")
+        if cls.name != name:
+            cls.name = name  # the installed name is the one jobs use
+        return register_unit(cls)
+    known = sorted(set(_REGISTERED) | set(_entry_point_names()))
+    raise ConfigError(f"unknown unit {name!r}; known units: {', '.join(known) or 'none'}")
+
+
+def available_units() -> dict[str, str]:
+    """Return every known unit name with where it comes from (module path)."""
+    found = _entry_point_names()
+    found.update({n: f"{c.__module__}:{c.__qualname__}" for n, c in _REGISTERED.items()})
+    return dict(sorted(found.items()))

@@ -1,0 +1,128 @@
+"""What units receive and return: states, light curves, views for T2, decisions, reactions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.ids import state_id
+from units.alerts import Datapoint
+
+__all__ = ["Decision", "LightCurve", "Reaction", "State", "StockSummary", "T2View"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A filter's verdict on one alert for one channel.
+
+    Accepted (optionally into a ``group`` that gates which T1/T2 units run), or rejected
+    with a negative ``code`` saying why. Build with :meth:`accept` and :meth:`reject`.
+    """
+
+    accepted: bool
+    code: int | None = None
+    group: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def accept(cls, group: int | None = None) -> Decision:
+        """Return an acceptance, into ``group`` if given."""
+        return cls(True, None, group)
+
+    @classmethod
+    def reject(cls, code: int, reason: str = "") -> Decision:
+        """Return a rejection with a negative ``code`` (and a short reason)."""
+        if code >= 0:
+            raise ValueError(f"rejection codes are negative, got {code}")
+        return cls(False, code, None, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """A set of a stock's datapoints that T2 units work on (a T1 result)."""
+
+    stock: str
+    datapoint_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datapoint_ids", tuple(sorted(set(self.datapoint_ids))))
+
+    @property
+    def id(self) -> str:
+        """Return the state's id: the hash of its sorted datapoint ids."""
+        return state_id(self.datapoint_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class LightCurve:
+    """A state's photometry sorted by time: detections, upper limits and forced points."""
+
+    stock: str
+    detections: tuple[Datapoint, ...]
+    upper_limits: tuple[Datapoint, ...] = ()
+    forced: tuple[Datapoint, ...] = ()
+
+    @classmethod
+    def of(cls, stock: str, datapoints: Sequence[Datapoint]) -> LightCurve:
+        """Return the light curve of these datapoints."""
+
+        def pick(kind: str) -> tuple[Datapoint, ...]:
+            chosen = [d for d in datapoints if d.kind == kind]
+            return tuple(sorted(chosen, key=lambda d: (d.body.get("jd") or 0.0, d.id)))
+
+        return cls(stock, pick("detection"), pick("upper_limit"), pick("forced"))
+
+    def bands(self) -> list[str]:
+        """Return the bands with detections, sorted."""
+        return sorted({str(d.body.get("band")) for d in self.detections if d.body.get("band")})
+
+    def band(self, band: str) -> tuple[list[float], list[float], list[float]]:
+        """Return (jd, mag, magerr) of the detections in one band with a magnitude."""
+        rows = [
+            (d.body["jd"], d.body["mag"], d.body.get("magerr") or 0.0)
+            for d in self.detections
+            if d.body.get("band") == band and d.body.get("mag") is not None
+        ]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class T2View:
+    """What a T2 unit receives: its subject and, for tied units, the results it needs.
+
+    ``subject`` is the id of what the result is about (the stock, a datapoint or a state);
+    ``datapoints`` are the subject's datapoints; ``lightcurve`` is filled for units bound
+    to the light-curve view; ``dependencies`` maps each unit named in ``depends_on`` to
+    its result body for the same subject.
+    """
+
+    stock: str
+    subject: str
+    datapoints: tuple[Datapoint, ...]
+    lightcurve: LightCurve | None = None
+    dependencies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StockSummary:
+    """What a T3 unit sees of one selected stock: its light curve and latest T2 results."""
+
+    stock: str
+    channels: tuple[str, ...]
+    lightcurve: LightCurve
+    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A reaction a T3 unit asks for: where it goes and what it carries.
+
+    ``key`` identifies the reaction for idempotency: the same key is delivered once,
+    however often the ledger is replayed, unless a replay asks for re-delivery.
+    """
+
+    target: str
+    key: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    stock: str | None = None
