@@ -51,6 +51,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "schema": schema,
             "table": table,
             "packets": Identifier(self.packets_table),
+            "tracking": Identifier(f"{events_table_name}_tracking"),
             "stream_idx": Identifier(f"{events_table_name}_stream_idx"),
         }
         create = self.sql_create_statements[self.create_table_statement_index]
@@ -68,6 +69,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE INDEX IF NOT EXISTS {stream_idx} "
                 "ON {schema}.{table} (stream, notification_id)"
+            ).format(**fmt),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{tracking} "
+                "(name text PRIMARY KEY, position bigint NOT NULL)"
             ).format(**fmt),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{packets} "
@@ -97,6 +102,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string(),
                 self._sql_insert.as_string(),
             ]
+        )
+        self._sql_track = SQL(
+            "INSERT INTO {schema}.{tracking} AS t (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET position = GREATEST(t.position, EXCLUDED.position)"
+        ).format(**fmt)
+        self._sql_tracked = SQL("SELECT position FROM {schema}.{tracking} WHERE name = %s").format(
+            **fmt
         )
         self._sql_packets = SQL(
             "INSERT INTO {schema}.{packets} (digest, data) "
@@ -149,10 +161,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         return PreparedBatch(len(rows), b"".join(parts))
 
     def write(
-        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
+        self,
+        batch: PreparedBatch,
+        packets: Sequence[tuple[str, bytes]] = (),
+        tracking: tuple[str, int] | None = None,
     ) -> AppendResult:
-        """Store a prepared batch's new rows, in order, in one transaction (see module doc)."""
-        if not batch.count and not packets:
+        """Store a prepared batch's new rows, in order, in one transaction (see module doc),
+        with a projector's tracking position if given."""
+        if not batch.count and not packets and tracking is None:
             return AppendResult(0, 0)
         # Few round trips: each wait for the server passes the GIL to the thread that makes
         # the next batch, and getting it back can take a switch interval (5 ms).
@@ -173,12 +189,21 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                         if not curs.nextset():
                             break
                     positions = tuple(r["notification_id"] for r in curs.fetchall())
+                if tracking is not None:
+                    curs.execute(self._sql_track, tracking)
                 curs.execute("COMMIT")
             except BaseException:
                 if not conn.closed:
                     conn.rollback()
                 raise
         return AppendResult(len(positions), batch.count - len(positions), positions)
+
+    def tracked(self, name: str) -> int:
+        """Return the position a projector has recorded (0 if none)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_tracked, [name])
+            row = curs.fetchone()
+        return 0 if row is None else int(row[0])
 
     def append_rows(
         self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()

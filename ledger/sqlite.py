@@ -49,6 +49,8 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             "stream TEXT NOT NULL DEFAULT '', "
             "UNIQUE (originator_id, originator_version))",
             f"CREATE INDEX IF NOT EXISTS {t}_stream_idx ON {t} (stream, notification_id)",
+            f"CREATE TABLE IF NOT EXISTS {t}_tracking "
+            "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
         ]
 
     def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
@@ -56,10 +58,14 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         return PreparedBatch(len(rows), [(r.id, r.topic, r.state, r.stream) for r in rows])
 
     def write(
-        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
+        self,
+        batch: PreparedBatch,
+        packets: Sequence[tuple[str, bytes]] = (),
+        tracking: tuple[str, int] | None = None,
     ) -> AppendResult:
-        """Store a prepared batch's new rows, in order, in one transaction."""
-        if not batch.count:
+        """Store a prepared batch's new rows, in order, in one transaction, with a
+        projector's tracking position if given."""
+        if not batch.count and tracking is None:
             return AppendResult(0, 0)
         with self.datastore.transaction(commit=True) as curs:
             # Write first, so the transaction takes the write lock (waiting for it) before
@@ -69,7 +75,23 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             added = curs.sqlite_cursor.rowcount
             head = self._max_notification_id(curs) or 0
             positions = tuple(range(head - added + 1, head + 1))
+            if tracking is not None:
+                curs.execute(
+                    f"INSERT INTO {self.events_table_name}_tracking (name, position) "
+                    "VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                    "SET position = MAX(position, excluded.position)",
+                    tracking,
+                )
         return AppendResult(added, batch.count - added, positions)
+
+    def tracked(self, name: str) -> int:
+        """Return the position a projector has recorded (0 if none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT position FROM {self.events_table_name}_tracking WHERE name = ?", (name,)
+            )
+            row = curs.fetchone()
+        return 0 if row is None else int(row[0])
 
     def append_rows(
         self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()

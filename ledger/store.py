@@ -82,14 +82,24 @@ class Ledger:
     # -- writing ----------------------------------------------------------------------
 
     def append(
-        self, events: Iterable[Event], packets: Sequence[tuple[str, bytes]] = ()
+        self,
+        events: Iterable[Event],
+        packets: Sequence[tuple[str, bytes]] = (),
+        tracking: tuple[str, int] | None = None,
     ) -> AppendResult:
         """Append events in one transaction; those already stored are skipped, not errors.
 
         ``packets`` are (digest, bytes) pairs of received packets, kept once by digest
-        unless the settings keep digests only.
+        unless the settings keep digests only. ``tracking`` is (projector name, position):
+        the position up to which a projector has processed the log, recorded in the same
+        transaction as its output, so a crash neither loses nor repeats work.
         """
-        return self.write(self.prepare(events), packets)
+        return self.write(self.prepare(events), packets, tracking)
+
+    def tracked(self, name: str) -> int:
+        """Return the position a projector recorded with its last output (0 if none)."""
+        position: int = self._call("tracking", self.recorder.tracked, name)
+        return position
 
     def prepare(self, events: Iterable[Event]) -> PreparedBatch:
         """Return events encoded for this store, without repeats (the CPU part of an append)."""
@@ -103,7 +113,10 @@ class Ledger:
         return self.recorder.prepare(list(rows.values()))
 
     def write(
-        self, batch: PreparedBatch, packets: Sequence[tuple[str, bytes]] = ()
+        self,
+        batch: PreparedBatch,
+        packets: Sequence[tuple[str, bytes]] = (),
+        tracking: tuple[str, int] | None = None,
     ) -> AppendResult:
         """Store a prepared batch and its packets in one transaction (the I/O part)."""
         to_db: Sequence[tuple[str, bytes]] = ()
@@ -112,7 +125,7 @@ class Ledger:
                 to_db = packets
             else:
                 self.packets.put(packets)
-        result: AppendResult = self._call("append", self.recorder.write, batch, to_db)
+        result: AppendResult = self._call("append", self.recorder.write, batch, to_db, tracking)
         return result
 
     def writer(self, batch_size: int = 5000, depth: int = 1) -> BatchWriter:

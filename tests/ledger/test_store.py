@@ -18,6 +18,7 @@ from ledger import (
     DatapointAdded,
     EventRejected,
     Ledger,
+    LedgerError,
     LedgerSettings,
 )
 from tests.ledger.samples import one_of_each
@@ -224,3 +225,23 @@ def test_reopening_keeps_everything(ledger_url: str) -> None:
     with Ledger.open(ledger_url) as ledger:
         assert ledger.head() == head
         assert len(list(ledger.read())) == len(one_of_each())
+
+
+def test_a_projector_position_is_recorded_with_its_output(ledger: Ledger) -> None:
+    assert ledger.tracked("t1") == 0
+    ledger.append(batch_events(0, 3), tracking=("t1", 40))
+    assert ledger.tracked("t1") == 40
+    ledger.append([], tracking=("t1", 55))  # progress without output
+    assert ledger.tracked("t1") == 55
+    ledger.append(batch_events(1, 2), tracking=("t1", 10))  # never moves backwards
+    assert ledger.tracked("t1") == 55
+    assert ledger.tracked("t2") == 0
+
+
+def test_a_failed_append_records_no_position(ledger: Ledger) -> None:
+    from tests.ledger.test_writer import refuse_inserts
+
+    refuse_inserts(ledger)
+    with pytest.raises(LedgerError, match="refused"):
+        ledger.append(batch_events(0, 3), tracking=("t1", 40))
+    assert ledger.tracked("t1") == 0
