@@ -61,6 +61,15 @@ class Provenance(BaseModel):
     config: str = Field(description="hash of the unit's full configuration (see registry)")
     duration_s: float = Field(default=0.0, ge=0, description="wall time the unit took")
 
+    def identity(self) -> dict[str, str]:
+        """Return what identifies the computation: everything but the measured duration."""
+        return {
+            "unit": self.unit,
+            "unit_version": self.unit_version,
+            "unit_digest": self.unit_digest,
+            "config": self.config,
+        }
+
 
 class Event(BaseModel):
     """Base of all events: the envelope and the content-addressed id."""
@@ -97,7 +106,10 @@ class Event(BaseModel):
         """Return the id this event's content implies (type + ``identity`` fields)."""
         cls = type(self)
         fields = self.__dict__
-        return content_hash(cls._kind, {name: fields[name] for name in cls.identity})
+        content = {name: fields[name] for name in cls.identity}
+        if isinstance(content.get("provenance"), Provenance):  # duration is not identity
+            content["provenance"] = content["provenance"].identity()
+        return content_hash(cls._kind, content)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -150,6 +162,7 @@ class FilterDecided(Event):
     accepted: bool
     code: int | None = Field(default=None, description="rejection code (negative) if rejected")
     group: int | None = Field(default=None, description="group that gates T1/T2 if accepted")
+    reason: str = Field(default="", description="why, in words (rejections, autocomplete)")
     provenance: Provenance
 
 

@@ -154,3 +154,20 @@ def test_unreadable_packets_without_bytes_stay_distinct() -> None:
     read = AlertReceived(stream="ZTF1", digest="e" * 32, source="s", locator="a")
     again = AlertReceived(stream="ZTF1", digest="e" * 32, source="other", locator="b")
     assert read.id == again.id  # the same packet from another file is the same alert
+
+
+def test_the_measured_duration_is_not_part_of_the_identity() -> None:
+    from ledger.events import Provenance, StateCombined
+
+    def state(duration: float) -> StateCombined:
+        prov = Provenance(
+            unit="C", unit_version="1", unit_digest="d", config="c", duration_s=duration
+        )
+        return StateCombined(stream="s", state_id="x", datapoint_ids=("a",), provenance=prov)
+
+    assert state(0.01).id == state(0.5).id
+    other = Provenance(unit="C", unit_version="2", unit_digest="d", config="c")
+    assert (
+        state(0.01).id
+        != StateCombined(stream="s", state_id="x", datapoint_ids=("a",), provenance=other).id
+    )
