@@ -126,7 +126,9 @@ class Job(_Model):
                     raise ValueError(f"t3.{i}.select.channels: no channel {channel!r}")
             for cut in spec.select.where:
                 if cut.unit not in t2_names:
-                    raise ValueError(f"t3.{i}.select.where: {cut.unit!r} is not a T2 unit of the job")
+                    raise ValueError(
+                        f"t3.{i}.select.where: {cut.unit!r} is not a T2 unit of the job"
+                    )
         return self
 
     @property
@@ -158,7 +160,7 @@ def parse_job(text: str, where: str = "job") -> Job:
         tree = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or tree is None:
         raise ConfigError(f"{where}: a job is a mapping with at least 'channels'")
     try:
         job = Job.model_validate(data)

@@ -1,0 +1,113 @@
+"""T1 combine: the datapoints of stocks that some channel follows become states.
+
+The projector reads the log after its tracked position, finds the stocks that gained
+datapoints or decisions, re-reads each such stock's stream, and appends the combiner's
+states. Its new position is recorded in the same transaction as the last batch of states,
+so a crash repeats at most work whose output is already stored (and skipped by id).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
+from projections.t0 import provenance
+from units import Combiner, Datapoint
+
+__all__ = ["Combine", "StockHistory", "history_of"]
+
+
+@dataclass(frozen=True)
+class StockHistory:
+    """A stock as the log tells it: latest datapoints, and which channels follow it."""
+
+    stock: str
+    datapoints: tuple[Datapoint, ...]
+    datapoint_events: dict[str, str]  # datapoint id -> id of the event that added it last
+    channels: dict[str, set[int | None]]  # channel -> groups it accepted the stock into
+
+
+def history_of(stock: str, events: Iterable[Event]) -> StockHistory:
+    """Return a stock's history from its events (in position order).
+
+    A datapoint received with several bodies (ZTF repeats each detection in later
+    alerts' histories with fewer fields and rounded values; a survey may re-measure)
+    keeps the body with the most fields, and of equals the one received last.
+    """
+    latest: dict[str, DatapointAdded] = {}
+    channels: dict[str, set[int | None]] = {}
+    for event in events:
+        if isinstance(event, DatapointAdded):
+            kept = latest.get(event.datapoint_id)
+            if kept is None or len(event.body) >= len(kept.body):
+                latest[event.datapoint_id] = event
+        elif isinstance(event, FilterDecided) and event.accepted:
+            channels.setdefault(event.channel, set()).add(event.group)
+    points = tuple(
+        Datapoint(id=e.datapoint_id, stock=stock, kind=e.kind, body=e.body)  # type: ignore[arg-type]
+        for e in latest.values()
+    )
+    return StockHistory(stock, points, {k: e.id for k, e in latest.items()}, channels)
+
+
+class Combine:
+    """Makes states for followed stocks; one projector per job (its own tracking name)."""
+
+    def __init__(
+        self, ledger: Ledger, combiner: Combiner, name: str, run_id: str, batch_size: int = 2000
+    ) -> None:
+        self.ledger = ledger
+        self.combiner = combiner
+        self.name = name
+        self.run_id = run_id
+        self.batch_size = batch_size
+
+    def touched(self, start: int, stop: int) -> list[str]:
+        """Return the stocks with datapoints or decisions between two positions, sorted."""
+        stocks = {
+            e.stream for e in self.ledger.read(start, stop, types=[DatapointAdded, FilterDecided])
+        }
+        return sorted(stocks)
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Combine every stock touched since the tracked position; return counts."""
+        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
+        stocks = self.touched(start, head) if start <= head else []
+        pending: list[Event] = []
+        counts = {"stocks": 0, "states": 0, "new_states": 0}
+        for n, stock in enumerate(stocks, 1):
+            history = history_of(stock, self.ledger.stream(stock))
+            if history.channels:
+                counts["stocks"] += 1
+                pending += self.states(history)
+            if len(pending) >= self.batch_size:
+                counts["new_states"] += self.ledger.append(pending).appended
+                counts["states"] += len(pending)
+                pending = []
+            if progress is not None:
+                progress(n, len(stocks))
+        result = self.ledger.append(pending, tracking=(self.name, head))
+        counts["new_states"] += result.appended
+        counts["states"] += len(pending)
+        return counts
+
+    def states(self, history: StockHistory) -> Sequence[StateCombined]:
+        """Return the StateCombined events the combiner makes of one stock's history."""
+        started = time.perf_counter()
+        states = self.combiner.combine(history.stock, history.datapoints)
+        prov = provenance(self.combiner, time.perf_counter() - started)
+        channels = tuple(sorted(history.channels))
+        return [
+            StateCombined(
+                stream=history.stock,
+                state_id=state.id,
+                datapoint_ids=state.datapoint_ids,
+                channels=channels,
+                provenance=prov,
+                causation=tuple(sorted(history.datapoint_events[i] for i in state.datapoint_ids)),
+                run_id=self.run_id,
+            )
+            for state in states
+        ]

@@ -1,0 +1,202 @@
+"""T2 augment: new states get their T2 results, in dependency order, each computed once.
+
+A result's id is the hash of (unit, version, configuration hash, inputs): the subject (a
+state, a stock or a datapoint) and the results it depends on. A result already in the
+ledger is reused, not recomputed, whichever channel or run asks for it. A unit that
+raises is recorded as ResultFailed with its traceback and retried with exponential
+backoff up to the job's limit; units that depend on it fail with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import (
+    Event,
+    Ledger,
+    ResultDerived,
+    ResultFailed,
+    StateCombined,
+    canonical_bytes,
+    content_hash,
+    result_id,
+)
+from projections.t0 import provenance
+from projections.t1 import StockHistory, history_of
+from units import Datapoint, LightCurve, T2Unit, T2View
+
+__all__ = ["Augment", "Retry", "T2Task"]
+
+
+@dataclass(frozen=True)
+class T2Task:
+    """A T2 unit of the job, and the channel groups it is limited to (None: all)."""
+
+    unit: T2Unit
+    groups: frozenset[int] | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy: ``max_attempts`` in all, waiting ``backoff_s * factor**(n-1)``."""
+
+    max_attempts: int = 3
+    backoff_s: float = 0.5
+    factor: float = 2.0
+
+    def wait_after(self, attempt: int) -> float | None:
+        """Return the wait before the next attempt, or None when no attempt is left."""
+        if attempt >= self.max_attempts:
+            return None
+        return self.backoff_s * self.factor ** (attempt - 1)
+
+
+def derived_event_id(rid: str) -> str:
+    """Return the id of the ResultDerived event that records result ``rid``."""
+    return content_hash("event:ResultDerived", {"result_id": rid})
+
+
+class Augment:
+    """Runs the job's T2 units on states appended since the tracked position."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        tasks: Sequence[T2Task],
+        name: str,
+        run_id: str,
+        retry: Retry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.tasks = list(tasks)
+        self.name = name
+        self.run_id = run_id
+        self.retry = retry or Retry()
+        self.sleep = sleep
+        self.counts: Counter[str] = Counter()
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Counter[str]:
+        """Process every state appended since the tracked position; return counts."""
+        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
+        by_stock: dict[str, list[StateCombined]] = defaultdict(list)
+        if start <= head:
+            for event in self.ledger.read(start, head, types=[StateCombined]):
+                if isinstance(event, StateCombined):
+                    by_stock[event.stream].append(event)
+        events: list[Event] = []
+        for n, (stock, states) in enumerate(sorted(by_stock.items()), 1):
+            history = history_of(stock, self.ledger.stream(stock))
+            for state in states:
+                events += self.augment(history, state)
+            if len(events) >= 1000:
+                self.ledger.append(events)
+                events = []
+            if progress is not None:
+                progress(n, len(by_stock))
+        self.ledger.append(events, tracking=(self.name, head))
+        return self.counts
+
+    def augment(self, history: StockHistory, state: StateCombined) -> list[Event]:
+        """Return the result events of every task for one state."""
+        points = {d.id: d for d in history.datapoints}
+        state_points = tuple(points[i] for i in state.datapoint_ids if i in points)
+        groups = {g for gs in history.channels.values() for g in gs if g is not None}
+        done: dict[tuple[str, str], tuple[str, Mapping[str, Any]] | None] = {}
+        events: list[Event] = []
+        for task in self.tasks:
+            if task.groups is not None and not task.groups & groups:
+                continue
+            for subject, inputs, dps in self._subjects(task.unit, history, state, state_points):
+                events += self._one(task.unit, history.stock, subject, inputs, dps, done, state)
+        return events
+
+    @staticmethod
+    def _subjects(
+        unit: T2Unit, history: StockHistory, state: StateCombined, dps: tuple[Datapoint, ...]
+    ) -> list[tuple[str, list[str], tuple[Datapoint, ...]]]:
+        if unit.binds == "datapoint":
+            return [(d.id, [d.id], (d,)) for d in dps]
+        if unit.binds == "stock":
+            return [(history.stock, [history.stock, state.state_id], dps)]
+        return [(state.state_id, [state.state_id], dps)]
+
+    def _one(
+        self,
+        unit: T2Unit,
+        stock: str,
+        subject: str,
+        inputs: list[str],
+        dps: tuple[Datapoint, ...],
+        done: dict[tuple[str, str], tuple[str, Mapping[str, Any]] | None],
+        state: StateCombined,
+    ) -> list[Event]:
+        deps: dict[str, Mapping[str, Any]] = {}
+        dep_ids: list[str] = []
+        missing = []
+        for name in unit.depends_on:
+            found = done.get((name, subject))
+            if found is None:
+                missing.append(name)
+            else:
+                dep_ids.append(found[0])
+                deps[name] = found[1]
+        rid = result_id(
+            unit=unit.name, unit_version=unit.version, config=unit.config_hash,
+            inputs=[*inputs, *dep_ids],
+        )  # fmt: skip
+        prov = provenance(unit)
+        common = {"stream": stock, "subject": subject, "run_id": self.run_id}
+        if missing:
+            done[(unit.name, subject)] = None
+            self.counts[f"{unit.name} dependency failed"] += 1
+            error = f"dependencies without a result: {', '.join(missing)}"
+            fail = ResultFailed(
+                result_id=rid, attempt=1, error=error, traceback="", provenance=prov, **common
+            )
+            return [fail]
+        stored = self.ledger.get(derived_event_id(rid))
+        if isinstance(stored, ResultDerived):
+            done[(unit.name, subject)] = (rid, stored.body)
+            self.counts[f"{unit.name} reused"] += 1
+            return []
+        lightcurve = LightCurve.of(stock, dps) if unit.binds == "lightcurve" else None
+        view = T2View(stock, subject, dps, lightcurve, deps)
+        events: list[Event] = []
+        for attempt in range(1, self.retry.max_attempts + 1):
+            started = time.perf_counter()
+            try:
+                body = dict(unit.process(view))
+                canonical_bytes(body)  # must be JSON: refuse NaN-free but odd types early
+            except Exception as exc:
+                wait = self.retry.wait_after(attempt)
+                events.append(
+                    ResultFailed(
+                        result_id=rid, attempt=attempt, error=f"{type(exc).__name__}: {exc}",
+                        traceback=traceback.format_exc(), retry_after_s=wait,
+                        provenance=provenance(unit, time.perf_counter() - started), **common,
+                    )
+                )  # fmt: skip
+                self.counts[f"{unit.name} failed attempts"] += 1
+                if wait is None:
+                    break
+                self.sleep(wait)
+                continue
+            done[(unit.name, subject)] = (rid, body)
+            self.counts[f"{unit.name} ok"] += 1
+            events.append(
+                ResultDerived(
+                    result_id=rid, body=body, inputs=tuple(dep_ids),
+                    provenance=provenance(unit, time.perf_counter() - started),
+                    causation=(state.id,), **common,
+                )
+            )  # fmt: skip
+            return events
+        done[(unit.name, subject)] = None
+        self.counts[f"{unit.name} failed"] += 1
+        return events

@@ -1,0 +1,184 @@
+"""T3 react: select stocks, let a reactor decide its reactions, deliver each once.
+
+Selection: stocks with new events since this reactor's tracked position (or all
+stocks), followed by the selected channels, whose latest T2 results pass the cuts. The
+reactor's ``react`` is pure; each reaction carries an idempotency key, and a key already
+delivered (a ReactionIssued event with outcome "delivered" in the stream
+``reaction:<key>``) is not delivered again unless ``redeliver`` is set. Each attempt is
+recorded with its outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import Event, FilterDecided, Ledger, ReactionIssued, ResultDerived, StateCombined
+from projections.t0 import provenance
+from projections.t1 import history_of
+from projections.t2 import Retry
+from units import LightCurve, Reaction, Reactor, StockSummary
+
+__all__ = ["Cut", "React", "Selection"]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Keep stocks whose latest ``unit`` result has ``key`` within [low, high]."""
+
+    unit: str
+    key: str
+    low: float | None = None
+    high: float | None = None
+
+    def passes(self, results: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Return True if the results satisfy the cut."""
+        value = results.get(self.unit, {}).get(self.key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stocks a reactor sees."""
+
+    channels: frozenset[str] | None = None
+    updated_since_last_run: bool = True
+    cuts: tuple[Cut, ...] = field(default_factory=tuple)
+
+
+def summarize(stock: str, events: Sequence[Event]) -> StockSummary:
+    """Return what a reactor sees of a stock: its light curve and latest results."""
+    history = history_of(stock, events)
+    states = [e for e in events if isinstance(e, StateCombined)]
+    latest_state = states[-1].state_id if states else None
+    results: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        if isinstance(event, ResultDerived) and event.subject in (latest_state, stock):
+            results[event.provenance.unit] = event.body
+    return StockSummary(
+        stock=stock,
+        channels=tuple(sorted(history.channels)),
+        lightcurve=LightCurve.of(stock, history.datapoints),
+        results=results,
+    )
+
+
+class React:
+    """Runs one reactor over its selection; one projector per (job, reactor)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        reactor: Reactor,
+        selection: Selection,
+        name: str,
+        run_id: str,
+        retry: Retry | None = None,
+        redeliver: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.reactor = reactor
+        self.selection = selection
+        self.name = name
+        self.run_id = run_id
+        self.retry = retry or Retry()
+        self.redeliver = redeliver
+        self.sleep = sleep
+
+    def candidates(self, start: int, head: int) -> list[str]:
+        """Return the stocks to consider, sorted."""
+        if self.selection.updated_since_last_run:
+            events: Iterable[Event] = self.ledger.read(start, head, types=[FilterDecided])
+            updated = {e.stream for e in self.ledger.read(start, head)}
+        else:
+            events = self.ledger.read(1, head, types=[FilterDecided])
+            updated = None
+        followed = {
+            e.stream
+            for e in events
+            if isinstance(e, FilterDecided)
+            and e.accepted
+            and (self.selection.channels is None or e.channel in self.selection.channels)
+        }
+        if updated is not None:
+            # A stock followed earlier and updated now is a candidate too.
+            followed |= {s for s in updated if self._follows(s)}
+        return sorted(followed)
+
+    def _follows(self, stock: str) -> bool:
+        return any(
+            isinstance(e, FilterDecided)
+            and e.accepted
+            and (self.selection.channels is None or e.channel in self.selection.channels)
+            for e in self.ledger.stream(stock)
+        )
+
+    def run(self) -> dict[str, int]:
+        """Select, react and deliver; return counts by outcome."""
+        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
+        summaries = []
+        for stock in self.candidates(start, head) if start <= head else []:
+            summary = summarize(stock, list(self.ledger.stream(stock)))
+            if all(cut.passes(summary.results) for cut in self.selection.cuts):
+                summaries.append(summary)
+        counts = {"selected": len(summaries), "delivered": 0, "skipped": 0, "failed": 0}
+        events: list[Event] = []
+        reactions = self.reactor.react(summaries) if summaries else []
+        for reaction in reactions:
+            outcome_events = self.deliver(reaction)
+            events += outcome_events
+            for event in outcome_events:
+                counts[event.outcome] += 1
+        self.ledger.append(events, tracking=(self.name, head))
+        return counts
+
+    def delivered(self, key: str) -> bool:
+        """Return True if a reaction with this key was delivered before."""
+        return any(
+            isinstance(e, ReactionIssued) and e.outcome == "delivered"
+            for e in self.ledger.stream(f"reaction:{key}")
+        )
+
+    def deliver(self, reaction: Reaction) -> list[ReactionIssued]:
+        """Deliver one reaction (unless already delivered), retrying; return the records."""
+        common = {
+            "stream": f"reaction:{reaction.key}",
+            "idempotency_key": reaction.key,
+            "target": reaction.target,
+            "payload": dict(reaction.payload),
+            "run_id": self.run_id,
+        }
+        if not self.redeliver and self.delivered(reaction.key):
+            return []
+        records = []
+        previous = sum(1 for _ in self.ledger.stream(f"reaction:{reaction.key}"))
+        for attempt in range(previous + 1, previous + self.retry.max_attempts + 1):
+            started = time.perf_counter()
+            try:
+                detail = self.reactor.deliver(reaction)
+            except Exception as exc:
+                prov = provenance(self.reactor, time.perf_counter() - started)
+                error = f"{type(exc).__name__}: {exc}"
+                records.append(
+                    ReactionIssued(
+                        outcome="failed", detail=error, attempt=attempt, provenance=prov, **common
+                    )
+                )
+                wait = self.retry.wait_after(attempt - previous)
+                if wait is None:
+                    break
+                self.sleep(wait)
+                continue
+            prov = provenance(self.reactor, time.perf_counter() - started)
+            records.append(
+                ReactionIssued(
+                    outcome="delivered", detail=detail, attempt=attempt, provenance=prov, **common
+                )
+            )
+            break
+        return records

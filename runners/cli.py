@@ -1,0 +1,155 @@
+"""The command line: ``skyledger demo | run | stock | units | ledger``.
+
+The CLI only parses arguments, builds settings and hands over to the runners. Every
+option with an environment fallback shows it in ``--help``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ledger import Ledger, LedgerSettings, SkyledgerError
+from ledger.settings import DEFAULT_LEDGER_URL
+from runners.job import load_job
+from runners.local import LocalRunner, RunSummary
+from units import available_units
+from units.sources import FileSource
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=__doc__.split("\n")[0],
+)
+console = Console(stderr=True)
+out = Console()
+
+LedgerOption = Annotated[
+    str,
+    typer.Option(
+        "--ledger", envvar="SKYLEDGER_LEDGER", help="ledger URL: sqlite:///PATH or postgresql://..."
+    ),
+]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _open(url: str) -> Ledger:
+    return Ledger.open(LedgerSettings.load(ledger=url))
+
+
+def _run(
+    job_path: Path, sources: list[str], url: str, as_json: bool, redeliver: bool
+) -> RunSummary:
+    job, text = load_job(job_path)
+    file_sources = [FileSource({"paths": sources})] if sources else []
+    with (
+        _open(url) as ledger,
+        Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True, disable=as_json,
+        ) as bar,
+    ):  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        runner = LocalRunner(job, text, ledger, file_sources, progress, redeliver=redeliver)
+        summary = runner.run()
+    if as_json:
+        out.print_json(json.dumps(summary.as_dict()))
+    else:
+        show_summary(summary)
+    return summary
+
+
+def show_summary(summary: RunSummary) -> None:
+    """Print a run's summary as a table."""
+    table = Table(title=f"run {summary.run_id[:12]} (job {summary.job_hash[:12]})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("alerts read", str(summary.alerts))
+    table.add_row("unreadable", str(summary.unreadable))
+    for reason, n in summary.unreadable_reasons.items():
+        table.add_row(f"  {reason}", str(n))
+    for kind, n in sorted(summary.datapoints.items()):
+        table.add_row(f"datapoints: {kind}", str(n))
+    table.add_row("stocks", str(summary.stocks))
+    for channel, n in sorted(summary.accepted.items()):
+        table.add_row(f"accepted by {channel}", str(n))
+    for key, n in sorted(summary.rejected.items()):
+        channel, code = key.rsplit(" ", 1)
+        table.add_row(f"rejected by {channel}, code {code}", str(n))
+    for key, n in summary.states.items():
+        table.add_row(f"T1 {key}", str(n))
+    for key, n in summary.results.items():
+        table.add_row(f"T2 {key}", str(n))
+    for reactor, counts in summary.reactions.items():
+        for key, n in counts.items():
+            table.add_row(f"T3 {reactor} {key}", str(n))
+    table.add_row("events appended", str(summary.appended))
+    out.print(table)
+    out.print(f"ledger: {summary.ledger}")
+
+
+@app.command()
+def run(
+    job: Annotated[Path, typer.Argument(help="the job file (YAML)")],
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="alert files, folders, archives")
+    ] = None,
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    redeliver: Annotated[bool, typer.Option(help="deliver reactions again")] = False,
+) -> None:
+    """Run a job locally: all tiers in sequence, with a progress bar and a summary."""
+    _run(job, list(source or []), ledger, as_json, redeliver)
+
+
+@app.command()
+def demo(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Run the example job on real ZTF alerts shipped with skyledger, and write a report."""
+    job = EXAMPLES / "demo.yaml"
+    data = EXAMPLES / "data" / "ztf"
+    _run(job, [str(data)], ledger, as_json, False)
+    if not as_json:
+        console.print("report: skyledger-data/report.html (see the demo job for its path)")
+
+
+@app.command()
+def units() -> None:
+    """List the units that jobs can name (installed through entry points or registered)."""
+    table = Table("unit", "defined in")
+    for name, where in available_units().items():
+        table.add_row(name, where)
+    out.print(table)
+
+
+@app.command("ledger")
+def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL) -> None:
+    """Show where the ledger is and how many events it holds."""
+    with _open(ledger) as opened:
+        out.print(f"{opened.url}: {opened.backend}, head position {opened.head()}")
+
+
+def main() -> None:
+    """Run the CLI; errors of ours are shown as one clear line and exit code 2."""
+    try:
+        app()
+    except SkyledgerError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None

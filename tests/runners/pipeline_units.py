@@ -1,0 +1,108 @@
+"""Small units for pipeline tests: simple, real and registered like any other unit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from units import (
+    Alert,
+    Combiner,
+    Datapoint,
+    Decision,
+    Filter,
+    Reaction,
+    Reactor,
+    State,
+    StockSummary,
+    T2Unit,
+    T2View,
+    UnitConfig,
+    register_unit,
+)
+
+
+@register_unit
+class MinDetections(Filter):
+    """Accepts alerts whose candidate has at least ``n`` detections in its history."""
+
+    version = "1"
+
+    class Config(UnitConfig):
+        n: int = Field(2, description="minimum number of detections")
+
+    config: Config
+
+    def decide(self, alert: Alert) -> Decision:
+        prv = alert.payload.get("prv_candidates") or []
+        count = 1 + sum(1 for p in prv if p.get("candid") is not None)
+        return Decision.accept(1) if count >= self.config.n else Decision.reject(-10, "few")
+
+
+@register_unit
+class AllPoints(Combiner):
+    """One state of all datapoints."""
+
+    version = "1"
+
+    def combine(self, stock: str, datapoints: Sequence[Datapoint]) -> list[State]:
+        return [State(stock, tuple(d.id for d in datapoints))] if datapoints else []
+
+
+@register_unit
+class CountPoints(T2Unit):
+    """Counts detections per band."""
+
+    version = "1"
+    binds: ClassVar = "lightcurve"
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        assert view.lightcurve is not None
+        return {b: len(view.lightcurve.band(b)[0]) for b in view.lightcurve.bands()}
+
+
+@register_unit
+class TotalFromCounts(T2Unit):
+    """A tied unit: sums CountPoints' result."""
+
+    version = "1"
+    binds: ClassVar = "state"
+    depends_on = ("CountPoints",)
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        return {"total": sum(view.dependencies["CountPoints"].values())}
+
+
+@register_unit
+class AlwaysFails(T2Unit):
+    """Raises, to test failure records and retries."""
+
+    version = "1"
+    binds: ClassVar = "state"
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        raise ValueError(f"cannot handle {view.stock}")
+
+
+@register_unit
+class CollectReactor(Reactor):
+    """Writes the selected stocks to a file, one reaction for all."""
+
+    version = "1"
+
+    class Config(UnitConfig):
+        path: str
+
+    config: Config
+
+    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+        names = sorted(s.stock for s in stocks)
+        return [Reaction(target=self.config.path, key="collect:" + ",".join(names),
+                         payload={"stocks": names})]  # fmt: skip
+
+    def deliver(self, reaction: Reaction) -> str:
+        with open(reaction.target, "a") as fh:
+            fh.write(" ".join(reaction.payload["stocks"]) + "\n")
+        return f"wrote {len(reaction.payload['stocks'])} stocks"

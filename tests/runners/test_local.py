@@ -1,0 +1,175 @@
+"""The local runner end to end on real ZTF alerts, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import fastavro
+import pytest
+
+import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
+from ledger import (
+    AlertReceived,
+    DatapointAdded,
+    FilterDecided,
+    Ledger,
+    ReactionIssued,
+    ResultDerived,
+    ResultFailed,
+    RunFinished,
+    RunStarted,
+    StateCombined,
+)
+from runners.job import parse_job
+from runners.local import LocalRunner
+from units.sources import FileSource
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
+
+
+def job_text(tmp_path: Path) -> str:
+    return f"""
+name: pipeline-test
+channels:
+  - name: MANY
+    filter: {{unit: MinDetections, config: {{n: 3}}}}
+    autocomplete: true
+  - name: ALL
+combiner: {{unit: AllPoints}}
+t2:
+  - unit: CountPoints
+  - unit: TotalFromCounts
+  - unit: AlwaysFails
+t3:
+  - unit: CollectReactor
+    config: {{path: "{tmp_path / "collected.txt"}"}}
+    select: {{channels: [MANY]}}
+retry: {{max_attempts: 2, backoff_s: 0.0}}
+"""
+
+
+def run_once(ledger: Ledger, tmp_path: Path, paths: list[Path]) -> object:
+    text = job_text(tmp_path)
+    source = FileSource({"paths": [str(p) for p in paths]})
+    return LocalRunner(parse_job(text), text, ledger, [source]).run()
+
+
+def expected_counts(folder: Path) -> tuple[int, Counter[str]]:
+    """Count alerts and detections per stock straight from the Avro files."""
+    alerts, detections = 0, Counter()
+    for path in sorted(folder.rglob("*.avro")):
+        with path.open("rb") as fh:
+            for record in fastavro.reader(fh):
+                alerts += 1
+                candids = {record["candidate"]["candid"]}
+                candids |= {p["candid"] for p in record["prv_candidates"] or [] if p["candid"]}
+                detections[record["objectId"]] += 0  # stock seen
+                detections[f"{record['objectId']}:all"] += len(candids)
+    return alerts, detections
+
+
+def test_a_run_records_every_tier(ledger: Ledger, tmp_path: Path) -> None:
+    folder = EXAMPLES / "ZTF21abiuvdk"
+    run_once(ledger, tmp_path, [folder])
+    alerts, _ = expected_counts(folder)
+    events = list(ledger.read())
+    kinds = Counter(type(e).__name__ for e in events)
+    assert kinds["AlertReceived"] == alerts == 34
+    assert kinds["RunStarted"] == kinds["RunFinished"] == 1
+    # Every alert gets a decision from each channel.
+    assert kinds["FilterDecided"] == 2 * alerts
+    # One state per T1 pass that saw new datapoints; results for each state.
+    states = [e for e in events if isinstance(e, StateCombined)]
+    assert len(states) == 1  # a single run combines once, after all alerts are in
+    results = [e for e in events if isinstance(e, ResultDerived)]
+    assert {r.provenance.unit for r in results} == {"CountPoints", "TotalFromCounts"}
+    counts = next(r for r in results if r.provenance.unit == "CountPoints").body
+    total = next(r for r in results if r.provenance.unit == "TotalFromCounts").body
+    assert total == {"total": sum(counts.values())}
+    detections = {
+        e.datapoint_id for e in events if isinstance(e, DatapointAdded) and e.kind == "detection"
+    }
+    assert sum(counts.values()) == len(detections)
+    # The failing unit: recorded with its traceback, retried once, then given up.
+    failures = [e for e in events if isinstance(e, ResultFailed)]
+    assert [f.attempt for f in failures] == [1, 2]
+    assert "ValueError: cannot handle ZTF21abiuvdk" in failures[0].error
+    assert "Traceback" in failures[0].traceback
+    assert failures[-1].retry_after_s is None
+    # T3 delivered once to the file.
+    assert (tmp_path / "collected.txt").read_text() == "ZTF21abiuvdk\n"
+    reactions = [e for e in events if isinstance(e, ReactionIssued)]
+    assert [r.outcome for r in reactions] == ["delivered"]
+    finished = next(e for e in events if isinstance(e, RunFinished))
+    assert finished.status == "ok"
+    assert finished.summary["alerts"] == 34
+
+
+def test_a_second_run_appends_no_new_facts(ledger: Ledger, tmp_path: Path) -> None:
+    folder = EXAMPLES / "ZTF21abiuvdk"
+    run_once(ledger, tmp_path, [folder])
+    first = {e.id for e in ledger.read()}
+    run_once(ledger, tmp_path, [folder])
+    new = [e for e in ledger.read() if e.id not in first]
+    assert Counter(type(e).__name__ for e in new) == {"RunStarted": 1, "RunFinished": 1}
+    assert (tmp_path / "collected.txt").read_text() == "ZTF21abiuvdk\n"  # not delivered twice
+
+
+def test_the_light_curve_grows_alert_by_alert(ledger: Ledger, tmp_path: Path) -> None:
+    files = sorted((EXAMPLES / "ZTF21abiuvdk").glob("*.avro"))
+    totals = []
+    for path in files[:6]:
+        run_once(ledger, tmp_path, [path])
+        results = [
+            e for e in ledger.read(types=[ResultDerived])
+            if isinstance(e, ResultDerived) and e.provenance.unit == "TotalFromCounts"
+        ]  # fmt: skip
+        totals.append(results[-1].body["total"] if results else 0)
+    assert totals == sorted(totals)
+    assert totals[-1] > totals[0]
+    states = list(ledger.read(types=[StateCombined]))
+    assert len({s.state_id for s in states if isinstance(s, StateCombined)}) >= 2
+
+
+def test_filters_decide_channels_not_facts(ledger: Ledger, tmp_path: Path) -> None:
+    night = next((EXAMPLES / "night").glob("*.avro"))
+    run_once(ledger, tmp_path, [night])
+    events = list(ledger.read())
+    decisions = [e for e in events if isinstance(e, FilterDecided) and e.channel == "MANY"]
+    rejected = {e.stream for e in decisions if not e.accepted}
+    assert rejected, "some night alerts have fewer than 3 detections"
+    with_points = {e.stream for e in events if isinstance(e, DatapointAdded)}
+    assert rejected <= with_points  # rejected stocks still have their datapoints recorded
+    assert all(e.code == -10 for e in decisions if not e.accepted)
+
+
+def test_unreadable_packets_are_recorded_and_the_run_goes_on(
+    ledger: Ledger, tmp_path: Path, shared_data: Path
+) -> None:
+    malformed = shared_data / "ztf" / "malformed"
+    run_once(ledger, tmp_path, [malformed, EXAMPLES / "ZTF21abiuvdk"])
+    events = list(ledger.read(types=[AlertReceived]))
+    bad = [e for e in events if isinstance(e, AlertReceived) and e.error]
+    assert len(bad) == len(list(malformed.iterdir())) == 5
+    assert all("sync marker" in (e.error or "") for e in bad)
+    assert all(ledger.packet(e.digest) is not None for e in bad)  # bytes kept for a replay
+    assert sum(1 for e in events if isinstance(e, AlertReceived) and not e.error) == 34
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    return path
+
+
+def test_run_started_records_the_job_and_the_software(ledger: Ledger, tmp_path: Path) -> None:
+    run_once(ledger, tmp_path, [EXAMPLES / "ZTF21abiuvdk" / "missing.avro"])
+    started = next(e for e in ledger.read(types=[RunStarted]))
+    assert isinstance(started, RunStarted)
+    assert started.job_hash == parse_job(job_text(tmp_path)).hash
+    assert "channels:" in started.job_text
+    assert "skyledger" in started.packages
+    assert "fastavro" in started.packages
