@@ -198,6 +198,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 raise
         return AppendResult(len(positions), batch.count - len(positions), positions)
 
+    def count(self, start: int) -> int:
+        """Return how many events are stored at or after position ``start``."""
+        sql = SQL("SELECT count(*) FROM {0}.{1} WHERE notification_id >= %s").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(sql, [start])
+            row = curs.fetchone()
+        return 0 if row is None else int(row[0])
+
     def tracked(self, name: str) -> int:
         """Return the position a projector has recorded (0 if none)."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:

@@ -84,6 +84,15 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
                 )
         return AppendResult(added, batch.count - added, positions)
 
+    def count(self, start: int) -> int:
+        """Return how many events are stored at or after position ``start``."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT count(*) FROM {self.events_table_name} WHERE rowid >= ?", (start,)
+            )
+            row = curs.fetchone()
+        return 0 if row is None else int(row[0])
+
     def tracked(self, name: str) -> int:
         """Return the position a projector has recorded (0 if none)."""
         with self.datastore.transaction(commit=False) as curs:

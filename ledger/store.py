@@ -148,6 +148,11 @@ class Ledger:
         head: int | None = self._call("head", self.recorder.max_notification_id)
         return head or 0
 
+    def count(self, start: int = 1) -> int:
+        """Return how many events are stored at or after position ``start``."""
+        counted: int = self._call("count", self.recorder.count, start)
+        return counted
+
     def _decode(self, rows: Iterable[FetchedRow]) -> list[Event]:
         return [decode(r.id, r.topic, r.state, r.stream, r.position) for r in rows]
 

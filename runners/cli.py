@@ -7,6 +7,7 @@ option with an environment fallback shows it in ``--help``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,5 +152,5 @@ def main() -> None:
     try:
         app()
     except SkyledgerError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, for people and scripts
         raise SystemExit(2) from None

@@ -128,7 +128,7 @@ class LocalRunner:
             status = "interrupted"
             raise
         finally:
-            summary.appended = ledger.head() - head_before
+            summary.appended = ledger.count(head_before + 1) + 1  # and RunFinished below
             finished = RunFinished(
                 stream=f"run:{self.run_id}", run=self.run_id, status=status,
                 summary=summary.as_dict(), run_id=self.run_id,

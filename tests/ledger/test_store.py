@@ -245,3 +245,11 @@ def test_a_failed_append_records_no_position(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="refused"):
         ledger.append(batch_events(0, 3), tracking=("t1", 40))
     assert ledger.tracked("t1") == 0
+
+
+def test_count_from_a_position(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 5))
+    head = ledger.head()
+    ledger.append(batch_events(0, 5) + batch_events(1, 3))  # 5 skipped, 3 new
+    assert ledger.count() == 8
+    assert ledger.count(head + 1) == 3

@@ -1,0 +1,68 @@
+"""The command line, run as a user would: the installed ``skyledger`` script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def skyledger(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    script = shutil.which("skyledger", path=str(Path(sys.executable).parent))
+    assert script, "the skyledger console script is installed with the package"
+    return subprocess.run(
+        [script, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_demo_runs_all_tiers_on_real_alerts_and_writes_the_report(tmp_path: Path) -> None:
+    done = skyledger("demo", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["alerts"] == 140  # 34 ZTF21abiuvdk alerts + 106 in the night container
+    assert summary["unreadable"] == 0
+    assert summary["results"]["T2LightCurveFeatures ok"] > 0
+    assert summary["reactions"]["0:ReportReactor"]["delivered"] == 1
+    report = (tmp_path / "skyledger-data" / "report.html").read_text()
+    assert "ZTF21abiuvdk" in report
+    assert report.count("data:image/png;base64,") >= 1
+    # Run again: nothing new to do, nothing delivered twice.
+    again = json.loads(skyledger("demo", "--json", cwd=tmp_path).stdout)
+    assert again["appended"] == 2  # RunStarted and RunFinished only
+    assert again["reactions"]["0:ReportReactor"]["delivered"] == 0
+
+
+def test_run_refuses_an_invalid_job_before_anything_runs(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "channels:\n  - name: X\n    filter: {unit: ZtfFilter, config: {min_rb: high}}\n"
+    )
+    done = skyledger("run", str(job), "--source", str(ROOT / "examples"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "job.yaml line 3: channels.0.filter.config" in done.stderr
+    assert "min_rb" in done.stderr
+    assert not (tmp_path / "skyledger-data").exists()  # refused before the ledger was opened
+
+
+def test_an_unreachable_ledger_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"SKYLEDGER_LEDGER": "postgresql://u:secret@127.0.0.1:1/x", "PATH": ""}
+    done = skyledger("ledger", cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "postgresql://u:***@127.0.0.1:1/x" in done.stderr
+    assert "secret" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["units", "--help"])
+def test_informational_commands_work(tmp_path: Path, command: str) -> None:
+    done = skyledger(command, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    if command == "units":
+        assert "T2LightCurveFeatures" in done.stdout
