@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,11 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ledger import Ledger, LedgerSettings, SkyledgerError
+from ledger import ConfigError, Ledger, LedgerSettings, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL
 from runners.job import load_job
 from runners.local import LocalRunner, RunSummary
-from units import available_units
+from units import Alert, available_units
 from units.sources import FileSource
 
 __all__ = ["app", "main"]
@@ -129,6 +130,44 @@ def demo(
     _run(job, [str(data)], ledger, as_json, False)
     if not as_json:
         console.print("report: skyledger-data/report.html (see the demo job for its path)")
+
+
+@app.command()
+def simulate(
+    paths: Annotated[list[Path], typer.Argument(help="real alert files, folders, archives")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="folder to write (new or empty)")],
+    copies: Annotated[int, typer.Option(min=1, help="times each alert is replayed")] = 10,
+    shift_days: Annotated[float, typer.Option(help="copy k is moved by k times this")] = 0.0,
+    cutouts: Annotated[bool, typer.Option("--cutouts/--no-cutouts")] = True,
+    per_file: Annotated[int, typer.Option(min=1, help="alerts per Avro file")] = 1000,
+) -> None:
+    """Replay real ZTF alerts as new ones (new stocks, new ids, shifted times) into files.
+
+    For a paced live stream, name SimulatedSource with a rate in a job's sources.
+    """
+    from units.simulate import SimulatedSource, write_alerts
+
+    source = SimulatedSource(
+        {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
+         "cutouts": cutouts}
+    )  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("simulating", total=None)
+
+        def alerts() -> Iterator[Alert]:
+            for n, packet in enumerate(source.packets(), 1):
+                bar.update(task, completed=n)
+                if isinstance(packet, Alert):
+                    yield packet
+
+        try:
+            files = write_alerts(alerts(), out_dir, per_file)
+        except ValueError as exc:
+            raise ConfigError(f"--out {out_dir}: {exc}") from None
+    out.print(f"wrote {len(files)} files to {out_dir}")
 
 
 @app.command()
