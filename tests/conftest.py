@@ -16,6 +16,15 @@ _db_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Return the shared real-alert folder beside the checkout (CI has it), or skip."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real alert data not found at {path} (see docs/sources.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     """Start one PostgreSQL server for the whole session (fsync off: tests, not durability)."""
     with EmbeddedPostgres(fsync=False) as server:

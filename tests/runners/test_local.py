@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import fastavro
-import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import (
@@ -155,14 +154,6 @@ def test_unreadable_packets_are_recorded_and_the_run_goes_on(
     assert all("sync marker" in (e.error or "") for e in bad)
     assert all(ledger.packet(e.digest) is not None for e in bad)  # bytes kept for a replay
     assert sum(1 for e in events if isinstance(e, AlertReceived) and not e.error) == 34
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    path = Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not path.exists():
-        pytest.skip(f"real data not found at {path}")
-    return path
 
 
 def test_run_started_records_the_job_and_the_software(ledger: Ledger, tmp_path: Path) -> None:
