@@ -3,7 +3,7 @@
 Every packet that decodes has its datapoints appended, whatever the filters decide
 (brief invariant 8): filters only decide which channels follow the stock. A packet that
 cannot be decoded, or shaped, is recorded with the reason and its bytes, and ingest goes
-on. A filter that raises rejects the alert for its channel with code -1 and the error.
+on. A filter that raises rejects the alert for its channel with code -1000 and the error.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from units import Alert, Datapoint, Filter, Shaper, Unit, Unreadable
 
 __all__ = ["FILTER_RAISED", "Channel", "Ingest", "IngestStats", "provenance"]
 
-FILTER_RAISED = -1
+FILTER_RAISED = -1000  # framework codes are -1000 and below; filters own -1 to -999
 UNREADABLE_STREAM = "unreadable"
 
 

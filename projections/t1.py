@@ -9,7 +9,7 @@ so a crash repeats at most work whose output is already stored (and skipped by i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
@@ -29,36 +29,51 @@ class StockHistory:
     channels: dict[str, set[int | None]]  # channel -> groups it accepted the stock into
 
 
-def history_of(stock: str, events: Iterable[Event]) -> StockHistory:
-    """Return a stock's history from its events (in position order).
+def history_of(
+    stock: str, events: Iterable[Event], channels: Collection[str] | None = None
+) -> StockHistory:
+    """Return a stock's history from its events (in position order), seen by ``channels``
+    (None: every channel; jobs sharing a ledger pass their own, so that one job's
+    channels never make another job work on a stock).
 
     A datapoint received with several bodies (ZTF repeats each detection in later
     alerts' histories with fewer fields and rounded values; a survey may re-measure)
     keeps the body with the most fields, and of equals the one received last.
     """
     latest: dict[str, DatapointAdded] = {}
-    channels: dict[str, set[int | None]] = {}
+    following: dict[str, set[int | None]] = {}
     for event in events:
         if isinstance(event, DatapointAdded):
             kept = latest.get(event.datapoint_id)
             if kept is None or len(event.body) >= len(kept.body):
                 latest[event.datapoint_id] = event
-        elif isinstance(event, FilterDecided) and event.accepted:
-            channels.setdefault(event.channel, set()).add(event.group)
+        elif (
+            isinstance(event, FilterDecided)
+            and event.accepted
+            and (channels is None or event.channel in channels)
+        ):
+            following.setdefault(event.channel, set()).add(event.group)
     points = tuple(
         Datapoint(id=e.datapoint_id, stock=stock, kind=e.kind, body=e.body)  # type: ignore[arg-type]
         for e in latest.values()
     )
-    return StockHistory(stock, points, {k: e.id for k, e in latest.items()}, channels)
+    return StockHistory(stock, points, {k: e.id for k, e in latest.items()}, following)
 
 
 class Combine:
     """Makes states for followed stocks; one projector per job (its own tracking name)."""
 
     def __init__(
-        self, ledger: Ledger, combiner: Combiner, name: str, run_id: str, batch_size: int = 2000
+        self,
+        ledger: Ledger,
+        combiner: Combiner,
+        name: str,
+        run_id: str,
+        channels: Collection[str] | None = None,
+        batch_size: int = 2000,
     ) -> None:
         self.ledger = ledger
+        self.channels = channels
         self.combiner = combiner
         self.name = name
         self.run_id = run_id
@@ -78,7 +93,7 @@ class Combine:
         pending: list[Event] = []
         counts = {"stocks": 0, "states": 0, "new_states": 0}
         for n, stock in enumerate(stocks, 1):
-            history = history_of(stock, self.ledger.stream(stock))
+            history = history_of(stock, self.ledger.stream(stock), self.channels)
             if history.channels:
                 counts["stocks"] += 1
                 pending += self.states(history)

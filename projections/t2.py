@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +72,10 @@ class Augment:
         run_id: str,
         retry: Retry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        channels: Collection[str] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.channels = channels
         self.tasks = list(tasks)
         self.name = name
         self.run_id = run_id
@@ -91,7 +93,9 @@ class Augment:
                     by_stock[event.stream].append(event)
         events: list[Event] = []
         for n, (stock, states) in enumerate(sorted(by_stock.items()), 1):
-            history = history_of(stock, self.ledger.stream(stock))
+            history = history_of(stock, self.ledger.stream(stock), self.channels)
+            if not history.channels:
+                continue  # no channel of this job follows the stock (another job's state)
             for state in states:
                 events += self.augment(history, state)
             if len(events) >= 1000:

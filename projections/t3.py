@@ -50,9 +50,11 @@ class Selection:
     cuts: tuple[Cut, ...] = field(default_factory=tuple)
 
 
-def summarize(stock: str, events: Sequence[Event]) -> StockSummary:
+def summarize(
+    stock: str, events: Sequence[Event], channels: frozenset[str] | None = None
+) -> StockSummary:
     """Return what a reactor sees of a stock: its light curve and latest results."""
-    history = history_of(stock, events)
+    history = history_of(stock, events, channels)
     states = [e for e in events if isinstance(e, StateCombined)]
     latest_state = states[-1].state_id if states else None
     results: dict[str, Mapping[str, Any]] = {}
@@ -123,7 +125,7 @@ class React:
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
         summaries = []
         for stock in self.candidates(start, head) if start <= head else []:
-            summary = summarize(stock, list(self.ledger.stream(stock)))
+            summary = summarize(stock, list(self.ledger.stream(stock)), self.selection.channels)
             if all(cut.passes(summary.results) for cut in self.selection.cuts):
                 summaries.append(summary)
         counts = {"selected": len(summaries), "delivered": 0, "skipped": 0, "failed": 0}
@@ -132,6 +134,8 @@ class React:
         for reaction in reactions:
             outcome_events = self.deliver(reaction)
             events += outcome_events
+            if not outcome_events:
+                counts["skipped"] += 1  # delivered before: nothing to do, nothing recorded
             for event in outcome_events:
                 counts[event.outcome] += 1
         self.ledger.append(events, tracking=(self.name, head))

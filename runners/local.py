@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import Ledger, RunFinished, RunStarted
+from ledger import Ledger, RunFinished, RunStarted, content_hash
 from projections.t0 import Channel, Ingest
 from projections.t1 import Combine
 from projections.t2 import Augment, Retry, T2Task
@@ -88,7 +88,17 @@ class LocalRunner:
         self.progress = progress or (lambda stage, done, total: None)
         self.redeliver = redeliver
         self.run_id = uuid.uuid4().hex
-        self.tag = job.hash[:16]
+        # Tracking positions are named after the job and every unit's name, version and
+        # configuration: a new unit version or option starts its tiers from the beginning
+        # (results that are still valid are reused by id, so that costs reads, not work).
+        self.tag = content_hash(
+            "tracking",
+            {
+                "job": job.hash,
+                "units": sorted([u.name, u.version, u.config_hash] for u in self.units()),
+            },
+        )[:16]
+        self.channels = frozenset(c.name for c in job.channels)
 
     @staticmethod
     def _unit(name: str, config: dict[str, Any], contract: type[Unit]) -> Any:
@@ -174,7 +184,7 @@ class LocalRunner:
 
     def _t1(self, summary: RunSummary) -> None:
         combiner = self._unit(self.job.combiner.unit, self.job.combiner.config, Combiner)
-        combine = Combine(self.ledger, combiner, f"t1:{self.tag}", self.run_id)
+        combine = Combine(self.ledger, combiner, f"t1:{self.tag}", self.run_id, self.channels)
         summary.states = combine.run(lambda n, total: self.progress("T1 combine", n, total))
 
     def _retry(self) -> Retry:
@@ -189,7 +199,9 @@ class LocalRunner:
             )
             for t in self.job.t2
         ]
-        augment = Augment(self.ledger, tasks, f"t2:{self.tag}", self.run_id, self._retry())
+        augment = Augment(
+            self.ledger, tasks, f"t2:{self.tag}", self.run_id, self._retry(), channels=self.channels
+        )
         counts: Counter[str] = augment.run(lambda n, total: self.progress("T2 augment", n, total))
         summary.results = dict(sorted(counts.items()))
 
@@ -197,7 +209,7 @@ class LocalRunner:
         for i, spec in enumerate(self.job.t3):
             reactor = self._unit(spec.unit, spec.config, Reactor)
             selection = Selection(
-                channels=frozenset(spec.select.channels) if spec.select.channels else None,
+                channels=frozenset(spec.select.channels or self.channels),
                 updated_since_last_run=spec.select.updated_since_last_run,
                 cuts=tuple(Cut(c.unit, c.key, c.min, c.max) for c in spec.select.where),
             )

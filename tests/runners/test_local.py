@@ -164,3 +164,45 @@ def test_run_started_records_the_job_and_the_software(ledger: Ledger, tmp_path: 
     assert "channels:" in started.job_text
     assert "skyledger" in started.packages
     assert "fastavro" in started.packages
+
+
+def test_jobs_sharing_a_ledger_work_only_for_their_own_channels(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    folder = EXAMPLES / "ZTF21abiuvdk"
+    run_once(ledger, tmp_path, [folder])  # its channels follow ZTF21abiuvdk
+    picky = """
+name: picky
+channels: [{name: NOBODY, filter: {unit: MinDetections, config: {n: 1000}}}]
+combiner: {unit: AllPoints}
+t2: [{unit: CountPoints}]
+"""
+    summary = LocalRunner(
+        parse_job(picky), picky, ledger, [FileSource({"paths": [str(folder)]})]
+    ).run()
+    assert summary.states["stocks"] == 0  # no channel of this job follows the stock
+    assert summary.results == {}
+
+
+def test_a_new_unit_version_is_computed_on_data_already_processed(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    from tests.runners.pipeline_units import CountPoints
+
+    folder = EXAMPLES / "ZTF21abiuvdk"
+    run_once(ledger, tmp_path, [folder])
+    old = {e.result_id for e in ledger.read(types=[ResultDerived]) if isinstance(e, ResultDerived)}
+    CountPoints.version = "2"
+    try:
+        summary = run_once(ledger, tmp_path, [folder])
+    finally:
+        CountPoints.version = "1"
+    results = [e for e in ledger.read(types=[ResultDerived]) if isinstance(e, ResultDerived)]
+    new = [r for r in results if r.result_id not in old]
+    # CountPoints@2 is a new variant beside @1, and its dependent is recomputed on it.
+    assert sorted(r.provenance.unit for r in new) == ["CountPoints", "TotalFromCounts"]
+    assert {r.provenance.unit_version for r in results if r.provenance.unit == "CountPoints"} == {
+        "1",
+        "2",
+    }
+    assert summary.results["CountPoints ok"] == 1  # type: ignore[attr-defined]

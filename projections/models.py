@@ -1,0 +1,303 @@
+"""The read models: SQLAlchemy tables (prefixed ``rm_``) that the ledger projects into.
+
+They live in their own ``MetaData`` (:data:`METADATA`), so they are created and dropped as a
+set beside the ledger's ``skyledger_events*`` tables in the same database. Every row can be
+rebuilt from the ledger; ``position`` columns hold the ledger position of the event that
+last wrote the row, ``event_id`` its id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, Index, MetaData, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "METADATA",
+    "Alert",
+    "Base",
+    "Config",
+    "Datapoint",
+    "Decision",
+    "JournalEntry",
+    "Reaction",
+    "Result",
+    "Run",
+    "RunCount",
+    "State",
+    "Stock",
+    "StockChannel",
+    "Tracking",
+]
+
+METADATA = MetaData()
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        """Return the value in UTC (naive for SQLite, which keeps no offset)."""
+        if value is None:
+            return None
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        """Return the stored value as an aware UTC datetime."""
+        if value is None:
+            return None
+        stored: dt.datetime = value
+        if stored.tzinfo is None:
+            return stored.replace(tzinfo=dt.UTC)
+        return stored.astimezone(dt.UTC)
+
+
+def _key(**kw: Any) -> Any:
+    """Return a primary-key column (never autoincrementing)."""
+    return mapped_column(primary_key=True, autoincrement=False, **kw)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the read-model tables, bound to :data:`METADATA`."""
+
+    metadata = METADATA
+    type_annotation_map = {
+        int: BigInteger,
+        float: Double,
+        str: String,
+        dt.datetime: UTCDateTime,
+        dict[str, Any]: Json,
+        list[Any]: Json,
+    }
+
+
+class Stock(Base):
+    """One stock: where it appears in the ledger and how many alerts and datapoints it has."""
+
+    __tablename__ = "rm_stocks"
+    __table_args__ = (Index("rm_stocks_last_position", "last_position"),)
+
+    stock: Mapped[str] = _key()
+    first_position: Mapped[int]
+    last_position: Mapped[int]
+    first_time: Mapped[dt.datetime]
+    last_time: Mapped[dt.datetime]
+    n_alerts: Mapped[int] = mapped_column(default=0)
+    n_detections: Mapped[int] = mapped_column(default=0)
+    n_upper_limits: Mapped[int] = mapped_column(default=0)
+    n_forced: Mapped[int] = mapped_column(default=0)
+    n_other: Mapped[int] = mapped_column(default=0)
+
+
+class StockChannel(Base):
+    """A channel that follows a stock: the distinct alerts it accepted, first and last."""
+
+    __tablename__ = "rm_stock_channels"
+    __table_args__ = (Index("rm_stock_channels_channel", "channel", "stock"),)
+
+    stock: Mapped[str] = _key()
+    channel: Mapped[str] = _key()
+    accepted_alerts: Mapped[int]
+    first_accepted_position: Mapped[int]
+    last_accepted_position: Mapped[int]
+
+
+class Datapoint(Base):
+    """A stock's datapoint as last measured, with the normalised photometry pulled out."""
+
+    __tablename__ = "rm_datapoints"
+    __table_args__ = (Index("rm_datapoints_id", "datapoint_id"),)
+
+    stock: Mapped[str] = _key()
+    datapoint_id: Mapped[str] = _key()
+    kind: Mapped[str]
+    jd: Mapped[float | None]
+    band: Mapped[str | None]
+    mag: Mapped[float | None]
+    magerr: Mapped[float | None]
+    flux: Mapped[float | None]
+    fluxerr: Mapped[float | None]
+    limmag: Mapped[float | None]
+    body: Mapped[dict[str, Any]]
+    event_id: Mapped[str]
+    position: Mapped[int]
+    superseded_count: Mapped[int] = mapped_column(default=0)
+
+
+class Alert(Base):
+    """A received packet (``error`` set when it could not be read)."""
+
+    __tablename__ = "rm_alerts"
+    __table_args__ = (Index("rm_alerts_stock", "stock"), Index("rm_alerts_digest", "digest"))
+
+    event_id: Mapped[str] = _key()
+    stock: Mapped[str]
+    digest: Mapped[str]
+    source: Mapped[str]
+    locator: Mapped[str]
+    alert_id: Mapped[str | None]
+    schema_name: Mapped[str | None]
+    error: Mapped[str | None]
+    position: Mapped[int]
+    time: Mapped[dt.datetime]
+    run_id: Mapped[str | None]
+
+
+class Decision(Base):
+    """A channel's filter decision on an alert."""
+
+    __tablename__ = "rm_decisions"
+    __table_args__ = (Index("rm_decisions_stock", "stock", "channel", "alert_digest"),)
+
+    event_id: Mapped[str] = _key()
+    stock: Mapped[str]
+    channel: Mapped[str]
+    alert_digest: Mapped[str]
+    accepted: Mapped[bool]
+    code: Mapped[int | None]
+    group: Mapped[int | None]
+    reason: Mapped[str]
+    unit: Mapped[str]
+    config: Mapped[str]
+    position: Mapped[int]
+    time: Mapped[dt.datetime]
+    run_id: Mapped[str | None]
+
+
+class State(Base):
+    """A state (a set of datapoint ids) one combiner configuration made of a stock."""
+
+    __tablename__ = "rm_states"
+    __table_args__ = (Index("rm_states_stock", "stock"),)
+
+    state_id: Mapped[str] = _key()
+    unit: Mapped[str] = _key()
+    config: Mapped[str] = _key()
+    unit_version: Mapped[str]
+    stock: Mapped[str]
+    datapoint_ids: Mapped[list[Any]]
+    n_datapoints: Mapped[int]
+    channels: Mapped[list[Any]]
+    event_id: Mapped[str]
+    position: Mapped[int]
+    time: Mapped[dt.datetime]
+
+
+class Result(Base):
+    """A T2 result: ``ok`` with its body once derived, else ``failed`` with the last error."""
+
+    __tablename__ = "rm_results"
+    __table_args__ = (Index("rm_results_stock", "stock"), Index("rm_results_subject", "subject"))
+
+    result_id: Mapped[str] = _key()
+    stock: Mapped[str]
+    subject: Mapped[str]
+    unit: Mapped[str]
+    unit_version: Mapped[str]
+    config: Mapped[str]
+    inputs: Mapped[list[Any]]
+    status: Mapped[str]
+    body: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None]
+    traceback: Mapped[str | None]
+    attempt: Mapped[int | None]
+    failures: Mapped[int] = mapped_column(default=0)
+    retry_after_s: Mapped[float | None]
+    event_id: Mapped[str]
+    position: Mapped[int]
+    time: Mapped[dt.datetime]
+    duration_s: Mapped[float]
+
+
+class Reaction(Base):
+    """One attempt of a T3 reaction and its delivery outcome."""
+
+    __tablename__ = "rm_reactions"
+    __table_args__ = (Index("rm_reactions_stock", "stock"),)
+
+    idempotency_key: Mapped[str] = _key()
+    attempt: Mapped[int] = _key()
+    stock: Mapped[str | None]
+    unit: Mapped[str]
+    config: Mapped[str]
+    target: Mapped[str]
+    outcome: Mapped[str]
+    detail: Mapped[str]
+    payload: Mapped[dict[str, Any]]
+    event_id: Mapped[str]
+    position: Mapped[int]
+    time: Mapped[dt.datetime]
+    run_id: Mapped[str | None]
+
+
+class Run(Base):
+    """A run: its job, software and host when started, its status and summary when finished."""
+
+    __tablename__ = "rm_runs"
+
+    run_id: Mapped[str] = _key()
+    job_hash: Mapped[str | None]
+    job_text: Mapped[str | None]
+    packages: Mapped[dict[str, Any] | None]
+    argv: Mapped[list[Any] | None]
+    host: Mapped[str | None]
+    user: Mapped[str | None]
+    started: Mapped[dt.datetime | None]
+    finished: Mapped[dt.datetime | None]
+    status: Mapped[str]
+    summary: Mapped[dict[str, Any] | None]
+    start_position: Mapped[int | None]
+    finish_position: Mapped[int | None]
+
+
+class RunCount(Base):
+    """How many events of one type a run recorded in the ledger."""
+
+    __tablename__ = "rm_run_counts"
+
+    run_id: Mapped[str] = _key()
+    event_type: Mapped[str] = _key()
+    count: Mapped[int]
+
+
+class Config(Base):
+    """A registered unit configuration, by its content hash."""
+
+    __tablename__ = "rm_configs"
+
+    config_hash: Mapped[str] = _key()
+    unit: Mapped[str]
+    config: Mapped[dict[str, Any]]
+    position: Mapped[int]
+
+
+class JournalEntry(Base):
+    """One line of a stock's journal: an event that concerns it, summarised."""
+
+    __tablename__ = "rm_journal"
+
+    stock: Mapped[str] = _key()
+    position: Mapped[int] = _key()
+    event_id: Mapped[str]
+    event_type: Mapped[str]
+    time: Mapped[dt.datetime]
+    run_id: Mapped[str | None]
+    summary: Mapped[str]
+
+
+class Tracking(Base):
+    """The ledger position up to which a projection has been applied."""
+
+    __tablename__ = "rm_tracking"
+
+    name: Mapped[str] = _key()
+    position: Mapped[int]

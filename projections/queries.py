@@ -1,0 +1,273 @@
+"""Reads of the read model for the CLI and HTTP: a stock's whole view, stock lists, runs.
+
+Each function takes a :class:`~projections.readmodel.ReadModel` (it opens a connection) or
+an open SQLAlchemy ``Connection`` or ``Session`` (to read inside a transaction of your own),
+and returns frozen pydantic models, ready to print or to serve as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, Select, select
+from sqlalchemy.orm import Session
+
+from projections import models as m
+from projections.readmodel import ReadModel
+
+__all__ = [
+    "ChannelRow",
+    "DatapointRow",
+    "JournalRow",
+    "ReactionRow",
+    "ResultRow",
+    "RunView",
+    "Source",
+    "StateRow",
+    "StockRow",
+    "StockView",
+    "list_stocks",
+    "run_summary",
+    "stock_view",
+]
+
+Source = ReadModel | Connection | Session
+_IN_CHUNK = 2000
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StockRow(_Row):
+    """A stock: its span in the ledger, its counts and the channels that follow it."""
+
+    stock: str
+    first_position: int
+    last_position: int
+    first_time: dt.datetime
+    last_time: dt.datetime
+    n_alerts: int
+    n_detections: int
+    n_upper_limits: int
+    n_forced: int
+    n_other: int
+    channels: tuple[str, ...] = ()
+
+
+class ChannelRow(_Row):
+    """A channel following a stock: the distinct alerts it accepted, first and last."""
+
+    channel: str
+    accepted_alerts: int
+    first_accepted_position: int
+    last_accepted_position: int
+
+
+class DatapointRow(_Row):
+    """A datapoint as last measured, and how many times it was re-measured."""
+
+    datapoint_id: str
+    kind: str
+    jd: float | None
+    band: str | None
+    mag: float | None
+    magerr: float | None
+    flux: float | None
+    fluxerr: float | None
+    limmag: float | None
+    body: dict[str, Any]
+    event_id: str
+    position: int
+    superseded_count: int
+
+
+class StateRow(_Row):
+    """A state one combiner configuration made, and the channels it serves."""
+
+    state_id: str
+    unit: str
+    unit_version: str
+    config: str
+    datapoint_ids: tuple[str, ...]
+    n_datapoints: int
+    channels: tuple[str, ...]
+    event_id: str
+    position: int
+    time: dt.datetime
+
+
+class ResultRow(_Row):
+    """A T2 result: ``ok`` with its body, or ``failed`` with the latest error."""
+
+    result_id: str
+    subject: str
+    unit: str
+    unit_version: str
+    config: str
+    inputs: tuple[str, ...]
+    status: str
+    body: dict[str, Any] | None
+    error: str | None
+    traceback: str | None
+    attempt: int | None
+    failures: int
+    retry_after_s: float | None
+    event_id: str
+    position: int
+    time: dt.datetime
+    duration_s: float
+
+
+class ReactionRow(_Row):
+    """One attempt of a reaction and its outcome."""
+
+    idempotency_key: str
+    attempt: int
+    unit: str
+    config: str
+    target: str
+    outcome: str
+    detail: str
+    payload: dict[str, Any]
+    event_id: str
+    position: int
+    time: dt.datetime
+    run_id: str | None
+
+
+class JournalRow(_Row):
+    """One line of a stock's journal."""
+
+    position: int
+    event_id: str
+    event_type: str
+    time: dt.datetime
+    run_id: str | None
+    summary: str
+
+
+class StockView(_Row):
+    """Everything the read model knows of one stock (datapoints by jd, the rest by position)."""
+
+    stock: StockRow
+    channels: tuple[ChannelRow, ...]
+    datapoints: tuple[DatapointRow, ...]
+    states: tuple[StateRow, ...]
+    results: tuple[ResultRow, ...]
+    reactions: tuple[ReactionRow, ...]
+    journal: tuple[JournalRow, ...]
+
+
+class RunView(_Row):
+    """A run: its job and host, status and summary, and the events it recorded by type."""
+
+    run_id: str
+    job_hash: str | None
+    job_text: str | None
+    packages: dict[str, Any] | None
+    argv: tuple[str, ...] | None
+    host: str | None
+    user: str | None
+    started: dt.datetime | None
+    finished: dt.datetime | None
+    status: str
+    summary: dict[str, Any] | None
+    start_position: int | None
+    finish_position: int | None
+    counts: dict[str, int]
+
+
+@contextmanager
+def _reader(source: Source) -> Iterator[Connection | Session]:
+    """Yield the connection to read with: a read model's reads see one snapshot."""
+    if not isinstance(source, ReadModel):
+        yield source
+        return
+    with source.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":  # SQLite transactions are snapshots already
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
+def _rows(conn: Connection | Session, query: Select[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _channels(conn: Connection | Session, stocks: Sequence[str]) -> dict[str, list[str]]:
+    table = m.StockChannel.__table__
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(stocks), _IN_CHUNK):
+        chunk = stocks[start : start + _IN_CHUNK]
+        query = select(table.c.stock, table.c.channel).where(table.c.stock.in_(chunk))
+        for stock, channel in conn.execute(query.order_by(table.c.stock, table.c.channel)):
+            found.setdefault(stock, []).append(channel)
+    return found
+
+
+def stock_view(source: Source, stock: str) -> StockView | None:
+    """Return one stock's row, channels, datapoints, states, results, reactions and journal."""
+    with _reader(source) as conn:
+        found = _rows(conn, select(m.Stock.__table__).where(m.Stock.stock == stock))
+        if not found:
+            return None
+        dps = select(m.Datapoint.__table__).where(m.Datapoint.stock == stock)
+        channels = select(m.StockChannel.__table__).where(m.StockChannel.stock == stock)
+        states = select(m.State.__table__).where(m.State.stock == stock)
+        results = select(m.Result.__table__).where(m.Result.stock == stock)
+        reactions = select(m.Reaction.__table__).where(m.Reaction.stock == stock)
+        journal = select(m.JournalEntry.__table__).where(m.JournalEntry.stock == stock)
+        by_jd = m.Datapoint.jd.asc().nulls_last()
+        followers = tuple(
+            ChannelRow(**r) for r in _rows(conn, channels.order_by(m.StockChannel.channel))
+        )
+        return StockView(
+            stock=StockRow(**found[0], channels=tuple(c.channel for c in followers)),
+            channels=followers,
+            datapoints=tuple(
+                DatapointRow(**r)
+                for r in _rows(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
+            ),
+            states=tuple(StateRow(**r) for r in _rows(conn, states.order_by(m.State.position))),
+            results=tuple(ResultRow(**r) for r in _rows(conn, results.order_by(m.Result.position))),
+            reactions=tuple(
+                ReactionRow(**r) for r in _rows(conn, reactions.order_by(m.Reaction.position))
+            ),
+            journal=tuple(
+                JournalRow(**r) for r in _rows(conn, journal.order_by(m.JournalEntry.position))
+            ),
+        )
+
+
+def list_stocks(
+    source: Source, channel: str | None = None, since: int = 0, limit: int | None = None
+) -> list[StockRow]:
+    """Return the stocks updated after ledger position ``since`` (followed by ``channel`` if
+    given), in the order they were last updated."""
+    table, followers = m.Stock.__table__, m.StockChannel.__table__
+    query = select(table).where(table.c.last_position > since)
+    if channel is not None:
+        query = query.where(
+            table.c.stock.in_(select(followers.c.stock).where(followers.c.channel == channel))
+        )
+    query = query.order_by(table.c.last_position, table.c.stock).limit(limit)
+    with _reader(source) as conn:
+        rows = _rows(conn, query)
+        channels = _channels(conn, [r["stock"] for r in rows])
+    return [StockRow(**r, channels=tuple(channels.get(r["stock"], ()))) for r in rows]
+
+
+def run_summary(source: Source, run_id: str) -> RunView | None:
+    """Return a run's record and how many events of each type it recorded, or None."""
+    runs, counts = m.Run.__table__, m.RunCount.__table__
+    with _reader(source) as conn:
+        found = _rows(conn, select(runs).where(runs.c.run_id == run_id))
+        query = select(counts.c.event_type, counts.c.count).where(counts.c.run_id == run_id)
+        by_type = {t: int(n) for t, n in conn.execute(query.order_by(counts.c.event_type))}
+    if not found:
+        return None
+    return RunView(**found[0], counts=by_type)
