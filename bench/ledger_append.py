@@ -130,18 +130,18 @@ def bench_read(ledger: Ledger, n: int) -> float:
 
 
 @contextlib.contextmanager
-def postgres(url: str | None) -> Iterator[tuple[str, str, str]]:
-    """Yield three fresh database URLs (append, ceiling, spare) on a server."""
+def postgres(url: str | None, count: int) -> Iterator[list[str]]:
+    """Yield ``count`` fresh database URLs on a server (an embedded one by default)."""
     if url:
         base = url.rsplit("/", 1)[0]
-        names = [f"skyledger_bench_{int(time.time())}_{k}" for k in range(3)]
+        names = [f"skyledger_bench_{int(time.time())}_{k}" for k in range(count)]
         with psycopg.connect(url, autocommit=True) as conn:
             for name in names:
                 conn.execute(f'CREATE DATABASE "{name}"')
-        yield tuple(f"{base}/{name}" for name in names)  # type: ignore[misc]
+        yield [f"{base}/{name}" for name in names]
         return
     with EmbeddedPostgres() as server:
-        yield tuple(server.create_database(f"bench{k}") for k in range(3))  # type: ignore[misc]
+        yield [server.create_database(f"bench{k}") for k in range(count)]
 
 
 def main() -> None:
@@ -149,27 +149,41 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--pg-url", default=None, help="an existing server (default: embedded)")
-    parser.add_argument("--repeat", type=int, default=1, help="take the median of N rounds")
+    parser.add_argument("--repeat", type=int, default=3, help="take the median of N rounds")
     args = parser.parse_args()
     n, batch = args.events, args.batch
 
     pg_rates, copy_rates, sqlite_rates, read_rates = [], [], [], []
-    for round_no in range(args.repeat):
-        run = f"{round_no:08x}"
-        with postgres(args.pg_url) as (append_url, ceiling_url, _spare):
-            with Ledger.open(append_url) as ledger:
-                pg_rates.append(bench_append(ledger, n, batch, run))
-                print(f"postgres append   {pg_rates[-1]:>10,.0f} events/s", flush=True)
-                read_rates.append(bench_read(ledger, n))
-                print(f"postgres read     {read_rates[-1]:>10,.0f} events/s (decoded)", flush=True)
-            copy_rates.append(bench_copy_ceiling(ceiling_url, n, batch, run))
-            print(f"postgres COPY     {copy_rates[-1]:>10,.0f} rows/s (ceiling)", flush=True)
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            Ledger.open(f"sqlite:///{folder}/ledger.sqlite") as ledger,
-        ):
-            sqlite_rates.append(bench_append(ledger, n, batch, run))
-        print(f"sqlite append     {sqlite_rates[-1]:>10,.0f} events/s", flush=True)
+    with postgres(args.pg_url, 1 + 2 * args.repeat) as urls:
+        # Warm-up: the first writes to a new server create its WAL files; neither the
+        # ledger nor the ceiling should pay for that alone.
+        bench_copy_ceiling(urls[0], min(n, 50_000), batch, "warmup00")
+        for round_no in range(args.repeat):
+            run = f"{round_no:08x}"
+            append_url, ceiling_url = urls[1 + 2 * round_no], urls[2 + 2 * round_no]
+
+            def append_and_read(url: str = append_url, tag: str = run) -> None:
+                with Ledger.open(url) as ledger:
+                    pg_rates.append(bench_append(ledger, n, batch, tag))
+                    print(f"postgres append   {pg_rates[-1]:>10,.0f} events/s", flush=True)
+                    read_rates.append(bench_read(ledger, n))
+                    print(f"postgres read     {read_rates[-1]:>10,.0f} events/s", flush=True)
+
+            def ceiling(url: str = ceiling_url, tag: str = run) -> None:
+                copy_rates.append(bench_copy_ceiling(url, n, batch, tag))
+                print(f"postgres COPY     {copy_rates[-1]:>10,.0f} rows/s (ceiling)", flush=True)
+
+            # Alternate the order, so that neither always runs on a colder or warmer server.
+            for step in (
+                (append_and_read, ceiling) if round_no % 2 == 0 else (ceiling, append_and_read)
+            ):
+                step()
+            with (
+                tempfile.TemporaryDirectory() as folder,
+                Ledger.open(f"sqlite:///{folder}/ledger.sqlite") as ledger,
+            ):
+                sqlite_rates.append(bench_append(ledger, n, batch, run))
+            print(f"sqlite append     {sqlite_rates[-1]:>10,.0f} events/s", flush=True)
 
     pg, ceiling = statistics.median(pg_rates), statistics.median(copy_rates)
     print(

@@ -4,10 +4,12 @@ The events table is the library's (``originator_id`` = event id as UUID,
 ``originator_version`` = 0, ``topic``, ``state``, ``notification_id`` = position) plus a
 ``stream`` column indexed with the position, so one stock's stream reads in order.
 
-An append copies the batch in binary into a temporary staging table, takes the library's
-``EXCLUSIVE`` table lock (so positions commit in order and tailing readers never skip a
-gap), and inserts with ``ON CONFLICT DO NOTHING``: events already stored are skipped,
-within a batch, across batches and across processes. Packet bytes go into
+An append takes the library's ``EXCLUSIVE`` table lock (so positions commit in order and
+tailing readers never skip a gap) and copies the batch in binary straight into the
+table, in a savepoint. If an event of the batch is stored already, the copy fails on its
+id; the batch then goes into a temporary staging table and is inserted with ``ON
+CONFLICT DO NOTHING``: events already stored are skipped, within a batch, across batches
+and across processes. Packet bytes go into
 ``<table>_packets`` in the same transaction. ``NOTIFY`` wakes followers on commit.
 """
 
@@ -20,8 +22,9 @@ from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
 from psycopg.copy import LibpqWriter
-from psycopg.rows import tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
@@ -31,7 +34,8 @@ __all__ = ["PostgresLedgerRecorder"]
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_TRAILER = struct.pack("!h", -1)
-_ROW_HEAD = struct.Struct("!hiii").pack  # field count; int4 seq (length 4, value); id length
+_ROW_HEAD = struct.pack("!hi", 5, 16)  # five fields; the first is a 16-byte uuid
+_VERSION_AND_LEN = struct.Struct("!iqi").pack  # int8 version (length 8, value 0), topic length
 _LEN = struct.Struct("!i").pack
 
 _COLUMNS = "notification_id, originator_id, topic, state, stream"
@@ -79,30 +83,41 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 "(digest text PRIMARY KEY, data bytea NOT NULL)"
             ).format(**fmt),
         ]
-        self._sql_begin = (
-            "BEGIN; CREATE TEMP TABLE IF NOT EXISTS skyledger_staging "
-            "(seq int4, originator_id text, topic text, state bytea, stream text) "
+        lock = "; ".join(
+            [
+                f"SET LOCAL lock_timeout = '{datastore.lock_timeout}s'",
+                SQL("LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE").format(**fmt).as_string(),
+                SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string(),
+            ]
+        )
+        # The fast path: COPY straight into the events table, under the ordering lock,
+        # in a savepoint. A duplicate id makes it fail; the batch then goes through the
+        # staging table with ON CONFLICT DO NOTHING.
+        self._sql_begin_locked = f"BEGIN; {lock}; SAVEPOINT direct"
+        self._sql_copy_direct = SQL(
+            "COPY {schema}.{table} (originator_id, originator_version, topic, state, stream) "
+            "FROM STDIN (FORMAT BINARY)"
+        ).format(**fmt)
+        self._sql_last_position = SQL(
+            "SELECT currval(pg_get_serial_sequence('{schema}.{table}', 'notification_id'))"
+        ).format(schema=SQL(datastore.schema), table=SQL(events_table_name))
+        self._sql_staging = (
+            "ROLLBACK TO SAVEPOINT direct; "
+            "CREATE TEMP TABLE IF NOT EXISTS skyledger_staging (seq bigserial, "
+            "originator_id uuid, originator_version int8, topic text, state bytea, stream text) "
             "ON COMMIT DELETE ROWS"
         )
         self._sql_copy = SQL(
-            "COPY skyledger_staging (seq, originator_id, topic, state, stream) "
+            "COPY skyledger_staging (originator_id, originator_version, topic, state, stream) "
             "FROM STDIN (FORMAT BINARY)"
         )
         self._sql_insert = SQL(
             "INSERT INTO {schema}.{table} "
             "(originator_id, originator_version, topic, state, stream) "
-            "SELECT originator_id::uuid, 0, topic, state, stream "
+            "SELECT originator_id, originator_version, topic, state, stream "
             "FROM skyledger_staging ORDER BY seq "
             "ON CONFLICT DO NOTHING RETURNING notification_id"
         ).format(**fmt)
-        self._sql_lock_insert = "; ".join(
-            [
-                f"SET LOCAL lock_timeout = '{datastore.lock_timeout}s'",
-                SQL("LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE").format(**fmt).as_string(),
-                SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string(),
-                self._sql_insert.as_string(),
-            ]
-        )
         self._sql_track = SQL(
             "INSERT INTO {schema}.{tracking} AS t (name, position) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET position = GREATEST(t.position, EXCLUDED.position)"
@@ -147,11 +162,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         """Return the rows as one binary COPY payload (all the per-row Python work)."""
         parts = [_COPY_HEADER]
         append = parts.append
-        for seq, row in enumerate(rows):
+        for row in rows:
             topic, stream = row.topic.encode(), row.stream.encode()
-            append(_ROW_HEAD(5, 4, seq, 32))
-            append(row.id.encode())
-            append(_LEN(len(topic)))
+            append(_ROW_HEAD)
+            append(bytes.fromhex(row.id))
+            append(_VERSION_AND_LEN(8, 0, len(topic)))
             append(topic)
             append(_LEN(len(row.state)))
             append(row.state)
@@ -175,20 +190,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             curs = conn.cursor()
             try:
-                curs.execute(self._sql_begin)
+                curs.execute(self._sql_begin_locked)
+                positions: tuple[int, ...] = ()
+                if batch.count:
+                    positions = self._copy(curs, batch)  # may roll back to the savepoint
                 if packets:
                     digests = [d for d, _ in packets]
                     curs.execute(self._sql_packets, (digests, [p for _, p in packets]))
-                positions: tuple[int, ...] = ()
-                if batch.count:
-                    writer = LibpqWriter(curs, flush_threshold=len(batch.payload) + 1)
-                    with curs.copy(self._sql_copy, writer=writer) as copy:
-                        copy.write(batch.payload)
-                    curs.execute(self._sql_lock_insert)
-                    while curs.pgresult is not None and curs.description is None:
-                        if not curs.nextset():
-                            break
-                    positions = tuple(r["notification_id"] for r in curs.fetchall())
                 if tracking is not None:
                     curs.execute(self._sql_track, tracking)
                 curs.execute("COMMIT")
@@ -197,6 +205,28 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                     conn.rollback()
                 raise
         return AppendResult(len(positions), batch.count - len(positions), positions)
+
+    def _copy(self, curs: Cursor[DictRow], batch: PreparedBatch) -> tuple[int, ...]:
+        """Copy the batch into the table; on a duplicate id, insert only the new rows."""
+        writer = LibpqWriter(curs, flush_threshold=len(batch.payload) + 1)
+        try:
+            with curs.copy(self._sql_copy_direct, writer=writer) as copy:
+                copy.write(batch.payload)
+        except psycopg.errors.UniqueViolation:
+            curs.execute(self._sql_staging)
+            writer = LibpqWriter(curs, flush_threshold=len(batch.payload) + 1)
+            with curs.copy(self._sql_copy, writer=writer) as copy:
+                copy.write(batch.payload)
+            curs.execute(self._sql_insert)
+            return tuple(r["notification_id"] for r in curs.fetchall())
+        # Under the EXCLUSIVE lock no one else draws from the sequence: the batch's
+        # positions are the last ``count`` values, in COPY order.
+        curs.execute(self._sql_last_position)
+        row = curs.fetchone()
+        if row is None:
+            raise psycopg.InterfaceError("currval returned no row after COPY")
+        last = int(row["currval"])
+        return tuple(range(last - batch.count + 1, last + 1))
 
     def count(self, start: int) -> int:
         """Return how many events are stored at or after position ``start``."""

@@ -253,3 +253,13 @@ def test_count_from_a_position(ledger: Ledger) -> None:
     ledger.append(batch_events(0, 5) + batch_events(1, 3))  # 5 skipped, 3 new
     assert ledger.count() == 8
     assert ledger.count(head + 1) == 3
+
+
+def test_returned_positions_are_those_of_the_new_events(ledger: Ledger) -> None:
+    first = ledger.append(batch_events(0, 4))  # all new: the direct path
+    mixed = ledger.append(batch_events(0, 4) + batch_events(1, 3))  # duplicates: fallback
+    stored = {e.id: e.position for e in ledger.read()}
+    new_ids = [e.id for e in batch_events(0, 4)], [e.id for e in batch_events(1, 3)]
+    assert first.positions == tuple(stored[i] for i in new_ids[0])
+    assert mixed.positions == tuple(stored[i] for i in new_ids[1])
+    assert (mixed.appended, mixed.skipped) == (3, 4)
