@@ -25,7 +25,6 @@ from ledger.trusted import builder_for
 
 __all__ = ["StoredRow", "class_of", "decode", "encode", "register_event_type", "topic_of"]
 
-_ENVELOPE = frozenset({"id", "stream", "position"})
 _BY_TOPIC: dict[str, type[Event]] = {}
 _TOPIC_OF: dict[type[Event], str] = {}
 _OPTIONS = orjson.OPT_UTC_Z
@@ -86,10 +85,8 @@ def _nested(value: Any) -> Any:
 def encode(event: Event) -> StoredRow:
     """Return the stored row of an event."""
     cls = type(event)
-    state = {"v": cls.schema_version}
-    for name, value in event.__dict__.items():
-        if name not in _ENVELOPE:
-            state[name] = value
+    state = {"v": cls.schema_version, **event.__dict__}
+    del state["id"], state["stream"], state["position"]  # they have their own columns
     data = orjson.dumps(state, default=_nested, option=_OPTIONS)
     return StoredRow(event.id, topic_of(cls), data, event.stream)
 

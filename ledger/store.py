@@ -30,7 +30,7 @@ from ledger.writer import BatchWriter
 
 __all__ = ["Ledger"]
 
-READ_BATCH = 5000
+READ_BATCH = 1000  # decoding in smaller batches keeps fewer objects alive per GC pass
 
 
 class Ledger:

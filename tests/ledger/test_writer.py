@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import pytest
@@ -63,12 +64,14 @@ def test_a_database_error_in_the_background_surfaces_in_the_caller(ledger: Ledge
     assert ledger.head() == 0
 
 
-def test_the_switch_interval_is_restored(ledger: Ledger) -> None:
-    before = sys.getswitchinterval()
+def test_the_switch_interval_and_gc_threshold_are_restored(ledger: Ledger) -> None:
+    before, gc_before = sys.getswitchinterval(), gc.get_threshold()
     with ledger.writer() as out:
         assert sys.getswitchinterval() < before
+        assert gc.get_threshold()[0] >= 50_000
         out.extend(batch_events(0, 3))
     assert sys.getswitchinterval() == before
+    assert gc.get_threshold() == gc_before
 
 
 def test_a_batch_size_below_one_is_refused(ledger: Ledger) -> None:
