@@ -578,9 +578,10 @@ def summarise(e: Event) -> str:
         mag = f" {b.get('band', '?')} mag {b['mag']}" if b.get("mag") is not None else ""
         return f"{e.kind} {e.datapoint_id[:12]}{mag} at jd {b.get('jd', '?')}"
     if isinstance(e, FilterDecided):
-        how = f"accepted (group {e.group})" if e.accepted else f"rejected (code {e.code})"
-        how += f": {e.reason}" if e.reason else ""
-        return f"{e.channel} {how} alert {e.alert_digest[:12]} by {e.provenance.unit}"
+        how = "accepted" if e.accepted else f"rejected (code {e.code})"
+        how += f" into group {e.group}" if e.accepted and e.group is not None else ""
+        why = f": {e.reason}" if e.reason else ""
+        return f"{e.channel} {how} alert {e.alert_digest[:12]} by {e.provenance.unit}{why}"
     if isinstance(e, ReactionIssued):
         what = f"{e.outcome} ({e.detail})" if e.detail else e.outcome
         return f"reaction {e.idempotency_key[:12]} by {e.provenance.unit} to {e.target}: {what}"

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger import ConfigError, Ledger, LedgerSettings, SkyledgerError
-from ledger.settings import DEFAULT_LEDGER_URL
+from ledger.settings import DEFAULT_LEDGER_URL, redact
 from runners.job import load_job
 from runners.local import LocalRunner, RunSummary
 from units import Alert, available_units
@@ -168,6 +168,69 @@ def simulate(
         except ValueError as exc:
             raise ConfigError(f"--out {out_dir}: {exc}") from None
     out.print(f"wrote {len(files)} files to {out_dir}")
+
+
+@app.command()
+def stock(
+    stock_id: Annotated[str, typer.Argument(metavar="STOCK", help="e.g. ZTF21abiuvdk, lsst:123")],
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="print the view as JSON")] = False,
+) -> None:
+    """Show a stock: light curve, states, results, reactions and its journal."""
+    from projections.queries import stock_view
+    from projections.readmodel import ReadModel, readmodel_url
+
+    with _open(ledger) as opened, ReadModel(readmodel_url(opened.settings.ledger)) as model:
+        model.create()
+        model.catch_up(opened)
+        view = stock_view(model, stock_id)
+    if view is None:
+        raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}")
+    if as_json:
+        out.print_json(view.model_dump_json())
+        return
+    show_stock(view)
+
+
+def show_stock(view: Any) -> None:
+    """Print a stock view as tables."""
+    s = view.stock
+    out.print(
+        f"[bold]{s.stock}[/bold]: {s.n_alerts} alerts, {s.n_detections} detections, "
+        f"{s.n_upper_limits} upper limits, {s.n_forced} forced; "
+        f"channels: {', '.join(s.channels) or 'none'}"
+    )
+    curve = Table("jd", "band", "kind", "mag", "err", "limit", title="light curve")
+    for d in view.datapoints:
+        curve.add_row(
+            f"{d.jd:.5f}" if d.jd else "-", d.band or "-", d.kind, _num(d.mag), _num(d.magerr),
+            _num(d.limmag),
+        )  # fmt: skip
+    out.print(curve)
+    states = Table("state", "combiner", "datapoints", "channels", title="states")
+    for st in view.states:
+        states.add_row(st.state_id[:12], f"{st.unit}@{st.unit_version}", str(st.n_datapoints),
+                       ", ".join(st.channels))  # fmt: skip
+    out.print(states)
+    results = Table("result", "unit", "status", "body or error", title="results")
+    for r in view.results:
+        what = json.dumps(r.body)[:90] if r.status == "ok" else (r.error or "")[:90]
+        results.add_row(r.result_id[:12], f"{r.unit}@{r.unit_version}", r.status, what)
+    out.print(results)
+    if view.reactions:
+        reactions = Table("key", "unit", "target", "outcome", title="reactions")
+        for x in view.reactions:
+            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.outcome)
+        out.print(reactions)
+    journal = Table("position", "time", "event", "summary", title="journal")
+    for j in view.journal[-40:]:
+        journal.add_row(str(j.position), j.time.strftime("%Y-%m-%d %H:%M:%S"), j.event_type,
+                        j.summary[:80])  # fmt: skip
+    out.print(journal)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command()

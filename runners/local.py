@@ -1,7 +1,7 @@
 """The local runner: one process runs a job's tiers in sequence over the ledger.
 
     RunStarted -> configurations registered -> T0 ingest of every source -> T1 combine
-    -> T2 augment -> T3 react -> RunFinished (with the summary)
+    -> T2 augment -> T3 react -> read model caught up -> RunFinished (with the summary)
 
 Each tier is a projector with its own tracking position (named after the job hash), so
 a run that stopped half-way is completed by the next one, and a second run over the
@@ -22,6 +22,7 @@ from importlib.metadata import distributions
 from typing import Any
 
 from ledger import Ledger, RunFinished, RunStarted, content_hash
+from projections.readmodel import ReadModel, readmodel_url
 from projections.t0 import Channel, Ingest
 from projections.t1 import Combine
 from projections.t2 import Augment, Retry, T2Task
@@ -133,6 +134,7 @@ class LocalRunner:
             self._t1(summary)
             self._t2(summary)
             self._t3(summary)
+            self._read_model()
             status = "ok"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -204,6 +206,14 @@ class LocalRunner:
         )
         counts: Counter[str] = augment.run(lambda n, total: self.progress("T2 augment", n, total))
         summary.results = dict(sorted(counts.items()))
+
+    def _read_model(self) -> None:
+        """Bring the read model (in the ledger's database) up to date with the ledger."""
+        with ReadModel(readmodel_url(self.ledger.settings.ledger)) as model:
+            model.create()
+            model.catch_up(
+                self.ledger, progress=lambda at, head: self.progress("read model", at, head)
+            )
 
     def _t3(self, summary: RunSummary) -> None:
         for i, spec in enumerate(self.job.t3):

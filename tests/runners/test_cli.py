@@ -34,6 +34,15 @@ def test_demo_runs_all_tiers_on_real_alerts_and_writes_the_report(tmp_path: Path
     report = (tmp_path / "skyledger-data" / "report.html").read_text()
     assert "ZTF21abiuvdk" in report
     assert report.count("data:image/png;base64,") >= 1
+    # The stock's view comes from the read model, built from the ledger.
+    view = json.loads(skyledger("stock", "ZTF21abiuvdk", "--json", cwd=tmp_path).stdout)
+    assert view["stock"]["n_alerts"] == 34
+    assert len([d for d in view["datapoints"] if d["kind"] == "detection"]) == 34
+    assert {r["unit"] for r in view["results"]} == {"T2LightCurveFeatures", "T2CandidateScore"}
+    assert "TRANSIENTS" in view["stock"]["channels"]
+    missing = skyledger("stock", "ZTF99nothing", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no stock 'ZTF99nothing'" in missing.stderr
     # Run again: nothing new to do, nothing delivered twice.
     again = json.loads(skyledger("demo", "--json", cwd=tmp_path).stdout)
     assert again["appended"] == 2  # RunStarted and RunFinished only

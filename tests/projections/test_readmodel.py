@@ -1,0 +1,391 @@
+"""The read models: every table from a realistic ledger, rebuilt identically, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from ledger import (
+    AlertReceived,
+    ConfigError,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Ledger,
+    Provenance,
+    ReactionIssued,
+    ResultDerived,
+    ResultFailed,
+    RunFinished,
+    RunStarted,
+    StateCombined,
+)
+from ledger.errors import ProjectionError
+from projections import models as m
+from projections.queries import list_stocks, run_summary, stock_view
+from projections.readmodel import Fold, ReadModel, readmodel_url
+from tests.ledger.samples import one_of_each
+
+T0 = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)
+A, B, L = "ZTF21aaaaaaa", "ZTF21bbbbbbb", "lsst:170000000001"
+
+
+def prov(unit: str, config: str = "c1", duration_s: float = 0.01, code: str = "d") -> Provenance:
+    """Return the provenance of a unit's computation."""
+    return Provenance(
+        unit=unit, unit_version="1.0", unit_digest=code * 32, config=config, duration_s=duration_s
+    )
+
+
+def story() -> list[Event]:
+    """Return the events of one realistic run over three stocks, in ledger order."""
+    n = iter(range(1000))
+
+    def env() -> dict[str, Any]:
+        return {"time": T0 + dt.timedelta(minutes=next(n)), "run_id": "run-1"}
+
+    def alert(stock: str, digest: str, error: str | None = None) -> AlertReceived:
+        where = {"source": "night.tar", "locator": f"{digest}.avro#0"}
+        if error is not None:
+            return AlertReceived(stream=stock, digest=digest * 32, error=error, **where, **env())
+        ids = {"alert_id": f"{digest}00", "schema_name": "ztf-4.02"}
+        return AlertReceived(stream=stock, digest=digest * 32, **ids, **where, **env())
+
+    def dp(stock: str, dp_id: str, kind: str, **body: Any) -> DatapointAdded:
+        return DatapointAdded(stream=stock, datapoint_id=dp_id * 32, kind=kind, body=body, **env())
+
+    def decide(stock: str, digest: str, channel: str, ok: bool, config: str = "f1") -> Event:
+        how = {"group": 1} if ok else {"code": -3, "reason": "too faint"}
+        what = {"channel": channel, "alert_digest": digest * 32, "accepted": ok}
+        return FilterDecided(stream=stock, **what, **how, provenance=prov("F", config), **env())
+
+    def failed(result: str, attempt: int) -> ResultFailed:
+        error = {"error": f"ValueError: attempt {attempt}\nmore", "traceback": "Traceback ..."}
+        what = {"result_id": result * 32, "subject": "s" * 32, "attempt": attempt}
+        return ResultFailed(
+            stream=A, **what, **error, retry_after_s=30.0, provenance=prov("T2Fit"), **env()
+        )
+
+    def react(outcome: str, attempt: int, detail: str = "", key: str = "k") -> ReactionIssued:
+        payload = {"stock": A} if key == "k" else {"report": "nightly"}  # as T3 records them
+        what = {"idempotency_key": key * 32, "target": "http://hook", "payload": payload}
+        return ReactionIssued(
+            stream=f"reaction:{key * 32}", **what, outcome=outcome, attempt=attempt,
+            detail=detail, provenance=prov("T3Hook"), **env(),
+        )  # fmt: skip
+
+    state = {"stream": A, "state_id": "s" * 32, "datapoint_ids": ("1" * 32, "2" * 32)}
+    job = {"job_hash": "j" * 32, "job_text": "channels: [SN]", "packages": {"skyledger": "0.1"}}
+    return [
+        RunStarted(
+            stream="run:run-1",
+            run="run-1",
+            **job,
+            host="h",
+            user="u",
+            argv=("run", "job.yaml"),
+            **env(),
+        ),
+        alert(A, "a"),
+        dp(A, "1", "detection", jd=2460000.5, band="r", mag=18.5, magerr=0.1),
+        dp(A, "2", "upper_limit", jd=2459999.5, band="g", limmag=20.1),
+        dp(A, "3", "forced", jd=2460000.6, band="r", flux=120.0, fluxerr=9.5),
+        decide(A, "a", "SN", True),
+        decide(A, "a", "SN", True, config="f2"),  # another filter variant: the same alert
+        decide(A, "a", "AGN", False),
+        alert("unreadable", "e", error="corrupt Avro container"),
+        alert(B, "b"),
+        dp(B, "4", "detection", jd=2460001.5, band="g", mag=19.0, magerr=0.2),
+        dp(B, "1", "detection", jd=2460000.5, band="r", mag=18.5),  # shared with A
+        decide(B, "b", "SN", False),
+        alert(L, "l"),
+        dp(L, "5", "detection", jd=2460002.5, band="i", mag=21.0, flux=3.2, fluxerr=0.3),
+        dp(L, "7", "other", note="no time, no photometry", mag="n/a"),
+        decide(L, "l", "AGN", True),
+        StateCombined(**state, channels=("SN",), provenance=prov("T1All"), **env()),
+        failed("r", 1),
+        alert(A, "c"),
+        dp(A, "2", "upper_limit", jd=2459999.5, band="g", limmag=20.4),  # re-measured
+        dp(A, "6", "detection", jd=2460003.5, band="r", mag=18.0, magerr=0.1),
+        decide(A, "c", "SN", True),
+        # the same combiner and configuration, its code changed without a version bump:
+        StateCombined(**state, channels=("AGN",), provenance=prov("T1All", code="e"), **env()),
+        failed("r", 2),
+        ResultDerived(
+            stream=A,
+            result_id="r" * 32,
+            subject="s" * 32,
+            inputs=("q" * 32,),
+            body={"peak_mag": 17.9},
+            provenance=prov("T2Fit", duration_s=1.5),
+            **env(),
+        ),
+        failed("x", 1),
+        react("failed", 1, "HTTP 503"),
+        react("delivered", 2),
+        react("delivered", 1, key="z"),  # a report about no stock in particular
+        dp(A, "2", "forced", jd=2459999.5, band="g", flux=1.0),  # re-measured again, new kind
+        RunFinished(stream="run:run-1", run="run-1", status="ok", summary={"alerts": 4}, **env()),
+    ]
+
+
+@pytest.fixture
+def readmodel(ledger: Ledger) -> Iterator[ReadModel]:
+    """Return a created, empty read model in the ledger's database."""
+    with ReadModel(readmodel_url(ledger.settings.ledger)) as rm:
+        rm.create()
+        yield rm
+
+
+@pytest.fixture
+def stored(ledger: Ledger) -> list[Event]:
+    """Append the story to the ledger and return it as read back (with positions)."""
+    ledger.append(story())
+    return list(ledger.read())
+
+
+def dump(rm: ReadModel) -> dict[str, list[tuple[Any, ...]]]:
+    """Return every read-model table's rows, in key order."""
+    out = {}
+    with rm.engine.connect() as conn:
+        for table in m.METADATA.sorted_tables:
+            query = select(table).order_by(*table.primary_key.columns)
+            out[table.name] = [tuple(row) for row in conn.execute(query)]
+    return out
+
+
+def test_catch_up_fills_every_table(ledger: Ledger, readmodel: ReadModel) -> None:
+    events = ledger.append(story())
+    assert readmodel.catch_up(ledger) == events.appended == 32
+    assert readmodel.position() == ledger.head()
+    view = stock_view(readmodel, A)
+    assert view is not None
+    s = view.stock
+    assert (s.n_alerts, s.n_detections, s.n_upper_limits, s.n_forced) == (2, 2, 0, 2)
+    times = [e.time for e in story() if e.stream == A]
+    assert (s.first_time, s.last_time) == (min(times), max(times))
+    assert s.channels == ("SN",)
+    assert [(c.channel, c.accepted_alerts) for c in view.channels] == [("SN", 2)]
+    assert [d.datapoint_id[0] for d in view.datapoints] == ["2", "1", "3", "6"]  # by jd
+    remeasured = view.datapoints[0]
+    assert (remeasured.kind, remeasured.flux, remeasured.limmag) == ("forced", 1.0, None)
+    assert remeasured.superseded_count == 2
+    assert (view.datapoints[1].mag, view.datapoints[1].band) == (18.5, "r")
+    [state] = view.states
+    assert (state.channels, state.n_datapoints, state.unit) == (("AGN", "SN"), 2, "T1All")
+    ok, failed = view.results
+    assert (ok.status, ok.body, ok.failures, ok.attempt, ok.inputs) == (
+        "ok", {"peak_mag": 17.9}, 2, 2, ("q" * 32,),
+    )  # fmt: skip
+    assert (ok.error, ok.duration_s) == ("ValueError: attempt 2\nmore", 1.5)
+    assert (failed.status, failed.body, failed.failures, failed.retry_after_s) == (
+        "failed", None, 1, 30.0,
+    )  # fmt: skip
+    assert [(r.attempt, r.outcome, r.detail) for r in view.reactions] == [
+        (1, "failed", "HTTP 503"), (2, "delivered", ""),
+    ]  # fmt: skip
+    assert len(view.journal) == 20
+    assert view.journal[0].summary == "alert a00 (ztf-4.02) from a.avro#0"
+    assert "failed (attempt 1): ValueError: attempt 1" in view.journal[8].summary
+    assert view.journal[4].summary == f"SN accepted into group 1 alert {'a' * 12} by F"
+    assert view.journal[6].summary == f"AGN rejected (code -3) alert {'a' * 12} by F: too faint"
+
+
+def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
+    ledger.append(story())
+    readmodel.catch_up(ledger)
+    rows = dump(readmodel)
+    counts = {name: len(found) for name, found in rows.items()}
+    assert counts == {
+        "rm_alerts": 5, "rm_configs": 0, "rm_datapoints": 8, "rm_decisions": 6,
+        "rm_journal": 28, "rm_reactions": 3, "rm_results": 2, "rm_run_counts": 9, "rm_runs": 1,
+        "rm_states": 1, "rm_stock_channels": 2, "rm_stocks": 3, "rm_tracking": 1,
+    }  # fmt: skip
+    with readmodel.engine.connect() as conn:
+        alerts = m.Alert.__table__
+        bad = conn.execute(
+            select(alerts.c.stock, alerts.c.error).where(alerts.c.error.is_not(None))
+        )
+        assert bad.all() == [("unreadable", "corrupt Avro container")]
+    assert {r[0] for r in rows["rm_stocks"]} == {A, B, L}  # not the unreadable packet
+    assert [r[2] for r in rows["rm_reactions"]] == [A, A, None]  # the stock of each reaction
+    lsst = stock_view(readmodel, L)
+    assert lsst is not None
+    assert [(d.datapoint_id[0], d.jd, d.mag) for d in lsst.datapoints] == [
+        ("5", 2460002.5, 21.0),
+        ("7", None, None),  # no jd: last on both backends; a text "mag" is not a magnitude
+    ]
+    assert (lsst.stock.n_detections, lsst.stock.n_other, lsst.stock.channels) == (1, 1, ("AGN",))
+    b = stock_view(readmodel, B)
+    assert b is not None
+    assert (b.stock.n_detections, b.stock.channels, b.channels) == (2, (), ())
+
+
+def test_queries_list_and_summarise(ledger: Ledger, readmodel: ReadModel) -> None:
+    ledger.append(story())
+    readmodel.catch_up(ledger)
+    assert [s.stock for s in list_stocks(readmodel)] == [B, L, A]  # by last update
+    assert [s.stock for s in list_stocks(readmodel, channel="AGN")] == [L]
+    last_of_l = next(s.last_position for s in list_stocks(readmodel) if s.stock == L)
+    assert [s.stock for s in list_stocks(readmodel, since=last_of_l)] == [A]
+    assert [s.stock for s in list_stocks(readmodel, limit=1)] == [B]
+    run = run_summary(readmodel, "run-1")
+    assert run is not None
+    assert (run.status, run.argv, run.summary, run.host) == (
+        "ok",
+        ("run", "job.yaml"),
+        {"alerts": 4},
+        "h",
+    )
+    assert (run.counts["DatapointAdded"], run.counts["RunFinished"]) == (10, 1)
+    assert run.started is not None
+    assert run.finished is not None
+    assert run.started < run.finished
+    assert run_summary(readmodel, "nope") is None
+    assert stock_view(readmodel, "nope") is None
+    with readmodel.engine.connect() as conn:  # an open connection works as well
+        assert stock_view(conn, L) == stock_view(readmodel, L)
+    with Session(readmodel.engine) as session:  # and so does a session
+        assert list_stocks(session, channel="SN") == list_stocks(readmodel, channel="SN")
+
+
+def test_drop_and_rebuild_give_identical_contents(ledger: Ledger, readmodel: ReadModel) -> None:
+    ledger.append(one_of_each("run-0") + story())
+    readmodel.catch_up(ledger)
+    before = dump(readmodel)
+    assert len(before["rm_configs"]) == 1
+    assert readmodel.rebuild(ledger) == ledger.head()
+    assert dump(readmodel) == before
+    readmodel.drop()
+    with readmodel.engine.connect() as conn:
+        assert not any(conn.dialect.has_table(conn, t) for t in m.METADATA.tables)
+        assert conn.dialect.has_table(conn, "skyledger_events")  # the ledger is left alone
+
+
+def test_applying_a_batch_twice_changes_nothing(
+    ledger: Ledger, readmodel: ReadModel, stored: list[Event]
+) -> None:
+    readmodel.apply(stored[:20])
+    once = dump(readmodel)
+    readmodel.apply(stored[:20])
+    readmodel.apply(stored[5:10])
+    assert dump(readmodel) == once
+    readmodel.apply(stored[10:])  # overlaps: the first ten are skipped
+    readmodel.apply(stored)
+    assert readmodel.position() == stored[-1].position
+    final = dump(readmodel)
+    readmodel.rebuild(ledger)
+    assert dump(readmodel) == final
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7])
+def test_batches_of_any_size_end_identical(
+    ledger: Ledger, readmodel: ReadModel, stored: list[Event], batch_size: int
+) -> None:
+    readmodel.apply(stored)
+    in_one_go = dump(readmodel)
+    readmodel.drop()
+    readmodel.create()
+    seen: list[tuple[int, int]] = []
+    assert readmodel.catch_up(ledger, batch_size, lambda at, head: seen.append((at, head))) == 32
+    assert dump(readmodel) == in_one_go
+    assert seen[-1] == (ledger.head(), ledger.head())
+    assert len(seen) == -(-32 // batch_size)
+
+
+def test_killed_between_batches_ends_identical(
+    ledger: Ledger, readmodel: ReadModel, stored: list[Event]
+) -> None:
+    readmodel.apply(stored)
+    in_one_go = dump(readmodel)
+    readmodel.drop()
+    readmodel.create()
+    readmodel.apply(stored[:13])
+    readmodel.close()  # the process dies; another one opens the read model
+    with ReadModel(readmodel_url(ledger.settings.ledger)) as again:
+        assert again.position() == stored[12].position
+        assert again.catch_up(ledger, batch_size=5) == 19
+        assert dump(again) == in_one_go
+
+
+def test_a_failing_batch_moves_neither_rows_nor_position(
+    readmodel: ReadModel, stored: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readmodel.apply(stored[:5])
+    before = dump(readmodel)
+
+    def boom(self: Fold, events: object) -> None:
+        raise RuntimeError("crash mid-batch")
+
+    monkeypatch.setattr(Fold, "results", boom)  # after journal, datapoints, decisions, ...
+    with pytest.raises(RuntimeError, match="crash mid-batch"):
+        readmodel.apply(stored)
+    assert dump(readmodel) == before
+    assert readmodel.position() == stored[4].position
+    monkeypatch.undo()
+    readmodel.apply(stored)
+    with readmodel.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.JournalEntry)).scalar() == 28
+
+
+def test_a_model_reset_under_a_catch_up_is_refused(
+    ledger: Ledger, readmodel: ReadModel, stored: list[Event]
+) -> None:
+    def reset(position: int, head: int) -> None:  # another process rebuilds meanwhile
+        with ReadModel(readmodel_url(ledger.settings.ledger)) as other:
+            other.drop()
+            other.create()
+
+    with pytest.raises(ProjectionError, match="is at position 0, behind"):
+        readmodel.catch_up(ledger, batch_size=10, progress=reset)
+    assert readmodel.position() == 0
+
+
+def test_applying_needs_the_tracking_row(readmodel: ReadModel, stored: list[Event]) -> None:
+    with readmodel.engine.begin() as conn:
+        conn.execute(delete(m.Tracking))
+    with pytest.raises(ProjectionError, match=r"call create\(\) first"):
+        readmodel.apply(stored)
+    readmodel.create()
+    readmodel.apply(stored)
+    assert readmodel.position() == stored[-1].position
+
+
+def test_events_without_a_position_are_refused(readmodel: ReadModel) -> None:
+    with pytest.raises(ProjectionError, match="no position"):
+        readmodel.apply(story()[:3])
+    assert readmodel.position() == 0
+
+
+@pytest.mark.postgres
+def test_a_ledger_in_a_schema_keeps_its_read_model_there(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA sky")
+    url = f"{pg_url}?schema=sky"
+    with Ledger.open(url) as ledger, ReadModel(readmodel_url(url)) as rm:
+        ledger.append(one_of_each())
+        rm.create()
+        assert rm.catch_up(ledger) == 10
+        with rm.engine.connect() as conn:
+            found = conn.execute(
+                select(func.count())
+                .select_from(text("information_schema.tables"))
+                .where(text("table_schema = 'sky' AND table_name LIKE 'rm_%'"))
+            )
+            assert found.scalar() == len(m.METADATA.tables)
+
+
+def test_readmodel_url_names_the_ledger_database() -> None:
+    assert readmodel_url("sqlite:///data/ledger.sqlite") == "sqlite:///data/ledger.sqlite"
+    assert readmodel_url("postgresql://u:p@h:5433/db") == "postgresql+psycopg://u:p@h:5433/db"
+    assert readmodel_url("postgres://h/db?schema=sky") == (
+        "postgresql+psycopg://h/db?options=-csearch_path%3Dsky"
+    )
+    with pytest.raises(ConfigError, match="unknown store 'mysql'"):
+        readmodel_url("mysql://h/db")
