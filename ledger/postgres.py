@@ -270,6 +270,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             params.append(list(topics))
         return self._select(SQL(where + " ORDER BY notification_id LIMIT %s"), [*params, limit])
 
+    def select_streams(self, start: int, stop: int, topics: Sequence[str]) -> list[str]:
+        """Return the distinct streams with events of these topics between two positions."""
+        where = "WHERE notification_id >= %s AND notification_id <= %s"
+        params: list[Any] = [start, stop]
+        if topics:
+            where += " AND topic = ANY(%s)"
+            params.append(list(topics))
+        sql = SQL("SELECT DISTINCT stream FROM {0}.{1} " + where + " ORDER BY stream").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(sql, params)
+            return [r[0] for r in curs.fetchall()]
+
     def select_stream(self, stream: str, after: int, limit: int) -> list[FetchedRow]:
         """Return up to ``limit`` rows of one stream after position ``after``, in order."""
         where = "WHERE stream = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"

@@ -127,6 +127,18 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             params += list(topics)
         return self._select(where + " ORDER BY rowid LIMIT ?", [*params, limit])
 
+    def select_streams(self, start: int, stop: int, topics: Sequence[str]) -> list[str]:
+        """Return the distinct streams with events of these topics between two positions."""
+        where = "WHERE rowid >= ? AND rowid <= ?"
+        params: list[Any] = [start, stop]
+        if topics:
+            where += f" AND topic IN ({','.join('?' * len(topics))})"
+            params += list(topics)
+        sql = f"SELECT DISTINCT stream FROM {self.events_table_name} {where} ORDER BY stream"
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return [r[0] for r in curs.fetchall()]
+
     def select_stream(self, stream: str, after: int, limit: int) -> list[FetchedRow]:
         """Return up to ``limit`` rows of one stream after position ``after``, in order."""
         where = "WHERE stream = ? AND rowid > ? ORDER BY rowid LIMIT ?"

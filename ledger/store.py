@@ -181,10 +181,16 @@ class Ledger:
             rows: list[FetchedRow] = self._call(
                 "read stream", self.recorder.select_stream, stream, after, READ_BATCH
             )
-            if not rows:
-                return
             yield from self._decode(rows)
+            if len(rows) < READ_BATCH:
+                return
             after = rows[-1].position
+
+    def streams(self, start: int, stop: int, types: Sequence[type[Event]] = ()) -> list[str]:
+        """Return the distinct streams with events (of these types) between two positions."""
+        topics = [topic_of(t) for t in types]
+        found: list[str] = self._call("streams", self.recorder.select_streams, start, stop, topics)
+        return found
 
     def get_many(self, event_ids: Iterable[str]) -> dict[str, Event]:
         """Return the stored events among these ids, by id."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchWriter"]
 
 _Batch = tuple[PreparedBatch, list[tuple[str, bytes]]]
+_MAX_REMEMBERED = 2_000_000
 
 
 class BatchWriter:
@@ -62,6 +63,8 @@ class BatchWriter:
         self.batch_size = batch_size
         self.result = AppendResult(0, 0)
         self._events: list[Event] = []
+        self._sent: set[str] = set()  # ids handed over already: repeats need no round trip
+        self._repeats = 0
         self._packets: list[tuple[str, bytes]] = []
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -85,7 +88,20 @@ class BatchWriter:
             raise error
 
     def add(self, event: Event, packet: tuple[str, bytes] | None = None) -> None:
-        """Queue one event (and the packet it refers to); a full batch goes to the database."""
+        """Queue one event (and the packet it refers to); a full batch goes to the database.
+
+        An event this writer has queued before is counted as skipped and not sent again:
+        within a run, alerts repeat their stock's history, and a batch without stored ids
+        takes the store's fast path.
+        """
+        if event.id in self._sent:
+            self._repeats += 1
+            if packet is not None:
+                self._packets.append(packet)
+            return
+        if len(self._sent) >= _MAX_REMEMBERED:
+            self._sent.clear()
+        self._sent.add(event.id)
         self._events.append(event)
         if packet is not None:
             self._packets.append(packet)
@@ -111,6 +127,9 @@ class BatchWriter:
         self._hand_over()
         self._queue.join()
         self._raise_pending()
+        if self._repeats:
+            self.result = self.result + AppendResult(0, self._repeats)
+            self._repeats = 0
         return self.result
 
     def close(self) -> AppendResult:

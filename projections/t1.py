@@ -81,10 +81,7 @@ class Combine:
 
     def touched(self, start: int, stop: int) -> list[str]:
         """Return the stocks with datapoints or decisions between two positions, sorted."""
-        stocks = {
-            e.stream for e in self.ledger.read(start, stop, types=[DatapointAdded, FilterDecided])
-        }
-        return sorted(stocks)
+        return self.ledger.streams(start, stop, types=[DatapointAdded, FilterDecided])
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Combine every stock touched since the tracked position; return counts."""

@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import Event, FilterDecided, Ledger, ReactionIssued, ResultDerived, StateCombined
+from ledger import (
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Ledger,
+    ReactionIssued,
+    ResultDerived,
+    StateCombined,
+)
 from projections.t0 import provenance
 from projections.t1 import history_of
 from projections.t2 import Retry
@@ -96,7 +104,7 @@ class React:
         """Return the stocks to consider, sorted."""
         if self.selection.updated_since_last_run:
             events: Iterable[Event] = self.ledger.read(start, head, types=[FilterDecided])
-            updated = {e.stream for e in self.ledger.read(start, head)}
+            updated = set(self.ledger.streams(start, head, types=[DatapointAdded, FilterDecided]))
         else:
             events = self.ledger.read(1, head, types=[FilterDecided])
             updated = None

@@ -81,6 +81,7 @@ class LocalRunner:
         sources: Sequence[Source] = (),
         progress: Progress | None = None,
         redeliver: bool = False,
+        read_model: bool = True,
     ) -> None:
         self.job = job
         self.job_text = job_text
@@ -88,6 +89,7 @@ class LocalRunner:
         self.sources = list(sources) or [self._unit(r.unit, r.config, Source) for r in job.sources]
         self.progress = progress or (lambda stage, done, total: None)
         self.redeliver = redeliver
+        self.read_model = read_model
         self.run_id = uuid.uuid4().hex
         # Tracking positions are named after the job and every unit's name, version and
         # configuration: a new unit version or option starts its tiers from the beginning
@@ -134,7 +136,8 @@ class LocalRunner:
             self._t1(summary)
             self._t2(summary)
             self._t3(summary)
-            self._read_model()
+            if self.read_model:
+                self._read_model()
             status = "ok"
         except KeyboardInterrupt:
             status = "interrupted"

@@ -263,3 +263,19 @@ def test_returned_positions_are_those_of_the_new_events(ledger: Ledger) -> None:
     assert first.positions == tuple(stored[i] for i in new_ids[0])
     assert mixed.positions == tuple(stored[i] for i in new_ids[1])
     assert (mixed.appended, mixed.skipped) == (3, 4)
+
+
+def test_distinct_streams_between_positions(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 3) + batch_events(1, 2))
+    middle = ledger.head()
+    ledger.append(batch_events(2, 2) + one_of_each())
+    assert ledger.streams(1, middle) == ["batch-0", "batch-1"]
+    assert ledger.streams(middle + 1, ledger.head(), types=[DatapointAdded]) == [
+        "ZTF21abiuvdk",
+        "batch-2",
+    ]
+
+
+def test_a_stream_longer_than_a_read_batch_is_read_whole(ledger: Ledger) -> None:
+    ledger.append(batch_events(0, 2500))
+    assert len(list(ledger.stream("batch-0"))) == 2500

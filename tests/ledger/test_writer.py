@@ -77,3 +77,11 @@ def test_the_switch_interval_and_gc_threshold_are_restored(ledger: Ledger) -> No
 def test_a_batch_size_below_one_is_refused(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="batch_size"):
         ledger.writer(batch_size=0)
+
+
+def test_repeats_are_counted_as_skipped_without_a_round_trip(ledger: Ledger) -> None:
+    events = batch_events(0, 10)
+    with ledger.writer(batch_size=4) as out:
+        out.extend(events + events[:6] + events)
+    assert (out.result.appended, out.result.skipped) == (10, 16)
+    assert len(list(ledger.read())) == 10
