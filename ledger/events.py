@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from hashlib import blake2b
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ledger.canonical import content_hash
+from ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
 from ledger.errors import EventRejected
 
 __all__ = [
@@ -79,7 +73,7 @@ class Event(BaseModel):
     schema_version: ClassVar[int] = 1
     identity: ClassVar[tuple[str, ...]] = ()
     upcasters: ClassVar[dict[int, Upcaster]] = {}
-    _kind: ClassVar[str] = "event:Event"
+    _prefix: ClassVar[Any] = blake2b(b"event:Event\x00", digest_size=DIGEST_BYTES)
 
     id: str = Field(default="", description="content-addressed event id (32 hex digits)")
     stream: str = Field(min_length=1, description="the stream (stock, run, ...) it belongs to")
@@ -95,25 +89,34 @@ class Event(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise rejected(type(self).__name__, exc) from None
+        if not self.id:  # frozen: write the computed id straight into the instance dict
+            self.__dict__["id"] = self.compute_id()
 
-    @model_validator(mode="after")
-    def _assign_id(self) -> Event:
-        if not self.id:
-            object.__setattr__(self, "id", self.compute_id())
-        return self
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Return a validated event, computing its id if the data has none."""
+        event = super().model_validate(obj, **kwargs)
+        if not event.id:
+            event.__dict__["id"] = event.compute_id()
+        return event
 
     def compute_id(self) -> str:
         """Return the id this event's content implies (type + ``identity`` fields)."""
         cls = type(self)
         fields = self.__dict__
         content = {name: fields[name] for name in cls.identity}
-        if isinstance(content.get("provenance"), Provenance):  # duration is not identity
-            content["provenance"] = content["provenance"].identity()
-        return content_hash(cls._kind, content)
+        provenance = content.get("provenance")
+        if isinstance(provenance, Provenance):  # the measured duration is not identity
+            content["provenance"] = provenance.identity()
+        h = cls._prefix.copy()
+        h.update(canonical_bytes(content))
+        digest: str = h.hexdigest()
+        return digest
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._kind = "event:" + cls.__name__
+        # The same bytes content_hash("event:<Type>", ...) starts with, hashed once.
+        cls._prefix = blake2b(f"event:{cls.__name__}".encode() + b"\x00", digest_size=DIGEST_BYTES)
 
 
 class AlertReceived(Event):
