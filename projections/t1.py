@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
 from projections.t0 import provenance
-from units import Combiner, Datapoint
+from units import Combiner, Datapoint, latest_bodies
 
 __all__ = ["Combine", "StockHistory", "history_of"]
 
@@ -40,24 +41,23 @@ def history_of(
     alerts' histories with fewer fields and rounded values; a survey may re-measure)
     keeps the body with the most fields, and of equals the one received last.
     """
-    latest: dict[str, DatapointAdded] = {}
+    points: list[Datapoint] = []
+    added_by: dict[int, str] = {}  # id() of each datapoint -> the event that added it
     following: dict[str, set[int | None]] = {}
     for event in events:
         if isinstance(event, DatapointAdded):
-            kept = latest.get(event.datapoint_id)
-            if kept is None or len(event.body) >= len(kept.body):
-                latest[event.datapoint_id] = event
+            kind: Any = event.kind
+            point = Datapoint(id=event.datapoint_id, stock=stock, kind=kind, body=event.body)
+            points.append(point)
+            added_by[id(point)] = event.id
         elif (
             isinstance(event, FilterDecided)
             and event.accepted
             and (channels is None or event.channel in channels)
         ):
             following.setdefault(event.channel, set()).add(event.group)
-    points = tuple(
-        Datapoint(id=e.datapoint_id, stock=stock, kind=e.kind, body=e.body)  # type: ignore[arg-type]
-        for e in latest.values()
-    )
-    return StockHistory(stock, points, {k: e.id for k, e in latest.items()}, following)
+    kept = latest_bodies(points)  # the units' rule, so units and projector agree
+    return StockHistory(stock, tuple(kept), {p.id: added_by[id(p)] for p in kept}, following)
 
 
 class Combine:

@@ -8,7 +8,15 @@ from units.alerts import Alert, Datapoint, Unreadable
 from units.base import Unit, UnitConfig
 from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
 from units.registry import available_units, load_unit, register_unit
-from units.views import Decision, LightCurve, Reaction, State, StockSummary, T2View
+from units.views import (
+    Decision,
+    LightCurve,
+    Reaction,
+    State,
+    StockSummary,
+    T2View,
+    latest_bodies,
+)
 
 __all__ = [
     "Alert",
@@ -30,6 +38,7 @@ __all__ = [
     "UnitConfig",
     "Unreadable",
     "available_units",
+    "latest_bodies",
     "load_unit",
     "register_unit",
 ]

@@ -12,25 +12,9 @@ from units.alerts import Datapoint, DatapointKind
 from units.base import UnitConfig
 from units.contracts import Combiner
 from units.shapers.photometry import number
-from units.views import State
+from units.views import State, latest_bodies
 
-__all__ = ["LightCurveCombiner", "latest_bodies"]
-
-
-def latest_bodies(datapoints: Sequence[Datapoint]) -> list[Datapoint]:
-    """Return one datapoint per id, sorted by id: the body with the most fields, of equals the last.
-
-    A re-measured datapoint keeps its id and arrives again with another body (ZTF repeats
-    each detection in later alerts' history with fewer fields and rounded values). The
-    rule is the one the T1 projector applies to the ledger (``projections.t1.history_of``),
-    so a unit given duplicates sees what it would see through the projector.
-    """
-    unique: dict[str, Datapoint] = {}
-    for dp in datapoints:
-        kept = unique.get(dp.id)
-        if kept is None or len(dp.body) >= len(kept.body):
-            unique[dp.id] = dp
-    return [unique[key] for key in sorted(unique)]
+__all__ = ["LightCurveCombiner", "latest_bodies"]  # latest_bodies lives in units.views
 
 
 class LightCurveCombiner(Combiner):

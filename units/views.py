@@ -9,7 +9,15 @@ from typing import Any
 from ledger.ids import state_id
 from units.alerts import Datapoint
 
-__all__ = ["Decision", "LightCurve", "Reaction", "State", "StockSummary", "T2View"]
+__all__ = [
+    "Decision",
+    "LightCurve",
+    "Reaction",
+    "State",
+    "StockSummary",
+    "T2View",
+    "latest_bodies",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +134,19 @@ class Reaction:
     key: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     stock: str | None = None
+
+
+def latest_bodies(datapoints: Sequence[Datapoint]) -> list[Datapoint]:
+    """Return one datapoint per id, sorted by id: the body with the most fields, of equals the last.
+
+    A re-measured datapoint keeps its id and arrives again with another body (ZTF repeats
+    each detection in later alerts' history with fewer fields and rounded values). The T1
+    projector applies this same function to the ledger (``projections.t1.history_of``),
+    so a unit given duplicates sees what it would see through the projector.
+    """
+    unique: dict[str, Datapoint] = {}
+    for dp in datapoints:
+        kept = unique.get(dp.id)
+        if kept is None or len(dp.body) >= len(kept.body):
+            unique[dp.id] = dp
+    return [unique[key] for key in sorted(unique)]
