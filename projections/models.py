@@ -226,7 +226,7 @@ class Reaction(Base):
 
     idempotency_key: Mapped[str] = _key()
     attempt: Mapped[int] = _key()
-    stock: Mapped[str | None]  # see projections.readmodel.stock_of
+    stock: Mapped[str | None]  # see projections.fold.stock_of
     unit: Mapped[str]
     config: Mapped[str]
     target: Mapped[str]

@@ -1,0 +1,436 @@
+"""Folding ledger events into the read-model tables: one batch at a time, bulk writes.
+
+``Fold(conn).apply(events)`` reads the rows a batch touches once, merges the batch into
+them in Python and writes them back with one statement per table (``ON CONFLICT``
+upserts; binary arrays on PostgreSQL, ``executemany`` on SQLite). ``ReadModel`` (in
+``projections.readmodel``) wraps it in a transaction with the tracking position.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, cast
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Dialect,
+    Double,
+    Table,
+    any_,
+    bindparam,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ledger import (
+    AlertReceived,
+    ConfigurationRegistered,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Provenance,
+    ReactionIssued,
+    ResultDerived,
+    ResultFailed,
+    RunFinished,
+    RunStarted,
+    StateCombined,
+)
+from ledger.errors import ProjectionError
+from projections import models as m
+
+__all__ = ["Fold", "fetch", "stock_of", "summarise"]
+
+Row = dict[str, Any]
+_CHUNK = 2000  # values per IN (...) when reading the rows a batch touches
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _take(events: Iterator[Event], count: int) -> list[Event]:
+    return list(itertools.islice(events, count))
+
+
+def _position(event: Event) -> int:
+    return event.position or 0
+
+
+def _table(model: type[m.Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+@functools.cache
+def _pg_plan(table: Table, overwrite: bool, dialect: Dialect) -> str:
+    """Return PostgreSQL's INSERT of a table's rows given as one array per column."""
+    quote = dialect.identifier_preparer.quote
+    types = [c.type.compile(dialect=dialect) for c in table.columns]
+    names = [quote(c.name) for c in table.columns]
+    keys = ", ".join(quote(c.name) for c in table.primary_key.columns)
+    picks = [f"{n}::{t}" if t == "JSONB" else n for n, t in zip(names, types, strict=True)]
+    arrays = ", ".join(f"%b::{'TEXT' if t == 'JSONB' else t}[]" for t in types)
+    others = [quote(c.name) for c in table.columns if not c.primary_key]
+    action = f"DO UPDATE SET {', '.join(f'{n} = EXCLUDED.{n}' for n in others)}"
+    return (
+        f"INSERT INTO {quote(table.name)} ({', '.join(names)}) "
+        f"SELECT {', '.join(picks)} FROM unnest({arrays}) AS u({', '.join(names)}) "
+        f"ON CONFLICT ({keys}) {action if overwrite else 'DO NOTHING'}"
+    )
+
+
+def _write_postgres(conn: Connection, table: Table, rows: Sequence[Row], overwrite: bool) -> None:
+    """Insert rows with one statement taking an array per column (binary parameters)."""
+    sql = _pg_plan(table, overwrite, conn.dialect)
+    arrays = []
+    for column in table.columns:
+        values = [row[column.name] for row in rows]
+        if isinstance(column.type, JSON):
+            values = [None if v is None else _dumps(v) for v in values]
+        elif isinstance(column.type, Double):  # one element type per array
+            values = [None if v is None else float(v) for v in values]
+        arrays.append(values)
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise ProjectionError("read model: the PostgreSQL connection is closed")
+    with driver.cursor() as cursor:
+        cursor.execute(sql, arrays)
+
+
+@functools.cache
+def _sqlite_plan(
+    table: Table, overwrite: bool, dialect: Dialect
+) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+    """Return SQLite's INSERT for every column of a table, positional, with the names and
+    bind processors of its parameters in order (executemany without per-row SQLAlchemy work)."""
+    stmt = sqlite_insert(table).values({c.name: bindparam(c.name) for c in table.columns})
+    if overwrite:
+        keep = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
+        stmt = stmt.on_conflict_do_update(index_elements=list(table.primary_key), set_=keep)
+    else:
+        stmt = stmt.on_conflict_do_nothing()
+    compiled = stmt.compile(dialect=dialect)
+    names = compiled.positiontup or []
+    return compiled.string, [(n, table.c[n].type.bind_processor(dialect)) for n in names]
+
+
+def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) -> list[Row]:
+    """Return the stored rows whose ``column`` is one of ``values``."""
+    wanted = list(dict.fromkeys(values))
+    if not wanted:
+        return []
+    key = table.c[column]
+    if conn.dialect.name == "postgresql":  # one array parameter: no long IN list to plan
+        match = key == any_(bindparam("wanted", wanted, type_=ARRAY(key.type)))
+        return [dict(r) for r in conn.execute(select(table).where(match)).mappings()]
+    rows: list[Row] = []
+    for start in range(0, len(wanted), _CHUNK):
+        query = select(table).where(key.in_(wanted[start : start + _CHUNK]))
+        rows += [dict(r) for r in conn.execute(query).mappings()]
+    return rows
+
+
+_NOT_STOCK_EVENTS = (RunStarted, RunFinished, ConfigurationRegistered)
+_NOT_STOCKS = ("run:", "config:", "reaction:")
+_COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
+_KIND_COUNT = {"detection": "n_detections", "upper_limit": "n_upper_limits", "forced": "n_forced"}
+_NUMBERS = frozenset({int, float})
+_PHOTOMETRY = ("jd", "mag", "magerr", "flux", "fluxerr", "limmag")
+T = TypeVar("T", bound=Event)
+
+
+def stock_of(event: Event) -> str | None:
+    """Return the stock an event concerns: its stream, or for a reaction (stream
+    ``reaction:<key>``) its payload's ``stock``; None for runs, configurations, unreadable
+    packets and reactions about no one stock."""
+    if isinstance(event, ReactionIssued) and event.stream.startswith("reaction:"):
+        stock = event.payload.get("stock")
+        return stock if isinstance(stock, str) and stock else None
+    if isinstance(event, _NOT_STOCK_EVENTS) or event.stream.startswith(_NOT_STOCKS):
+        return None
+    if isinstance(event, AlertReceived) and event.error is not None:
+        return None
+    return event.stream
+
+
+def _of(events: Sequence[Event], cls: type[T]) -> list[T]:
+    return [e for e in events if isinstance(e, cls)]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if type(value) in _NUMBERS else None  # not bools, not strings
+
+
+def _pick(model: Event | Provenance, *names: str) -> Row:
+    fields = model.__dict__
+    return {name: fields[name] for name in names}
+
+
+def _row(event: Event, *names: str) -> Row:
+    """Return the envelope columns most tables share, plus the named event fields."""
+    base = {"event_id": event.id, "stock": event.stream, "position": event.position}
+    return base | {"time": event.time} | _pick(event, *names)
+
+
+class Fold:
+    """Writes one batch of fresh events (in position order) into the tables, on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stocks: dict[str, Row] = {}
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Write every table's rows for the batch, then the stocks the batch touched."""
+        self.journal(events)
+        self.alerts(_of(events, AlertReceived))
+        self.datapoints(_of(events, DatapointAdded))
+        self.decisions(_of(events, FilterDecided))
+        self.states(_of(events, StateCombined))
+        self.results([e for e in events if isinstance(e, ResultDerived | ResultFailed)])
+        self.reactions(_of(events, ReactionIssued))
+        self.runs([e for e in events if isinstance(e, RunStarted | RunFinished)])
+        self.configs(_of(events, ConfigurationRegistered))
+        self.run_counts(events)
+        self.flush_stocks()
+
+    def fetch(self, model: type[m.Base], column: str, values: Iterable[Any]) -> list[Row]:
+        """Return the stored rows of a table whose ``column`` is one of ``values``."""
+        return fetch(self.conn, _table(model), column, values)
+
+    def insert(self, model: type[m.Base], rows: Sequence[Row]) -> None:
+        """Insert rows, leaving any already stored alone."""
+        self.write(_table(model), rows, overwrite=False)
+
+    def upsert(self, model: type[m.Base], rows: Sequence[Row]) -> None:
+        """Insert rows, or overwrite the stored ones with the same key (keys must not repeat)."""
+        self.write(_table(model), rows, overwrite=True)
+
+    def write(self, table: Table, rows: Sequence[Row], overwrite: bool) -> None:
+        """Insert rows with ``ON CONFLICT DO NOTHING`` or ``DO UPDATE``: on PostgreSQL in one
+        statement (a column array per parameter), on SQLite through the driver's executemany."""
+        if rows and self.conn.dialect.name == "postgresql":
+            _write_postgres(self.conn, table, rows, overwrite)
+        elif rows:
+            sql, columns = _sqlite_plan(table, overwrite, self.conn.dialect)
+            params = [tuple(bind(r[n]) if bind else r[n] for n, bind in columns) for r in rows]
+            self.conn.exec_driver_sql(sql, params)
+
+    def journal(self, events: Sequence[Event]) -> None:
+        """Record each stock event in its stock's journal and its span in the stock's row."""
+        rows = []
+        for e in events:
+            stock = stock_of(e)
+            if stock is None:
+                continue
+            row = self.stocks.get(stock)
+            if row is None:
+                row = {"stock": stock, "first_position": e.position, "first_time": e.time}
+                row = self.stocks[stock] = row | dict.fromkeys(_COUNTS, 0)
+            row.update(last_position=e.position, last_time=e.time)
+            entry = {"stock": stock, "event_type": type(e).__name__, "summary": summarise(e)}
+            rows.append(_row(e, "run_id") | entry)
+        self.insert(m.JournalEntry, rows)
+
+    def alerts(self, events: list[AlertReceived]) -> None:
+        """Record received packets (unreadable ones too) and count each stock's alerts."""
+        names = ("digest", "source", "locator", "alert_id", "schema_name", "error", "run_id")
+        for e in events:
+            stock = stock_of(e)
+            if stock is not None:
+                self.stocks[stock]["n_alerts"] += 1
+        self.insert(m.Alert, [_row(e, *names) for e in events])
+
+    def datapoints(self, events: list[DatapointAdded]) -> None:
+        """Record datapoints; a re-measured one replaces its row and counts a supersession."""
+        if not events:
+            return
+        seen = {
+            (r["stock"], r["datapoint_id"]): (r["kind"], r["superseded_count"])
+            for r in self.fetch(m.Datapoint, "datapoint_id", (e.datapoint_id for e in events))
+        }
+        rows: dict[tuple[str, str], Row] = {}
+        for e in events:
+            key = (e.stream, e.datapoint_id)
+            prior = seen.get(key)
+            superseded = 0 if prior is None else prior[1] + 1
+            stock = stock_of(e)
+            if stock is not None:
+                counts = self.stocks[stock]
+                if prior is not None:
+                    counts[_KIND_COUNT.get(prior[0], "n_other")] -= 1
+                counts[_KIND_COUNT.get(e.kind, "n_other")] += 1
+            seen[key] = (e.kind, superseded)
+            body = e.body
+            band = body.get("band")
+            row: Row = {name: _number(body.get(name)) for name in _PHOTOMETRY}
+            row.update(
+                stock=e.stream,
+                datapoint_id=e.datapoint_id,
+                kind=e.kind,
+                band=None if band is None else str(band),
+                body=body,
+                event_id=e.id,
+                position=e.position,
+                superseded_count=superseded,
+            )
+            rows[key] = row
+        self.upsert(m.Datapoint, list(rows.values()))
+
+    def decisions(self, events: list[FilterDecided]) -> None:
+        """Record filter decisions and count the distinct alerts each channel accepted."""
+        if not events:
+            return
+        counted = {
+            (r["stock"], r["channel"], r["alert_digest"])
+            for r in self.fetch(m.Decision, "alert_digest", (e.alert_digest for e in events))
+            if r["accepted"]
+        }
+        names = ("channel", "alert_digest", "accepted", "code", "group", "reason", "run_id")
+        rows, channels = [], dict[tuple[str, str], Row]()
+        for e in events:
+            rows.append(_row(e, *names) | _pick(e.provenance, "unit", "config"))
+            if not e.accepted:
+                continue
+            new = {"stock": e.stream, "channel": e.channel, "accepted_alerts": 0}
+            row = channels.setdefault((e.stream, e.channel), new)
+            row.setdefault("first_accepted_position", e.position)
+            row["last_accepted_position"] = e.position
+            if (e.stream, e.channel, e.alert_digest) not in counted:
+                counted.add((e.stream, e.channel, e.alert_digest))
+                row["accepted_alerts"] += 1
+        self.insert(m.Decision, rows)
+        for stored in self.fetch(m.StockChannel, "stock", (k[0] for k in channels)):
+            row = channels.get((stored["stock"], stored["channel"]), {})
+            if row:
+                row["accepted_alerts"] += stored["accepted_alerts"]
+                row["first_accepted_position"] = stored["first_accepted_position"]
+        self.upsert(m.StockChannel, list(channels.values()))
+
+    def states(self, events: list[StateCombined]) -> None:
+        """Record states by (state, combiner, configuration), merging the channels they serve."""
+        if not events:
+            return
+        rows = {
+            (r["state_id"], r["unit"], r["config"]): r
+            for r in self.fetch(m.State, "state_id", (e.state_id for e in events))
+        }
+        touched = {}
+        for e in events:
+            p = e.provenance
+            key = (e.state_id, p.unit, p.config)
+            prior = rows.get(key)
+            channels = sorted(set(e.channels) | set(prior["channels"] if prior else ()))
+            ids = {"datapoint_ids": list(e.datapoint_ids), "n_datapoints": len(e.datapoint_ids)}
+            rows[key] = touched[key] = (
+                _row(e, "state_id") | _pick(p, "unit", "config", "unit_version") | ids
+            ) | {"channels": channels}
+        self.upsert(m.State, list(touched.values()))
+
+    def results(self, events: list[ResultDerived | ResultFailed]) -> None:
+        """Record T2 results: a derivation makes (and keeps) one ``ok``, a failure records
+        the latest error; every event moves the row's event, position, time and duration."""
+        if not events:
+            return
+        rows = {
+            r["result_id"]: r
+            for r in self.fetch(m.Result, "result_id", (e.result_id for e in events))
+        }
+        fresh: Row = {"status": "failed", "body": None, "inputs": [], "failures": 0}
+        fresh |= dict.fromkeys(("error", "traceback", "attempt", "retry_after_s"))
+        touched = {}
+        for e in events:
+            row = rows.get(e.result_id) or dict(fresh)
+            row |= _row(e, "result_id", "subject")
+            row |= _pick(e.provenance, "unit", "unit_version", "config", "duration_s")
+            if isinstance(e, ResultDerived):
+                row |= {"status": "ok", "body": e.body, "inputs": list(e.inputs)}
+            else:
+                row |= _pick(e, "error", "traceback", "attempt", "retry_after_s")
+                row["failures"] += 1
+            rows[e.result_id] = touched[e.result_id] = row
+        self.upsert(m.Result, list(touched.values()))
+
+    def reactions(self, events: list[ReactionIssued]) -> None:
+        """Record each reaction attempt and its outcome."""
+        names = ("idempotency_key", "attempt", "target", "outcome", "detail", "payload", "run_id")
+        rows = [
+            _row(e, *names) | _pick(e.provenance, "unit", "config") | {"stock": stock_of(e)}
+            for e in events
+        ]
+        self.insert(m.Reaction, rows)
+
+    def runs(self, events: list[RunStarted | RunFinished]) -> None:
+        """Record runs: what started them, and how they finished."""
+        if not events:
+            return
+        empty = dict.fromkeys((c.name for c in _table(m.Run).columns), None)
+        rows = {r["run_id"]: r for r in self.fetch(m.Run, "run_id", (e.run for e in events))}
+        for e in events:
+            row = rows.setdefault(e.run, empty | {"run_id": e.run, "status": "running"})
+            if isinstance(e, RunStarted):
+                row |= _pick(e, "job_hash", "job_text", "packages", "host", "user")
+                row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
+            else:
+                row |= _pick(e, "status", "summary")
+                row |= {"finished": e.time, "finish_position": e.position}
+        self.upsert(m.Run, list(rows.values()))
+
+    def configs(self, events: list[ConfigurationRegistered]) -> None:
+        """Record registered unit configurations."""
+        names = ("config_hash", "unit", "config")
+        self.insert(m.Config, [_pick(e, *names) | {"position": e.position} for e in events])
+
+    def run_counts(self, events: Sequence[Event]) -> None:
+        """Count the events of each type each run recorded."""
+        counts = Counter((e.run_id, type(e).__name__) for e in events if e.run_id is not None)
+        for r in self.fetch(m.RunCount, "run_id", (run for run, _ in counts)):
+            key = (r["run_id"], r["event_type"])
+            if key in counts:
+                counts[key] += r["count"]
+        rows = [{"run_id": r, "event_type": t, "count": n} for (r, t), n in counts.items()]
+        self.upsert(m.RunCount, rows)
+
+    def flush_stocks(self) -> None:
+        """Write the rows of the stocks the batch touched (spans and counts added up)."""
+        for stored in self.fetch(m.Stock, "stock", self.stocks):
+            row = self.stocks[stored["stock"]]
+            row.update(first_position=stored["first_position"], first_time=stored["first_time"])
+            for name in _COUNTS:
+                row[name] += stored[name]
+        self.upsert(m.Stock, list(self.stocks.values()))
+
+
+def summarise(e: Event) -> str:
+    """Return a one-line journal summary of a stock event."""
+    if isinstance(e, AlertReceived):
+        return f"alert {e.alert_id or '?'} ({e.schema_name or '?'}) from {e.locator}"
+    if isinstance(e, DatapointAdded):
+        b = e.body
+        mag = f" {b.get('band', '?')} mag {b['mag']}" if b.get("mag") is not None else ""
+        return f"{e.kind} {e.datapoint_id[:12]}{mag} at jd {b.get('jd', '?')}"
+    if isinstance(e, FilterDecided):
+        how = "accepted" if e.accepted else f"rejected (code {e.code})"
+        how += f" into group {e.group}" if e.accepted and e.group is not None else ""
+        why = f": {e.reason}" if e.reason else ""
+        return f"{e.channel} {how} alert {e.alert_digest[:12]} by {e.provenance.unit}{why}"
+    if isinstance(e, ReactionIssued):
+        what = f"{e.outcome} ({e.detail})" if e.detail else e.outcome
+        return f"reaction {e.idempotency_key[:12]} by {e.provenance.unit} to {e.target}: {what}"
+    if not isinstance(e, StateCombined | ResultDerived | ResultFailed):
+        return type(e).__name__
+    by = f"by {e.provenance.unit}@{e.provenance.unit_version}"
+    if isinstance(e, StateCombined):
+        channels = ", ".join(e.channels) or "no channel"
+        return f"state {e.state_id[:12]} of {len(e.datapoint_ids)} datapoints {by} for {channels}"
+    if isinstance(e, ResultDerived):
+        return f"result {e.result_id[:12]} on {e.subject[:12]} {by}: ok"
+    error = e.error.splitlines()[0][:200] if e.error else ""
+    return (
+        f"result {e.result_id[:12]} on {e.subject[:12]} {by} failed (attempt {e.attempt}): {error}"
+    )
