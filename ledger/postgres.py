@@ -133,9 +133,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._sql_get_packet = SQL("SELECT data FROM {schema}.{packets} WHERE digest = %s").format(
             **fmt
         )
-        self._sql_has_packets = SQL(
-            "SELECT digest FROM {schema}.{packets} WHERE digest = ANY(%s)"
-        ).format(**fmt)
 
     def create_table(self) -> None:
         """Create the tables if missing, one process at a time (CREATE ... IF NOT EXISTS
@@ -245,12 +242,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
         return 0 if row is None else int(row[0])
 
-    def append_rows(
-        self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
-    ) -> AppendResult:
-        """Store the rows not yet stored, in order, in one transaction; return what was new."""
-        return self.write(self.prepare(rows), packets)
-
     def _select(self, where: SQL, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._sql_select + where, params)
@@ -303,12 +294,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             curs.execute(self._sql_get_packet, [digest])
             row = curs.fetchone()
         return None if row is None else bytes(row[0])
-
-    def has_packets(self, digests: Sequence[str]) -> set[str]:
-        """Return which of these digests have their bytes stored."""
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._sql_has_packets, [list(digests)])
-            return {r[0] for r in curs.fetchall()}
 
     def waiter(self) -> _ListenWaiter:
         """Return a waiter that LISTENs for this table's notifications."""

@@ -102,12 +102,6 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             row = curs.fetchone()
         return 0 if row is None else int(row[0])
 
-    def append_rows(
-        self, rows: Sequence[StoredRow], packets: Sequence[tuple[str, bytes]] = ()
-    ) -> AppendResult:
-        """Store the rows not yet stored, in order, in one transaction; return what was new."""
-        return self.write(self.prepare(rows), packets)
-
     def _select(self, where: str, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._sql_select + where, params)

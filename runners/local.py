@@ -87,6 +87,15 @@ class LocalRunner:
         self.job_text = job_text
         self.ledger = ledger
         self.sources = list(sources) or [self._unit(r.unit, r.config, Source) for r in job.sources]
+        # Every unit is built once, here: the tiers and the tracking tag share them.
+        self.filters: list[Filter | None] = [
+            self._unit(c.filter.unit, c.filter.config, Filter) if c.filter else None
+            for c in job.channels
+        ]
+        self.shapers = {s: self._unit(r.unit, r.config, Shaper) for s, r in job.shapers.items()}
+        self.combiner = self._unit(job.combiner.unit, job.combiner.config, Combiner)
+        self.t2_units = [self._unit(t.unit, t.config, T2Unit) for t in job.t2]
+        self.reactors = [self._unit(t.unit, t.config, Reactor) for t in job.t3]
         self.progress = progress or (lambda stage, done, total: None)
         self.redeliver = redeliver
         self.read_model = read_model
@@ -110,16 +119,9 @@ class LocalRunner:
         return unit
 
     def units(self) -> list[Unit]:
-        """Return every unit the job names (sources included), built from the job."""
-        job = self.job
-        found: list[Unit] = [*self.sources]
-        found += [
-            self._unit(c.filter.unit, c.filter.config, Filter) for c in job.channels if c.filter
-        ]
-        found += [self._unit(r.unit, r.config, Shaper) for r in job.shapers.values()]
-        found.append(self._unit(job.combiner.unit, job.combiner.config, Combiner))
-        found += [self._unit(t.unit, t.config, T2Unit) for t in job.t2]
-        found += [self._unit(t.unit, t.config, Reactor) for t in job.t3]
+        """Return every unit the job names (sources included), as built for this run."""
+        found: list[Unit] = [*self.sources, *(f for f in self.filters if f is not None)]
+        found += [*self.shapers.values(), self.combiner, *self.t2_units, *self.reactors]
         return found
 
     def run(self) -> RunSummary:
@@ -159,17 +161,11 @@ class LocalRunner:
         )  # fmt: skip
 
     def _t0(self, summary: RunSummary) -> None:
-        job = self.job
         channels = [
-            Channel(
-                c.name,
-                self._unit(c.filter.unit, c.filter.config, Filter) if c.filter else None,
-                c.autocomplete,
-            )
-            for c in job.channels
+            Channel(c.name, unit, c.autocomplete)
+            for c, unit in zip(self.job.channels, self.filters, strict=True)
         ]
-        shapers = {s: self._unit(r.unit, r.config, Shaper) for s, r in job.shapers.items()}
-        ingest = Ingest(self.ledger, channels, shapers, self.run_id)
+        ingest = Ingest(self.ledger, channels, self.shapers, self.run_id)
         done = 0
 
         def tick(n: int) -> None:
@@ -188,8 +184,7 @@ class LocalRunner:
         summary.stocks = len(stats.stocks)
 
     def _t1(self, summary: RunSummary) -> None:
-        combiner = self._unit(self.job.combiner.unit, self.job.combiner.config, Combiner)
-        combine = Combine(self.ledger, combiner, f"t1:{self.tag}", self.run_id, self.channels)
+        combine = Combine(self.ledger, self.combiner, f"t1:{self.tag}", self.run_id, self.channels)
         summary.states = combine.run(lambda n, total: self.progress("T1 combine", n, total))
 
     def _retry(self) -> Retry:
@@ -198,11 +193,8 @@ class LocalRunner:
 
     def _t2(self, summary: RunSummary) -> None:
         tasks = [
-            T2Task(
-                self._unit(t.unit, t.config, T2Unit),
-                frozenset(t.groups) if t.groups is not None else None,
-            )
-            for t in self.job.t2
+            T2Task(unit, frozenset(t.groups) if t.groups is not None else None)
+            for t, unit in zip(self.job.t2, self.t2_units, strict=True)
         ]
         augment = Augment(
             self.ledger, tasks, f"t2:{self.tag}", self.run_id, self._retry(), channels=self.channels
@@ -219,8 +211,7 @@ class LocalRunner:
             )
 
     def _t3(self, summary: RunSummary) -> None:
-        for i, spec in enumerate(self.job.t3):
-            reactor = self._unit(spec.unit, spec.config, Reactor)
+        for i, (spec, reactor) in enumerate(zip(self.job.t3, self.reactors, strict=True)):
             selection = Selection(
                 channels=frozenset(spec.select.channels or self.channels),
                 updated_since_last_run=spec.select.updated_since_last_run,
