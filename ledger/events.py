@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
 from ledger.errors import EventRejected
+from ledger.strict import filler_for
 
 __all__ = [
     "EVENT_TYPES",
@@ -85,10 +86,12 @@ class Event(BaseModel):
     )
 
     def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise rejected(type(self).__name__, exc) from None
+        fill = filler_for(type(self))
+        if fill is None or not fill(self, data):  # values not of the exact types: validate
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise rejected(type(self).__name__, exc) from None
         if not self.id:  # frozen: write the computed id straight into the instance dict
             self.__dict__["id"] = self.compute_id()
 
