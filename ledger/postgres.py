@@ -50,13 +50,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         self.packets_table = f"{events_table_name}_packets"
-        self._last_created = f'"{datastore.schema}"."{self.packets_table}"'  # made last
+        self._last_created = f'"{datastore.schema}"."{events_table_name}_topic_idx"'  # made last
         fmt: dict[str, Any] = {
             "schema": schema,
             "table": table,
             "packets": Identifier(self.packets_table),
             "tracking": Identifier(f"{events_table_name}_tracking"),
             "stream_idx": Identifier(f"{events_table_name}_stream_idx"),
+            "topic_idx": Identifier(f"{events_table_name}_topic_idx"),
         }
         create = self.sql_create_statements[self.create_table_statement_index]
         self.sql_create_statements[self.create_table_statement_index] = Composed(
@@ -81,6 +82,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{packets} "
                 "(digest text PRIMARY KEY, data bytea NOT NULL)"
+            ).format(**fmt),
+            # Reads by event type (a projector's states, results) without scanning the log.
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {topic_idx} "
+                "ON {schema}.{table} (topic, notification_id)"
             ).format(**fmt),
         ]
         lock = "; ".join(
@@ -279,6 +285,28 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         """Return up to ``limit`` rows of one stream after position ``after``, in order."""
         where = "WHERE stream = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
         return self._select(SQL(where), [stream, after, limit])
+
+    def select_of_streams(self, streams: Sequence[str], topics: Sequence[str]) -> list[FetchedRow]:
+        """Return the rows of several streams (of these topics), by stream and position.
+
+        One index lookup per stream (a lateral join): right after a bulk append the table
+        has no statistics yet, and ``stream = ANY(...)`` is then planned as a scan of the
+        whole table.
+        """
+        # (topic || '') keeps the planner on the stream index; without statistics it may
+        # otherwise walk the topic index through every event of those types.
+        topic = "AND (e.topic || '') = ANY(%s) " if topics else ""
+        sql = SQL(
+            "SELECT " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + " "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS s(stream, n) CROSS JOIN LATERAL "
+            "(SELECT * FROM {schema}.{table} e WHERE e.stream = s.stream "
+            + topic
+            + "ORDER BY e.notification_id) e ORDER BY s.n, e.notification_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        params: list[Any] = [list(streams), *([list(topics)] if topics else [])]
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(sql, params)
+            return [FetchedRow(p, i.hex, t, bytes(s), st) for p, i, t, s, st in curs.fetchall()]
 
     def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:
         """Return the stored rows with these event ids, in position order."""

@@ -49,6 +49,7 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             "stream TEXT NOT NULL DEFAULT '', "
             "UNIQUE (originator_id, originator_version))",
             f"CREATE INDEX IF NOT EXISTS {t}_stream_idx ON {t} (stream, notification_id)",
+            f"CREATE INDEX IF NOT EXISTS {t}_topic_idx ON {t} (topic, notification_id)",
             f"CREATE TABLE IF NOT EXISTS {t}_tracking "
             "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
         ]
@@ -137,6 +138,15 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         """Return up to ``limit`` rows of one stream after position ``after``, in order."""
         where = "WHERE stream = ? AND rowid > ? ORDER BY rowid LIMIT ?"
         return self._select(where, [stream, after, limit])
+
+    def select_of_streams(self, streams: Sequence[str], topics: Sequence[str]) -> list[FetchedRow]:
+        """Return the rows of several streams (of these topics), by stream and position."""
+        where = f"WHERE stream IN ({','.join('?' * len(streams))})"
+        params: list[Any] = list(streams)
+        if topics:
+            where += f" AND topic IN ({','.join('?' * len(topics))})"
+            params += list(topics)
+        return self._select(where + " ORDER BY stream, rowid", params)
 
     def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:
         """Return the stored rows with these event ids, in position order."""

@@ -17,7 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import PersistenceError
 
 from ledger.canonical import content_hash
-from ledger.codec import decode, encode, topic_of
+from ledger.codec import StoredRow, decode, encode, topic_of
 from ledger.errors import EventRejected, LedgerError
 from ledger.events import ConfigurationRegistered, Event
 from ledger.factory import LedgerRecorder, build_recorder
@@ -112,6 +112,11 @@ class Ledger:
                 rows[event.id] = encode(event)
         return self.recorder.prepare(list(rows.values()))
 
+    def prepare_rows(self, rows: Sequence[StoredRow]) -> PreparedBatch:
+        """Return rows encoded already (``ledger.codec.encode``, perhaps in another
+        process) as a batch for this store; the rows must not repeat an id."""
+        return self.recorder.prepare(rows)
+
     def write(
         self,
         batch: PreparedBatch,
@@ -185,6 +190,34 @@ class Ledger:
             if len(rows) < READ_BATCH:
                 return
             after = rows[-1].position
+
+    def stream_events(
+        self, streams: Iterable[str], types: Sequence[type[Event]] = (), batch: int = 200
+    ) -> Iterator[tuple[str, list[Event]]]:
+        """Yield each of ``streams`` (in the order given) with its events of these types in
+        position order; streams are read ``batch`` at a time, one query per batch."""
+        topics = [topic_of(t) for t in types]
+        pending: list[str] = []
+        for stream in streams:
+            pending.append(stream)
+            if len(pending) >= batch:
+                yield from self._stream_events(pending, topics)
+                pending = []
+        if pending:
+            yield from self._stream_events(pending, topics)
+
+    def _stream_events(
+        self, streams: list[str], topics: list[str]
+    ) -> Iterator[tuple[str, list[Event]]]:
+        rows: list[FetchedRow] = self._call(
+            "read streams", self.recorder.select_of_streams, streams, topics
+        )
+        found: dict[str, list[Event]] = {}
+        for row in rows:
+            event = decode(row.id, row.topic, row.state, row.stream, row.position)
+            found.setdefault(row.stream, []).append(event)
+        for stream in streams:
+            yield stream, found.get(stream, [])
 
     def streams(self, start: int, stop: int, types: Sequence[type[Event]] = ()) -> list[str]:
         """Return the distinct streams with events (of these types) between two positions."""

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ledger.errors import LedgerError
+from ledger.codec import StoredRow, encode
+from ledger.errors import EventRejected, LedgerError
 from ledger.events import Event
 from ledger.rows import AppendResult, PreparedBatch
 
@@ -62,7 +63,7 @@ class BatchWriter:
         self.ledger = ledger
         self.batch_size = batch_size
         self.result = AppendResult(0, 0)
-        self._events: list[Event] = []
+        self._rows: list[StoredRow] = []
         self._sent: set[str] = set()  # ids handed over already: repeats need no round trip
         self._repeats = 0
         self._packets: list[tuple[str, bytes]] = []
@@ -92,20 +93,38 @@ class BatchWriter:
 
         An event this writer has queued before is counted as skipped and not sent again:
         within a run, alerts repeat their stock's history, and a batch without stored ids
-        takes the store's fast path.
+        takes the store's fast path. Encoding happens here, in the caller's thread: the
+        background thread only sends prepared payloads, never competing for the GIL.
         """
+        if not isinstance(event, Event):
+            msg = f"not an event: {type(event).__name__} (append takes ledger events)"
+            raise EventRejected(msg)
         if event.id in self._sent:
-            self._repeats += 1
-            if packet is not None:
-                self._packets.append(packet)
+            self._repeat(packet)
             return
-        if len(self._sent) >= _MAX_REMEMBERED:
-            self._sent.clear()
-        self._sent.add(event.id)
-        self._events.append(event)
+        self._queue_row(encode(event), packet)
+
+    def add_row(self, row: StoredRow, packet: tuple[str, bytes] | None = None) -> None:
+        """Queue an event encoded already (``ledger.codec.encode``, for example in a worker
+        process that built it); repeats are skipped as in :meth:`add`."""
+        if row.id in self._sent:
+            self._repeat(packet)
+            return
+        self._queue_row(row, packet)
+
+    def _repeat(self, packet: tuple[str, bytes] | None) -> None:
+        self._repeats += 1
         if packet is not None:
             self._packets.append(packet)
-        if len(self._events) >= self.batch_size:
+
+    def _queue_row(self, row: StoredRow, packet: tuple[str, bytes] | None) -> None:
+        if len(self._sent) >= _MAX_REMEMBERED:
+            self._sent.clear()
+        self._sent.add(row.id)
+        self._rows.append(row)
+        if packet is not None:
+            self._packets.append(packet)
+        if len(self._rows) >= self.batch_size:
             self._hand_over()
 
     def extend(self, events: Iterable[Event], packets: Iterable[tuple[str, bytes]] = ()) -> None:
@@ -116,11 +135,9 @@ class BatchWriter:
 
     def _hand_over(self) -> None:
         self._raise_pending()
-        if self._events or self._packets:
-            # Encoding happens here, in the caller's thread: the background thread only
-            # sends the prepared payload, so it never competes for the GIL row by row.
-            self._queue.put((self.ledger.prepare(self._events), self._packets))
-            self._events, self._packets = [], []
+        if self._rows or self._packets:
+            self._queue.put((self.ledger.prepare_rows(self._rows), self._packets))
+            self._rows, self._packets = [], []
 
     def flush(self) -> AppendResult:
         """Append everything queued so far and wait for it; return the running total."""

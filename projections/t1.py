@@ -83,14 +83,29 @@ class Combine:
         """Return the stocks with datapoints or decisions between two positions, sorted."""
         return self.ledger.streams(start, stop, types=[DatapointAdded, FilterDecided])
 
+    def followed(self, stocks: Iterable[str]) -> list[str]:
+        """Return those of ``stocks`` that one of this projector's channels accepted, in
+        order: only their datapoints are read (most stocks in a survey stream are not)."""
+        return [
+            stock
+            for stock, events in self.ledger.stream_events(stocks, types=[FilterDecided])
+            if any(
+                isinstance(e, FilterDecided)
+                and e.accepted
+                and (self.channels is None or e.channel in self.channels)
+                for e in events
+            )
+        ]
+
     def run(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        """Combine every stock touched since the tracked position; return counts."""
+        """Combine every followed stock touched since the tracked position; return counts."""
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
-        stocks = self.touched(start, head) if start <= head else []
+        stocks = self.followed(self.touched(start, head)) if start <= head else []
         pending: list[Event] = []
         counts = {"stocks": 0, "states": 0, "new_states": 0}
-        for n, stock in enumerate(stocks, 1):
-            history = history_of(stock, self.ledger.stream(stock), self.channels)
+        read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
+        for n, (stock, events) in enumerate(read, 1):
+            history = history_of(stock, events, self.channels)
             if history.channels:
                 counts["stocks"] += 1
                 pending += self.states(history)

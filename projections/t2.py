@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import (
+    DatapointAdded,
     Event,
+    FilterDecided,
     Ledger,
     ResultDerived,
     ResultFailed,
@@ -87,13 +89,16 @@ class Augment:
         """Process every state appended since the tracked position; return counts."""
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
         by_stock: dict[str, list[StateCombined]] = defaultdict(list)
-        if start <= head:
+        if start <= head and self.tasks:
             for event in self.ledger.read(start, head, types=[StateCombined]):
                 if isinstance(event, StateCombined):
                     by_stock[event.stream].append(event)
         events: list[Event] = []
-        for n, (stock, states) in enumerate(sorted(by_stock.items()), 1):
-            history = history_of(stock, self.ledger.stream(stock), self.channels)
+        stocks = sorted(by_stock)
+        read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
+        for n, (stock, stream) in enumerate(read, 1):
+            states = by_stock[stock]
+            history = history_of(stock, stream, self.channels)
             if not history.channels:
                 continue  # no channel of this job follows the stock (another job's state)
             for state in states:

@@ -49,7 +49,7 @@ def _open(url: str) -> Ledger:
 
 
 def _run(
-    job_path: Path, sources: list[str], url: str, as_json: bool, redeliver: bool
+    job_path: Path, sources: list[str], url: str, as_json: bool, redeliver: bool, workers: int = 1
 ) -> RunSummary:
     job, text = load_job(job_path)
     file_sources = [FileSource({"paths": sources})] if sources else []
@@ -67,7 +67,9 @@ def _run(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        runner = LocalRunner(job, text, ledger, file_sources, progress, redeliver=redeliver)
+        runner = LocalRunner(
+            job, text, ledger, file_sources, progress, redeliver=redeliver, workers=workers
+        )
         summary = runner.run()
     if as_json:
         out.print_json(json.dumps(summary.as_dict()))
@@ -114,9 +116,15 @@ def run(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     redeliver: Annotated[bool, typer.Option(help="deliver reactions again")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="processes that decode and shape packets (T0); 1: this process only"
+        ),
+    ] = 1,
 ) -> None:
     """Run a job locally: all tiers in sequence, with a progress bar and a summary."""
-    _run(job, list(source or []), ledger, as_json, redeliver)
+    _run(job, list(source or []), ledger, as_json, redeliver, workers)
 
 
 @app.command()

@@ -82,6 +82,7 @@ class LocalRunner:
         progress: Progress | None = None,
         redeliver: bool = False,
         read_model: bool = True,
+        workers: int = 1,
     ) -> None:
         self.job = job
         self.job_text = job_text
@@ -99,6 +100,7 @@ class LocalRunner:
         self.progress = progress or (lambda stage, done, total: None)
         self.redeliver = redeliver
         self.read_model = read_model
+        self.workers = workers
         self.run_id = uuid.uuid4().hex
         # Tracking positions are named after the job and every unit's name, version and
         # configuration: a new unit version or option starts its tiers from the beginning
@@ -165,7 +167,7 @@ class LocalRunner:
             Channel(c.name, unit, c.autocomplete)
             for c, unit in zip(self.job.channels, self.filters, strict=True)
         ]
-        ingest = Ingest(self.ledger, channels, self.shapers, self.run_id)
+        ingest = Ingest(self.ledger, channels, self.shapers, self.run_id, workers=self.workers)
         done = 0
 
         def tick(n: int) -> None:
@@ -174,7 +176,8 @@ class LocalRunner:
             self.progress("T0 ingest", done, None)
 
         for source in self.sources:
-            ingest.run(source.packets(), source_label(source), tick)
+            blobs = source.blobs() if self.workers > 1 else None
+            ingest.run(source.packets(), source_label(source), tick, blobs)
         stats = ingest.stats
         summary.alerts, summary.unreadable = stats.alerts, stats.unreadable
         summary.unreadable_reasons = dict(stats.reasons)

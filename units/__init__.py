@@ -4,7 +4,7 @@ Unit authors import from here (and from ``units.testing`` in their tests). Units
 pure: they never touch the store, the bus or the clock.
 """
 
-from units.alerts import Alert, Datapoint, Unreadable
+from units.alerts import Alert, Blob, Datapoint, Unreadable
 from units.base import Unit, UnitConfig
 from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
 from units.registry import available_units, load_unit, register_unit
@@ -20,6 +20,7 @@ from units.views import (
 
 __all__ = [
     "Alert",
+    "Blob",
     "Combiner",
     "Datapoint",
     "Decision",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Alert", "Datapoint", "DatapointKind", "Survey", "Unreadable"]
+__all__ = ["Alert", "Blob", "Datapoint", "DatapointKind", "Survey", "Unreadable"]
 
 Survey = Literal["ztf", "lsst", "elasticc"]
 DatapointKind = Literal["detection", "upper_limit", "forced"]
@@ -43,6 +43,21 @@ class Alert:
     schema: str
     payload: Mapping[str, Any] = field(repr=False)
     packet: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Bytes a source read and did not decode: a file, an archive member or a message,
+    holding one packet or several (an Avro container, a run of Confluent-framed packets).
+    ``units.sources.iter_blob`` decodes it, in whichever process has the spare core.
+
+    Attributes:
+        data: The bytes (gzip-compressed or not).
+        locator: Where they were read, e.g. ``/data/night/x.avro`` or ``night.tar!x.avro``.
+    """
+
+    data: bytes = field(repr=False)
+    locator: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,84 @@ def _decode_confluent(data: bytes, locator: str) -> Iterator[Decoded | Unreadabl
 
 
 def _decode_container(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
+    quick = _quick_container(data, locator)
+    if quick is not None:
+        yield from quick
+        return
+    yield from _careful_container(data, locator)
+
+
+@lru_cache(maxsize=64)
+def _writer_schema(schema_json: str) -> tuple[Any, str, str | None]:
+    """Return a writer schema parsed (once per process), with its name and version."""
+    schema = fastavro.parse_schema(json.loads(schema_json))
+    return (schema, *_schema_name(schema))
+
+
+def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
+    """Return every record of a well-formed container (codec null or deflate), or None.
+
+    Alert packets are mostly one record each, and fastavro's readers parse the writer
+    schema anew for every file, which costs as much as decoding a ZTF record. Here the
+    header is read by hand and each schema is parsed once per process. Anything
+    unexpected gives None, and the careful reader below decodes the packet and names
+    what is wrong.
+    """
+    try:
+        pos = len(CONTAINER_MAGIC)
+        meta: dict[bytes, bytes] = {}
+        while True:
+            count, pos = _read_long(data, pos)
+            if count == 0:
+                break
+            if count < 0:
+                count = -count
+                _size, pos = _read_long(data, pos)
+            for _ in range(count):
+                key, pos = _read_bytes(data, pos)
+                meta[key], pos = _read_bytes(data, pos)
+        sync, pos = data[pos : pos + _SYNC_SIZE], pos + _SYNC_SIZE
+        codec = meta.get(b"avro.codec", b"null")
+        if codec not in (b"null", b"deflate") or len(sync) != _SYNC_SIZE:
+            return None
+        schema_json = meta[b"avro.schema"].decode()
+        schema, name, version = _writer_schema(schema_json)
+        found: list[Decoded] = []
+        header = b""
+        while pos < len(data):
+            count, pos = _read_long(data, pos)
+            size, pos = _read_long(data, pos)
+            end = pos + size
+            if count < 0 or size < 0 or data[end : end + _SYNC_SIZE] != sync:
+                return None
+            raw = data[pos:end] if codec == b"null" else zlib.decompress(data[pos:end], -15)
+            single = not found and count == 1 and end + _SYNC_SIZE == len(data)
+            body = io.BytesIO(raw)
+            for _ in range(count):
+                begin = body.tell()
+                record = fastavro.schemaless_reader(body, schema, None)
+                if single:
+                    packet = data
+                else:
+                    header = header or _packet_header(schema_json)
+                    packet = _packet(header, raw[begin : body.tell()])
+                found.append(Decoded(record, packet, f"{locator}#{len(found)}", name, version))
+            if body.tell() != len(raw):
+                return None
+            pos = end + _SYNC_SIZE
+    except Exception:
+        return None
+    return found
+
+
+def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    size, pos = _read_long(data, pos)
+    if size < 0 or pos + size > len(data):
+        raise IndexError("bytes run past the end")
+    return data[pos : pos + size], pos + size
+
+
+def _careful_container(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
     stream = io.BytesIO(data)
     try:
         blocks = fastavro.block_reader(stream)

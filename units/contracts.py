@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from units.alerts import Alert, Datapoint, Unreadable
+from units.alerts import Alert, Blob, Datapoint, Unreadable
 from units.base import Unit
 from units.views import Decision, Reaction, State, StockSummary, T2View
 
@@ -34,6 +34,12 @@ class Source(Unit, ABC):
     @abstractmethod
     def packets(self) -> Iterator[Alert | Unreadable]:
         """Yield every packet in a deterministic order; never raise on bad input."""
+
+    def blobs(self) -> Iterator[Blob | Unreadable] | None:
+        """Yield the same packets undecoded, in the same order, so that a runner can
+        decode them in worker processes (``units.sources.iter_blob`` decodes a blob);
+        None (the default) if this source only yields decoded packets."""
+        return None
 
 
 class Shaper(Unit, ABC):

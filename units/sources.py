@@ -21,13 +21,20 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from units.alerts import Alert, Unreadable
+from units.alerts import Alert, Blob, Unreadable
 from units.avro import decode, unreadable
 from units.base import UnitConfig
 from units.contracts import Source
 from units.identify import identify
 
-__all__ = ["PACKET_SUFFIXES", "TAR_SUFFIXES", "FileSource", "iter_blob", "iter_packets"]
+__all__ = [
+    "PACKET_SUFFIXES",
+    "TAR_SUFFIXES",
+    "FileSource",
+    "iter_blob",
+    "iter_blobs",
+    "iter_packets",
+]
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 PACKET_SUFFIXES = (".avro", ".avro.gz", ".bin", *TAR_SUFFIXES)
@@ -38,6 +45,16 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def iter_packets(paths: Iterable[str | Path]) -> Iterator[Alert | Unreadable]:
     """Yield every alert (or unreadable packet) found under ``paths``, in a fixed order."""
+    for item in iter_blobs(paths):
+        if isinstance(item, Blob):
+            yield from iter_blob(item.data, item.locator)
+        else:
+            yield item
+
+
+def iter_blobs(paths: Iterable[str | Path]) -> Iterator[Blob | Unreadable]:
+    """Yield the undecoded blobs under ``paths`` in the order :func:`iter_packets` reads
+    them (files that cannot be read become Unreadable)."""
     for item in paths:
         path = Path(item)
         if path.is_dir():
@@ -74,7 +91,7 @@ def _is_packet_name(name: str) -> bool:
     return name.lower().endswith(PACKET_SUFFIXES)
 
 
-def _iter_file(path: Path) -> Iterator[Alert | Unreadable]:
+def _iter_file(path: Path) -> Iterator[Blob | Unreadable]:
     if path.name.lower().endswith(TAR_SUFFIXES):
         yield from _iter_tar(path)
         return
@@ -83,10 +100,10 @@ def _iter_file(path: Path) -> Iterator[Alert | Unreadable]:
     except OSError as exc:
         yield unreadable(b"", str(path), f"cannot read file: {exc}")
         return
-    yield from iter_blob(data, str(path))
+    yield Blob(data, str(path))
 
 
-def _iter_tar(path: Path) -> Iterator[Alert | Unreadable]:
+def _iter_tar(path: Path) -> Iterator[Blob | Unreadable]:
     """Yield the packets of the members of a tar archive, in archive order."""
     last = ""
     try:
@@ -102,7 +119,7 @@ def _iter_tar(path: Path) -> Iterator[Alert | Unreadable]:
                     continue
                 handle = archive.extractfile(member)
                 data = handle.read() if handle is not None else b""
-                yield from iter_blob(data, f"{path}!{member.name}")
+                yield Blob(data, f"{path}!{member.name}")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         where = f"after member {last}" if last else "before any member"
         yield unreadable(b"", f"{path}!", f"corrupt tar archive ({where}): {exc}")
@@ -126,3 +143,7 @@ class FileSource(Source):
     def packets(self) -> Iterator[Alert | Unreadable]:
         """Yield every alert or unreadable packet under the configured paths."""
         return iter_packets(self.config.paths)
+
+    def blobs(self) -> Iterator[Blob | Unreadable]:
+        """Yield the files and archive members under the configured paths, undecoded."""
+        return iter_blobs(self.config.paths)

@@ -115,6 +115,24 @@ def test_read_one_stream_in_order(ledger: Ledger) -> None:
     assert len(after) == 3
 
 
+def test_several_streams_are_read_together_in_the_order_asked(ledger: Ledger) -> None:
+    for b in range(3):
+        ledger.append(batch_events(b, 4))
+        ledger.append(one_of_each())
+    asked = ["batch-2", "nothing-here", "batch-0", "batch-1"]
+    found = list(ledger.stream_events(asked, types=[DatapointAdded], batch=2))
+    assert [stream for stream, _ in found] == asked
+    for stream, events in found:
+        assert [e.stream for e in events] == [stream] * len(events)
+        assert [e.body["i"] for e in events if isinstance(e, DatapointAdded)] == (
+            [] if stream == "nothing-here" else list(range(4))
+        )
+        positions = [e.position or 0 for e in events]
+        assert positions == sorted(positions)
+    every_type = dict(ledger.stream_events(["batch-1"]))
+    assert len(every_type["batch-1"]) == 4
+
+
 def test_get_by_id(ledger: Ledger) -> None:
     events = one_of_each()
     ledger.append(events)

@@ -206,3 +206,27 @@ def test_a_new_unit_version_is_computed_on_data_already_processed(
         "2",
     }
     assert summary.results["CountPoints ok"] == 1  # type: ignore[attr-defined]
+
+
+def test_worker_processes_record_what_one_process_records(
+    ledger: Ledger, tmp_path: Path, shared_data: Path
+) -> None:
+    """T0 in two worker processes (decode, shape, filter, encode) appends the same events,
+    in the same order, as T0 in this process; later tiers then agree too."""
+    paths = [EXAMPLES, shared_data / "ztf" / "malformed"]
+    text = job_text(tmp_path)
+    source = FileSource({"paths": [str(p) for p in paths]})
+    with Ledger.open(f"sqlite:///{tmp_path}/alone.sqlite") as alone:
+        one = LocalRunner(parse_job(text), text, alone, [source], read_model=False).run()
+        expected = [(type(e).__name__, e.id) for e in alone.read()]
+    (tmp_path / "collected.txt").unlink()
+    two = LocalRunner(parse_job(text), text, ledger, [source], read_model=False, workers=2).run()
+    found = [(type(e).__name__, e.id) for e in ledger.read()]
+    per_run = {"RunStarted", "RunFinished"}
+    assert [f for f in found if f[0] not in per_run] == [e for e in expected if e[0] not in per_run]
+    assert Counter(name for name, _ in found)["AlertReceived"] == one.alerts + one.unreadable
+    for field in ("alerts", "unreadable", "unreadable_reasons", "datapoints", "accepted",
+                  "rejected", "stocks", "states", "results", "reactions"):  # fmt: skip
+        assert getattr(two, field) == getattr(one, field), field
+    packets = [e for e in ledger.read(types=[AlertReceived]) if isinstance(e, AlertReceived)]
+    assert all(ledger.packet(p.digest) for p in packets if p.error is None)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from math import isfinite
 from typing import Any
 
+import orjson
+
 from ledger.ids import datapoint_id
 from units.alerts import DatapointKind
 
@@ -32,6 +34,7 @@ ZERO_POINT_NJY = 31.4
 MAG_PER_LN = 2.5 / math.log(10)
 MJD_TO_JD = 2400000.5
 
+_SORTED = orjson.OPT_SORT_KEYS
 _BYTES = (bytes, bytearray, memoryview)
 _SCALARS = (int, str, bool, type(None))
 
@@ -119,9 +122,21 @@ def with_normalised(
     fluxerr: float | None = None,
     limmag: float | None = None,
 ) -> dict[str, Any]:
-    """Return the cleaned survey fields of ``entry`` plus the normalised keys."""
-    body: dict[str, Any] = clean(entry)
-    body.update(jd=jd, band=band, mag=mag, magerr=magerr, flux=flux, fluxerr=fluxerr, limmag=limmag)
+    """Return the cleaned survey fields of ``entry`` plus the normalised keys, in key order.
+
+    The body is what the ledger will give back on replay: JSON types only (NaN and
+    infinities as None, tuples as lists), keys sorted, bytes (cutouts) dropped. Most
+    entries hold no bytes; they take one orjson round trip, several times faster than
+    cleaning field by field in Python.
+    """
+    normal = {"jd": jd, "band": band, "mag": mag, "magerr": magerr, "flux": flux}
+    normal.update(fluxerr=fluxerr, limmag=limmag)
+    try:
+        body: dict[str, Any] = orjson.loads(orjson.dumps({**entry, **normal}, option=_SORTED))
+    except (TypeError, orjson.JSONEncodeError):  # bytes, non-string keys, huge integers
+        body = clean(entry)
+        body.update(normal)
+        body = dict(sorted(body.items()))
     return body
 
 

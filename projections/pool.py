@@ -1,0 +1,138 @@
+"""Worker processes that decode, shape, filter and encode packets for T0 ingest.
+
+Decoding an alert packet and turning it into some 25 encoded events is pure CPU work on
+one packet at a time, so it spreads over processes: the runner's process reads blobs
+(files, archive members), hands them out in chunks, and takes back, in the order it sent
+them, every packet's encoded rows and its filters' verdicts (``projections.t0.Shaped``).
+What depends on earlier packets (autocomplete, repeats within the run) and the appending
+itself stay in the runner's process.
+
+Workers are started with ``spawn`` (no fork of a process that holds database threads)
+and receive the job's shapers and filters pickled once, at start. At most
+``2 * workers`` chunks are in flight, so memory stays bounded on endless streams.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
+
+from ledger.errors import ConfigError
+from projections.t0 import Shaped, shape_packet
+from units import Blob, Filter, Shaper, Unreadable
+from units.sources import iter_blob
+
+__all__ = ["ShapingPool"]
+
+_CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
+_CHUNK_BLOBS = 64
+
+# What a worker process knows, set once by _start.
+_shapers: Mapping[str, Shaper] = {}
+_filters: Sequence[Filter | None] = ()
+_run_id = ""
+_source = ""
+
+Chunk = list[Blob | Unreadable]
+
+
+def _start(units: bytes, run_id: str, source: str) -> None:
+    global _shapers, _filters, _run_id, _source
+    _shapers, _filters = pickle.loads(units)
+    _run_id, _source = run_id, source
+
+
+def _shape_chunk(chunk: Chunk) -> list[list[Shaped]]:
+    """Return, for each blob of a chunk, its packets shaped (in a worker process)."""
+    done = []
+    for item in chunk:
+        if isinstance(item, Unreadable):
+            packets: Iterable[object] = [item]
+        else:
+            packets = iter_blob(item.data, item.locator)
+        shaped = []
+        for packet in packets:
+            one = shape_packet(packet, _shapers, _filters, _run_id, _source)  # type: ignore[arg-type]
+            if isinstance(item, Blob) and one.packet == item.data:
+                one = _without_packet(one)  # the parent has these bytes already
+            shaped.append(one)
+        done.append(shaped)
+    return done
+
+
+def _without_packet(one: Shaped) -> Shaped:
+    return Shaped(one.stock, one.digest, one.received_id, one.rows, None, one.kinds,
+                  one.error, one.verdicts)  # fmt: skip
+
+
+class ShapingPool:
+    """A pool of worker processes that turn blobs into shaped packets, in order."""
+
+    def __init__(
+        self,
+        workers: int,
+        shapers: Mapping[str, Shaper],
+        filters: Sequence[Filter | None],
+        run_id: str,
+        source: str,
+    ) -> None:
+        try:
+            units = pickle.dumps((dict(shapers), list(filters)))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            msg = f"workers: the job's shapers and filters cannot be sent to workers ({exc})"
+            raise ConfigError(msg) from exc
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(units, run_id, source),
+        )
+
+    def shape(
+        self, blobs: Iterable[Blob | Unreadable]
+    ) -> Iterator[tuple[bytes | None, list[Shaped]]]:
+        """Yield, for each blob in order, its bytes and its shaped packets."""
+        pending: deque[tuple[Chunk, Future[list[list[Shaped]]]]] = deque()
+        for chunk in _chunks(blobs):
+            pending.append((chunk, self._pool.submit(_shape_chunk, chunk)))
+            if len(pending) >= 2 * self.workers:
+                yield from _results(*pending.popleft())
+        while pending:
+            yield from _results(*pending.popleft())
+
+    def close(self) -> None:
+        """Stop the workers (waiting for none of the chunks still queued)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ShapingPool:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _results(
+    chunk: Chunk, future: Future[list[list[Shaped]]]
+) -> Iterator[tuple[bytes | None, list[Shaped]]]:
+    for item, shaped in zip(chunk, future.result(), strict=True):
+        yield (item.data if isinstance(item, Blob) else None), shaped
+
+
+def _chunks(blobs: Iterable[Blob | Unreadable]) -> Iterator[Chunk]:
+    chunk: Chunk = []
+    size = 0
+    for item in blobs:
+        chunk.append(item)
+        size += len(item.data) if isinstance(item, Blob) else 0
+        if size >= _CHUNK_BYTES or len(chunk) >= _CHUNK_BLOBS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
