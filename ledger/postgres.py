@@ -16,7 +16,7 @@ and across processes. Packet bytes go into
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import blake2b
 from typing import Any
 
@@ -38,7 +38,19 @@ _ROW_HEAD = struct.pack("!hi", 5, 16)  # five fields; the first is a 16-byte uui
 _VERSION_AND_LEN = struct.Struct("!iqi").pack  # int8 version (length 8, value 0), topic length
 _LEN = struct.Struct("!i").pack
 
-_COLUMNS = "notification_id, originator_id, topic, state, stream"
+
+def _columns(alias: str = "") -> str:
+    """Return the selected columns: the id as 32 hex digits made by the server (cheaper
+    than a Python UUID per row), the state as raw bytes through a binary cursor."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"{a}notification_id, encode(uuid_send({a}originator_id), 'hex'), {a}topic, "
+        f"{a}state, {a}stream"
+    )
+
+
+def _fetched(cursor: Any) -> Callable[[Sequence[Any]], FetchedRow]:
+    return lambda values: FetchedRow(*values)
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
@@ -135,7 +147,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "INSERT INTO {schema}.{packets} (digest, data) "
             "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING"
         ).format(**fmt)
-        self._sql_select = SQL("SELECT " + _COLUMNS + " FROM {schema}.{table} ").format(**fmt)
+        self._sql_select = SQL("SELECT " + _columns() + " FROM {schema}.{table} ").format(**fmt)
         self._sql_get_packet = SQL("SELECT data FROM {schema}.{packets} WHERE digest = %s").format(
             **fmt
         )
@@ -249,9 +261,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         return 0 if row is None else int(row[0])
 
     def _select(self, where: SQL, params: Sequence[Any]) -> list[FetchedRow]:
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._sql_select + where, params)
-            return [FetchedRow(p, i.hex, t, bytes(s), st) for p, i, t, s, st in curs.fetchall()]
+        return self._fetch(self._sql_select + where, params)
+
+    def _fetch(self, sql: SQL | Composed, params: Sequence[Any]) -> list[FetchedRow]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=_fetched, binary=True) as curs,
+        ):
+            curs.execute(sql, params)
+            return curs.fetchall()
 
     def select_rows(
         self, start: int, stop: int | None, topics: Sequence[str], limit: int
@@ -297,16 +315,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # otherwise walk the topic index through every event of those types.
         topic = "AND (e.topic || '') = ANY(%s) " if topics else ""
         sql = SQL(
-            "SELECT " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + " "
+            "SELECT " + _columns("e") + " "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS s(stream, n) CROSS JOIN LATERAL "
             "(SELECT * FROM {schema}.{table} e WHERE e.stream = s.stream "
             + topic
             + "ORDER BY e.notification_id) e ORDER BY s.n, e.notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         params: list[Any] = [list(streams), *([list(topics)] if topics else [])]
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(sql, params)
-            return [FetchedRow(p, i.hex, t, bytes(s), st) for p, i, t, s, st in curs.fetchall()]
+        return self._fetch(sql, params)
 
     def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:
         """Return the stored rows with these event ids, in position order."""
