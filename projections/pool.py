@@ -1,4 +1,4 @@
-"""Worker processes that decode, shape, filter and encode packets for T0 ingest.
+"""Worker processes for the tiers: T0's decoding and shaping, T2's units.
 
 Decoding an alert packet and turning it into some 25 encoded events is pure CPU work on
 one packet at a time, so it spreads over processes: the runner's process reads blobs
@@ -17,16 +17,20 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from ledger.errors import ConfigError
 from projections.t0 import Shaped, shape_packet
 from units import Blob, Filter, Shaper, Unreadable
 from units.sources import iter_blob
 
-__all__ = ["ShapingPool"]
+__all__ = ["OrderedPool", "ShapingPool", "pickled"]
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 _CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
 _CHUNK_BLOBS = 64
@@ -69,8 +73,60 @@ def _without_packet(one: Shaped) -> Shaped:
                   one.error, one.verdicts)  # fmt: skip
 
 
-class ShapingPool:
-    """A pool of worker processes that turn blobs into shaped packets, in order."""
+class OrderedPool:
+    """Worker processes (``spawn``) that run one function over chunks, results in order.
+
+    ``initializer(*initargs)`` runs once in each worker; at most ``2 * workers`` chunks are
+    in flight, so memory stays bounded on endless input.
+    """
+
+    def __init__(
+        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+    ) -> None:
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initializer,
+            initargs=initargs,
+        )
+
+    def map(self, fn: Callable[[_In], _Out], chunks: Iterable[_In]) -> Iterator[tuple[_In, _Out]]:
+        """Yield each chunk with ``fn(chunk)`` computed in a worker, in the order given."""
+        pending: deque[tuple[_In, Future[_Out]]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, self._pool.submit(fn, chunk)))
+            if len(pending) >= 2 * self.workers:
+                chunk, future = pending.popleft()
+                yield chunk, future.result()
+        while pending:
+            chunk, future = pending.popleft()
+            yield chunk, future.result()
+
+    def close(self) -> None:
+        """Stop the workers (waiting for none of the chunks still queued)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def pickled(what: object, field: str) -> bytes:
+    """Return ``what`` pickled for the workers, or raise ConfigError naming ``field``."""
+    try:
+        return pickle.dumps(what)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        msg = f"{field}: cannot be sent to worker processes ({exc})"
+        raise ConfigError(msg) from exc
+
+
+class ShapingPool(OrderedPool):
+    """Worker processes that turn blobs into shaped packets, in order."""
 
     def __init__(
         self,
@@ -80,49 +136,16 @@ class ShapingPool:
         run_id: str,
         source: str,
     ) -> None:
-        try:
-            units = pickle.dumps((dict(shapers), list(filters)))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            msg = f"workers: the job's shapers and filters cannot be sent to workers ({exc})"
-            raise ConfigError(msg) from exc
-        self.workers = workers
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(units, run_id, source),
-        )
+        units = pickled((dict(shapers), list(filters)), "workers: the job's shapers and filters")
+        super().__init__(workers, _start, (units, run_id, source))
 
     def shape(
         self, blobs: Iterable[Blob | Unreadable]
     ) -> Iterator[tuple[bytes | None, list[Shaped]]]:
         """Yield, for each blob in order, its bytes and its shaped packets."""
-        pending: deque[tuple[Chunk, Future[list[list[Shaped]]]]] = deque()
-        for chunk in _chunks(blobs):
-            pending.append((chunk, self._pool.submit(_shape_chunk, chunk)))
-            if len(pending) >= 2 * self.workers:
-                yield from _results(*pending.popleft())
-        while pending:
-            yield from _results(*pending.popleft())
-
-    def close(self) -> None:
-        """Stop the workers (waiting for none of the chunks still queued)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> ShapingPool:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def _results(
-    chunk: Chunk, future: Future[list[list[Shaped]]]
-) -> Iterator[tuple[bytes | None, list[Shaped]]]:
-    for item, shaped in zip(chunk, future.result(), strict=True):
-        yield (item.data if isinstance(item, Blob) else None), shaped
+        for chunk, done in self.map(_shape_chunk, _chunks(blobs)):
+            for item, shaped in zip(chunk, done, strict=True):
+                yield (item.data if isinstance(item, Blob) else None), shaped
 
 
 def _chunks(blobs: Iterable[Blob | Unreadable]) -> Iterator[Chunk]:

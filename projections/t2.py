@@ -9,10 +9,12 @@ backoff up to the job's limit; units that depend on it fail with the reason.
 
 from __future__ import annotations
 
+import atexit
+import pickle
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +30,14 @@ from ledger import (
     content_hash,
     result_id,
 )
+from ledger.codec import StoredRow, encode
 from projections.t0 import provenance
 from projections.t1 import StockHistory, history_of
 from units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = ["Augment", "Retry", "T2Task"]
+
+_STOCKS_PER_CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -85,31 +90,79 @@ class Augment:
         self.sleep = sleep
         self.counts: Counter[str] = Counter()
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> Counter[str]:
-        """Process every state appended since the tracked position; return counts."""
+    def run(
+        self, progress: Callable[[int, int], None] | None = None, workers: int = 1
+    ) -> Counter[str]:
+        """Process every state appended since the tracked position; return counts.
+
+        With ``workers`` above 1, stocks are augmented in that many worker processes,
+        each reading the ledger itself (``projections.pool``); results are appended
+        here, in stock order, as with one process.
+        """
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
         by_stock: dict[str, list[StateCombined]] = defaultdict(list)
         if start <= head and self.tasks:
             for event in self.ledger.read(start, head, types=[StateCombined]):
                 if isinstance(event, StateCombined):
                     by_stock[event.stream].append(event)
-        events: list[Event] = []
         stocks = sorted(by_stock)
-        read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
-        for n, (stock, stream) in enumerate(read, 1):
-            states = by_stock[stock]
-            history = history_of(stock, stream, self.channels)
-            if not history.channels:
-                continue  # no channel of this job follows the stock (another job's state)
-            for state in states:
-                events += self.augment(history, state)
-            if len(events) >= 1000:
-                self.ledger.append(events)
-                events = []
-            if progress is not None:
-                progress(n, len(by_stock))
-        self.ledger.append(events, tracking=(self.name, head))
+        chunks = [
+            [(stock, by_stock[stock]) for stock in stocks[i : i + _STOCKS_PER_CHUNK]]
+            for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
+        ]
+        if workers > 1 and len(chunks) > 1:
+            from projections.pool import OrderedPool, pickled  # here: pool imports t0
+
+            spec = (self.ledger.settings, self.tasks, self.name, self.run_id, self.retry,
+                    self.channels)  # fmt: skip
+            args = (pickled(spec, "workers: the job's T2 units"),)
+            with OrderedPool(workers, _start_worker, args) as pool:
+                self._append((done for _, done in pool.map(_augment_chunk, chunks)), head,
+                             progress, len(stocks))  # fmt: skip
+        else:
+            self._append(map(self.augment_stocks, chunks), head, progress, len(stocks))
         return self.counts
+
+    def _append(
+        self,
+        done: Iterable[tuple[int, list[StoredRow], Counter[str]]],
+        head: int,
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> None:
+        pending: dict[str, StoredRow] = {}
+        n = 0
+        for stocks, rows, counts in done:
+            self.counts.update(counts)
+            for row in rows:
+                pending.setdefault(row.id, row)
+            if len(pending) >= 1000:
+                self.ledger.write(self.ledger.prepare_rows(list(pending.values())))
+                pending = {}
+            n += stocks
+            if progress is not None:
+                progress(n, total)
+        batch = self.ledger.prepare_rows(list(pending.values()))
+        self.ledger.write(batch, tracking=(self.name, head))
+
+    def augment_stocks(
+        self, chunk: Sequence[tuple[str, Sequence[StateCombined]]]
+    ) -> tuple[int, list[StoredRow], Counter[str]]:
+        """Return the encoded result events of some stocks' new states, and their counts."""
+        kept, self.counts = self.counts, Counter()
+        rows: list[StoredRow] = []
+        try:
+            stocks = [stock for stock, _ in chunk]
+            read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
+            for (stock, stream), (_, states) in zip(read, chunk, strict=True):
+                history = history_of(stock, stream, self.channels)
+                if not history.channels:
+                    continue  # no channel of this job follows the stock (another job's state)
+                for state in states:
+                    rows += [encode(event) for event in self.augment(history, state)]
+            return len(chunk), rows, self.counts
+        finally:
+            self.counts = kept
 
     def augment(self, history: StockHistory, state: StateCombined) -> list[Event]:
         """Return the result events of every task for one state."""
@@ -209,3 +262,21 @@ class Augment:
         done[(unit.name, subject)] = None
         self.counts[f"{unit.name} failed"] += 1
         return events
+
+
+_worker: Augment | None = None  # in a worker process: the Augment it runs
+
+
+def _start_worker(spec: bytes) -> None:
+    global _worker
+    settings, tasks, name, run_id, retry, channels = pickle.loads(spec)
+    ledger = Ledger.open(settings)
+    atexit.register(ledger.close)
+    _worker = Augment(ledger, tasks, name, run_id, retry, channels=channels)
+
+
+def _augment_chunk(
+    chunk: Sequence[tuple[str, Sequence[StateCombined]]],
+) -> tuple[int, list[StoredRow], Counter[str]]:
+    assert _worker is not None, "worker not started"
+    return _worker.augment_stocks(chunk)

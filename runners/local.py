@@ -202,7 +202,9 @@ class LocalRunner:
         augment = Augment(
             self.ledger, tasks, f"t2:{self.tag}", self.run_id, self._retry(), channels=self.channels
         )
-        counts: Counter[str] = augment.run(lambda n, total: self.progress("T2 augment", n, total))
+        counts: Counter[str] = augment.run(
+            lambda n, total: self.progress("T2 augment", n, total), workers=self.workers
+        )
         summary.results = dict(sorted(counts.items()))
 
     def _read_model(self) -> None:
