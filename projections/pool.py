@@ -7,8 +7,9 @@ them, every packet's encoded rows and its filters' verdicts (``projections.t0.Sh
 What depends on earlier packets (autocomplete, repeats within the run) and the appending
 itself stay in the runner's process.
 
-Workers are started with ``spawn`` (no fork of a process that holds database threads)
-and receive the job's shapers and filters pickled once, at start. At most
+Workers are forks of a ``forkserver`` (``spawn`` where there is none), never of the
+runner's process, which holds database threads; they receive the job's units pickled
+once, at start. At most
 ``2 * workers`` chunks are in flight, so memory stays bounded on endless streams.
 """
 
@@ -74,7 +75,7 @@ def _without_packet(one: Shaped) -> Shaped:
 
 
 class OrderedPool:
-    """Worker processes (``spawn``) that run one function over chunks, results in order.
+    """Worker processes that run one function over chunks, giving results in order.
 
     ``initializer(*initargs)`` runs once in each worker; at most ``2 * workers`` chunks are
     in flight, so memory stays bounded on endless input.
@@ -85,10 +86,7 @@ class OrderedPool:
     ) -> None:
         self.workers = workers
         self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=initializer,
-            initargs=initargs,
+            max_workers=workers, mp_context=_context(), initializer=initializer, initargs=initargs
         )
 
     def map(self, fn: Callable[[_In], _Out], chunks: Iterable[_In]) -> Iterator[tuple[_In, _Out]]:
@@ -114,6 +112,16 @@ class OrderedPool:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Return the forkserver context where there is one (workers start as forks of a
+    clean server process that has imported skyledger once), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["projections.pool", "projections.t2"])
+    return context
 
 
 def pickled(what: object, field: str) -> bytes:

@@ -8,12 +8,15 @@ so a crash repeats at most work whose output is already stored (and skipped by i
 
 from __future__ import annotations
 
+import atexit
+import pickle
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
+from ledger.codec import StoredRow, encode
 from projections.t0 import provenance
 from units import Combiner, Datapoint, latest_bodies
 
@@ -97,28 +100,74 @@ class Combine:
             )
         ]
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        """Combine every followed stock touched since the tracked position; return counts."""
+    def run(
+        self, progress: Callable[[int, int], None] | None = None, workers: int = 1
+    ) -> dict[str, int]:
+        """Combine every followed stock touched since the tracked position; return counts.
+
+        With ``workers`` above 1, stocks are read and combined in that many worker
+        processes; states are appended here, in stock order, as with one process.
+        """
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
         stocks = self.followed(self.touched(start, head)) if start <= head else []
-        pending: list[Event] = []
+        chunks = [
+            stocks[i : i + _STOCKS_PER_CHUNK] for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
+        ]
         counts = {"stocks": 0, "states": 0, "new_states": 0}
-        read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
-        for n, (stock, events) in enumerate(read, 1):
-            history = history_of(stock, events, self.channels)
-            if history.channels:
-                counts["stocks"] += 1
-                pending += self.states(history)
+        if workers > 1 and len(chunks) > 1:
+            from projections.pool import OrderedPool, pickled  # here: pool imports t0
+
+            spec = (self.ledger.settings, self.combiner, self.name, self.run_id, self.channels)
+            args = (pickled(spec, "workers: the job's combiner"),)
+            with OrderedPool(workers, _start_worker, args) as pool:
+                done: Iterable[tuple[int, list[StoredRow]]] = (
+                    result for _, result in pool.map(_combine_chunk, chunks)
+                )
+                self._append(done, head, counts, progress, len(stocks))
+        else:
+            self._append(map(self.combine_stocks, chunks), head, counts, progress, len(stocks))
+        return counts
+
+    def _append(
+        self,
+        done: Iterable[tuple[int, list[StoredRow]]],
+        head: int,
+        counts: dict[str, int],
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> None:
+        pending: dict[str, StoredRow] = {}
+        n = 0
+        for followed, rows in done:
+            counts["stocks"] += followed
+            for row in rows:
+                pending.setdefault(row.id, row)
+            n += _STOCKS_PER_CHUNK
             if len(pending) >= self.batch_size:
-                counts["new_states"] += self.ledger.append(pending).appended
+                result = self.ledger.write(self.ledger.prepare_rows(list(pending.values())))
+                counts["new_states"] += result.appended
                 counts["states"] += len(pending)
-                pending = []
+                pending = {}
             if progress is not None:
-                progress(n, len(stocks))
-        result = self.ledger.append(pending, tracking=(self.name, head))
+                progress(min(n, total), total)
+        result = self.ledger.write(
+            self.ledger.prepare_rows(list(pending.values())), tracking=(self.name, head)
+        )
         counts["new_states"] += result.appended
         counts["states"] += len(pending)
-        return counts
+
+    def combine_stocks(self, stocks: Sequence[str]) -> tuple[int, list[StoredRow]]:
+        """Return how many of ``stocks`` a channel follows, and their states encoded."""
+        rows: list[StoredRow] = []
+        followed = 0
+        for stock, events in self.ledger.stream_events(
+            stocks, types=[DatapointAdded, FilterDecided]
+        ):
+            history = history_of(stock, events, self.channels)
+            if history.channels:
+                followed += 1
+                rows += [encode(state) for state in self.states(history)]
+        return followed, rows
 
     def states(self, history: StockHistory) -> Sequence[StateCombined]:
         """Return the StateCombined events the combiner makes of one stock's history."""
@@ -138,3 +187,20 @@ class Combine:
             )
             for state in states
         ]
+
+
+_STOCKS_PER_CHUNK = 100
+_worker: Combine | None = None  # in a worker process: the Combine it runs
+
+
+def _start_worker(spec: bytes) -> None:
+    global _worker
+    settings, combiner, name, run_id, channels = pickle.loads(spec)
+    ledger = Ledger.open(settings)
+    atexit.register(ledger.close)
+    _worker = Combine(ledger, combiner, name, run_id, channels)
+
+
+def _combine_chunk(stocks: Sequence[str]) -> tuple[int, list[StoredRow]]:
+    assert _worker is not None, "worker not started"
+    return _worker.combine_stocks(stocks)

@@ -188,7 +188,9 @@ class LocalRunner:
 
     def _t1(self, summary: RunSummary) -> None:
         combine = Combine(self.ledger, self.combiner, f"t1:{self.tag}", self.run_id, self.channels)
-        summary.states = combine.run(lambda n, total: self.progress("T1 combine", n, total))
+        summary.states = combine.run(
+            lambda n, total: self.progress("T1 combine", n, total), workers=self.workers
+        )
 
     def _retry(self) -> Retry:
         r = self.job.retry
