@@ -34,6 +34,7 @@ __all__ = [
     "LSST_SCHEMA_IDS",
     "PACKET_SYNC",
     "Decoded",
+    "container_header",
     "decode",
     "frame_confluent",
     "registry_schema",
@@ -167,23 +168,12 @@ def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
     what is wrong.
     """
     try:
-        pos = len(CONTAINER_MAGIC)
-        meta: dict[bytes, bytes] = {}
-        while True:
-            count, pos = _read_long(data, pos)
-            if count == 0:
-                break
-            if count < 0:
-                count = -count
-                _size, pos = _read_long(data, pos)
-            for _ in range(count):
-                key, pos = _read_bytes(data, pos)
-                meta[key], pos = _read_bytes(data, pos)
-        sync, pos = data[pos : pos + _SYNC_SIZE], pos + _SYNC_SIZE
-        codec = meta.get(b"avro.codec", b"null")
-        if codec not in (b"null", b"deflate") or len(sync) != _SYNC_SIZE:
+        meta, pos = container_header(data)
+        sync = data[pos - _SYNC_SIZE : pos]
+        codec = meta.get("avro.codec", b"null")
+        if codec not in (b"null", b"deflate"):
             return None
-        schema_json = meta[b"avro.schema"].decode()
+        schema_json = meta["avro.schema"].decode()
         schema, name, version = _writer_schema(schema_json)
         found: list[Decoded] = []
         header = b""
@@ -211,6 +201,26 @@ def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
     except Exception:
         return None
     return found
+
+
+def container_header(data: bytes) -> tuple[dict[str, bytes], int]:
+    """Return a container's metadata (``avro.schema``, ``avro.codec``, ...) and the
+    position of its first block, after the sync marker; IndexError if it is cut off."""
+    pos = len(CONTAINER_MAGIC)
+    meta: dict[str, bytes] = {}
+    while True:
+        count, pos = _read_long(data, pos)
+        if count == 0:
+            break
+        if count < 0:  # a negative count is followed by the block's size in bytes
+            count = -count
+            _size, pos = _read_long(data, pos)
+        for _ in range(count):
+            key, pos = _read_bytes(data, pos)
+            meta[key.decode()], pos = _read_bytes(data, pos)
+    if pos + _SYNC_SIZE > len(data):
+        raise IndexError("container header cut off before its sync marker")
+    return meta, pos + _SYNC_SIZE
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:

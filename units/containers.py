@@ -19,7 +19,7 @@ from typing import Literal
 import fastavro
 
 from units.alerts import Alert
-from units.avro import CONTAINER_MAGIC, PACKET_SYNC, _long, _read_long
+from units.avro import CONTAINER_MAGIC, PACKET_SYNC, _long, _read_long, container_header
 from units.sources import PACKET_SUFFIXES
 
 __all__ = ["Codec", "container", "read_packet", "write_alerts"]
@@ -31,21 +31,8 @@ def read_packet(packet: bytes) -> tuple[str, bytes]:
     """Return the writer schema text and the record bytes of a single-record container."""
     if not packet.startswith(CONTAINER_MAGIC):
         raise ValueError("not an Avro container packet (Confluent-framed packets have no schema)")
-    meta: dict[str, bytes] = {}
-    pos = len(CONTAINER_MAGIC)
-    while True:
-        count, pos = _read_long(packet, pos)
-        if count == 0:
-            break
-        if count < 0:
-            count = -count
-            _size, pos = _read_long(packet, pos)
-        for _ in range(count):
-            size, pos = _read_long(packet, pos)
-            key = packet[pos : pos + size].decode()
-            size, pos = _read_long(packet, pos + size)
-            meta[key], pos = packet[pos : pos + size], pos + size
-    count, pos = _read_long(packet, pos + len(PACKET_SYNC))
+    meta, pos = container_header(packet)
+    count, pos = _read_long(packet, pos)
     size, pos = _read_long(packet, pos)
     if count != 1:
         raise ValueError(f"container packet holds {count} records in its first block, not 1")
