@@ -112,6 +112,16 @@ class Ledger:
                 rows[event.id] = encode(event)
         return self.recorder.prepare(list(rows.values()))
 
+    def append_rows(
+        self, rows: Iterable[StoredRow], tracking: tuple[str, int] | None = None
+    ) -> AppendResult:
+        """Append events encoded already (once each, in order) in one transaction, with a
+        projector's tracking position if given; as :meth:`append` for events."""
+        unique: dict[str, StoredRow] = {}
+        for row in rows:
+            unique.setdefault(row.id, row)
+        return self.write(self.prepare_rows(list(unique.values())), tracking=tracking)
+
     def prepare_rows(self, rows: Sequence[StoredRow]) -> PreparedBatch:
         """Return rows encoded already (``ledger.codec.encode``, perhaps in another
         process) as a batch for this store; the rows must not repeat an id."""

@@ -1,4 +1,4 @@
-"""Worker processes for the tiers: T0's decoding and shaping, T2's units.
+"""Worker processes for the tiers: T0's decoding and shaping, T1's and T2's units.
 
 Decoding an alert packet and turning it into some 25 encoded events is pure CPU work on
 one packet at a time, so it spreads over processes: the runner's process reads blobs
@@ -15,20 +15,23 @@ once, at start. At most
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from ledger import Ledger
 from ledger.errors import ConfigError
 from projections.t0 import Shaped, shape_packet
 from units import Blob, Filter, Shaper, Unreadable
 from units.sources import iter_blob
 
-__all__ = ["OrderedPool", "ShapingPool", "pickled"]
+__all__ = ["OrderedPool", "ShapingPool", "each_chunk", "pickled"]
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -63,15 +66,10 @@ def _shape_chunk(chunk: Chunk) -> list[list[Shaped]]:
         for packet in packets:
             one = shape_packet(packet, _shapers, _filters, _run_id, _source)  # type: ignore[arg-type]
             if isinstance(item, Blob) and one.packet == item.data:
-                one = _without_packet(one)  # the parent has these bytes already
+                one = replace(one, packet=None)  # the parent has these bytes already
             shaped.append(one)
         done.append(shaped)
     return done
-
-
-def _without_packet(one: Shaped) -> Shaped:
-    return Shaped(one.stock, one.digest, one.received_id, one.rows, None, one.kinds,
-                  one.error, one.verdicts)  # fmt: skip
 
 
 class OrderedPool:
@@ -167,3 +165,45 @@ def _chunks(blobs: Iterable[Blob | Unreadable]) -> Iterator[Chunk]:
             chunk, size = [], 0
     if chunk:
         yield chunk
+
+
+def each_chunk(
+    projector: Any,
+    method: str,
+    chunks: Sequence[_In],
+    workers: int,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    what: str,
+) -> Iterator[tuple[_In, Any]]:
+    """Yield each chunk with ``projector.<method>(chunk)``, in order.
+
+    With ``workers`` above 1 and more than one chunk, each worker process builds its own
+    ``type(projector)(Ledger.open(settings), *args, **kwargs)`` on the projector's ledger
+    settings and runs the method there; ``what`` names the units for the error raised
+    if they cannot be sent to workers. Otherwise the projector runs it here.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        run = getattr(projector, method)
+        for chunk in chunks:
+            yield chunk, run(chunk)
+        return
+    spec = pickled((type(projector), projector.ledger.settings, args, kwargs, method), what)
+    with OrderedPool(workers, _start_projector, (spec,)) as pool:
+        yield from pool.map(_run_projector, chunks)
+
+
+_projector_method: Callable[[Any], Any] | None = None  # in a worker: the method it runs
+
+
+def _start_projector(spec: bytes) -> None:
+    global _projector_method
+    cls, settings, args, kwargs, method = pickle.loads(spec)
+    ledger = Ledger.open(settings)
+    atexit.register(ledger.close)
+    _projector_method = getattr(cls(ledger, *args, **kwargs), method)
+
+
+def _run_projector(chunk: Any) -> Any:
+    assert _projector_method is not None, "worker not started"
+    return _projector_method(chunk)

@@ -8,8 +8,6 @@ so a crash repeats at most work whose output is already stored (and skipped by i
 
 from __future__ import annotations
 
-import atexit
-import pickle
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -114,47 +112,32 @@ class Combine:
             stocks[i : i + _STOCKS_PER_CHUNK] for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
         ]
         counts = {"stocks": 0, "states": 0, "new_states": 0}
-        if workers > 1 and len(chunks) > 1:
-            from projections.pool import OrderedPool, pickled  # here: pool imports t0
+        from projections.pool import each_chunk  # here: pool imports t0
 
-            spec = (self.ledger.settings, self.combiner, self.name, self.run_id, self.channels)
-            args = (pickled(spec, "workers: the job's combiner"),)
-            with OrderedPool(workers, _start_worker, args) as pool:
-                done: Iterable[tuple[int, list[StoredRow]]] = (
-                    result for _, result in pool.map(_combine_chunk, chunks)
-                )
-                self._append(done, head, counts, progress, len(stocks))
-        else:
-            self._append(map(self.combine_stocks, chunks), head, counts, progress, len(stocks))
+        done = each_chunk(
+            self, "combine_stocks", chunks, workers,
+            (self.combiner, self.name, self.run_id, self.channels), {},
+            "workers: the job's combiner",
+        )  # fmt: skip
+        pending: list[StoredRow] = []
+        n = 0
+        for chunk, (followed, rows) in done:
+            counts["stocks"] += followed
+            pending += rows
+            if len(pending) >= self.batch_size:
+                self._write(pending, counts)
+                pending = []
+            n += len(chunk)
+            if progress is not None:
+                progress(n, len(stocks))
+        self._write(pending, counts, tracking=(self.name, head))
         return counts
 
-    def _append(
-        self,
-        done: Iterable[tuple[int, list[StoredRow]]],
-        head: int,
-        counts: dict[str, int],
-        progress: Callable[[int, int], None] | None,
-        total: int,
+    def _write(
+        self, rows: list[StoredRow], counts: dict[str, int], tracking: tuple[str, int] | None = None
     ) -> None:
-        pending: dict[str, StoredRow] = {}
-        n = 0
-        for followed, rows in done:
-            counts["stocks"] += followed
-            for row in rows:
-                pending.setdefault(row.id, row)
-            n += _STOCKS_PER_CHUNK
-            if len(pending) >= self.batch_size:
-                result = self.ledger.write(self.ledger.prepare_rows(list(pending.values())))
-                counts["new_states"] += result.appended
-                counts["states"] += len(pending)
-                pending = {}
-            if progress is not None:
-                progress(min(n, total), total)
-        result = self.ledger.write(
-            self.ledger.prepare_rows(list(pending.values())), tracking=(self.name, head)
-        )
-        counts["new_states"] += result.appended
-        counts["states"] += len(pending)
+        counts["new_states"] += self.ledger.append_rows(rows, tracking=tracking).appended
+        counts["states"] += len(rows)
 
     def combine_stocks(self, stocks: Sequence[str]) -> tuple[int, list[StoredRow]]:
         """Return how many of ``stocks`` a channel follows, and their states encoded."""
@@ -190,17 +173,3 @@ class Combine:
 
 
 _STOCKS_PER_CHUNK = 100
-_worker: Combine | None = None  # in a worker process: the Combine it runs
-
-
-def _start_worker(spec: bytes) -> None:
-    global _worker
-    settings, combiner, name, run_id, channels = pickle.loads(spec)
-    ledger = Ledger.open(settings)
-    atexit.register(ledger.close)
-    _worker = Combine(ledger, combiner, name, run_id, channels)
-
-
-def _combine_chunk(stocks: Sequence[str]) -> tuple[int, list[StoredRow]]:
-    assert _worker is not None, "worker not started"
-    return _worker.combine_stocks(stocks)

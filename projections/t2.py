@@ -9,12 +9,10 @@ backoff up to the job's limit; units that depend on it fail with the reason.
 
 from __future__ import annotations
 
-import atexit
-import pickle
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,44 +108,30 @@ class Augment:
             [(stock, by_stock[stock]) for stock in stocks[i : i + _STOCKS_PER_CHUNK]]
             for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
         ]
-        if workers > 1 and len(chunks) > 1:
-            from projections.pool import OrderedPool, pickled  # here: pool imports t0
+        from projections.pool import each_chunk  # here: pool imports t0
 
-            spec = (self.ledger.settings, self.tasks, self.name, self.run_id, self.retry,
-                    self.channels)  # fmt: skip
-            args = (pickled(spec, "workers: the job's T2 units"),)
-            with OrderedPool(workers, _start_worker, args) as pool:
-                self._append((done for _, done in pool.map(_augment_chunk, chunks)), head,
-                             progress, len(stocks))  # fmt: skip
-        else:
-            self._append(map(self.augment_stocks, chunks), head, progress, len(stocks))
-        return self.counts
-
-    def _append(
-        self,
-        done: Iterable[tuple[int, list[StoredRow], Counter[str]]],
-        head: int,
-        progress: Callable[[int, int], None] | None,
-        total: int,
-    ) -> None:
-        pending: dict[str, StoredRow] = {}
+        done = each_chunk(
+            self, "augment_stocks", chunks, workers,
+            (self.tasks, self.name, self.run_id, self.retry), {"channels": self.channels},
+            "workers: the job's T2 units",
+        )  # fmt: skip
+        pending: list[StoredRow] = []
         n = 0
-        for stocks, rows, counts in done:
+        for chunk, (rows, counts) in done:
             self.counts.update(counts)
-            for row in rows:
-                pending.setdefault(row.id, row)
+            pending += rows
             if len(pending) >= 1000:
-                self.ledger.write(self.ledger.prepare_rows(list(pending.values())))
-                pending = {}
-            n += stocks
+                self.ledger.append_rows(pending)
+                pending = []
+            n += len(chunk)
             if progress is not None:
-                progress(n, total)
-        batch = self.ledger.prepare_rows(list(pending.values()))
-        self.ledger.write(batch, tracking=(self.name, head))
+                progress(n, len(stocks))
+        self.ledger.append_rows(pending, tracking=(self.name, head))
+        return self.counts
 
     def augment_stocks(
         self, chunk: Sequence[tuple[str, Sequence[StateCombined]]]
-    ) -> tuple[int, list[StoredRow], Counter[str]]:
+    ) -> tuple[list[StoredRow], Counter[str]]:
         """Return the encoded result events of some stocks' new states, and their counts."""
         kept, self.counts = self.counts, Counter()
         rows: list[StoredRow] = []
@@ -160,7 +144,7 @@ class Augment:
                     continue  # no channel of this job follows the stock (another job's state)
                 for state in states:
                     rows += [encode(event) for event in self.augment(history, state)]
-            return len(chunk), rows, self.counts
+            return rows, self.counts
         finally:
             self.counts = kept
 
@@ -262,21 +246,3 @@ class Augment:
         done[(unit.name, subject)] = None
         self.counts[f"{unit.name} failed"] += 1
         return events
-
-
-_worker: Augment | None = None  # in a worker process: the Augment it runs
-
-
-def _start_worker(spec: bytes) -> None:
-    global _worker
-    settings, tasks, name, run_id, retry, channels = pickle.loads(spec)
-    ledger = Ledger.open(settings)
-    atexit.register(ledger.close)
-    _worker = Augment(ledger, tasks, name, run_id, retry, channels=channels)
-
-
-def _augment_chunk(
-    chunk: Sequence[tuple[str, Sequence[StateCombined]]],
-) -> tuple[int, list[StoredRow], Counter[str]]:
-    assert _worker is not None, "worker not started"
-    return _worker.augment_stocks(chunk)
