@@ -15,7 +15,10 @@ anything runs.
         config: {path: report.html}
         select: {channels: [SN], where: [{unit: T2CandidateScore, key: score, min: 0.3}]}
 
-An invalid job is refused with a ConfigError that names the file, the line and the field.
+An invalid job is refused with a ConfigError that names, for every error found, the
+file, the line and the field: unknown fields and units, bad configurations, names that
+repeat or are unknown, and T2 dependencies that could never be met (listed after the
+unit, about another subject, or gated to fewer channel groups).
 The job's hash is the hash of its parsed content (comments and layout do not matter).
 """
 
@@ -100,6 +103,21 @@ class RetryPolicy(_Model):
     factor: float = Field(default=2.0, ge=1)
 
 
+Loc = tuple[int | str, ...]
+
+
+class JobConflicts(ValueError):
+    """Parts of a job that are each valid but do not fit together, with where they are."""
+
+    def __init__(self, found: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in found))
+        self.found = found
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc) or "(job)"
+
+
 class Job(_Model):
     """A validated job."""
 
@@ -116,19 +134,9 @@ class Job(_Model):
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> Job:
-        names = [c.name for c in self.channels]
-        if len(set(names)) != len(names):
-            raise ValueError(f"channel names repeat: {names}")
-        t2_names = [t.unit for t in self.t2]
-        for i, spec in enumerate(self.t3):
-            for channel in spec.select.channels or []:
-                if channel not in names:
-                    raise ValueError(f"t3.{i}.select.channels: no channel {channel!r}")
-            for cut in spec.select.where:
-                if cut.unit not in t2_names:
-                    raise ValueError(
-                        f"t3.{i}.select.where: {cut.unit!r} is not a T2 unit of the job"
-                    )
+        found = conflicts(self)
+        if found:
+            raise JobConflicts(found)
         return self
 
     @property
@@ -153,8 +161,37 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def conflicts(job: Job) -> list[tuple[Loc, str]]:
+    """Return what does not fit together in a job (names that repeat or are unknown)."""
+    found: list[tuple[Loc, str]] = []
+    names: list[str] = []
+    for i, channel in enumerate(job.channels):
+        if channel.name in names:
+            found.append((("channels", i, "name"), f"channel {channel.name!r} is named twice"))
+        names.append(channel.name)
+    t2_names: list[str] = []
+    for i, spec in enumerate(job.t2):
+        if spec.unit in t2_names:
+            msg = (
+                f"{spec.unit!r} is listed twice; a job runs each T2 unit once "
+                "(results and dependencies are found by unit name)"
+            )
+            found.append((("t2", i, "unit"), msg))
+        t2_names.append(spec.unit)
+    for i, spec3 in enumerate(job.t3):
+        for j, wanted in enumerate(spec3.select.channels or []):
+            if wanted not in names:
+                found.append((("t3", i, "select", "channels", j), f"no channel {wanted!r}"))
+        for j, cut in enumerate(spec3.select.where):
+            if cut.unit not in t2_names:
+                msg = f"{cut.unit!r} is not a T2 unit of the job"
+                found.append((("t3", i, "select", "where", j, "unit"), msg))
+    return found
+
+
 def parse_job(text: str, where: str = "job") -> Job:
-    """Return the validated job in ``text``, or raise ConfigError naming line and field."""
+    """Return the validated job in ``text``, or raise ConfigError naming, for every
+    error found, its line and field (one error per line of the message)."""
     try:
         data = yaml.safe_load(text)
         tree = yaml.compose(text)
@@ -165,60 +202,105 @@ def parse_job(text: str, where: str = "job") -> Job:
     try:
         job = Job.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not isinstance(p, str) or p[:1] != "[")
-        field = ".".join(str(p) for p in loc) or "(job)"
-        line = _line_of(tree, loc)
-        at = f" line {line}" if line else ""
-        raise ConfigError(f"{where}{at}: {field}: {err['msg']}") from None
-    _check_units(job, tree, where)
+        raise ConfigError(_errors(exc, tree, where)) from None
+    found = _check_units(job, tree)
+    if found:
+        raise ConfigError("\n".join(_at(tree, where, loc, msg) for loc, msg in found))
     return job
 
 
-def _check(
-    ref: UnitRef, contract: type[Unit], loc: tuple[int | str, ...], tree: yaml.Node, where: str
-) -> type[Unit]:
+def _at(tree: yaml.Node, where: str, loc: Loc, msg: str) -> str:
     line = _line_of(tree, loc)
-    at = f"{where} line {line}" if line else where
-    field = ".".join(str(p) for p in loc)
+    return f"{where}{f' line {line}' if line else ''}: {_dotted(loc)}: {msg}"
+
+
+def _errors(exc: ValidationError, tree: yaml.Node, where: str) -> str:
+    """Return every validation error of a job, one a line, each with its line and field."""
+    lines = []
+    for err in exc.errors():
+        conflict = (err.get("ctx") or {}).get("error")
+        if isinstance(conflict, JobConflicts):
+            lines += [_at(tree, where, loc, msg) for loc, msg in conflict.found]
+            continue
+        loc = tuple(p for p in err["loc"] if not isinstance(p, str) or p[:1] != "[")
+        lines.append(_at(tree, where, loc, err["msg"]))
+    return "\n".join(lines)
+
+
+def _check(ref: UnitRef, contract: type[Unit], loc: Loc, found: list[tuple[Loc, str]]) -> Any:
+    """Return the unit class ``ref`` names, or None with what is wrong added to ``found``."""
     try:
         cls = load_unit(ref.unit)
     except ConfigError as exc:
-        raise ConfigError(f"{at}: {field}.unit: {exc}") from None
+        found.append(((*loc, "unit"), str(exc)))
+        return None
     if not issubclass(cls, contract):
-        msg = f"{at}: {field}.unit: {ref.unit!r} is not a {contract.__name__}"
-        raise ConfigError(msg)
+        found.append(((*loc, "unit"), f"{ref.unit!r} is not a {contract.__name__}"))
+        return None
     try:
         cls.validate_config(ref.config)
     except ConfigError as exc:
-        raise ConfigError(f"{at}: {field}.config: {exc}") from None
+        found.append(((*loc, "config"), str(exc)))
     return cls
 
 
-def _check_units(job: Job, tree: yaml.Node, where: str) -> None:
+# What a T2 unit's results are about, by binding: a dependency must be about the same.
+_SUBJECTS = {"stock": "stock", "datapoint": "datapoint", "state": "state", "lightcurve": "state"}
+
+
+def _check_units(job: Job, tree: yaml.Node) -> list[tuple[Loc, str]]:
+    """Return what is wrong with the job's units: unknown, of the wrong tier, badly
+    configured, or T2 dependencies that could never be met."""
+    found: list[tuple[Loc, str]] = []
     for i, channel in enumerate(job.channels):
         if channel.filter is not None:
-            _check(channel.filter, Filter, ("channels", i, "filter"), tree, where)
+            _check(channel.filter, Filter, ("channels", i, "filter"), found)
     for i, ref in enumerate(job.sources):
-        _check(ref, Source, ("sources", i), tree, where)
+        _check(ref, Source, ("sources", i), found)
     for survey, ref in job.shapers.items():
-        _check(ref, Shaper, ("shapers", survey), tree, where)
-    _check(job.combiner, Combiner, ("combiner",), tree, where)
-    seen: list[str] = []
+        _check(ref, Shaper, ("shapers", survey), found)
+    _check(job.combiner, Combiner, ("combiner",), found)
+    seen: dict[str, tuple[type[T2Unit], T2Spec]] = {}
     for i, spec in enumerate(job.t2):
-        cls = _check(spec, T2Unit, ("t2", i), tree, where)
-        assert issubclass(cls, T2Unit)
+        cls = _check(spec, T2Unit, ("t2", i), found)
+        if cls is None:
+            continue
         for dependency in cls.depends_on:
-            if dependency not in seen:
-                line = _line_of(tree, ("t2", i))
-                msg = (
-                    f"{where} line {line}: t2.{i}.unit: {spec.unit!r} depends on "
-                    f"{dependency!r}, which must be listed before it in t2"
-                )
-                raise ConfigError(msg)
-        seen.append(spec.unit)
+            problem = _unmet(spec, cls, dependency, seen.get(dependency))
+            if problem:
+                found.append((("t2", i, "unit"), problem))
+        seen[spec.unit] = (cls, spec)
     for i, spec3 in enumerate(job.t3):
-        _check(spec3, Reactor, ("t3", i), tree, where)
+        _check(spec3, Reactor, ("t3", i), found)
+    return found
+
+
+def _unmet(
+    spec: T2Spec,
+    cls: type[T2Unit],
+    dependency: str,
+    listed: tuple[type[T2Unit], T2Spec] | None,
+) -> str | None:
+    """Return why a T2 unit's dependency could never give it a result, or None."""
+    name = spec.unit
+    if listed is None:
+        return f"{name!r} depends on {dependency!r}, which must be listed before it in t2"
+    dep_cls, dep_spec = listed
+    if _SUBJECTS[cls.binds] != _SUBJECTS[dep_cls.binds]:
+        return (
+            f"{name!r} (binds {cls.binds!r}) depends on {dependency!r} (binds "
+            f"{dep_cls.binds!r}): a dependency's results must be about the same subject "
+            f"({_SUBJECTS[cls.binds]}s)"
+        )
+    if dep_spec.groups is not None and (
+        spec.groups is None or not set(spec.groups) <= set(dep_spec.groups)
+    ):
+        mine = "every group" if spec.groups is None else f"groups {spec.groups}"
+        return (
+            f"{name!r} runs for {mine} but its dependency {dependency!r} only for groups "
+            f"{dep_spec.groups}: give {name!r} a subset of them in 'groups'"
+        )
+    return None
 
 
 def load_job(path: str | Path) -> tuple[Job, str]:

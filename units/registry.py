@@ -7,7 +7,7 @@ A science group ships units in its own package and declares them as entry points
 
 After ``pip install``, jobs can name ``T2MyClassifier``; nothing here changes. Units
 defined in a script or a test register with ``@register_unit``. Names are unique: a second
-unit under a taken name is refused.
+unit under a taken name is refused, and so is a name that two installed packages claim.
 """
 
 from __future__ import annotations
@@ -45,7 +45,15 @@ def load_unit(name: str) -> type[Unit]:
     """Return the unit class registered or installed under ``name``."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+    installed = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=name)}
+    if len(installed) > 1:
+        where = "; ".join(
+            f"{ep.value} (from {ep.dist.name if ep.dist else 'an unnamed distribution'})"
+            for ep in installed.values()
+        )
+        msg = f"unit name {name!r} is installed twice, and a job cannot tell which: {where}"
+        raise ConfigError(msg)
+    for ep in installed.values():
         try:
             cls = ep.load()
         except Exception as exc:

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import ConfigError
 from runners.job import parse_job
+from units import T2Unit, T2View, register_unit
+
+
+@register_unit
+class PerPointFromCounts(T2Unit):
+    """Bound to datapoints but tied to a unit whose results are about states."""
+
+    version = "1"
+    binds: ClassVar = "datapoint"
+    depends_on = ("CountPoints",)
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        return {}
+
 
 GOOD = """
 name: ok
@@ -67,3 +84,75 @@ def test_the_hash_ignores_layout_and_comments() -> None:
 def test_an_invalid_job_is_refused_naming_line_and_field(broken: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_job(broken)
+
+
+def test_every_error_is_reported_each_with_its_line() -> None:
+    broken = GOOD.replace("n: 3", "n: three").replace("unit: AllPoints", "unit: NoSuchUnit")
+    structure = broken.replace("name: ok", "name: [ok]") + "retry: {max_attempts: 0}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_job(structure)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2, lines  # the units are checked once the structure is valid
+    assert lines[0].startswith("job line 2: name: ")
+    assert lines[1].startswith("job line 10: retry.max_attempts: ")
+    with pytest.raises(ConfigError) as caught:
+        parse_job(broken)
+    lines = str(caught.value).splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "channels.0.filter.config",
+        "combiner.unit",
+    ]
+
+
+T3 = """
+t3:
+  - unit: CollectReactor
+    select:
+      channels: [MANY, FEW]
+      where: [{unit: CountPoints, key: g}, {unit: Nothing, key: x}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (
+            GOOD + "  - unit: CountPoints\n",
+            r"job line 10: t2\.2\.unit: 'CountPoints' is listed twice",
+        ),
+        (
+            GOOD + T3,
+            r"job line 14: t3\.0\.select\.channels\.1: no channel 'FEW'\n"
+            r"job line 15: t3\.0\.select\.where\.1\.unit: 'Nothing' is not a T2 unit",
+        ),
+        (
+            GOOD.replace("filter:", "autocomplete: true\n  - name: MANY\n    filter:"),
+            r"job line 6: channels\.1\.name: channel 'MANY' is named twice",
+        ),
+        (
+            GOOD.replace("unit: TotalFromCounts", "unit: PerPointFromCounts"),
+            r"line 9: t2\.1\.unit: 'PerPointFromCounts' \(binds 'datapoint'\) depends on "
+            r"'CountPoints' \(binds 'lightcurve'\): a dependency's results must be about",
+        ),
+        (
+            GOOD.replace("- unit: CountPoints", "- unit: CountPoints\n    groups: [1]"),
+            r"line 10: t2\.1\.unit: 'TotalFromCounts' runs for every group but its "
+            r"dependency 'CountPoints' only for groups \[1\]",
+        ),
+        (
+            GOOD.replace("- unit: CountPoints", "- unit: CountPoints\n    groups: [1]")
+            + "    groups: [1, 2]\n",
+            r"'TotalFromCounts' runs for groups \[1, 2\] but its dependency",
+        ),
+    ],
+)
+def test_parts_that_do_not_fit_together_are_refused_where_they_are(
+    broken: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_job(broken)
+
+
+def test_dependencies_that_can_be_met_are_accepted() -> None:
+    gated = GOOD.replace("- unit: CountPoints", "- unit: CountPoints\n    groups: [1, 2]")
+    assert parse_job(gated + "    groups: [2]\n").t2[1].groups == [2]

@@ -45,14 +45,15 @@ class T2PeakCounter(T2Unit):
 '''
 
 
-@pytest.fixture(scope="module")
-def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def install(tmp_path_factory: pytest.TempPathFactory, package: str) -> Path:
     """Build and install a science group's package (as pip would) into a folder."""
     src = tmp_path_factory.mktemp("pkg")
-    (src / "pyproject.toml").write_text(PACKAGE_PYPROJECT)
-    (src / "science_demo").mkdir()
-    (src / "science_demo" / "__init__.py").write_text("")
-    (src / "science_demo" / "units.py").write_text(PACKAGE_UNIT)
+    pyproject = PACKAGE_PYPROJECT.replace("science_demo", package)
+    pyproject = pyproject.replace("science-demo", package.replace("_", "-"))
+    (src / "pyproject.toml").write_text(pyproject)
+    (src / package).mkdir()
+    (src / package / "__init__.py").write_text("")
+    (src / package / "units.py").write_text(PACKAGE_UNIT)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
@@ -60,6 +61,19 @@ def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return target
+
+
+@pytest.fixture(scope="module")
+def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(tmp_path_factory, "science_demo")
+
+
+def run_python(code: str, *paths: Path) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": ":".join([*map(str, paths), str(root)]), "PATH": ""}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root
+    )
 
 
 def test_a_unit_from_an_installed_package_is_found_by_name(installed_package: Path) -> None:
@@ -77,17 +91,25 @@ def test_a_unit_from_an_installed_package_is_found_by_name(installed_package: Pa
         print(job.t2[0].unit)
         """
     )
-    root = Path(__file__).resolve().parents[2]
-    env = {"PYTHONPATH": f"{installed_package}:{root}", "PATH": ""}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root
-    )
+    out = run_python(code, installed_package)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == [
         "science_demo.units 0.3 T2PeakCounter",
         "True",
         "T2PeakCounter",
     ]
+
+
+def test_a_name_two_packages_claim_is_refused_naming_both(
+    installed_package: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    rival = install(tmp_path_factory, "science_rival")
+    code = "from units import load_unit; load_unit('T2PeakCounter')"
+    out = run_python(code, installed_package, rival)
+    assert out.returncode != 0
+    assert "ConfigError: unit name 'T2PeakCounter' is installed twice" in out.stderr
+    assert "science_demo.units:T2PeakCounter (from skyledger-science-demo)" in out.stderr
+    assert "science_rival.units:T2PeakCounter (from skyledger-science-rival)" in out.stderr
 
 
 def test_the_built_in_units_are_entry_points() -> None:
