@@ -107,33 +107,30 @@ class React:
             updated = set(self.ledger.streams(start, head, types=[DatapointAdded, FilterDecided]))
         else:
             events = self.ledger.read(1, head, types=[FilterDecided])
-            updated = None
-        followed = {
-            e.stream
-            for e in events
-            if isinstance(e, FilterDecided)
-            and e.accepted
-            and (self.selection.channels is None or e.channel in self.selection.channels)
-        }
-        if updated is not None:
-            # A stock followed earlier and updated now is a candidate too.
-            followed |= {s for s in updated if self._follows(s)}
+            updated = set()
+        followed = {e.stream for e in events if self._accepts(e)}
+        # A stock followed earlier and updated now is a candidate too.
+        earlier = sorted(updated - followed)
+        for stock, decisions in self.ledger.stream_events(earlier, types=[FilterDecided]):
+            if any(self._accepts(e) for e in decisions):
+                followed.add(stock)
         return sorted(followed)
 
-    def _follows(self, stock: str) -> bool:
-        return any(
-            isinstance(e, FilterDecided)
-            and e.accepted
-            and (self.selection.channels is None or e.channel in self.selection.channels)
-            for e in self.ledger.stream(stock)
+    def _accepts(self, event: Event) -> bool:
+        """Return True for a decision of a selected channel that accepted the stock."""
+        return (
+            isinstance(event, FilterDecided)
+            and event.accepted
+            and (self.selection.channels is None or event.channel in self.selection.channels)
         )
 
     def run(self) -> dict[str, int]:
         """Select, react and deliver; return counts by outcome."""
         start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
         summaries = []
-        for stock in self.candidates(start, head) if start <= head else []:
-            summary = summarize(stock, list(self.ledger.stream(stock)), self.selection.channels)
+        stocks = self.candidates(start, head) if start <= head else []
+        for stock, stream in self.ledger.stream_events(stocks):
+            summary = summarize(stock, stream, self.selection.channels)
             if all(cut.passes(summary.results) for cut in self.selection.cuts):
                 summaries.append(summary)
         counts = {"selected": len(summaries), "delivered": 0, "skipped": 0, "failed": 0}
@@ -149,13 +146,6 @@ class React:
         self.ledger.append(events, tracking=(self.name, head))
         return counts
 
-    def delivered(self, key: str) -> bool:
-        """Return True if a reaction with this key was delivered before."""
-        return any(
-            isinstance(e, ReactionIssued) and e.outcome == "delivered"
-            for e in self.ledger.stream(f"reaction:{key}")
-        )
-
     def deliver(self, reaction: Reaction) -> list[ReactionIssued]:
         """Deliver one reaction (unless already delivered), retrying; return the records."""
         common = {
@@ -165,10 +155,13 @@ class React:
             "payload": dict(reaction.payload),
             "run_id": self.run_id,
         }
-        if not self.redeliver and self.delivered(reaction.key):
+        earlier = list(self.ledger.stream(f"reaction:{reaction.key}"))
+        if not self.redeliver and any(
+            isinstance(e, ReactionIssued) and e.outcome == "delivered" for e in earlier
+        ):
             return []
         records = []
-        previous = sum(1 for _ in self.ledger.stream(f"reaction:{reaction.key}"))
+        previous = len(earlier)
         for attempt in range(previous + 1, previous + self.retry.max_attempts + 1):
             started = time.perf_counter()
             try:
