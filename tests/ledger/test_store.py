@@ -3,6 +3,7 @@ type, stream and id, following the log, the configuration registry and packets."
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -131,6 +132,30 @@ def test_several_streams_are_read_together_in_the_order_asked(ledger: Ledger) ->
         assert positions == sorted(positions)
     every_type = dict(ledger.stream_events(["batch-1"]))
     assert len(every_type["batch-1"]) == 4
+
+
+def test_sqlite_reads_several_streams_through_the_stream_index(tmp_path: Path) -> None:
+    """Without statistics, SQLite would rather walk the topic index (every event of the
+    type) than look up each stream: seconds per query on a ledger of millions."""
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    with Ledger.open(url) as ledger:
+        ledger.append(batch_events(0, 4))
+        recorder = ledger.recorder
+        asked: list[tuple[str, list[object]]] = []
+        select = recorder._select  # type: ignore[attr-defined]
+
+        def spy(where: str, params: list[object]) -> object:
+            asked.append((where, params))
+            return select(where, params)
+
+        recorder._select = spy  # type: ignore[attr-defined]
+        streams = [f"batch-{i}" for i in range(200)]  # a chunk of T1's or T2's stocks
+        list(ledger.stream_events(streams, types=[DatapointAdded, AlertReceived]))
+    ((where, params),) = asked
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+        sql = f"EXPLAIN QUERY PLAN SELECT rowid FROM skyledger_events {where}"
+        plan = " ".join(str(row[-1]) for row in conn.execute(sql, params))
+    assert "USING INDEX skyledger_events_stream_idx" in plan, plan
 
 
 def test_get_by_id(ledger: Ledger) -> None:
