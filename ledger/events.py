@@ -209,14 +209,27 @@ class ResultFailed(Event):
     provenance: Provenance
 
 
-class ReactionIssued(Event):
-    """A T3 unit reacted (report, webhook, tag) with an idempotency key and the outcome."""
+def _reaction_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had no ``stock``: reactors put it in the payload, if at all."""
+    stock = (data.get("payload") or {}).get("stock")
+    data["stock"] = stock if isinstance(stock, str) and stock else None
+    return data
 
+
+class ReactionIssued(Event):
+    """A T3 unit reacted (report, webhook, tag) with an idempotency key and the outcome.
+
+    Schema version 2 added ``stock`` (version 1 events take it from the payload).
+    """
+
+    schema_version: ClassVar[int] = 2
+    upcasters = {1: _reaction_v1}
     identity = ("idempotency_key", "attempt")
 
     idempotency_key: str
     target: str = Field(description="where the reaction went (URL, file, tag)")
     payload: dict[str, Any] = Field(default_factory=dict)
+    stock: str | None = Field(default=None, description="the stock it is about, if one")
     outcome: Literal["delivered", "failed", "skipped"]
     detail: str = ""
     attempt: int = Field(default=1, ge=1)

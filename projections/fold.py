@@ -146,12 +146,10 @@ T = TypeVar("T", bound=Event)
 
 
 def stock_of(event: Event) -> str | None:
-    """Return the stock an event concerns: its stream, or for a reaction (stream
-    ``reaction:<key>``) its payload's ``stock``; None for runs, configurations, unreadable
-    packets and reactions about no one stock."""
-    if isinstance(event, ReactionIssued) and event.stream.startswith("reaction:"):
-        stock = event.payload.get("stock")
-        return stock if isinstance(stock, str) and stock else None
+    """Return the stock an event concerns: its stream, or for a reaction its ``stock``;
+    None for runs, configurations, unreadable packets and reactions about no one stock."""
+    if isinstance(event, ReactionIssued):
+        return event.stock
     if isinstance(event, _NOT_STOCK_EVENTS) or event.stream.startswith(_NOT_STOCKS):
         return None
     if isinstance(event, AlertReceived) and event.error is not None:

@@ -153,6 +153,7 @@ class React:
             "idempotency_key": reaction.key,
             "target": reaction.target,
             "payload": dict(reaction.payload),
+            "stock": reaction.stock,
             "run_id": self.run_id,
         }
         earlier = list(self.ledger.stream(f"reaction:{reaction.key}"))

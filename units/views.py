@@ -127,7 +127,9 @@ class Reaction:
     """A reaction a T3 unit asks for: where it goes and what it carries.
 
     ``key`` identifies the reaction for idempotency: the same key is delivered once,
-    however often the ledger is replayed, unless a replay asks for re-delivery.
+    however often the ledger is replayed, unless a replay asks for re-delivery. ``stock``
+    names the stock it is about, if it is about one (it is recorded with the reaction
+    and shown in that stock's journal).
     """
 
     target: str

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ledger.codec import decode, encode, register_event_type
+from ledger.codec import decode, encode, register_event_type, topic_of
 from ledger.errors import EventRejected, UnknownEventType
-from ledger.events import AlertReceived, DatapointAdded, Event, ResultDerived
+from ledger.events import AlertReceived, DatapointAdded, Event, ReactionIssued, ResultDerived
 from tests.ledger.samples import one_of_each
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -81,6 +81,21 @@ def test_events_stored_by_release_0_1_still_load() -> None:
     assert [type(e).__name__ for e in events] == [type(e).__name__ for e in one_of_each()]
     for event in events:
         assert event.id == event.compute_id()  # content and id still agree
+    [reaction] = [e for e in events if isinstance(e, ReactionIssued)]
+    assert reaction.stock == "ZTF21abiuvdk"  # version 1 had it in the payload only
+
+
+def test_reactions_of_version_1_without_a_stock_in_the_payload_have_none() -> None:
+    state = (
+        b'{"v":1,"time":"2026-11-25T12:00:00Z","run_id":null,"causation":[],'
+        b'"idempotency_key":"k","target":"report.html","payload":{"report":"nightly"},'
+        b'"outcome":"delivered","detail":"","attempt":1,"provenance":{"unit":"R",'
+        b'"unit_version":"1","unit_digest":"d","config":"c","duration_s":0.0}}'
+    )
+    event = decode("0" * 32, topic_of(ReactionIssued), state, "reaction:k", 1)
+    assert isinstance(event, ReactionIssued)
+    assert event.stock is None
+    assert encode(event).state.startswith(b'{"v":2,')
 
 
 class NoteTaken(Event):

@@ -73,8 +73,9 @@ def story() -> list[Event]:
         )
 
     def react(outcome: str, attempt: int, detail: str = "", key: str = "k") -> ReactionIssued:
-        payload = {"stock": A} if key == "k" else {"report": "nightly"}  # as T3 records them
+        payload = {"stock": A} if key == "k" else {"report": "nightly"}
         what = {"idempotency_key": key * 32, "target": "http://hook", "payload": payload}
+        what["stock"] = A if key == "k" else None  # as T3 records them
         return ReactionIssued(
             stream=f"reaction:{key * 32}", **what, outcome=outcome, attempt=attempt,
             detail=detail, provenance=prov("T3Hook"), **env(),

@@ -1,13 +1,14 @@
-"""T3 selection: which stocks a reactor sees, run after run."""
+"""T3: which stocks a reactor sees, run after run, and what its reactions record."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import DatapointAdded, FilterDecided, Ledger, Provenance
+from ledger import DatapointAdded, FilterDecided, Ledger, Provenance, ReactionIssued
 from projections.t3 import React, Selection
-from units import load_unit
+from units import Reaction, Reactor, StockSummary, load_unit
 
 PROV = Provenance(unit="F", unit_version="1", unit_digest="d", config="c")
 
@@ -46,3 +47,22 @@ def test_stocks_followed_earlier_and_updated_now_are_selected(
     assert react.run()["selected"] == 2
     assert react.run()["selected"] == 0  # nothing new
     assert out.read_text().splitlines() == ["A", "A D"]
+
+
+class PerStock(Reactor):
+    """One reaction per stock, about that stock."""
+
+    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+        return [Reaction(target="log", key=f"k:{s.stock}", stock=s.stock) for s in stocks]
+
+
+def test_a_reaction_about_one_stock_is_recorded_with_it(ledger: Ledger) -> None:
+    ledger.append(
+        [point("A", 1), decided("A", "a1", True), point("B", 1), decided("B", "b1", True)]
+    )
+    React(ledger, PerStock({}), Selection(), "t3:stock", "run").run()
+    issued = [e for e in ledger.read(types=[ReactionIssued]) if isinstance(e, ReactionIssued)]
+    assert [(e.stream, e.stock, e.outcome) for e in issued] == [
+        ("reaction:k:A", "A", "delivered"),
+        ("reaction:k:B", "B", "delivered"),
+    ]
