@@ -151,7 +151,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         )
         self._sql_packets = SQL(
             "INSERT INTO {schema}.{packets} (digest, data) "
-            "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING"
+            "SELECT * FROM unnest(%s::text[], %b::bytea[]) ON CONFLICT DO NOTHING"
         ).format(**fmt)
         self._sql_select = SQL("SELECT " + _columns() + " FROM {schema}.{table} ").format(**fmt)
         self._sql_get_packet = SQL("SELECT data FROM {schema}.{packets} WHERE digest = %s").format(
