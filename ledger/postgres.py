@@ -175,9 +175,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 return  # no DDL on an existing ledger: it would lock out running writers
             conn.execute("SELECT pg_advisory_lock(%s)", [key])
             try:
+                self._create_schema(conn)
                 super().create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+    def _create_schema(self, conn: psycopg.Connection[DictRow]) -> None:
+        """Create the URL's ``?schema=`` if it does not exist (only then: creating one needs
+        a privilege that a user of an existing schema may lack)."""
+        schema = self.datastore.schema
+        found = conn.execute("SELECT to_regnamespace(%s) AS s", [f'"{schema}"']).fetchone()
+        if found is None or found["s"] is None:
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
     def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
         """Return the rows as one binary COPY payload (all the per-row Python work)."""

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ledger import (
@@ -156,6 +157,18 @@ def test_sqlite_reads_several_streams_through_the_stream_index(tmp_path: Path) -
         sql = f"EXPLAIN QUERY PLAN SELECT rowid FROM skyledger_events {where}"
         plan = " ".join(str(row[-1]) for row in conn.execute(sql, params))
     assert "USING INDEX skyledger_events_stream_idx" in plan, plan
+
+
+def test_a_postgres_schema_named_in_the_url_is_made_if_missing(pg_url: str) -> None:
+    with Ledger.open(f"{pg_url}?schema=survey_b") as ledger:
+        ledger.append(batch_events(0, 3))
+    with Ledger.open(f"{pg_url}?schema=survey_b") as ledger, Ledger.open(pg_url) as public:
+        assert ledger.head() == 3
+        assert public.head() == 0  # the default schema's ledger is another one
+    with psycopg.connect(pg_url) as conn:
+        found = conn.execute("SELECT to_regclass('survey_b.skyledger_events')").fetchone()
+    assert found is not None
+    assert found[0] is not None
 
 
 def test_get_by_id(ledger: Ledger) -> None:
