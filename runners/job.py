@@ -19,7 +19,8 @@ An invalid job is refused with a ConfigError that names, for every error found, 
 file, the line and the field: unknown fields and units, bad configurations, names that
 repeat or are unknown, and T2 dependencies that could never be met (listed after the
 unit, about another subject, or gated to fewer channel groups).
-The job's hash is the hash of its parsed content (comments and layout do not matter).
+The job's hash is the hash of its parsed content with every unit's full configuration
+(comments, layout and options spelt out at their defaults do not matter).
 """
 
 from __future__ import annotations
@@ -203,10 +204,11 @@ def parse_job(text: str, where: str = "job") -> Job:
         job = Job.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_errors(exc, tree, where)) from None
-    found = _check_units(job, tree)
+    effective: dict[Loc, dict[str, Any]] = {}
+    found = _check_units(job, effective)
     if found:
         raise ConfigError("\n".join(_at(tree, where, loc, msg) for loc, msg in found))
-    return job
+    return _with_effective_configs(job, effective)
 
 
 def _at(tree: yaml.Node, where: str, loc: Loc, msg: str) -> str:
@@ -227,8 +229,15 @@ def _errors(exc: ValidationError, tree: yaml.Node, where: str) -> str:
     return "\n".join(lines)
 
 
-def _check(ref: UnitRef, contract: type[Unit], loc: Loc, found: list[tuple[Loc, str]]) -> Any:
-    """Return the unit class ``ref`` names, or None with what is wrong added to ``found``."""
+def _check(
+    ref: UnitRef,
+    contract: type[Unit],
+    loc: Loc,
+    found: list[tuple[Loc, str]],
+    effective: dict[Loc, dict[str, Any]],
+) -> Any:
+    """Return the unit class ``ref`` names, or None with what is wrong added to ``found``;
+    its full configuration (defaults included) goes to ``effective``."""
     try:
         cls = load_unit(ref.unit)
     except ConfigError as exc:
@@ -238,7 +247,7 @@ def _check(ref: UnitRef, contract: type[Unit], loc: Loc, found: list[tuple[Loc, 
         found.append(((*loc, "unit"), f"{ref.unit!r} is not a {contract.__name__}"))
         return None
     try:
-        cls.validate_config(ref.config)
+        effective[loc] = cls.validate_config(ref.config).model_dump(mode="json")
     except ConfigError as exc:
         found.append(((*loc, "config"), str(exc)))
     return cls
@@ -248,21 +257,21 @@ def _check(ref: UnitRef, contract: type[Unit], loc: Loc, found: list[tuple[Loc, 
 _SUBJECTS = {"stock": "stock", "datapoint": "datapoint", "state": "state", "lightcurve": "state"}
 
 
-def _check_units(job: Job, tree: yaml.Node) -> list[tuple[Loc, str]]:
+def _check_units(job: Job, effective: dict[Loc, dict[str, Any]]) -> list[tuple[Loc, str]]:
     """Return what is wrong with the job's units: unknown, of the wrong tier, badly
-    configured, or T2 dependencies that could never be met."""
+    configured, or T2 dependencies that could never be met; fill ``effective``."""
     found: list[tuple[Loc, str]] = []
     for i, channel in enumerate(job.channels):
         if channel.filter is not None:
-            _check(channel.filter, Filter, ("channels", i, "filter"), found)
+            _check(channel.filter, Filter, ("channels", i, "filter"), found, effective)
     for i, ref in enumerate(job.sources):
-        _check(ref, Source, ("sources", i), found)
+        _check(ref, Source, ("sources", i), found, effective)
     for survey, ref in job.shapers.items():
-        _check(ref, Shaper, ("shapers", survey), found)
-    _check(job.combiner, Combiner, ("combiner",), found)
+        _check(ref, Shaper, ("shapers", survey), found, effective)
+    _check(job.combiner, Combiner, ("combiner",), found, effective)
     seen: dict[str, tuple[type[T2Unit], T2Spec]] = {}
     for i, spec in enumerate(job.t2):
-        cls = _check(spec, T2Unit, ("t2", i), found)
+        cls = _check(spec, T2Unit, ("t2", i), found, effective)
         if cls is None:
             continue
         for dependency in cls.depends_on:
@@ -271,8 +280,20 @@ def _check_units(job: Job, tree: yaml.Node) -> list[tuple[Loc, str]]:
                 found.append((("t2", i, "unit"), problem))
         seen[spec.unit] = (cls, spec)
     for i, spec3 in enumerate(job.t3):
-        _check(spec3, Reactor, ("t3", i), found)
+        _check(spec3, Reactor, ("t3", i), found, effective)
     return found
+
+
+def _with_effective_configs(job: Job, effective: dict[Loc, dict[str, Any]]) -> Job:
+    """Return the job with every unit's full configuration, defaults included, so that
+    a job that spells out a default has the same hash as one that leaves it out."""
+    data = job.model_dump(mode="json")
+    for loc, config in effective.items():
+        node: Any = data
+        for part in loc:
+            node = node[part]
+        node["config"] = config
+    return Job.model_validate(data)
 
 
 def _unmet(

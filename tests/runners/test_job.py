@@ -49,6 +49,11 @@ def test_the_hash_ignores_layout_and_comments() -> None:
         "combiner: {unit: AllPoints}", "# a comment\ncombiner:\n  unit: AllPoints"
     )
     assert parse_job(GOOD).hash == parse_job(relaid).hash
+    defaults_spelt_out = GOOD.replace("unit: AllPoints", "unit: AllPoints, config: {}")
+    assert parse_job(GOOD).hash == parse_job(defaults_spelt_out).hash
+    no_filter_config = GOOD.replace(", config: {n: 3}", "")
+    assert parse_job(no_filter_config).hash == parse_job(GOOD.replace("n: 3", "n: 2")).hash
+    assert parse_job(no_filter_config).channels[0].filter.config == {"n": 2}  # type: ignore[union-attr]
     assert parse_job(GOOD).hash != parse_job(GOOD.replace("n: 3", "n: 4")).hash
 
 
