@@ -4,7 +4,8 @@
 
 * ``sqlite:///relative/path.sqlite`` or ``sqlite:////absolute/path.sqlite`` (the embedded
   default, ``sqlite:///skyledger-data/ledger.sqlite``); ``sqlite:///:memory:`` for tests;
-* ``postgresql://user:password@host:port/dbname`` (``?schema=NAME`` selects a schema, made if missing).
+* ``postgresql://user:password@host:port/dbname`` (``?schema=NAME`` selects a schema, made
+  if missing).
 
 ``SKYLEDGER_PACKETS`` is ``keep`` (store every packet's bytes once, by digest) or ``digest``
 (record digests only, where storage is short).
