@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
 from ledger.codec import StoredRow, encode
 from projections.t0 import provenance
 from units import Combiner, Datapoint, latest_bodies
 
-__all__ = ["Combine", "StockHistory", "history_of"]
+__all__ = ["Combine", "StockHistory", "accepted_by", "followed_stocks", "history_of"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,27 @@ class StockHistory:
     datapoints: tuple[Datapoint, ...]
     datapoint_events: dict[str, str]  # datapoint id -> id of the event that added it last
     channels: dict[str, set[int | None]]  # channel -> groups it accepted the stock into
+
+
+def accepted_by(event: Event, channels: Collection[str] | None) -> TypeGuard[FilterDecided]:
+    """Return True for a decision of one of ``channels`` (None: any) accepting its stock."""
+    return (
+        isinstance(event, FilterDecided)
+        and event.accepted
+        and (channels is None or event.channel in channels)
+    )
+
+
+def followed_stocks(
+    ledger: Ledger, stocks: Iterable[str], channels: Collection[str] | None
+) -> list[str]:
+    """Return those of ``stocks`` that one of ``channels`` accepted at least once, in
+    order, from their decisions alone (200 stocks per query)."""
+    return [
+        stock
+        for stock, events in ledger.stream_events(stocks, types=[FilterDecided])
+        if any(accepted_by(e, channels) for e in events)
+    ]
 
 
 def history_of(
@@ -51,11 +72,7 @@ def history_of(
             point = Datapoint(id=event.datapoint_id, stock=stock, kind=kind, body=event.body)
             points.append(point)
             added_by[id(point)] = event.id
-        elif (
-            isinstance(event, FilterDecided)
-            and event.accepted
-            and (channels is None or event.channel in channels)
-        ):
+        elif accepted_by(event, channels):
             following.setdefault(event.channel, set()).add(event.group)
     kept = latest_bodies(points)  # the units' rule, so units and projector agree
     return StockHistory(stock, tuple(kept), {p.id: added_by[id(p)] for p in kept}, following)
@@ -87,16 +104,7 @@ class Combine:
     def followed(self, stocks: Iterable[str]) -> list[str]:
         """Return those of ``stocks`` that one of this projector's channels accepted, in
         order: only their datapoints are read (most stocks in a survey stream are not)."""
-        return [
-            stock
-            for stock, events in self.ledger.stream_events(stocks, types=[FilterDecided])
-            if any(
-                isinstance(e, FilterDecided)
-                and e.accepted
-                and (self.channels is None or e.channel in self.channels)
-                for e in events
-            )
-        ]
+        return followed_stocks(self.ledger, stocks, self.channels)
 
     def run(
         self, progress: Callable[[int, int], None] | None = None, workers: int = 1

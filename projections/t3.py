@@ -25,7 +25,7 @@ from ledger import (
     StateCombined,
 )
 from projections.t0 import provenance
-from projections.t1 import history_of
+from projections.t1 import accepted_by, followed_stocks, history_of
 from projections.t2 import Retry
 from units import LightCurve, Reaction, Reactor, StockSummary
 
@@ -108,21 +108,11 @@ class React:
         else:
             events = self.ledger.read(1, head, types=[FilterDecided])
             updated = set()
-        followed = {e.stream for e in events if self._accepts(e)}
+        channels = self.selection.channels
+        followed = {e.stream for e in events if accepted_by(e, channels)}
         # A stock followed earlier and updated now is a candidate too.
-        earlier = sorted(updated - followed)
-        for stock, decisions in self.ledger.stream_events(earlier, types=[FilterDecided]):
-            if any(self._accepts(e) for e in decisions):
-                followed.add(stock)
+        followed.update(followed_stocks(self.ledger, sorted(updated - followed), channels))
         return sorted(followed)
-
-    def _accepts(self, event: Event) -> bool:
-        """Return True for a decision of a selected channel that accepted the stock."""
-        return (
-            isinstance(event, FilterDecided)
-            and event.accepted
-            and (self.selection.channels is None or event.channel in self.selection.channels)
-        )
 
     def run(self) -> dict[str, int]:
         """Select, react and deliver; return counts by outcome."""
