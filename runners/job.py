@@ -253,10 +253,6 @@ def _check(
     return cls
 
 
-# What a T2 unit's results are about, by binding: a dependency must be about the same.
-_SUBJECTS = {"stock": "stock", "datapoint": "datapoint", "state": "state", "lightcurve": "state"}
-
-
 def _check_units(job: Job, effective: dict[Loc, dict[str, Any]]) -> list[tuple[Loc, str]]:
     """Return what is wrong with the job's units: unknown, of the wrong tier, badly
     configured, or T2 dependencies that could never be met; fill ``effective``."""
@@ -307,11 +303,11 @@ def _unmet(
     if listed is None:
         return f"{name!r} depends on {dependency!r}, which must be listed before it in t2"
     dep_cls, dep_spec = listed
-    if _SUBJECTS[cls.binds] != _SUBJECTS[dep_cls.binds]:
+    if cls.subject() != dep_cls.subject():
         return (
             f"{name!r} (binds {cls.binds!r}) depends on {dependency!r} (binds "
             f"{dep_cls.binds!r}): a dependency's results must be about the same subject "
-            f"({_SUBJECTS[cls.binds]}s)"
+            f"({cls.subject()}s)"
         )
     if dep_spec.groups is not None and (
         spec.groups is None or not set(spec.groups) <= set(dep_spec.groups)

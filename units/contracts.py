@@ -78,6 +78,12 @@ class T2Unit(Unit, ABC):
     binds: ClassVar[T2Binding] = "lightcurve"
     depends_on: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def subject(cls) -> str:
+        """Return what the unit's results are about: ``"stock"``, ``"datapoint"`` or
+        ``"state"`` (for ``binds`` state and lightcurve); a dependency must share it."""
+        return "state" if cls.binds == "lightcurve" else cls.binds
+
     @abstractmethod
     def process(self, view: T2View) -> Mapping[str, Any]:
         """Return the result (JSON-compatible); raise to record a failure."""
