@@ -183,10 +183,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def _create_schema(self, conn: psycopg.Connection[DictRow]) -> None:
         """Create the URL's ``?schema=`` if it does not exist (only then: creating one needs
         a privilege that a user of an existing schema may lack)."""
-        schema = self.datastore.schema
-        found = conn.execute("SELECT to_regnamespace(%s) AS s", [f'"{schema}"']).fetchone()
+        schema = Identifier(self.datastore.schema)
+        found = conn.execute("SELECT to_regnamespace(%s) AS s", [schema.as_string(conn)]).fetchone()
         if found is None or found["s"] is None:
-            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
 
     def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
         """Return the rows as one binary COPY payload (all the per-row Python work)."""
