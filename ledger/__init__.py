@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ProjectionError,
         RunnerError,
         SkyledgerError,
+        TrackingConflict,
         UnitError,
         UnknownEventType,
     )
@@ -28,9 +29,11 @@ if TYPE_CHECKING:
         AlertReceived,
         ConfigurationRegistered,
         DatapointAdded,
+        DeliveryClaimed,
         Event,
         FilterDecided,
         Provenance,
+        ReactionIntended,
         ReactionIssued,
         ResultDerived,
         ResultFailed,
@@ -38,8 +41,8 @@ if TYPE_CHECKING:
         RunStarted,
         StateCombined,
     )
-    from ledger.ids import config_id, datapoint_id, job_id, result_id, state_id
-    from ledger.rows import AppendResult
+    from ledger.ids import bodies_id, config_id, datapoint_id, job_id, result_id, state_id
+    from ledger.rows import AppendResult, Tracking
     from ledger.settings import LedgerSettings
     from ledger.store import Ledger
 
@@ -54,6 +57,7 @@ _WHERE = {
         "ProjectionError",
         "RunnerError",
         "SkyledgerError",
+        "TrackingConflict",
         "UnitError",
         "UnknownEventType",
     ],
@@ -61,9 +65,11 @@ _WHERE = {
         "AlertReceived",
         "ConfigurationRegistered",
         "DatapointAdded",
+        "DeliveryClaimed",
         "Event",
         "FilterDecided",
         "Provenance",
+        "ReactionIntended",
         "ReactionIssued",
         "ResultDerived",
         "ResultFailed",
@@ -71,8 +77,8 @@ _WHERE = {
         "RunStarted",
         "StateCombined",
     ],
-    "ledger.ids": ["config_id", "datapoint_id", "job_id", "result_id", "state_id"],
-    "ledger.rows": ["AppendResult"],
+    "ledger.ids": ["bodies_id", "config_id", "datapoint_id", "job_id", "result_id", "state_id"],
+    "ledger.rows": ["AppendResult", "Tracking"],
     "ledger.settings": ["LedgerSettings"],
     "ledger.store": ["Ledger"],
 }
@@ -84,6 +90,7 @@ __all__ = [
     "ConfigError",
     "ConfigurationRegistered",
     "DatapointAdded",
+    "DeliveryClaimed",
     "EncodingError",
     "Event",
     "EventRejected",
@@ -94,6 +101,7 @@ __all__ = [
     "LedgerUnavailable",
     "ProjectionError",
     "Provenance",
+    "ReactionIntended",
     "ReactionIssued",
     "ResultDerived",
     "ResultFailed",
@@ -102,8 +110,11 @@ __all__ = [
     "RunnerError",
     "SkyledgerError",
     "StateCombined",
+    "Tracking",
+    "TrackingConflict",
     "UnitError",
     "UnknownEventType",
+    "bodies_id",
     "canonical_bytes",
     "config_id",
     "content_hash",

@@ -7,6 +7,7 @@ SkyledgerError
 |   +-- EventRejected      an event failed validation (names the event type and field)
 |   +-- UnknownEventType   a stored topic resolves to no event class
 |   +-- EncodingError      content cannot be canonically encoded
+|   +-- TrackingConflict   a projector's position was not where it said it started
 +-- ProjectionError        a projector failed to apply an event
 +-- UnitError              a unit raised or returned something invalid
 +-- RunnerError            a run could not be carried out
@@ -23,6 +24,7 @@ __all__ = [
     "ProjectionError",
     "RunnerError",
     "SkyledgerError",
+    "TrackingConflict",
     "UnitError",
     "UnknownEventType",
 ]
@@ -54,6 +56,12 @@ class UnknownEventType(LedgerError):
 
 class EncodingError(LedgerError):
     """Content cannot be encoded canonically."""
+
+
+class TrackingConflict(LedgerError):
+    """A projector's tracking position was not where it said it started from, or would
+    not move forward: another process works under the same name, or the position was
+    reset. Nothing of the append that carried it was stored."""
 
 
 class ProjectionError(SkyledgerError):

@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
 from ledger.errors import EventRejected
+from ledger.ids import bodies_id
 from ledger.strict import filler_for
 
 __all__ = [
@@ -27,9 +28,11 @@ __all__ = [
     "AlertReceived",
     "ConfigurationRegistered",
     "DatapointAdded",
+    "DeliveryClaimed",
     "Event",
     "FilterDecided",
     "Provenance",
+    "ReactionIntended",
     "ReactionIssued",
     "ResultDerived",
     "ResultFailed",
@@ -158,13 +161,35 @@ class DatapointAdded(Event):
     body: dict[str, Any] = Field(description="the measurement")
 
 
-class FilterDecided(Event):
-    """A channel's filter accepted or rejected an alert (accepted into a group, or with a code)."""
+def _decided_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named neither the alert's event nor its position, nor autocomplete."""
+    causation = data.get("causation") or ()
+    data["alert"] = causation[0] if causation else None
+    data["alert_position"] = None
+    data["autocomplete"] = str(data.get("reason", "")).startswith("autocomplete")
+    return data
 
-    identity = ("channel", "alert_digest", "provenance")
+
+class FilterDecided(Event):
+    """A channel's filter accepted or rejected an alert (accepted into a group, or with a code).
+
+    A channel is its name, its filter (unit, version, code, configuration: the
+    provenance) and whether it autocompletes; two jobs with the same channel share its
+    decisions. ``alert`` and ``alert_position`` name the AlertReceived event decided on,
+    so that "decided by alert N" reads need no other event. Schema version 2 added
+    ``alert``, ``alert_position`` and ``autocomplete`` (version 1 events take the alert
+    from their causation and no position).
+    """
+
+    schema_version: ClassVar[int] = 2
+    upcasters = {1: _decided_v1}
+    identity = ("channel", "alert_digest", "autocomplete", "provenance")
 
     channel: str
     alert_digest: str
+    alert: str | None = Field(default=None, description="id of the AlertReceived event")
+    alert_position: int | None = Field(default=None, description="ledger position of the alert")
+    autocomplete: bool = Field(default=False, description="the channel autocompletes")
     accepted: bool
     code: int | None = Field(default=None, description="rejection code (negative) if rejected")
     group: int | None = Field(default=None, description="group that gates T1/T2 if accepted")
@@ -172,14 +197,35 @@ class FilterDecided(Event):
     provenance: Provenance
 
 
-class StateCombined(Event):
-    """A combiner made a state (a set of datapoint ids) of a stock."""
+def _state_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had ``channels`` and no alert; its causation was its datapoint events."""
+    data.pop("channels", None)
+    data["bodies"] = bodies_id(data.get("causation") or ())
+    data["alert"] = None
+    data["alert_position"] = None
+    return data
 
-    identity = ("state_id", "provenance")
+
+class StateCombined(Event):
+    """A combiner made a state (a set of datapoint ids) of a stock at an alert.
+
+    The state holds the stock's datapoints as the ledger knew them at ``alert`` (the
+    AlertReceived event at ``alert_position``); ``bodies`` hashes the ids of the events
+    that added them, so a state id with other bodies is another state. Its causation
+    names the alert, the decisions that made a channel follow it, and the datapoint
+    events. Schema version 2 replaced ``channels`` (who follows a stock is in the
+    decisions) with ``alert``, ``alert_position`` and ``bodies``.
+    """
+
+    schema_version: ClassVar[int] = 2
+    upcasters = {1: _state_v1}
+    identity = ("alert", "state_id", "bodies", "provenance")
 
     state_id: str = Field(description="hash of the sorted datapoint ids")
     datapoint_ids: tuple[str, ...]
-    channels: tuple[str, ...] = ()
+    bodies: str = Field(description="hash of the ids of the events that added the datapoints")
+    alert: str | None = Field(default=None, description="id of the AlertReceived it was made at")
+    alert_position: int | None = Field(default=None, description="ledger position of that alert")
     provenance: Provenance
 
 
@@ -216,10 +262,45 @@ def _reaction_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class ReactionIssued(Event):
-    """A T3 unit reacted (report, webhook, tag) with an idempotency key and the outcome.
+class ReactionIntended(Event):
+    """A T3 unit asked for a reaction (report, webhook, tag): appended with the reactor's
+    tracking position, before anything is delivered (the outbox).
 
-    Schema version 2 added ``stock`` (version 1 events take it from the payload).
+    The causation names the state and results it was made from. Delivery follows:
+    each attempt is claimed (:class:`DeliveryClaimed`), then its outcome recorded
+    (:class:`ReactionIssued`), all in the stream ``reaction:<key>``.
+    """
+
+    identity = ("idempotency_key",)
+
+    idempotency_key: str
+    target: str = Field(description="where the reaction goes (URL, file, tag)")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    stock: str | None = Field(default=None, description="the stock it is about, if one")
+    provenance: Provenance
+
+
+class DeliveryClaimed(Event):
+    """A process claimed attempt ``attempt`` at delivering a reaction, before trying it.
+
+    The id is (key, attempt): of two processes claiming the same attempt, the store keeps
+    one claim, and the other, seeing its claim not stored, does not deliver.
+    """
+
+    identity = ("idempotency_key", "attempt")
+
+    idempotency_key: str
+    attempt: int = Field(ge=1)
+    provenance: Provenance
+
+
+class ReactionIssued(Event):
+    """One attempt at delivering a reaction, and its outcome (delivered or failed).
+
+    New attempts name their claim and the intent in their causation and leave the
+    payload to the intent (:class:`ReactionIntended`). Ledgers written before the outbox
+    hold these without an intent, with the payload. Schema version 2 added ``stock``
+    (version 1 events take it from the payload).
     """
 
     schema_version: ClassVar[int] = 2
@@ -237,8 +318,14 @@ class ReactionIssued(Event):
 
 
 class RunStarted(Event):
-    """A run began: the job (hash and text) and the software and host that ran it."""
+    """A run began: the job (hash and text), its units, and the software and host that ran it.
 
+    Schema version 2 added ``units`` (name, version, code digest and configuration hash
+    of every unit the job names; empty in version 1 events).
+    """
+
+    schema_version: ClassVar[int] = 2
+    upcasters = {1: lambda data: data | {"units": ()}}
     identity = ("run",)
 
     run: str = Field(description="run id")
@@ -248,6 +335,7 @@ class RunStarted(Event):
     host: str
     user: str
     argv: tuple[str, ...] = ()
+    units: tuple[Provenance, ...] = Field(default=(), description="the units the job names")
 
 
 class RunFinished(Event):
@@ -256,7 +344,10 @@ class RunFinished(Event):
     identity = ("run",)
 
     run: str
-    status: Literal["ok", "failed", "interrupted"]
+    status: Literal["ok", "failed units", "failed", "interrupted"] = Field(
+        description="ok; failed units: some unit gave up on some input (see the summary); "
+        "failed: the run stopped on an error; interrupted: by the user"
+    )
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -277,6 +368,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StateCombined,
     ResultDerived,
     ResultFailed,
+    ReactionIntended,
+    DeliveryClaimed,
     ReactionIssued,
     RunStarted,
     RunFinished,

@@ -13,6 +13,7 @@ from typing import Any
 from ledger.canonical import content_hash
 
 __all__ = [
+    "bodies_id",
     "config_id",
     "datapoint_id",
     "job_id",
@@ -38,21 +39,32 @@ def state_id(datapoint_ids: Iterable[str]) -> str:
     return content_hash("state", sorted(set(datapoint_ids)))
 
 
+def bodies_id(datapoint_events: Iterable[str]) -> str:
+    """Return the hash of the ids of the events that added a state's datapoints: unlike
+    the state id, it changes when any datapoint's body does."""
+    return content_hash("bodies", sorted(set(datapoint_events)))
+
+
 def config_id(config: Mapping[str, Any]) -> str:
     """Return a configuration's hash (the key of the configuration registry)."""
     return content_hash("config", dict(config))
 
 
-def result_id(*, unit: str, unit_version: str, config: str, inputs: Iterable[str]) -> str:
-    """Return a derived result's id from the unit, its version, its configuration hash
-    and the ids of its inputs (a state, datapoints, other results); input order matters
-    only through sorting, so pass ids, not positions."""
+def result_id(
+    *, unit: str, unit_version: str, unit_digest: str, config: str, inputs: Iterable[str]
+) -> str:
+    """Return a derived result's id from the unit, its version, the digest of its code,
+    its configuration hash and the ids of its inputs (a state and its bodies, a
+    datapoint's event, other results); input order does not matter, so pass ids, not
+    positions. A code change without a version bump gives other ids: old results are
+    never reused for new code."""
     return content_hash(
         "result",
         {
             "config": config,
             "inputs": sorted(set(inputs)),
             "unit": unit,
+            "unit_digest": unit_digest,
             "unit_version": unit_version,
         },
     )

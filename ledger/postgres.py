@@ -28,7 +28,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
 
 __all__ = ["PostgresLedgerRecorder"]
 
@@ -142,9 +142,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "FROM skyledger_staging ORDER BY seq "
             "ON CONFLICT DO NOTHING RETURNING notification_id"
         ).format(**fmt)
-        self._sql_track = SQL(
-            "INSERT INTO {schema}.{tracking} AS t (name, position) VALUES (%s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET position = GREATEST(t.position, EXCLUDED.position)"
+        # Tracking moves only from where the projector says it started (see rows.Tracking).
+        self._sql_track_first = SQL(
+            "INSERT INTO {schema}.{tracking} (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO NOTHING"
+        ).format(**fmt)
+        self._sql_track_move = SQL(
+            "UPDATE {schema}.{tracking} SET position = %s WHERE name = %s AND position = %s"
         ).format(**fmt)
         self._sql_tracked = SQL("SELECT position FROM {schema}.{tracking} WHERE name = %s").format(
             **fmt
@@ -209,7 +213,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: tuple[str, int] | None = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
         """Store a prepared batch's new rows, in order, in one transaction (see module doc),
         with a projector's tracking position if given."""
@@ -228,13 +232,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                     digests = [d for d, _ in packets]
                     curs.execute(self._sql_packets, (digests, [p for _, p in packets]))
                 if tracking is not None:
-                    curs.execute(self._sql_track, tracking)
+                    self._track(curs, tracking)
                 curs.execute("COMMIT")
             except BaseException:
                 if not conn.closed:
                     conn.rollback()
                 raise
         return AppendResult(len(positions), batch.count - len(positions), positions)
+
+    def _track(self, curs: Cursor[DictRow], tracking: Tracking) -> None:
+        """Move a projector's position from ``after`` to ``position``, or raise
+        TrackingConflict (the caller rolls the whole transaction back)."""
+        check_move(tracking)
+        if tracking.after == 0:
+            curs.execute(self._sql_track_first, (tracking.name, tracking.position))
+        else:
+            curs.execute(self._sql_track_move, (tracking.position, tracking.name, tracking.after))
+        if curs.rowcount != 1:
+            curs.execute(self._sql_tracked, [tracking.name])
+            row = curs.fetchone()
+            raise conflict(tracking, None if row is None else int(row["position"]))
 
     def _copy(self, curs: Cursor[DictRow], batch: PreparedBatch) -> tuple[int, ...]:
         """Copy the batch into the table; on a duplicate id, insert only the new rows."""
@@ -319,7 +336,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         where = "WHERE stream = %s AND notification_id > %s ORDER BY notification_id LIMIT %s"
         return self._select(SQL(where), [stream, after, limit])
 
-    def select_of_streams(self, streams: Sequence[str], topics: Sequence[str]) -> list[FetchedRow]:
+    def select_of_streams(
+        self, streams: Sequence[str], topics: Sequence[str], until: int | None = None
+    ) -> list[FetchedRow]:
         """Return the rows of several streams (of these topics), by stream and position.
 
         One index lookup per stream (a lateral join): right after a bulk append the table
@@ -329,14 +348,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         # (topic || '') keeps the planner on the stream index; without statistics it may
         # otherwise walk the topic index through every event of those types.
         topic = "AND (e.topic || '') = ANY(%s) " if topics else ""
+        upto = "AND e.notification_id <= %s " if until is not None else ""
         sql = SQL(
             "SELECT " + _columns("e") + " "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS s(stream, n) CROSS JOIN LATERAL "
             "(SELECT * FROM {schema}.{table} e WHERE e.stream = s.stream "
             + topic
+            + upto
             + "ORDER BY e.notification_id) e ORDER BY s.n, e.notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         params: list[Any] = [list(streams), *([list(topics)] if topics else [])]
+        if until is not None:
+            params.append(until)
         return self._fetch(sql, params)
 
     def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["AppendResult", "FetchedRow", "PreparedBatch", "Waiter"]
+from ledger.errors import TrackingConflict
+
+__all__ = [
+    "AppendResult",
+    "FetchedRow",
+    "PreparedBatch",
+    "Tracking",
+    "Waiter",
+    "check_move",
+    "conflict",
+]
 
 
 class FetchedRow(NamedTuple):
@@ -16,6 +26,21 @@ class FetchedRow(NamedTuple):
     topic: str
     state: bytes
     stream: str
+
+
+class Tracking(NamedTuple):
+    """A projector's move along the log, recorded with its output: it had processed up to
+    ``after`` (0: nothing yet) and has now processed up to ``position``.
+
+    The store records it only if its stored position is still ``after`` and ``position``
+    is beyond it; otherwise the whole append fails with ``TrackingConflict``, so a
+    position never moves backwards or sideways, and two processes working under one
+    name are found out instead of silently doing the same work twice.
+    """
+
+    name: str
+    after: int
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +76,22 @@ class Waiter(Protocol):
 
     def close(self) -> None:
         """Release the resources held for waiting."""
+
+
+def check_move(tracking: Tracking) -> None:
+    """Raise TrackingConflict unless the move goes forward from a valid position."""
+    if tracking.after < 0 or tracking.position <= tracking.after:
+        raise TrackingConflict(
+            f"tracking {tracking.name!r}: cannot move from {tracking.after} to "
+            f"{tracking.position} (a position only moves forward)"
+        )
+
+
+def conflict(tracking: Tracking, stored: int | None) -> TrackingConflict:
+    """Return the error for a move whose start is not the stored position."""
+    found = "no position" if stored is None else f"position {stored}"
+    return TrackingConflict(
+        f"tracking {tracking.name!r}: expected position {tracking.after}, found {found}: "
+        "another process is running the same projector, or its position was reset; "
+        f"nothing was appended (this process would have moved it to {tracking.position})"
+    )

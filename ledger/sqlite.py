@@ -15,7 +15,7 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.codec import StoredRow
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
 
 __all__ = ["SqliteLedgerRecorder"]
 
@@ -62,7 +62,7 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: tuple[str, int] | None = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
         """Store a prepared batch's new rows, in order, in one transaction, with a
         projector's tracking position if given."""
@@ -72,18 +72,37 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             # Write first, so the transaction takes the write lock (waiting for it) before
             # it reads: a read-then-write transaction in WAL mode fails at once if another
             # process wrote in between. New rows take consecutive rowids after the maximum.
+            if not batch.count and tracking is not None:
+                self._track(curs, tracking)  # a write: it takes the lock
+                return AppendResult(0, 0)
             curs.executemany(self._sql_insert, batch.payload)
             added = curs.sqlite_cursor.rowcount
             head = self._max_notification_id(curs) or 0
             positions = tuple(range(head - added + 1, head + 1))
             if tracking is not None:
-                curs.execute(
-                    f"INSERT INTO {self.events_table_name}_tracking (name, position) "
-                    "VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                    "SET position = MAX(position, excluded.position)",
-                    tracking,
-                )
+                self._track(curs, tracking)
         return AppendResult(added, batch.count - added, positions)
+
+    def _track(self, curs: Any, tracking: Tracking) -> None:
+        """Move a projector's position from ``after`` to ``position``, or raise
+        TrackingConflict (the transaction is then rolled back)."""
+        check_move(tracking)
+        table = f"{self.events_table_name}_tracking"
+        if tracking.after == 0:
+            curs.execute(
+                f"INSERT INTO {table} (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (tracking.name, tracking.position),
+            )
+        else:
+            curs.execute(
+                f"UPDATE {table} SET position = ? WHERE name = ? AND position = ?",
+                (tracking.position, tracking.name, tracking.after),
+            )
+        if curs.sqlite_cursor.rowcount != 1:
+            curs.execute(f"SELECT position FROM {table} WHERE name = ?", (tracking.name,))
+            row = curs.fetchone()
+            raise conflict(tracking, None if row is None else int(row[0]))
 
     def count(self, start: int) -> int:
         """Return how many events are stored at or after position ``start``."""
@@ -139,7 +158,9 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         where = "WHERE stream = ? AND rowid > ? ORDER BY rowid LIMIT ?"
         return self._select(where, [stream, after, limit])
 
-    def select_of_streams(self, streams: Sequence[str], topics: Sequence[str]) -> list[FetchedRow]:
+    def select_of_streams(
+        self, streams: Sequence[str], topics: Sequence[str], until: int | None = None
+    ) -> list[FetchedRow]:
         """Return the rows of several streams (of these topics), by stream and position.
 
         ``+topic`` keeps SQLite on the stream index: otherwise it may pick the topic index
@@ -150,6 +171,9 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         if topics:
             where += f" AND +topic IN ({','.join('?' * len(topics))})"
             params += list(topics)
+        if until is not None:
+            where += " AND rowid <= ?"
+            params.append(until)
         return self._select(where + " ORDER BY stream, rowid", params)
 
     def select_ids(self, ids: Sequence[str]) -> list[FetchedRow]:

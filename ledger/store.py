@@ -24,7 +24,7 @@ from ledger.factory import LedgerRecorder, build_recorder
 from ledger.ids import config_id
 from ledger.packets import PacketStore
 from ledger.postgres import PostgresLedgerRecorder
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking
 from ledger.settings import LedgerSettings, PostgresTarget, redact
 from ledger.writer import BatchWriter
 
@@ -85,14 +85,15 @@ class Ledger:
         self,
         events: Iterable[Event],
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: tuple[str, int] | None = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
         """Append events in one transaction; those already stored are skipped, not errors.
 
         ``packets`` are (digest, bytes) pairs of received packets, kept once by digest
-        unless the settings keep digests only. ``tracking`` is (projector name, position):
-        the position up to which a projector has processed the log, recorded in the same
-        transaction as its output, so a crash neither loses nor repeats work.
+        unless the settings keep digests only. ``tracking`` moves a projector's position
+        (``ledger.rows.Tracking``) in the same transaction as its output, so a crash
+        neither loses nor repeats work; if the stored position is not where the tracking
+        says it started, nothing is stored and TrackingConflict is raised.
         """
         return self.write(self.prepare(events), packets, tracking)
 
@@ -113,7 +114,7 @@ class Ledger:
         return self.recorder.prepare(list(rows.values()))
 
     def append_rows(
-        self, rows: Iterable[StoredRow], tracking: tuple[str, int] | None = None
+        self, rows: Iterable[StoredRow], tracking: Tracking | None = None
     ) -> AppendResult:
         """Append events encoded already (once each, in order) in one transaction, with a
         projector's tracking position if given; as :meth:`append` for events."""
@@ -131,7 +132,7 @@ class Ledger:
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: tuple[str, int] | None = None,
+        tracking: Tracking | None = None,
     ) -> AppendResult:
         """Store a prepared batch and its packets in one transaction (the I/O part)."""
         to_db: Sequence[tuple[str, bytes]] = ()
@@ -143,9 +144,12 @@ class Ledger:
         result: AppendResult = self._call("append", self.recorder.write, batch, to_db, tracking)
         return result
 
-    def writer(self, batch_size: int = 5000, depth: int = 1) -> BatchWriter:
-        """Return a writer that appends in batches on a background thread (see ledger.writer)."""
-        return BatchWriter(self, batch_size, depth)
+    def writer(
+        self, batch_size: int = 5000, depth: int = 1, tracking: str | None = None, after: int = 0
+    ) -> BatchWriter:
+        """Return a writer that appends in batches on a background thread, moving the
+        position ``tracking`` from ``after`` with each batch if given (see ledger.writer)."""
+        return BatchWriter(self, batch_size, depth, tracking=tracking, after=after)
 
     def register_config(self, unit: str, config: dict[str, Any], run_id: str | None = None) -> str:
         """Record a unit configuration once, under its hash, and return the hash."""
@@ -190,37 +194,57 @@ class Ledger:
             yield from self._decode(rows)
             start = rows[-1].position + 1
 
-    def stream(self, stream: str, after: int = 0) -> Iterator[Event]:
-        """Yield one stream's events (for example one stock's) in position order."""
+    def read_batch(
+        self, start: int, stop: int | None, types: Sequence[type[Event]], limit: int
+    ) -> list[Event]:
+        """Return up to ``limit`` events (of these types) from position ``start`` to
+        ``stop`` (inclusive), in position order: one query."""
+        topics = [topic_of(t) for t in types]
+        rows: list[FetchedRow] = self._call(
+            "read", self.recorder.select_rows, start, stop, topics, limit
+        )
+        return self._decode(rows)
+
+    def stream(self, stream: str, after: int = 0, until: int | None = None) -> Iterator[Event]:
+        """Yield one stream's events (for example one stock's) in position order, after
+        position ``after`` and up to ``until`` if given."""
         while True:
             rows: list[FetchedRow] = self._call(
                 "read stream", self.recorder.select_stream, stream, after, READ_BATCH
             )
-            yield from self._decode(rows)
+            for event in self._decode(rows):
+                if until is not None and (event.position or 0) > until:
+                    return
+                yield event
             if len(rows) < READ_BATCH:
                 return
             after = rows[-1].position
 
     def stream_events(
-        self, streams: Iterable[str], types: Sequence[type[Event]] = (), batch: int = 200
+        self,
+        streams: Iterable[str],
+        types: Sequence[type[Event]] = (),
+        batch: int = 200,
+        until: int | None = None,
     ) -> Iterator[tuple[str, list[Event]]]:
         """Yield each of ``streams`` (in the order given) with its events of these types in
-        position order; streams are read ``batch`` at a time, one query per batch."""
+        position order, up to position ``until`` if given (what the ledger held then);
+        streams are read ``batch`` at a time, one query per batch."""
         topics = [topic_of(t) for t in types]
         pending: list[str] = []
         for stream in streams:
             pending.append(stream)
             if len(pending) >= batch:
-                yield from self._stream_events(pending, topics)
+                yield from self._stream_events(pending, topics, until)
                 pending = []
         if pending:
-            yield from self._stream_events(pending, topics)
+            yield from self._stream_events(pending, topics, until)
 
     def _stream_events(
-        self, streams: list[str], topics: list[str]
+        self, streams: list[str], topics: list[str], until: int | None
     ) -> Iterator[tuple[str, list[Event]]]:
         rows: list[FetchedRow] = self._call(
-            "read streams", self.recorder.select_of_streams, streams, topics
+            "read streams", self.recorder.select_of_streams, streams, topics, until
         )
         found: dict[str, list[Event]] = {}
         for row in rows:

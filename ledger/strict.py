@@ -76,9 +76,12 @@ def _check(annotation: Any, v: str, ns: _Namespace) -> str | None:
         return f"(type({v}) is dict and all(map(_isstr, {v})){values})"
     if origin is tuple:
         items = typing.get_args(annotation)
-        if items != (str, Ellipsis):
-            return None
-        return f"(type({v}) is tuple and all(map(_isstr, {v})))"
+        if items == (str, Ellipsis):
+            return f"(type({v}) is tuple and all(map(_isstr, {v})))"
+        model = items[0] if len(items) == 2 and items[1] is Ellipsis else None
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return f"(type({v}) is tuple and all(type(x) is {ns.name(model)} for x in {v}))"
+        return None
     if origin in (typing.Union, types.UnionType):
         checks = [_check(member, v, ns) for member in typing.get_args(annotation)]
         if any(check is None for check in checks):

@@ -45,6 +45,12 @@ def _converter(annotation: Any) -> Convert | bool | None:
         items = typing.get_args(annotation)
         if len(items) == 2 and items[1] is Ellipsis and items[0] in _PLAIN:
             return tuple
+        model = items[0] if len(items) == 2 and items[1] is Ellipsis else None
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            each = builder_for(model)
+            if each is None:
+                return False
+            return lambda values: tuple(each(dict(x)) for x in values)
         return False
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -10,6 +10,12 @@ releases the GIL while it sends and waits), the caller builds and encodes the ne
 most ``depth`` batches wait in the queue, so memory stays bounded. An error in the
 background is raised in the caller at the next ``add``, ``flush`` or on leaving the
 block; each batch is still one transaction, all or nothing.
+
+A writer given a tracking name (``ledger.writer(tracking="t0:...", after=position)``)
+hands batches over only at the positions the caller marks (:meth:`BatchWriter.mark`,
+after each whole item: a batch never splits one), each batch moving the position to
+its last mark in the same transaction, so an interrupted writer resumes where its last
+stored batch ended.
 """
 
 from __future__ import annotations
@@ -25,14 +31,14 @@ from typing import TYPE_CHECKING
 from ledger.codec import StoredRow, encode
 from ledger.errors import EventRejected, LedgerError
 from ledger.events import Event
-from ledger.rows import AppendResult, PreparedBatch
+from ledger.rows import AppendResult, PreparedBatch, Tracking
 
 if TYPE_CHECKING:
     from ledger.store import Ledger
 
 __all__ = ["BatchWriter"]
 
-_Batch = tuple[PreparedBatch, list[tuple[str, bytes]]]
+_Batch = tuple[PreparedBatch, list[tuple[str, bytes]], Tracking | None]
 _MAX_REMEMBERED = 2_000_000
 
 
@@ -45,6 +51,8 @@ class BatchWriter:
         batch_size: int = 5000,
         depth: int = 1,
         switch_interval_s: float | None = 0.0005,
+        tracking: str | None = None,
+        after: int = 0,
     ) -> None:
         if batch_size < 1:
             raise LedgerError(f"batch_size must be at least 1, got {batch_size}")
@@ -67,6 +75,9 @@ class BatchWriter:
         self._sent: set[str] = set()  # ids handed over already: repeats need no round trip
         self._repeats = 0
         self._packets: list[tuple[str, bytes]] = []
+        self._tracking = tracking
+        self._after = self._marked = after
+        self.handed_over = 0  # batches handed to the background thread so far
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
@@ -76,7 +87,7 @@ class BatchWriter:
         while (batch := self._queue.get()) is not None:
             try:
                 if self._error is None:
-                    self.result = self.result + self.ledger.write(batch[0], batch[1])
+                    self.result = self.result + self.ledger.write(*batch)
             except BaseException as exc:
                 self._error = exc
             finally:
@@ -124,8 +135,17 @@ class BatchWriter:
         self._rows.append(row)
         if packet is not None:
             self._packets.append(packet)
+        if self._tracking is None and len(self._rows) >= self.batch_size:
+            self._hand_over()
+
+    def mark(self, position: int) -> bool:
+        """Mark the end of an item at source ``position`` (tracking writers only): if the
+        batch is full, hand it over, moving the position to here; return True if so."""
+        self._marked = position
         if len(self._rows) >= self.batch_size:
             self._hand_over()
+            return True
+        return False
 
     def extend(self, events: Iterable[Event], packets: Iterable[tuple[str, bytes]] = ()) -> None:
         """Queue several events (and their packets)."""
@@ -135,9 +155,14 @@ class BatchWriter:
 
     def _hand_over(self) -> None:
         self._raise_pending()
-        if self._rows or self._packets:
-            self._queue.put((self.ledger.prepare_rows(self._rows), self._packets))
+        tracking = None
+        if self._tracking is not None and self._marked > self._after:
+            tracking = Tracking(self._tracking, self._after, self._marked)
+            self._after = self._marked
+        if self._rows or self._packets or tracking is not None:
+            self._queue.put((self.ledger.prepare_rows(self._rows), self._packets, tracking))
             self._rows, self._packets = [], []
+            self.handed_over += 1
 
     def flush(self) -> AppendResult:
         """Append everything queued so far and wait for it; return the running total."""

@@ -32,9 +32,11 @@ from ledger import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
+    DeliveryClaimed,
     Event,
     FilterDecided,
     Provenance,
+    ReactionIntended,
     ReactionIssued,
     ResultDerived,
     ResultFailed,
@@ -136,6 +138,7 @@ def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) ->
     return rows
 
 
+_REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
 _NOT_STOCK_EVENTS = (RunStarted, RunFinished, ConfigurationRegistered)
 _NOT_STOCKS = ("run:", "config:", "reaction:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
@@ -148,7 +151,7 @@ T = TypeVar("T", bound=Event)
 def stock_of(event: Event) -> str | None:
     """Return the stock an event concerns: its stream, or for a reaction its ``stock``;
     None for runs, configurations, unreadable packets and reactions about no one stock."""
-    if isinstance(event, ReactionIssued):
+    if isinstance(event, ReactionIssued | ReactionIntended):
         return event.stock
     if isinstance(event, _NOT_STOCK_EVENTS) or event.stream.startswith(_NOT_STOCKS):
         return None
@@ -191,7 +194,7 @@ class Fold:
         self.decisions(_of(events, FilterDecided))
         self.states(_of(events, StateCombined))
         self.results([e for e in events if isinstance(e, ResultDerived | ResultFailed)])
-        self.reactions(_of(events, ReactionIssued))
+        self.reactions([e for e in events if isinstance(e, _REACTION_EVENTS)])
         self.runs([e for e in events if isinstance(e, RunStarted | RunFinished)])
         self.configs(_of(events, ConfigurationRegistered))
         self.run_counts(events)
@@ -289,7 +292,8 @@ class Fold:
             for r in self.fetch(m.Decision, "alert_digest", (e.alert_digest for e in events))
             if r["accepted"]
         }
-        names = ("channel", "alert_digest", "accepted", "code", "group", "reason", "run_id")
+        names = ("channel", "alert_digest", "alert", "autocomplete", "accepted", "code", "group",
+                 "reason", "run_id")  # fmt: skip
         rows, channels = [], dict[tuple[str, str], Row]()
         for e in events:
             rows.append(_row(e, *names) | _pick(e.provenance, "unit", "config"))
@@ -311,24 +315,22 @@ class Fold:
         self.upsert(m.StockChannel, list(channels.values()))
 
     def states(self, events: list[StateCombined]) -> None:
-        """Record states by (state, combiner, configuration), merging the channels they serve."""
+        """Record states, each with the channels that accepted the alert it was made at."""
         if not events:
             return
-        rows = {
-            (r["state_id"], r["unit"], r["config"]): r
-            for r in self.fetch(m.State, "state_id", (e.state_id for e in events))
-        }
-        touched = {}
+        channels: dict[str, set[str]] = {}
+        for r in self.fetch(m.Decision, "alert", {e.alert for e in events if e.alert}):
+            if r["accepted"]:
+                channels.setdefault(r["alert"], set()).add(r["channel"])
+        rows = []
         for e in events:
-            p = e.provenance
-            key = (e.state_id, p.unit, p.config)
-            prior = rows.get(key)
-            channels = sorted(set(e.channels) | set(prior["channels"] if prior else ()))
             ids = {"datapoint_ids": list(e.datapoint_ids), "n_datapoints": len(e.datapoint_ids)}
-            rows[key] = touched[key] = (
-                _row(e, "state_id") | _pick(p, "unit", "config", "unit_version") | ids
-            ) | {"channels": channels}
-        self.upsert(m.State, list(touched.values()))
+            picked = _pick(e.provenance, "unit", "config", "unit_version")
+            rows.append(
+                _row(e, "state_id", "bodies", "alert", "alert_position") | picked | ids
+                | {"channels": sorted(channels.get(e.alert or "", ()))}
+            )  # fmt: skip
+        self.insert(m.State, rows)
 
     def results(self, events: list[ResultDerived | ResultFailed]) -> None:
         """Record T2 results: a derivation makes (and keeps) one ``ok``, a failure records
@@ -354,14 +356,31 @@ class Fold:
             rows[e.result_id] = touched[e.result_id] = row
         self.upsert(m.Result, list(touched.values()))
 
-    def reactions(self, events: list[ReactionIssued]) -> None:
-        """Record each reaction attempt and its outcome."""
-        names = ("idempotency_key", "attempt", "target", "outcome", "detail", "payload", "run_id")
-        rows = [
-            _row(e, *names) | _pick(e.provenance, "unit", "config") | {"stock": stock_of(e)}
-            for e in events
-        ]
-        self.insert(m.Reaction, rows)
+    def reactions(self, events: list[ReactionIntended | DeliveryClaimed | ReactionIssued]) -> None:
+        """Record intended reactions, and how each one's delivery stands."""
+        if not events:
+            return
+        rows = {
+            r["idempotency_key"]: r
+            for r in self.fetch(m.Reaction, "idempotency_key", (e.idempotency_key for e in events))
+        }
+        touched: dict[str, Row] = {}
+        for e in events:
+            row = rows.get(e.idempotency_key)
+            if row is None:  # an intent, or an attempt recorded before intents were
+                if isinstance(e, DeliveryClaimed):
+                    continue  # a claim of an intent this model has not seen: skip
+                names = ("idempotency_key", "target", "payload", "run_id")
+                row = _row(e, *names) | _pick(e.provenance, "unit", "config")
+                row |= {"stock": stock_of(e), "status": "intended", "attempts": 0, "detail": ""}
+            row["last_position"] = e.position
+            if isinstance(e, DeliveryClaimed):
+                row |= {"status": "claimed", "attempts": max(row["attempts"], e.attempt)}
+            elif isinstance(e, ReactionIssued):
+                row |= {"status": e.outcome, "attempts": max(row["attempts"], e.attempt)}
+                row["detail"] = e.detail
+            rows[e.idempotency_key] = touched[e.idempotency_key] = row
+        self.upsert(m.Reaction, list(touched.values()))
 
     def runs(self, events: list[RunStarted | RunFinished]) -> None:
         """Record runs: what started them, and how they finished."""
@@ -373,6 +392,7 @@ class Fold:
             row = rows.setdefault(e.run, empty | {"run_id": e.run, "status": "running"})
             if isinstance(e, RunStarted):
                 row |= _pick(e, "job_hash", "job_text", "packages", "host", "user")
+                row["units"] = [u.identity() for u in e.units]
                 row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
             else:
                 row |= _pick(e, "status", "summary")
@@ -419,13 +439,18 @@ def summarise(e: Event) -> str:
         return f"{e.channel} {how} alert {e.alert_digest[:12]} by {e.provenance.unit}{why}"
     if isinstance(e, ReactionIssued):
         what = f"{e.outcome} ({e.detail})" if e.detail else e.outcome
-        return f"reaction {e.idempotency_key[:12]} by {e.provenance.unit} to {e.target}: {what}"
+        return (
+            f"reaction {e.idempotency_key[:12]} by {e.provenance.unit} to {e.target}, "
+            f"attempt {e.attempt}: {what}"
+        )
+    if isinstance(e, ReactionIntended):
+        return f"reaction {e.idempotency_key[:12]} intended by {e.provenance.unit} to {e.target}"
     if not isinstance(e, StateCombined | ResultDerived | ResultFailed):
         return type(e).__name__
     by = f"by {e.provenance.unit}@{e.provenance.unit_version}"
     if isinstance(e, StateCombined):
-        channels = ", ".join(e.channels) or "no channel"
-        return f"state {e.state_id[:12]} of {len(e.datapoint_ids)} datapoints {by} for {channels}"
+        at = f" at alert {e.alert[:12]}" if e.alert else ""
+        return f"state {e.state_id[:12]} of {len(e.datapoint_ids)} datapoints {by}{at}"
     if isinstance(e, ResultDerived):
         return f"result {e.result_id[:12]} on {e.subject[:12]} {by}: ok"
     error = e.error.splitlines()[0][:200] if e.error else ""

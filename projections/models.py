@@ -156,12 +156,17 @@ class Decision(Base):
     """A channel's filter decision on an alert."""
 
     __tablename__ = "rm_decisions"
-    __table_args__ = (Index("rm_decisions_stock", "stock", "channel", "alert_digest"),)
+    __table_args__ = (
+        Index("rm_decisions_stock", "stock", "channel", "alert_digest"),
+        Index("rm_decisions_alert", "alert"),
+    )
 
     event_id: Mapped[str] = _key()
     stock: Mapped[str]
     channel: Mapped[str]
     alert_digest: Mapped[str]
+    alert: Mapped[str | None]
+    autocomplete: Mapped[bool]
     accepted: Mapped[bool]
     code: Mapped[int | None]
     group: Mapped[int | None]
@@ -174,20 +179,24 @@ class Decision(Base):
 
 
 class State(Base):
-    """A state (a set of datapoint ids) one combiner configuration made of a stock."""
+    """A state one combiner configuration made of a stock at an alert, and the channels
+    that accepted that alert."""
 
     __tablename__ = "rm_states"
-    __table_args__ = (Index("rm_states_stock", "stock"),)
+    __table_args__ = (Index("rm_states_stock", "stock"), Index("rm_states_state", "state_id"))
 
-    state_id: Mapped[str] = _key()
-    unit: Mapped[str] = _key()
-    config: Mapped[str] = _key()
+    event_id: Mapped[str] = _key()
+    state_id: Mapped[str]
+    bodies: Mapped[str]
+    alert: Mapped[str | None]
+    alert_position: Mapped[int | None]
+    unit: Mapped[str]
+    config: Mapped[str]
     unit_version: Mapped[str]
     stock: Mapped[str]
     datapoint_ids: Mapped[list[Any]]
     n_datapoints: Mapped[int]
     channels: Mapped[list[Any]]
-    event_id: Mapped[str]
     position: Mapped[int]
     time: Mapped[dt.datetime]
 
@@ -219,24 +228,26 @@ class Result(Base):
 
 
 class Reaction(Base):
-    """One attempt of a T3 reaction and its delivery outcome."""
+    """A reaction a T3 unit intended, and how its delivery stands: ``intended`` (not yet
+    tried), ``claimed`` (an attempt began, no outcome yet), ``delivered`` or ``failed``."""
 
     __tablename__ = "rm_reactions"
     __table_args__ = (Index("rm_reactions_stock", "stock"),)
 
     idempotency_key: Mapped[str] = _key()
-    attempt: Mapped[int] = _key()
     stock: Mapped[str | None]  # see projections.fold.stock_of
     unit: Mapped[str]
     config: Mapped[str]
     target: Mapped[str]
-    outcome: Mapped[str]
+    status: Mapped[str]
+    attempts: Mapped[int]
     detail: Mapped[str]
     payload: Mapped[dict[str, Any]]
-    event_id: Mapped[str]
+    event_id: Mapped[str]  # the intent (or, in ledgers before the outbox, the first attempt)
     position: Mapped[int]
     time: Mapped[dt.datetime]
     run_id: Mapped[str | None]
+    last_position: Mapped[int]
 
 
 class Run(Base):
@@ -255,6 +266,7 @@ class Run(Base):
     finished: Mapped[dt.datetime | None]
     status: Mapped[str]
     summary: Mapped[dict[str, Any] | None]
+    units: Mapped[list[Any] | None]
     start_position: Mapped[int | None]
     finish_position: Mapped[int | None]
 

@@ -87,9 +87,13 @@ class DatapointRow(_Row):
 
 
 class StateRow(_Row):
-    """A state one combiner configuration made, and the channels it serves."""
+    """A state one combiner configuration made at an alert, and the channels that
+    accepted the alert."""
 
     state_id: str
+    bodies: str
+    alert: str | None
+    alert_position: int | None
     unit: str
     unit_version: str
     config: str
@@ -124,14 +128,14 @@ class ResultRow(_Row):
 
 
 class ReactionRow(_Row):
-    """One attempt of a reaction and its outcome."""
+    """An intended reaction and how its delivery stands."""
 
     idempotency_key: str
-    attempt: int
     unit: str
     config: str
     target: str
-    outcome: str
+    status: str
+    attempts: int
     detail: str
     payload: dict[str, Any]
     event_id: str
@@ -177,6 +181,7 @@ class RunView(_Row):
     finished: dt.datetime | None
     status: str
     summary: dict[str, Any] | None
+    units: list[Any] | None
     start_position: int | None
     finish_position: int | None
     counts: dict[str, int]

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Engine,
     create_engine,
     event,
+    inspect,
     select,
     update,
 )
@@ -36,12 +37,15 @@ from ledger import (
     ConfigError,
     Event,
     Ledger,
+    Tracking,
 )
 from ledger.errors import ProjectionError
+from ledger.rows import conflict
 from projections import models as m
-from projections.fold import Fold, Row, _dumps, _position, _table, _take
+from projections.fold import Fold, Row, _dumps, _position, _table
+from projections.projector import Projector, catch_up
 
-__all__ = ["Fold", "ReadModel", "make_engine", "readmodel_url"]
+__all__ = ["Fold", "ReadModel", "ReadModelProjector", "make_engine", "readmodel_url"]
 
 Progress = Callable[[int, int], None]
 _PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
@@ -85,8 +89,22 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, **options)
 
 
+class ReadModelProjector(Projector):
+    """The read model's projector: every event, handed as it is to the read model's view
+    (:class:`ReadModel`), which folds it into its tables with the position."""
+
+    name = "readmodel"
+
+    def __init__(self, batch_size: int = 5000) -> None:
+        self.batch_size = batch_size
+
+    def process(self, events: Sequence[Event], bound: int) -> Sequence[Event]:
+        """Return the events themselves: the view folds them."""
+        return events
+
+
 class ReadModel:
-    """The ``rm_*`` tables of one database, and the projector that keeps them up to date."""
+    """The ``rm_*`` tables of one database: the read model's view, with its position."""
 
     name = "readmodel"  # its row in rm_tracking
 
@@ -105,17 +123,32 @@ class ReadModel:
         self.close()
 
     def create(self) -> None:
-        """Create the tables that are missing and this projection's tracking row."""
+        """Create the tables that are missing and this projection's tracking row; tables
+        of another shape (an older skyledger's) are dropped first, and the model is then
+        rebuilt from the ledger by the next catch-up."""
         with self._writer.begin() as conn:
+            if not self._same_shape(conn):
+                m.METADATA.drop_all(conn)
             m.METADATA.create_all(conn)
             Fold(conn).insert(m.Tracking, [{"name": self.name, "position": 0}])
+
+    @staticmethod
+    def _same_shape(conn: Connection) -> bool:
+        """Return False if a read-model table exists with other columns than ours."""
+        found = inspect(conn)
+        for table in m.METADATA.sorted_tables:
+            if found.has_table(table.name):
+                columns = {c["name"] for c in found.get_columns(table.name)}
+                if columns != {c.name for c in table.columns}:
+                    return False
+        return True
 
     def drop(self) -> None:
         """Drop every read-model table (the ledger's tables are left alone)."""
         with self._writer.begin() as conn:
             m.METADATA.drop_all(conn)
 
-    def position(self) -> int:
+    def position(self, name: str = "readmodel") -> int:
         """Return the ledger position up to which the read model is built (0 if never)."""
         with self.engine.connect() as conn:
             return self._position(conn) or 0
@@ -166,23 +199,40 @@ class ReadModel:
             raise ProjectionError(msg) from exc
         return len(fresh)
 
+    def record(self, events: Sequence[Event], tracking: Tracking) -> int:
+        """Fold a batch of the ledger's events and move the position from
+        ``tracking.after`` to ``tracking.position``, in one transaction (the view of
+        :class:`ReadModelProjector`); raise TrackingConflict if the position was not
+        ``tracking.after`` (another process caught up meanwhile, or reset the model)."""
+        if any(e.position is None for e in events):
+            msg = f"read model {self.name!r}: events must come from the ledger (no position)"
+            raise ProjectionError(msg)
+        try:
+            with self._writer.begin() as conn:
+                tracked = self._position(conn, lock=True)
+                if tracked is None:
+                    msg = f"read model {self.name!r} has no tracking row: call create() first"
+                    raise ProjectionError(msg)
+                if tracked != tracking.after:
+                    raise conflict(tracking, tracked)
+                Fold(conn).apply(sorted(events, key=_position))
+                table = _table(m.Tracking)
+                done = update(table).where(table.c.name == self.name)
+                conn.execute(done.values(position=tracking.position))
+        except SQLAlchemyError as exc:
+            span = f"{tracking.after + 1}..{tracking.position}"
+            msg = f"read model {self.name!r}: applying positions {span} failed: {exc}"
+            raise ProjectionError(msg) from exc
+        return len(events)
+
     def catch_up(
         self, ledger: Ledger, batch_size: int = 5000, progress: Progress | None = None
     ) -> int:
-        """Apply the ledger's events after the tracked position in batches; return how many.
-
-        ``progress(position, head)`` is called after each batch.
-        """
-        head = ledger.head()
-        after = self.position()
-        events = ledger.read(start=after + 1, batch_size=batch_size)
-        applied = 0
-        while batch := _take(events, batch_size):
-            applied += self._apply(batch, after)
-            after = _position(batch[-1])
-            if progress is not None:
-                progress(after, max(head, after))
-        return applied
+        """Fold the ledger's events after the tracked position, in batches, each with the
+        position in one transaction; return how many. ``progress(position, head)`` is
+        called after each batch."""
+        done = catch_up(ledger, ReadModelProjector(batch_size), self, progress=progress)
+        return done.stored
 
     def rebuild(self, ledger: Ledger, progress: Progress | None = None) -> int:
         """Drop and recreate the tables and replay the whole ledger; return how many events."""

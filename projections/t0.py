@@ -1,69 +1,51 @@
-"""T0 ingest: packets become AlertReceived, DatapointAdded and FilterDecided events.
+"""T0 add: packets from sources become AlertReceived and DatapointAdded events (Ingest).
 
 Every packet that decodes has its datapoints appended, whatever the filters decide
-(brief invariant 8): filters only decide which channels follow the stock. A packet that
-cannot be decoded, or shaped, is recorded with the reason and its bytes, and ingest goes
-on. A filter that raises rejects the alert for its channel with code -1000 and the error.
+(brief invariant 8). A packet that cannot be decoded, or shaped, is recorded with the
+reason and its bytes, and ingest goes on. Where ingest is in a source (item and record)
+is recorded with each batch, under a name made of the source's key and the shapers, so
+an interrupted run resumes there and a source read to its end is not read again.
+
+The channels' filter decisions are a projector of their own (``projections.decide``),
+consuming AlertReceived events. Filters are cheap beside decoding, so ingest runs them
+on each packet while it is decoded and hands the verdicts over (:class:`Verdicts`): the
+projector then needs no second decoding of packets this run read.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from ledger import AlertReceived, DatapointAdded, Event, FilterDecided, Ledger, Provenance
+from ledger import AlertReceived, DatapointAdded, Ledger
 from ledger.codec import StoredRow, encode
 from ledger.writer import BatchWriter
-from units import Alert, Blob, Datapoint, Filter, Shaper, Unit, Unreadable
+from projections.identity import tracking_name, unit_identity
+from projections.pool import Workers, pickled
+from units import Alert, Blob, Datapoint, Filter, Shaper, Source, Unreadable
+from units.sources import iter_blob
 
 __all__ = [
     "FILTER_RAISED",
-    "Channel",
+    "ITEM",
+    "UNREADABLE_STREAM",
     "Ingest",
     "IngestStats",
+    "PacketShaper",
     "Shaped",
     "Verdict",
-    "provenance",
+    "Verdicts",
+    "judge",
     "shape_packet",
 ]
 
 FILTER_RAISED = -1000  # framework codes are -1000 and below; filters own -1 to -999
 UNREADABLE_STREAM = "unreadable"
-
-
-def provenance(unit: Unit, duration_s: float = 0.0) -> Provenance:
-    """Return the provenance record of a unit instance."""
-    return Provenance(
-        unit=unit.name,
-        unit_version=unit.version,
-        unit_digest=unit.digest(),
-        config=unit.config_hash,
-        duration_s=round(duration_s, 6),
-    )
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A channel as T0 sees it: a name, a filter (None accepts all), autocomplete."""
-
-    name: str
-    filter: Filter | None = None
-    autocomplete: bool = False
-
-
-@dataclass
-class IngestStats:
-    """What ingest saw and did."""
-
-    alerts: int = 0
-    unreadable: int = 0
-    datapoints: Counter[str] = field(default_factory=Counter)
-    accepted: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)
-    stocks: set[str] = field(default_factory=set)
-    reasons: Counter[str] = field(default_factory=Counter)
+ITEM = 1_000_000
+"""A source position is ``item * ITEM + records``: the items (blobs, or packets) read
+whole, and the records read of the next one (an Avro container holds several)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +59,15 @@ class Verdict:
     duration_s: float
 
 
+Verdicts = dict[str, tuple[Verdict | None, ...]]
+"""Verdicts of the job's filters by packet digest, handed from ingest to the decisions."""
+
+
 @dataclass(frozen=True, slots=True)
 class Shaped:
     """One packet made ready for the ledger: its events encoded, its filters' verdicts.
 
-    Made by :func:`shape_packet`, in this process or in a worker (``projections.pool``);
-    what depends on earlier alerts (autocomplete) is left to :class:`Ingest`.
+    Made by :func:`shape_packet`, in this process or in a worker.
     """
 
     stock: str
@@ -95,18 +80,37 @@ class Shaped:
     verdicts: tuple[Verdict | None, ...]  # one per channel (None: no filter); () on error
 
 
+def judge(filters: Sequence[Filter | None], alert: Alert) -> tuple[Verdict | None, ...]:
+    """Return each filter's verdict on an alert (None for a channel without a filter)."""
+    return tuple(None if f is None else _verdict(f, alert) for f in filters)
+
+
+def _verdict(unit: Filter, alert: Alert) -> Verdict:
+    started = time.perf_counter()
+    try:
+        d = unit.decide(alert)
+        accepted, code, group, reason = d.accepted, d.code, d.group, d.reason
+    except Exception as exc:
+        accepted, code, group, reason = False, FILTER_RAISED, None, f"{type(exc).__name__}: {exc}"
+    return Verdict(accepted, code, group, reason, time.perf_counter() - started)
+
+
 def shape_packet(
     item: Alert | Unreadable,
     shapers: Mapping[str, Shaper],
     filters: Sequence[Filter | None],
     run_id: str,
     source: str,
+    cause: tuple[str, ...] = (),
 ) -> Shaped:
-    """Decide and encode everything one packet says that needs no other packet."""
+    """Decide and encode everything one packet says that needs no other packet.
+
+    ``cause`` is the causation of the AlertReceived event (the run that read it).
+    """
     if isinstance(item, Unreadable):
         event = AlertReceived(
             stream=UNREADABLE_STREAM, digest=item.digest, source=source,
-            locator=item.locator, error=item.reason, run_id=run_id,
+            locator=item.locator, error=item.reason, run_id=run_id, causation=cause,
         )  # fmt: skip
         return Shaped(UNREADABLE_STREAM, item.digest, event.id, [encode(event)], item.packet,
                       Counter(), item.reason, ())  # fmt: skip
@@ -123,102 +127,156 @@ def shape_packet(
     received = AlertReceived(
         stream=item.stock if error is None else UNREADABLE_STREAM, digest=item.digest,
         source=source, locator=item.locator, alert_id=item.alert_id, schema_name=item.schema,
-        error=error, run_id=run_id,
+        error=error, run_id=run_id, causation=cause,
     )  # fmt: skip
     rows = [encode(received)]
     if error is not None:
         return Shaped(received.stream, item.digest, received.id, rows, item.packet, Counter(),
                       error, ())  # fmt: skip
-    cause = (received.id,)
+    alert_cause = (received.id,)
     kinds: Counter[str] = Counter()
     for point in points:
         kinds[point.kind] += 1
         added = DatapointAdded(
             stream=point.stock, datapoint_id=point.id, kind=point.kind, body=point.body,
-            causation=cause, run_id=run_id,
+            causation=alert_cause, run_id=run_id,
         )  # fmt: skip
         rows.append(encode(added))
-    verdicts = tuple(None if f is None else _verdict(f, item) for f in filters)
+    verdicts = judge(filters, item)
     return Shaped(item.stock, item.digest, received.id, rows, item.packet, kinds, None, verdicts)
 
 
-def _verdict(unit: Filter, alert: Alert) -> Verdict:
-    started = time.perf_counter()
-    try:
-        d = unit.decide(alert)
-        accepted, code, group, reason = d.accepted, d.code, d.group, d.reason
-    except Exception as exc:
-        accepted, code, group, reason = False, FILTER_RAISED, None, f"{type(exc).__name__}: {exc}"
-    return Verdict(accepted, code, group, reason, time.perf_counter() - started)
+@dataclass
+class PacketShaper:
+    """Decodes, shapes and judges blobs: what a T0 worker process does with a chunk."""
+
+    shapers: Mapping[str, Shaper]
+    filters: Sequence[Filter | None]
+    run_id: str
+    source: str
+    cause: tuple[str, ...]
+
+    def shape(self, item: Alert | Unreadable) -> Shaped:
+        """Return one packet shaped."""
+        return shape_packet(item, self.shapers, self.filters, self.run_id, self.source,
+                            self.cause)  # fmt: skip
+
+    def shape_chunk(self, chunk: Sequence[Blob | Unreadable]) -> list[list[Shaped]]:
+        """Return, for each blob of a chunk, its packets shaped."""
+        done = []
+        for item in chunk:
+            packets: list[Alert | Unreadable] = (
+                [item] if isinstance(item, Unreadable) else list(iter_blob(item.data, item.locator))
+            )
+            shaped = []
+            for packet in packets:
+                one = self.shape(packet)
+                if isinstance(item, Blob) and one.packet == item.data:
+                    one = replace(one, packet=None)  # the caller has these bytes already
+                shaped.append(one)
+            done.append(shaped)
+        return done
+
+
+@dataclass
+class IngestStats:
+    """What ingest saw: packets read, unreadable ones by reason, datapoints by kind."""
+
+    alerts: int = 0
+    unreadable: int = 0
+    datapoints: Counter[str] = field(default_factory=Counter)
+    stocks: set[str] = field(default_factory=set)
+    reasons: Counter[str] = field(default_factory=Counter)
+    resumed: dict[str, int] = field(default_factory=dict)  # source -> position resumed at
+
+
+_CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
+_CHUNK_BLOBS = 64
 
 
 class Ingest:
-    """Appends what packets say, with each channel's decision, in batches.
-
-    With ``workers`` above 1, sources that yield undecoded blobs are decoded, shaped,
-    filtered and encoded in that many worker processes (``projections.pool``), in order;
-    this process applies autocomplete and appends. Other sources are handled here.
-    """
+    """Appends what packets say, in batches, with where it is in each source."""
 
     def __init__(
         self,
         ledger: Ledger,
-        channels: Iterable[Channel],
         shapers: Mapping[str, Shaper],
+        filters: Sequence[Filter | None],
         run_id: str,
+        verdicts: Verdicts,
+        cause: tuple[str, ...] = (),
         batch_size: int = 5000,
-        workers: int = 1,
+        workers: Workers | None = None,
     ) -> None:
         self.ledger = ledger
-        self.channels = list(channels)
         self.shapers = dict(shapers)
-        self.filters = [c.filter for c in self.channels]
+        self.filters = list(filters)
         self.run_id = run_id
+        self.verdicts = verdicts
+        self.cause = cause
         self.batch_size = batch_size
         self.workers = workers
-        self.followed = self._followed_stocks()
         self.stats = IngestStats()
 
-    def _followed_stocks(self) -> dict[str, set[str]]:
-        """Return, per autocomplete channel, the stocks it has accepted before."""
-        names = {c.name for c in self.channels if c.autocomplete}
-        followed: dict[str, set[str]] = {name: set() for name in names}
-        if names:
-            for event in self.ledger.read(types=[FilterDecided]):
-                if isinstance(event, FilterDecided) and event.accepted and event.channel in names:
-                    followed[event.channel].add(event.stream)
-        return followed
+    def tracking_name(self, source: Source) -> str:
+        """Return the name of the position in a source: its key and the shapers."""
+        shapers = {survey: unit_identity(s) for survey, s in sorted(self.shapers.items())}
+        return tracking_name("t0", source.key(), shapers)
 
     def run(
         self,
-        packets: Iterable[Alert | Unreadable],
-        source: str,
+        source: Source,
+        label: str,
+        on_batch: Callable[[], None] | None = None,
         progress: Callable[[int], None] | None = None,
-        blobs: Iterable[Blob | Unreadable] | None = None,
     ) -> IngestStats:
-        """Ingest packets from one source (or its undecoded ``blobs``, in worker processes
-        when ``workers`` > 1); return the running statistics."""
-        with self.ledger.writer(batch_size=self.batch_size) as out:
-            if blobs is not None and self.workers > 1:
-                from projections.pool import ShapingPool  # here: pool imports this module
-
-                with ShapingPool(self.workers, self.shapers, self.filters, self.run_id,
-                                 source) as pool:  # fmt: skip
-                    for blob, shaped in pool.shape(blobs):
-                        for one in shaped:
-                            self._take(out, one, blob)
-                            if progress is not None:
-                                progress(1)
-            else:
-                for packet in packets:
-                    one = shape_packet(packet, self.shapers, self.filters, self.run_id, source)
-                    self._take(out, one, None)
+        """Ingest one source from where an earlier run stopped; ``on_batch`` is called
+        after each batch is handed to the ledger (the decisions catch up there)."""
+        name = self.tracking_name(source)
+        after = self.ledger.tracked(name)
+        if after:
+            self.stats.resumed[label] = after
+        first, skip = divmod(after, ITEM)
+        shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
+        with self.ledger.writer(self.batch_size, tracking=name, after=after) as out:
+            for index, blob, shaped in self._items(source, shaper, first):
+                for record, one in enumerate(shaped):
+                    if index == first and record < skip:
+                        continue
+                    self._take(out, one, blob)
                     if progress is not None:
                         progress(1)
+                    if out.mark(index * ITEM + min(record + 1, ITEM - 1)) and on_batch:
+                        on_batch()
+                if out.mark((index + 1) * ITEM) and on_batch:
+                    on_batch()
         return self.stats
 
+    def _items(
+        self, source: Source, shaper: PacketShaper, first: int
+    ) -> Iterator[tuple[int, bytes | None, list[Shaped]]]:
+        """Yield (item index, blob bytes, its packets shaped) from item ``first`` on."""
+        blobs = source.blobs(first)
+        if blobs is None:
+            for index, packet in enumerate(source.packets()):
+                if index >= first:
+                    yield index, None, [shaper.shape(packet)]
+            return
+        index = first
+        chunks = _chunks(blobs)
+        done: Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]
+        if self.workers is None:
+            done = ((chunk, shaper.shape_chunk(chunk)) for chunk in chunks)
+        else:
+            spec = pickled(shaper, "workers: the job's shapers and filters")
+            done = self.workers.map(spec, "shape_chunk", chunks)
+        for chunk, shaped in done:
+            for item, packets in zip(chunk, shaped, strict=True):
+                yield index, (item.data if isinstance(item, Blob) else None), packets
+                index += 1
+
     def _take(self, out: BatchWriter, shaped: Shaped, blob: bytes | None) -> None:
-        """Append one shaped packet and its channels' decisions."""
+        """Queue one shaped packet's events and keep its verdicts for the decisions."""
         packet = shaped.packet if shaped.packet is not None else blob
         rows = shaped.rows
         out.add_row(rows[0], (shaped.digest, packet if packet is not None else b""))
@@ -232,33 +290,17 @@ class Ingest:
         stats.datapoints.update(shaped.kinds)
         for row in rows[1:]:
             out.add_row(row)
-        cause = (shaped.received_id,)
-        for channel, verdict in zip(self.channels, shaped.verdicts, strict=True):
-            out.add(self._decide(channel, verdict, shaped, cause))
-
-    def _decide(
-        self, channel: Channel, verdict: Verdict | None, shaped: Shaped, cause: tuple[str, ...]
-    ) -> Event:
-        accepted, code, group, reason = True, None, None, ""
-        if verdict is not None:
-            accepted, code, group = verdict.accepted, verdict.code, verdict.group
-            reason = verdict.reason
-        followed = self.followed.get(channel.name)
-        if not accepted and followed is not None and shaped.stock in followed:
-            accepted, code, reason = True, None, f"autocomplete (filter said {code}: {reason})"
-        if accepted:
-            self.stats.accepted[channel.name] += 1
-            if followed is not None:
-                followed.add(shaped.stock)
-        else:
-            self.stats.rejected[f"{channel.name} {code}"] += 1
-        unit = channel.filter
-        prov = provenance(unit, verdict.duration_s) if unit and verdict else _ACCEPT_ALL
-        return FilterDecided(
-            stream=shaped.stock, channel=channel.name, alert_digest=shaped.digest,
-            accepted=accepted, code=code, group=group, reason=reason, provenance=prov,
-            causation=cause, run_id=self.run_id,
-        )  # fmt: skip
+        self.verdicts[shaped.digest] = shaped.verdicts
 
 
-_ACCEPT_ALL = Provenance(unit="(no filter)", unit_version="-", unit_digest="-", config="-")
+def _chunks(blobs: Iterator[Blob | Unreadable]) -> Iterator[list[Blob | Unreadable]]:
+    chunk: list[Blob | Unreadable] = []
+    size = 0
+    for item in blobs:
+        chunk.append(item)
+        size += len(item.data) if isinstance(item, Blob) else 0
+        if size >= _CHUNK_BYTES or len(chunk) >= _CHUNK_BLOBS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk

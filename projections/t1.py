@@ -1,183 +1,124 @@
-"""T1 combine: the datapoints of stocks that some channel follows become states.
+"""T1 combine: a state per alert that a channel of the job follows.
 
-The projector reads the log after its tracked position, finds the stocks that gained
-datapoints or decisions, re-reads each such stock's stream, and appends the combiner's
-states. Its new position is recorded in the same transaction as the last batch of states,
-so a crash repeats at most work whose output is already stored (and skipped by id).
+A projector consuming FilterDecided events. For every alert that one of the job's
+channels accepted (by its filter or by autocomplete), the combiner gets the stock's
+datapoints as the ledger knew them at that alert: those appended before it and its
+own, never later ones (``projections.stocks.StockLog.known_at``), one body per datapoint
+by the units' rule. Each state it returns is recorded with the alert it was made at, a
+hash of the datapoint events it holds (so another body makes another state), and as
+causation the alert, the job's decisions on it and those datapoint events. An alert is
+combined once: in the batch holding the job's first acceptance of it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from collections import Counter
+from collections.abc import Sequence
 
-from ledger import DatapointAdded, Event, FilterDecided, Ledger, StateCombined
+from ledger import Event, FilterDecided, Ledger, StateCombined, bodies_id
 from ledger.codec import StoredRow, encode
-from projections.t0 import provenance
-from units import Combiner, Datapoint, latest_bodies
+from projections.identity import provenance, tracking_name, unit_identity
+from projections.pool import Portable, Workers, each_chunk
+from projections.projector import Projector
+from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
+from units import Combiner
 
-__all__ = ["Combine", "StockHistory", "accepted_by", "followed_stocks", "history_of"]
+__all__ = ["Combine"]
 
-
-@dataclass(frozen=True)
-class StockHistory:
-    """A stock as the log tells it: latest datapoints, and which channels follow it."""
-
-    stock: str
-    datapoints: tuple[Datapoint, ...]
-    datapoint_events: dict[str, str]  # datapoint id -> id of the event that added it last
-    channels: dict[str, set[int | None]]  # channel -> groups it accepted the stock into
+_STOCKS_PER_CHUNK = 100
 
 
-def accepted_by(event: Event, channels: Collection[str] | None) -> TypeGuard[FilterDecided]:
-    """Return True for a decision of one of ``channels`` (None: any) accepting its stock."""
-    return (
-        isinstance(event, FilterDecided)
-        and event.accepted
-        and (channels is None or event.channel in channels)
-    )
+class Combine(Portable, Projector):
+    """Makes the job's states: one projector per (channels, combiner)."""
 
-
-def followed_stocks(
-    ledger: Ledger, stocks: Iterable[str], channels: Collection[str] | None
-) -> list[str]:
-    """Return those of ``stocks`` that one of ``channels`` accepted at least once, in
-    order, from their decisions alone (200 stocks per query)."""
-    return [
-        stock
-        for stock, events in ledger.stream_events(stocks, types=[FilterDecided])
-        if any(accepted_by(e, channels) for e in events)
-    ]
-
-
-def history_of(
-    stock: str, events: Iterable[Event], channels: Collection[str] | None = None
-) -> StockHistory:
-    """Return a stock's history from its events (in position order), seen by ``channels``
-    (None: every channel; jobs sharing a ledger pass their own, so that one job's
-    channels never make another job work on a stock).
-
-    A datapoint received with several bodies (ZTF repeats each detection in later
-    alerts' histories with fewer fields and rounded values; a survey may re-measure)
-    keeps the body with the most fields, and of equals the one received last.
-    """
-    points: list[Datapoint] = []
-    added_by: dict[int, str] = {}  # id() of each datapoint -> the event that added it
-    following: dict[str, set[int | None]] = {}
-    for event in events:
-        if isinstance(event, DatapointAdded):
-            kind: Any = event.kind
-            point = Datapoint(id=event.datapoint_id, stock=stock, kind=kind, body=event.body)
-            points.append(point)
-            added_by[id(point)] = event.id
-        elif accepted_by(event, channels):
-            following.setdefault(event.channel, set()).add(event.group)
-    kept = latest_bodies(points)  # the units' rule, so units and projector agree
-    return StockHistory(stock, tuple(kept), {p.id: added_by[id(p)] for p in kept}, following)
-
-
-class Combine:
-    """Makes states for followed stocks; one projector per job (its own tracking name)."""
+    topics = (FilterDecided,)
 
     def __init__(
         self,
         ledger: Ledger,
         combiner: Combiner,
-        name: str,
+        channels: Channels,
         run_id: str,
-        channels: Collection[str] | None = None,
+        decide: str = "",
+        workers: Workers | None = None,
         batch_size: int = 2000,
     ) -> None:
         self.ledger = ledger
-        self.channels = channels
         self.combiner = combiner
-        self.name = name
+        self.channels = channels
         self.run_id = run_id
+        self.upstream = (decide,) if decide else ()  # the job's decisions are complete
+        self.workers = workers
         self.batch_size = batch_size
+        self.name = tracking_name("t1", unit_identity(combiner), upstream=self.upstream)
+        self.counts: Counter[str] = Counter()
 
-    def touched(self, start: int, stop: int) -> list[str]:
-        """Return the stocks with datapoints or decisions between two positions, sorted."""
-        return self.ledger.streams(start, stop, types=[DatapointAdded, FilterDecided])
-
-    def followed(self, stocks: Iterable[str]) -> list[str]:
-        """Return those of ``stocks`` that one of this projector's channels accepted, in
-        order: only their datapoints are read (most stocks in a survey stream are not)."""
-        return followed_stocks(self.ledger, stocks, self.channels)
-
-    def run(
-        self, progress: Callable[[int, int], None] | None = None, workers: int = 1
-    ) -> dict[str, int]:
-        """Combine every followed stock touched since the tracked position; return counts.
-
-        With ``workers`` above 1, stocks are read and combined in that many worker
-        processes; states are appended here, in stock order, as with one process.
-        """
-        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
-        stocks = self.followed(self.touched(start, head)) if start <= head else []
+    def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
+        """Return the states of the alerts first accepted by the job in this batch."""
+        first: dict[str, int] = {}  # stock -> position of the batch's first event
+        for e in events:
+            if isinstance(e, FilterDecided) and e.accepted and self.channels.owns(e):
+                first.setdefault(e.stream, e.position or 0)
+        if not first:
+            return []
+        low, high = (events[0].position or 0) - 1, events[-1].position or 0  # the batch
+        stocks = list(first)
         chunks = [
-            stocks[i : i + _STOCKS_PER_CHUNK] for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
+            (low, high, bound, stocks[i : i + _STOCKS_PER_CHUNK])
+            for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
         ]
-        counts = {"stocks": 0, "states": 0, "new_states": 0}
-        from projections.pool import each_chunk  # here: pool imports t0
-
-        done = each_chunk(
-            self, "combine_stocks", chunks, workers,
-            (self.combiner, self.name, self.run_id, self.channels), {},
-            "workers: the job's combiner",
-        )  # fmt: skip
-        pending: list[StoredRow] = []
-        n = 0
-        for chunk, (followed, rows) in done:
-            counts["stocks"] += followed
-            pending += rows
-            if len(pending) >= self.batch_size:
-                self._write(pending, counts)
-                pending = []
-            n += len(chunk)
-            if progress is not None:
-                progress(n, len(stocks))
-        self._write(pending, counts, tracking=(self.name, head))
-        return counts
-
-    def _write(
-        self, rows: list[StoredRow], counts: dict[str, int], tracking: tuple[str, int] | None = None
-    ) -> None:
-        counts["new_states"] += self.ledger.append_rows(rows, tracking=tracking).appended
-        counts["states"] += len(rows)
-
-    def combine_stocks(self, stocks: Sequence[str]) -> tuple[int, list[StoredRow]]:
-        """Return how many of ``stocks`` a channel follows, and their states encoded."""
         rows: list[StoredRow] = []
-        followed = 0
-        for stock, events in self.ledger.stream_events(
-            stocks, types=[DatapointAdded, FilterDecided]
-        ):
-            history = history_of(stock, events, self.channels)
-            if history.channels:
-                followed += 1
-                rows += [encode(state) for state in self.states(history)]
-        return followed, rows
+        for _, (made, counts) in each_chunk(self, "combine_stocks", chunks, self.workers,
+                                            "workers: the job's combiner"):  # fmt: skip
+            rows += made
+            self.counts.update(counts)
+        return rows
 
-    def states(self, history: StockHistory) -> Sequence[StateCombined]:
-        """Return the StateCombined events the combiner makes of one stock's history."""
+    def combine_stocks(
+        self, chunk: tuple[int, int, int, Sequence[str]]
+    ) -> tuple[list[StoredRow], Counter[str]]:
+        """Return the states of some stocks' alerts whose first acceptance by the job
+        lies in (``low``, ``high``] (reading the ledger up to ``bound``), and counts."""
+        low, high, bound, stocks = chunk
+        rows: list[StoredRow] = []
+        counts: Counter[str] = Counter()
+        for log in read_stocks(self.ledger, stocks, bound):
+            for alert, position in self._alerts(log, low, high):
+                counts["alerts"] += 1
+                states = self.states(log, alert, position)
+                counts["states"] += len(states)
+                rows += [encode(state) for state in states]
+        return rows, counts
+
+    def _alerts(self, log: StockLog, low: int, high: int) -> list[tuple[str, int]]:
+        """Return the alerts (id, position) whose first acceptance by the job lies in
+        (``low``, ``high``], in log order."""
+        seen: set[str] = set()
+        found = []
+        for d in log.decisions:
+            if d.alert is None or d.alert in seen or not d.accepted:
+                continue
+            if not self.channels.owns(d):
+                continue
+            seen.add(d.alert)
+            if low < (d.position or 0) <= high and d.alert_position is not None:
+                found.append((d.alert, d.alert_position))
+        return found
+
+    def states(self, log: StockLog, alert: str, position: int) -> list[StateCombined]:
+        """Return the StateCombined events the combiner makes at one alert."""
+        points, source = as_datapoints(log.known_at(alert, position))
         started = time.perf_counter()
-        states = self.combiner.combine(history.stock, history.datapoints)
+        states = self.combiner.combine(log.stock, points)
         prov = provenance(self.combiner, time.perf_counter() - started)
-        channels = tuple(sorted(history.channels))
-        return [
-            StateCombined(
-                stream=history.stock,
-                state_id=state.id,
-                datapoint_ids=state.datapoint_ids,
-                channels=channels,
-                provenance=prov,
-                causation=tuple(sorted(history.datapoint_events[i] for i in state.datapoint_ids)),
-                run_id=self.run_id,
-            )
-            for state in states
-        ]
-
-
-_STOCKS_PER_CHUNK = 100
+        decisions = tuple(d.id for d in log.decisions_on(alert, self.channels))
+        made = []
+        for state in states:
+            events = sorted(source[i] for i in state.datapoint_ids)
+            made.append(StateCombined(
+                stream=log.stock, state_id=state.id, datapoint_ids=state.datapoint_ids,
+                bodies=bodies_id(events), alert=alert, alert_position=position,
+                provenance=prov, causation=(alert, *decisions, *events), run_id=self.run_id,
+            ))  # fmt: skip
+        return made

@@ -1,10 +1,17 @@
-"""T2 augment: new states get their T2 results, in dependency order, each computed once.
+"""T2 augment: every state of the job gets its T2 results, in dependency order.
 
-A result's id is the hash of (unit, version, configuration hash, inputs): the subject (a
-state, a stock or a datapoint) and the results it depends on. A result already in the
-ledger is reused, not recomputed, whichever channel or run asks for it. A unit that
-raises is recorded as ResultFailed with its traceback and retried with exponential
-backoff up to the job's limit; units that depend on it fail with the reason.
+A projector consuming StateCombined events. It takes the states its own combiner made
+(unit, version, code and configuration) of alerts its own channels accepted: another
+job's states, or states made for another job's channels, are not its work. Each job
+entry (a T2 unit under a name, with its configuration) runs on the state, with the
+datapoint bodies the state was made of, or on its stock or on each of its datapoints.
+
+A result's id is the hash of (unit, version, code digest, configuration hash, inputs):
+the state's id and bodies (or the stock and the state, or the datapoint's event) and the
+ids of the results it depends on (:func:`plan`, shared with T3, which reads the same
+results). A result already in the ledger is reused, whichever job or run made it. A unit
+that raises is recorded as ResultFailed with its traceback and retried with backoff up
+to the job's limit; units that depend on it fail with the reason.
 """
 
 from __future__ import annotations
@@ -12,14 +19,12 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import (
-    DatapointAdded,
     Event,
-    FilterDecided,
     Ledger,
     ResultDerived,
     ResultFailed,
@@ -29,36 +34,54 @@ from ledger import (
     result_id,
 )
 from ledger.codec import StoredRow, encode
-from projections.t0 import provenance
-from projections.t1 import StockHistory, history_of
+from projections.identity import provenance, tracking_name, unit_identity
+from projections.pool import Portable, Workers, each_chunk
+from projections.projector import Projector
+from projections.retry import Retry
+from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
 from units import Datapoint, LightCurve, T2Unit, T2View
 
-__all__ = ["Augment", "Retry", "T2Task"]
+__all__ = ["Augment", "Planned", "T2Entry", "derived_event_id", "made_by", "plan", "state_at"]
 
 _STOCKS_PER_CHUNK = 50
 
 
 @dataclass(frozen=True)
-class T2Task:
-    """A T2 unit of the job, and the channel groups it is limited to (None: all)."""
+class T2Entry:
+    """A T2 unit of a job under its entry name, gated to channel groups (None: all).
 
+    ``depends`` maps each dependency the unit declares to the entry that fills it
+    (by default the entry of that name).
+    """
+
+    name: str
     unit: T2Unit
     groups: frozenset[int] | None = None
+    depends: Mapping[str, str] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """Return what identifies the entry's work (for tracking names)."""
+        return {
+            "name": self.name,
+            "unit": unit_identity(self.unit),
+            "groups": None if self.groups is None else sorted(self.groups),
+            "depends": dict(sorted(self.depends.items())),
+        }
+
+    def filled_by(self, dependency: str) -> str:
+        """Return the entry name that fills one of the unit's dependencies."""
+        return self.depends.get(dependency, dependency)
 
 
 @dataclass(frozen=True)
-class Retry:
-    """Retry policy: ``max_attempts`` in all, waiting ``backoff_s * factor**(n-1)``."""
+class Planned:
+    """One result an entry owes a state: its subject, inputs and id."""
 
-    max_attempts: int = 3
-    backoff_s: float = 0.5
-    factor: float = 2.0
-
-    def wait_after(self, attempt: int) -> float | None:
-        """Return the wait before the next attempt, or None when no attempt is left."""
-        if attempt >= self.max_attempts:
-            return None
-        return self.backoff_s * self.factor ** (attempt - 1)
+    entry: T2Entry
+    subject: str
+    rid: str
+    dependencies: tuple[tuple[str, str], ...]  # (dependency name, result id)
+    datapoints: tuple[Datapoint, ...]
 
 
 def derived_event_id(rid: str) -> str:
@@ -66,183 +89,217 @@ def derived_event_id(rid: str) -> str:
     return content_hash("event:ResultDerived", {"result_id": rid})
 
 
-class Augment:
-    """Runs the job's T2 units on states appended since the tracked position."""
+def made_by(state: StateCombined, combiner: Mapping[str, str]) -> bool:
+    """Return True if a combiner of this identity made the state."""
+    return state.provenance.identity() == combiner
+
+
+def state_at(state: StateCombined) -> int:
+    """Return the position of the alert a state was made at (a state made before states
+    named their alert: its own position)."""
+    return state.alert_position if state.alert_position is not None else state.position or 0
+
+
+def plan(
+    entries: Sequence[T2Entry],
+    state: StateCombined,
+    groups: set[int],
+    datapoints: Sequence[Datapoint],
+    source: Mapping[str, str],
+) -> list[Planned]:
+    """Return the results the entries owe a state, in dependency order.
+
+    ``datapoints`` are the state's (one body each) and ``source`` the event that added
+    each one's body; entries gated to groups the stock is in none of are left out.
+    """
+    planned: list[Planned] = []
+    ids: dict[tuple[str, str], str] = {}  # (entry, subject) -> result id
+    for entry in entries:
+        if entry.groups is not None and not entry.groups & groups:
+            continue
+        unit = entry.unit
+        for subject, inputs, points in _subjects(unit, state, datapoints, source):
+            deps = tuple(
+                (dep, ids.get((entry.filled_by(dep), subject), "")) for dep in unit.depends_on
+            )
+            rid = result_id(
+                unit=unit.name, unit_version=unit.version, unit_digest=unit.digest(),
+                config=unit.config_hash, inputs=[*inputs, *(r for _, r in deps if r)],
+            )  # fmt: skip
+            ids[(entry.name, subject)] = rid
+            planned.append(Planned(entry, subject, rid, deps, points))
+    return planned
+
+
+def _subjects(
+    unit: T2Unit,
+    state: StateCombined,
+    datapoints: Sequence[Datapoint],
+    source: Mapping[str, str],
+) -> list[tuple[str, list[str], tuple[Datapoint, ...]]]:
+    """Return (subject, inputs, datapoints of the view) for each result a unit owes."""
+    if unit.binds == "datapoint":
+        return [(d.id, [source[d.id]], (d,)) for d in datapoints]
+    body = [state.state_id, state.bodies]
+    if unit.binds == "stock":
+        return [(state.stream, [state.stream, *body], tuple(datapoints))]
+    return [(state.state_id, body, tuple(datapoints))]
+
+
+class Augment(Portable, Projector):
+    """Runs the job's T2 entries on the job's states."""
+
+    topics = (StateCombined,)
 
     def __init__(
         self,
         ledger: Ledger,
-        tasks: Sequence[T2Task],
-        name: str,
+        entries: Sequence[T2Entry],
+        combiner: Mapping[str, str],
+        channels: Channels,
         run_id: str,
         retry: Retry | None = None,
+        decide: str = "",
+        combine: str = "",
+        workers: Workers | None = None,
+        batch_size: int = 2000,
         sleep: Callable[[float], None] = time.sleep,
-        channels: Collection[str] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.entries = list(entries)
+        self.combiner = dict(combiner)
         self.channels = channels
-        self.tasks = list(tasks)
-        self.name = name
         self.run_id = run_id
         self.retry = retry or Retry()
+        # States are read as they come; the job's decisions on their alerts must be in.
+        self.upstream = (decide,) if decide else ()
+        self.workers = workers
+        self.batch_size = batch_size
         self.sleep = sleep
-        self.counts: Counter[str] = Counter()
+        self.name = tracking_name(
+            "t2", [e.identity() for e in self.entries], upstream=[n for n in (decide, combine) if n]
+        )
+        self.counts: Counter[tuple[str, str]] = Counter()  # (entry, outcome) -> count
+        self.failures: list[tuple[str, str, str]] = []  # (entry, stock, first error line)
 
-    def run(
-        self, progress: Callable[[int, int], None] | None = None, workers: int = 1
-    ) -> Counter[str]:
-        """Process every state appended since the tracked position; return counts.
-
-        With ``workers`` above 1, stocks are augmented in that many worker processes,
-        each reading the ledger itself (``projections.pool``); results are appended
-        here, in stock order, as with one process.
-        """
-        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
+    def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
+        """Return the result events of the batch's states of this job."""
+        if not self.entries:
+            return []
         by_stock: dict[str, list[StateCombined]] = defaultdict(list)
-        if start <= head and self.tasks:
-            for event in self.ledger.read(start, head, types=[StateCombined]):
-                if isinstance(event, StateCombined):
-                    by_stock[event.stream].append(event)
-        stocks = sorted(by_stock)
+        for e in events:
+            if isinstance(e, StateCombined) and made_by(e, self.combiner):
+                by_stock[e.stream].append(e)
+        stocks = list(by_stock)
         chunks = [
-            [(stock, by_stock[stock]) for stock in stocks[i : i + _STOCKS_PER_CHUNK]]
+            (bound, [(s, by_stock[s]) for s in stocks[i : i + _STOCKS_PER_CHUNK]])
             for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
         ]
-        from projections.pool import each_chunk  # here: pool imports t0
-
-        done = each_chunk(
-            self, "augment_stocks", chunks, workers,
-            (self.tasks, self.name, self.run_id, self.retry), {"channels": self.channels},
-            "workers: the job's T2 units",
-        )  # fmt: skip
-        pending: list[StoredRow] = []
-        n = 0
-        for chunk, (rows, counts) in done:
+        rows: list[StoredRow] = []
+        for _, (made, counts, failures) in each_chunk(
+            self, "augment_stocks", chunks, self.workers, "workers: the job's T2 units"
+        ):
+            rows += made
             self.counts.update(counts)
-            pending += rows
-            if len(pending) >= 1000:
-                self.ledger.append_rows(pending)
-                pending = []
-            n += len(chunk)
-            if progress is not None:
-                progress(n, len(stocks))
-        self.ledger.append_rows(pending, tracking=(self.name, head))
-        return self.counts
+            self.failures += failures
+        return rows
 
     def augment_stocks(
-        self, chunk: Sequence[tuple[str, Sequence[StateCombined]]]
-    ) -> tuple[list[StoredRow], Counter[str]]:
-        """Return the encoded result events of some stocks' new states, and their counts."""
-        kept, self.counts = self.counts, Counter()
-        rows: list[StoredRow] = []
+        self, chunk: tuple[int, Sequence[tuple[str, Sequence[StateCombined]]]]
+    ) -> tuple[list[StoredRow], Counter[tuple[str, str]], list[tuple[str, str, str]]]:
+        """Return the encoded result events of some stocks' states, counts and failures."""
+        bound, stocks = chunk
+        kept = self.counts, self.failures
+        self.counts, self.failures = Counter(), []
         try:
-            stocks = [stock for stock, _ in chunk]
-            read = self.ledger.stream_events(stocks, types=[DatapointAdded, FilterDecided])
-            for (stock, stream), (_, states) in zip(read, chunk, strict=True):
-                history = history_of(stock, stream, self.channels)
-                if not history.channels:
-                    continue  # no channel of this job follows the stock (another job's state)
+            work: list[tuple[StateCombined, list[Planned]]] = []
+            logs = read_stocks(self.ledger, [s for s, _ in stocks], bound)
+            for log, (_, states) in zip(logs, stocks, strict=True):
                 for state in states:
-                    rows += [encode(event) for event in self.augment(history, state)]
-            return rows, self.counts
+                    planned = self._plan(log, state)
+                    if planned is not None:
+                        work.append((state, planned))
+            wanted = [derived_event_id(p.rid) for _, ps in work for p in ps]
+            stored = self.ledger.get_many(wanted)
+            bodies: dict[str, Mapping[str, Any] | None] = {
+                e.result_id: e.body for e in stored.values() if isinstance(e, ResultDerived)
+            }
+            rows: list[StoredRow] = []
+            for state, planned in work:
+                for p in planned:
+                    rows += [encode(e) for e in self._one(state, p, bodies)]
+            return rows, self.counts, self.failures
         finally:
-            self.counts = kept
+            self.counts, self.failures = kept
 
-    def augment(self, history: StockHistory, state: StateCombined) -> list[Event]:
-        """Return the result events of every task for one state."""
-        points = {d.id: d for d in history.datapoints}
-        state_points = tuple(points[i] for i in state.datapoint_ids if i in points)
-        groups = {g for gs in history.channels.values() for g in gs if g is not None}
-        done: dict[tuple[str, str], tuple[str, Mapping[str, Any]] | None] = {}
-        events: list[Event] = []
-        for task in self.tasks:
-            if task.groups is not None and not task.groups & groups:
-                continue
-            for subject, inputs, dps in self._subjects(task.unit, history, state, state_points):
-                events += self._one(task.unit, history.stock, subject, inputs, dps, done, state)
-        return events
-
-    @staticmethod
-    def _subjects(
-        unit: T2Unit, history: StockHistory, state: StateCombined, dps: tuple[Datapoint, ...]
-    ) -> list[tuple[str, list[str], tuple[Datapoint, ...]]]:
-        if unit.binds == "datapoint":
-            return [(d.id, [d.id], (d,)) for d in dps]
-        if unit.binds == "stock":
-            return [(history.stock, [history.stock, state.state_id], dps)]
-        return [(state.state_id, [state.state_id], dps)]
+    def _plan(self, log: StockLog, state: StateCombined) -> list[Planned] | None:
+        """Return the results owed to a state, or None if it is not this job's."""
+        at = state_at(state)
+        if not log.follows(state.alert, at, self.channels):
+            return None  # made for another job's channels
+        points, source = as_datapoints(log.by_event(set(state.causation)))
+        return plan(self.entries, state, log.groups(at, self.channels), points, source)
 
     def _one(
         self,
-        unit: T2Unit,
-        stock: str,
-        subject: str,
-        inputs: list[str],
-        dps: tuple[Datapoint, ...],
-        done: dict[tuple[str, str], tuple[str, Mapping[str, Any]] | None],
         state: StateCombined,
+        planned: Planned,
+        bodies: dict[str, Mapping[str, Any] | None],
     ) -> list[Event]:
-        deps: dict[str, Mapping[str, Any]] = {}
-        dep_ids: list[str] = []
-        missing = []
-        for name in unit.depends_on:
-            found = done.get((name, subject))
-            if found is None:
-                missing.append(name)
-            else:
-                dep_ids.append(found[0])
-                deps[name] = found[1]
-        rid = result_id(
-            unit=unit.name, unit_version=unit.version, config=unit.config_hash,
-            inputs=[*inputs, *dep_ids],
-        )  # fmt: skip
-        prov = provenance(unit)
-        common = {"stream": stock, "subject": subject, "run_id": self.run_id}
-        if missing:
-            done[(unit.name, subject)] = None
-            self.counts[f"{unit.name} dependency failed"] += 1
-            error = f"dependencies without a result: {', '.join(missing)}"
-            fail = ResultFailed(
-                result_id=rid, attempt=1, error=error, traceback="", provenance=prov, **common
-            )
-            return [fail]
-        stored = self.ledger.get(derived_event_id(rid))
-        if isinstance(stored, ResultDerived):
-            done[(unit.name, subject)] = (rid, stored.body)
-            self.counts[f"{unit.name} reused"] += 1
+        """Return the events of one planned result: none if reused, else the derivation
+        or the failures (``bodies`` holds what is known, by result id)."""
+        entry, unit, rid = planned.entry, planned.entry.unit, planned.rid
+        if rid in bodies:  # in the ledger, or made (or given up) for an earlier state
+            if bodies[rid] is not None:
+                self.counts[(entry.name, "reused")] += 1
             return []
-        lightcurve = LightCurve.of(stock, dps) if unit.binds == "lightcurve" else None
-        view = T2View(stock, subject, dps, lightcurve, deps)
+        common: dict[str, Any] = {"stream": state.stream, "subject": planned.subject,
+                                  "run_id": self.run_id, "causation": (state.id,)}  # fmt: skip
+        deps = {name: bodies.get(dep) for name, dep in planned.dependencies}
+        missing = sorted(name for name, body in deps.items() if body is None)
+        if missing:
+            bodies[rid] = None
+            self.counts[(entry.name, "dependency failed")] += 1
+            error = f"dependencies without a result: {', '.join(missing)}"
+            return [ResultFailed(result_id=rid, attempt=1, error=error, traceback="",
+                                 provenance=provenance(unit), **common)]  # fmt: skip
+        points = planned.datapoints
+        lightcurve = LightCurve.of(state.stream, points) if unit.binds == "lightcurve" else None
+        view = T2View(state.stream, planned.subject, points, lightcurve,
+                      {name: body for name, body in deps.items() if body is not None})  # fmt: skip
         events: list[Event] = []
         for attempt in range(1, self.retry.max_attempts + 1):
             started = time.perf_counter()
             try:
                 body = dict(unit.process(view))
-                canonical_bytes(body)  # must be JSON: refuse NaN-free but odd types early
+                canonical_bytes(body)  # must be JSON: refuse odd types early
             except Exception as exc:
                 wait = self.retry.wait_after(attempt)
+                error = f"{type(exc).__name__}: {exc}"
                 events.append(
                     ResultFailed(
-                        result_id=rid, attempt=attempt, error=f"{type(exc).__name__}: {exc}",
+                        result_id=rid, attempt=attempt, error=error,
                         traceback=traceback.format_exc(), retry_after_s=wait,
                         provenance=provenance(unit, time.perf_counter() - started), **common,
                     )
                 )  # fmt: skip
-                self.counts[f"{unit.name} failed attempts"] += 1
+                self.counts[(entry.name, "failed attempts")] += 1
                 if wait is None:
+                    self.failures.append((entry.name, state.stream, error.splitlines()[0]))
                     break
                 self.sleep(wait)
                 continue
-            done[(unit.name, subject)] = (rid, body)
-            self.counts[f"{unit.name} ok"] += 1
+            bodies[rid] = body
+            self.counts[(entry.name, "ok")] += 1
+            causes = (state.id, *(derived_event_id(d) for _, d in planned.dependencies))
             events.append(
                 ResultDerived(
-                    result_id=rid, body=body, inputs=tuple(dep_ids),
+                    result_id=rid, body=body, inputs=tuple(d for _, d in planned.dependencies),
                     provenance=provenance(unit, time.perf_counter() - started),
-                    causation=(state.id,), **common,
+                    **(common | {"causation": causes}),
                 )
             )  # fmt: skip
             return events
-        done[(unit.name, subject)] = None
-        self.counts[f"{unit.name} failed"] += 1
+        bodies[rid] = None
+        self.counts[(entry.name, "failed")] += 1
         return events

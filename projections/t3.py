@@ -1,32 +1,41 @@
-"""T3 react: select stocks, let a reactor decide its reactions, deliver each once.
+"""T3 react: the job's states, with their results, become reactions the job intends.
 
-Selection: stocks with new events since this reactor's tracked position (or all
-stocks), followed by the selected channels, whose latest T2 results pass the cuts. The
-reactor's ``react`` is pure; each reaction carries an idempotency key, and a key already
-delivered (a ReactionIssued event with outcome "delivered" in the stream
-``reaction:<key>``) is not delivered again unless ``redeliver`` is set. Each attempt is
-recorded with its outcome.
+A projector consuming StateCombined events, never passing T2 (so every result a state
+is owed is in the ledger). It takes the states of the job's own combiner made at alerts
+the selected channels accepted; a stock's summary at a state holds that state's light
+curve and, for each of the job's T2 entries (by entry name), the result the entry owes
+that state, computed by the same rule as T2 (``projections.t2.plan``): results of other
+configurations or other jobs are never mixed in. Stocks whose results fail a cut are
+left out.
+
+A reactor of scope ``"state"`` is given each summary as it comes, so what it intends is
+a function of the log; one of scope ``"selection"`` (a report) is given, once per pass,
+the latest summary of each stock seen in the pass (``whole_pass``: its intents and its
+position are recorded together at the end). Intents (``ReactionIntended``: key, target,
+payload, and as causation the states and results they were made from) are recorded
+with the position; delivery is the outbox's (``projections.outbox``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ledger import (
-    DatapointAdded,
     Event,
     FilterDecided,
     Ledger,
-    ReactionIssued,
+    ReactionIntended,
     ResultDerived,
     StateCombined,
 )
-from projections.t0 import provenance
-from projections.t1 import accepted_by, followed_stocks, history_of
-from projections.t2 import Retry
+from ledger.codec import StoredRow, encode
+from projections.identity import provenance, tracking_name, unit_identity
+from projections.projector import Projector
+from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
+from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 from units import LightCurve, Reaction, Reactor, StockSummary
 
 __all__ = ["Cut", "React", "Selection"]
@@ -34,16 +43,16 @@ __all__ = ["Cut", "React", "Selection"]
 
 @dataclass(frozen=True)
 class Cut:
-    """Keep stocks whose latest ``unit`` result has ``key`` within [low, high]."""
+    """Keep stocks whose ``entry`` result has ``key`` within [low, high]."""
 
-    unit: str
+    entry: str
     key: str
     low: float | None = None
     high: float | None = None
 
     def passes(self, results: Mapping[str, Mapping[str, Any]]) -> bool:
         """Return True if the results satisfy the cut."""
-        value = results.get(self.unit, {}).get(self.key)
+        value = results.get(self.entry, {}).get(self.key)
         if not isinstance(value, int | float) or isinstance(value, bool):
             return False
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
@@ -51,130 +60,152 @@ class Cut:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which stocks a reactor sees."""
+    """Which stocks a reactor sees: followed by ``channels`` (None: any of the job's),
+    passing ``cuts``; ``every_stock``: a selection reactor sees every followed stock at
+    each pass, not only those updated since the last."""
 
     channels: frozenset[str] | None = None
-    updated_since_last_run: bool = True
-    cuts: tuple[Cut, ...] = field(default_factory=tuple)
+    cuts: tuple[Cut, ...] = ()
+    every_stock: bool = False
 
 
-def summarize(
-    stock: str, events: Sequence[Event], channels: frozenset[str] | None = None
-) -> StockSummary:
-    """Return what a reactor sees of a stock: its light curve and latest results."""
-    history = history_of(stock, events, channels)
-    states = [e for e in events if isinstance(e, StateCombined)]
-    latest_state = states[-1].state_id if states else None
-    results: dict[str, Mapping[str, Any]] = {}
-    for event in events:
-        if isinstance(event, ResultDerived) and event.subject in (latest_state, stock):
-            results[event.provenance.unit] = event.body
-    return StockSummary(
-        stock=stock,
-        channels=tuple(sorted(history.channels)),
-        lightcurve=LightCurve.of(stock, history.datapoints),
-        results=results,
-    )
+@dataclass(frozen=True)
+class _Seen:
+    """A summary and the ids of the events it was made from (state, results)."""
+
+    summary: StockSummary
+    causes: tuple[str, ...]
 
 
-class React:
-    """Runs one reactor over its selection; one projector per (job, reactor)."""
+class React(Projector):
+    """Runs one reactor of a job over the job's states: one projector per reactor entry."""
+
+    topics = (StateCombined,)
 
     def __init__(
         self,
         ledger: Ledger,
         reactor: Reactor,
+        entries: Sequence[T2Entry],
+        combiner: Mapping[str, str],
+        channels: Channels,
         selection: Selection,
-        name: str,
         run_id: str,
-        retry: Retry | None = None,
-        redeliver: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        decide: str = "",
+        combine: str = "",
+        augment: str = "",
+        batch_size: int = 2000,
     ) -> None:
         self.ledger = ledger
         self.reactor = reactor
+        self.entries = [e for e in entries if e.unit.binds != "datapoint"]
+        self.combiner = dict(combiner)
+        self.channels = channels  # the job's: they gate the T2 entries, as in T2
+        self.selected = channels.only(selection.channels)
         self.selection = selection
-        self.name = name
         self.run_id = run_id
-        self.retry = retry or Retry()
-        self.redeliver = redeliver
-        self.sleep = sleep
+        # Every result a state is owed is in once T2 has passed the state.
+        self.upstream = tuple(n for n in (decide, augment) if n)
+        self.batch_size = batch_size
+        self.whole_pass = reactor.scope == "selection"
+        self.name = tracking_name(
+            "t3", unit_identity(reactor), self.selected.names,
+            [[c.entry, c.key, c.low, c.high] for c in selection.cuts], selection.every_stock,
+            upstream=[n for n in (decide, combine, augment) if n],
+        )  # fmt: skip
+        self.latest: dict[str, str] = {}  # stock -> id of its latest state seen this pass
+        self.counts: Counter[str] = Counter()
 
-    def candidates(self, start: int, head: int) -> list[str]:
-        """Return the stocks to consider, sorted."""
-        if self.selection.updated_since_last_run:
-            events: Iterable[Event] = self.ledger.read(start, head, types=[FilterDecided])
-            updated = set(self.ledger.streams(start, head, types=[DatapointAdded, FilterDecided]))
-        else:
-            events = self.ledger.read(1, head, types=[FilterDecided])
-            updated = set()
-        channels = self.selection.channels
-        followed = {e.stream for e in events if accepted_by(e, channels)}
-        # A stock followed earlier and updated now is a candidate too.
-        followed.update(followed_stocks(self.ledger, sorted(updated - followed), channels))
-        return sorted(followed)
-
-    def run(self) -> dict[str, int]:
-        """Select, react and deliver; return counts by outcome."""
-        start, head = self.ledger.tracked(self.name) + 1, self.ledger.head()
-        summaries = []
-        stocks = self.candidates(start, head) if start <= head else []
-        for stock, stream in self.ledger.stream_events(stocks):
-            summary = summarize(stock, stream, self.selection.channels)
-            if all(cut.passes(summary.results) for cut in self.selection.cuts):
-                summaries.append(summary)
-        counts = {"selected": len(summaries), "delivered": 0, "skipped": 0, "failed": 0}
-        events: list[Event] = []
-        reactions = self.reactor.react(summaries) if summaries else []
-        for reaction in reactions:
-            outcome_events = self.deliver(reaction)
-            events += outcome_events
-            if not outcome_events:
-                counts["skipped"] += 1  # delivered before: nothing to do, nothing recorded
-            for event in outcome_events:
-                counts[event.outcome] += 1
-        self.ledger.append(events, tracking=(self.name, head))
-        return counts
-
-    def deliver(self, reaction: Reaction) -> list[ReactionIssued]:
-        """Deliver one reaction (unless already delivered), retrying; return the records."""
-        common = {
-            "stream": f"reaction:{reaction.key}",
-            "idempotency_key": reaction.key,
-            "target": reaction.target,
-            "payload": dict(reaction.payload),
-            "stock": reaction.stock,
-            "run_id": self.run_id,
-        }
-        earlier = list(self.ledger.stream(f"reaction:{reaction.key}"))
-        if not self.redeliver and any(
-            isinstance(e, ReactionIssued) and e.outcome == "delivered" for e in earlier
-        ):
+    def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
+        """Return the intents of a state reactor for the batch's states (a selection
+        reactor notes each stock's latest state, for :meth:`finish`)."""
+        states = [e for e in events if isinstance(e, StateCombined) and made_by(e, self.combiner)]
+        if self.whole_pass:
+            stocks = list(dict.fromkeys(s.stream for s in states))
+            logs = {log.stock: log for log in read_stocks(self.ledger, stocks, bound)}
+            for state in states:
+                if logs[state.stream].follows(state.alert, state_at(state), self.selected):
+                    self.latest[state.stream] = state.id
             return []
-        records = []
-        previous = len(earlier)
-        for attempt in range(previous + 1, previous + self.retry.max_attempts + 1):
-            started = time.perf_counter()
-            try:
-                detail = self.reactor.deliver(reaction)
-            except Exception as exc:
-                prov = provenance(self.reactor, time.perf_counter() - started)
-                error = f"{type(exc).__name__}: {exc}"
-                records.append(
-                    ReactionIssued(
-                        outcome="failed", detail=error, attempt=attempt, provenance=prov, **common
-                    )
-                )
-                wait = self.retry.wait_after(attempt - previous)
-                if wait is None:
-                    break
-                self.sleep(wait)
+        rows: list[StoredRow] = []
+        for seen in self._summaries(states, bound):
+            rows += self._intents(self.reactor.react([seen.summary]), [seen])
+        return rows
+
+    def finish(self, bound: int) -> list[StoredRow]:
+        """Return a selection reactor's intents for the pass: the latest summary of each
+        stock seen (every followed stock with ``every_stock``)."""
+        ids = dict(self.latest)
+        self.latest.clear()
+        if self.selection.every_stock:
+            for stock, state_id in self._every_stock(bound).items():
+                ids.setdefault(stock, state_id)
+        found = self.ledger.get_many(ids.values())
+        states = [s for s in found.values() if isinstance(s, StateCombined)]
+        seen = list(self._summaries(sorted(states, key=lambda s: s.stream), bound))
+        if not seen:
+            return []
+        return self._intents(self.reactor.react([s.summary for s in seen]), seen)
+
+    def _every_stock(self, bound: int) -> dict[str, str]:
+        """Return the latest state of the job's combiner of every stock a selected
+        channel has accepted, by stock."""
+        stocks = sorted(
+            {e.stream for e in self.ledger.read(1, bound, [FilterDecided]) if self.selected.owns(e)}
+        )
+        latest: dict[str, str] = {}
+        for stock, events in self.ledger.stream_events(stocks, [StateCombined], until=bound):
+            for e in events:
+                if isinstance(e, StateCombined) and made_by(e, self.combiner):
+                    latest[stock] = e.id
+        return latest
+
+    def _summaries(self, states: Sequence[StateCombined], bound: int) -> Iterable[_Seen]:
+        """Yield the summary of each state a selected channel followed and the cuts pass."""
+        stocks = list(dict.fromkeys(s.stream for s in states))
+        logs = {log.stock: log for log in read_stocks(self.ledger, stocks, bound)}
+        chosen: list[tuple[StateCombined, StockLog, dict[str, str]]] = []
+        for state in states:
+            log = logs[state.stream]
+            at = state_at(state)
+            if not log.follows(state.alert, at, self.selected):
                 continue
-            prov = provenance(self.reactor, time.perf_counter() - started)
-            records.append(
-                ReactionIssued(
-                    outcome="delivered", detail=detail, attempt=attempt, provenance=prov, **common
-                )
+            points, source = as_datapoints(log.by_event(set(state.causation)))
+            owed = plan(self.entries, state, log.groups(at, self.channels), points, source)
+            chosen.append((state, log, {p.entry.name: p.rid for p in owed}))
+        wanted = [derived_event_id(rid) for _, _, rids in chosen for rid in rids.values()]
+        stored = self.ledger.get_many(wanted)
+        results = {e.result_id: e for e in stored.values() if isinstance(e, ResultDerived)}
+        for state, log, rids in chosen:
+            got = {name: results[rid] for name, rid in rids.items() if rid in results}
+            bodies = {name: r.body for name, r in got.items()}
+            self.counts["seen"] += 1
+            if not all(cut.passes(bodies) for cut in self.selection.cuts):
+                continue
+            self.counts["selected"] += 1
+            points, _ = as_datapoints(log.by_event(set(state.causation)))
+            summary = StockSummary(
+                stock=state.stream,
+                channels=tuple(log.following(state_at(state), self.selected)),
+                lightcurve=LightCurve.of(state.stream, points),
+                results=bodies,
+                state=state.state_id,
             )
-            break
-        return records
+            yield _Seen(summary, (state.id, *(r.id for r in got.values())))
+
+    def _intents(self, reactions: Sequence[Reaction], seen: Sequence[_Seen]) -> list[StoredRow]:
+        """Return the intents of these reactions, each naming the states and results of
+        the stocks it is about (all of those it was given if it names none)."""
+        by_stock = {s.summary.stock: s.causes for s in seen}
+        rows = []
+        for reaction in reactions:
+            about = reaction.about or ((reaction.stock,) if reaction.stock else tuple(by_stock))
+            causes = tuple(c for stock in about for c in by_stock.get(stock, ()))
+            intent = ReactionIntended(
+                stream=f"reaction:{reaction.key}", idempotency_key=reaction.key,
+                target=reaction.target, payload=dict(reaction.payload), stock=reaction.stock,
+                provenance=provenance(self.reactor), causation=causes, run_id=self.run_id,
+            )  # fmt: skip
+            self.counts["intended"] += 1
+            rows.append(encode(intent))
+        return rows

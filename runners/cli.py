@@ -49,7 +49,7 @@ def _open(url: str) -> Ledger:
 
 
 def _run(
-    job_path: Path, sources: list[str], url: str, as_json: bool, redeliver: bool, workers: int = 1
+    job_path: Path, sources: list[str], url: str, as_json: bool, workers: int = 1
 ) -> RunSummary:
     job, text = load_job(job_path)
     file_sources = [FileSource({"paths": sources})] if sources else []
@@ -67,9 +67,7 @@ def _run(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        runner = LocalRunner(
-            job, text, ledger, file_sources, progress, redeliver=redeliver, workers=workers
-        )
+        runner = LocalRunner(job, text, ledger, file_sources, progress, workers=workers)
         summary = runner.run()
     if as_json:
         out.print_json(json.dumps(summary.as_dict()))
@@ -87,24 +85,38 @@ def show_summary(summary: RunSummary) -> None:
     table.add_row("unreadable", str(summary.unreadable))
     for reason, n in summary.unreadable_reasons.items():
         table.add_row(f"  {reason}", str(n))
+    for source, position in summary.resumed.items():
+        item, record = divmod(position, 1_000_000)
+        table.add_row(f"resumed {source} after item {item}, record {record}", "")
     for kind, n in sorted(summary.datapoints.items()):
         table.add_row(f"datapoints: {kind}", str(n))
     table.add_row("stocks", str(summary.stocks))
-    for channel, n in sorted(summary.accepted.items()):
-        table.add_row(f"accepted by {channel}", str(n))
-    for key, n in sorted(summary.rejected.items()):
-        channel, code = key.rsplit(" ", 1)
-        table.add_row(f"rejected by {channel}, code {code}", str(n))
+    for channel, made in sorted(summary.decisions.items()):
+        table.add_row(f"accepted by {channel}", str(made["accepted"]))
+        for code, rejected in made["rejected"].items():
+            why = f": {rejected['reason']}" if rejected["reason"] else ""
+            table.add_row(f"rejected by {channel}, code {code}{why}", str(rejected["count"]))
     for key, n in summary.states.items():
         table.add_row(f"T1 {key}", str(n))
-    for key, n in summary.results.items():
-        table.add_row(f"T2 {key}", str(n))
+    for entry, outcomes in summary.results.items():
+        for outcome, n in outcomes.items():
+            table.add_row(f"T2 {entry} {outcome}", str(n))
     for reactor, counts in summary.reactions.items():
         for key, n in counts.items():
             table.add_row(f"T3 {reactor} {key}", str(n))
     table.add_row("events appended", str(summary.appended))
     out.print(table)
-    out.print(f"ledger: {summary.ledger}")
+    for unit in summary.changed_units:
+        out.print(
+            f"[yellow]unit {unit['unit']} {unit['version']}: its code changed without a "
+            "new version; its results are computed again[/yellow]"
+        )
+    for failure in summary.failures:
+        out.print(
+            f"[red]{failure['tier']} {failure['unit']} failed on {failure['stock']}: "
+            f"{failure['error']}[/red]"
+        )
+    out.print(f"status: {summary.status}; ledger: {summary.ledger}")
 
 
 @app.command()
@@ -115,16 +127,17 @@ def run(
     ] = None,
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    redeliver: Annotated[bool, typer.Option(help="deliver reactions again")] = False,
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="processes that decode and shape packets (T0); 1: this process only"
+            min=1,
+            help="processes for the CPU work of T0 (decoding, shaping, filtering), T1 and "
+            "T2; 1: this process only",
         ),
     ] = 1,
 ) -> None:
     """Run a job locally: all tiers in sequence, with a progress bar and a summary."""
-    _run(job, list(source or []), ledger, as_json, redeliver, workers)
+    _run(job, list(source or []), ledger, as_json, workers)
 
 
 @app.command()
@@ -135,7 +148,7 @@ def demo(
     """Run the example job on real ZTF alerts shipped with skyledger, and write a report."""
     job = EXAMPLES / "demo.yaml"
     data = EXAMPLES / "data" / "ztf"
-    _run(job, [str(data)], ledger, as_json, False)
+    _run(job, [str(data)], ledger, as_json)
     if not as_json:
         console.print("report: skyledger-data/report.html (see the demo job for its path)")
 
@@ -215,10 +228,10 @@ def show_stock(view: Any) -> None:
             _num(d.limmag),
         )  # fmt: skip
     out.print(curve)
-    states = Table("state", "combiner", "datapoints", "channels", title="states")
+    states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
     for st in view.states:
         states.add_row(st.state_id[:12], f"{st.unit}@{st.unit_version}", str(st.n_datapoints),
-                       ", ".join(st.channels))  # fmt: skip
+                       str(st.alert_position or "-"), ", ".join(st.channels))  # fmt: skip
     out.print(states)
     results = Table("result", "unit", "status", "body or error", title="results")
     for r in view.results:
@@ -226,9 +239,9 @@ def show_stock(view: Any) -> None:
         results.add_row(r.result_id[:12], f"{r.unit}@{r.unit_version}", r.status, what)
     out.print(results)
     if view.reactions:
-        reactions = Table("key", "unit", "target", "outcome", title="reactions")
+        reactions = Table("key", "unit", "target", "status", "attempts", title="reactions")
         for x in view.reactions:
-            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.outcome)
+            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.status, str(x.attempts))
         out.print(reactions)
     journal = Table("position", "time", "event", "summary", title="journal")
     for j in view.journal[-40:]:

@@ -64,17 +64,33 @@ class ChannelSpec(_Model):
 
 
 class T2Spec(UnitRef):
-    """A T2 unit to run on the states of accepted stocks."""
+    """A T2 unit to run on the job's states, under an entry name."""
 
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="the entry's name (default: the unit's); results, dependencies, cuts "
+        "and reports refer to it, so one unit can run under several names and configurations",
+    )
     groups: list[int] | None = Field(
         default=None, description="run only for stocks a channel accepted into these groups"
     )
+    depends: dict[str, str] = Field(
+        default_factory=dict,
+        description="for each dependency the unit declares, the entry that fills it "
+        "(default: the entry named like the dependency)",
+    )
+
+    @property
+    def entry(self) -> str:
+        """Return the entry's name: ``name``, or the unit's name."""
+        return self.name or self.unit
 
 
 class ResultCut(_Model):
-    """Select stocks by a T2 result: ``unit``'s ``key`` within [min, max]."""
+    """Select stocks by a T2 result: the ``unit`` entry's ``key`` within [min, max]."""
 
-    unit: str
+    unit: str = Field(description="a T2 entry of the job, by its name")
     key: str
     min: float | None = None
     max: float | None = None
@@ -85,7 +101,9 @@ class Selection(_Model):
 
     channels: list[str] | None = Field(default=None, description="None: all channels")
     updated_since_last_run: bool = Field(
-        default=True, description="only stocks with new events since this reactor last ran"
+        default=True,
+        description="false: a reactor of a selection (a report) sees every stock its "
+        "channels follow at each run, not only those updated since it last ran",
     )
     where: list[ResultCut] = Field(default_factory=list)
 
@@ -97,11 +115,18 @@ class T3Spec(UnitRef):
 
 
 class RetryPolicy(_Model):
-    """How failed T2 computations are retried: exponential backoff up to a limit."""
+    """How failed T2 computations and T3 deliveries are retried: exponential backoff up
+    to a limit."""
 
-    max_attempts: int = Field(default=3, ge=1)
-    backoff_s: float = Field(default=0.5, ge=0)
-    factor: float = Field(default=2.0, ge=1)
+    max_attempts: int = Field(default=3, ge=1, description="attempts in all, per run")
+    backoff_s: float = Field(default=0.5, ge=0, description="wait after the first failure")
+    factor: float = Field(default=2.0, ge=1, description="each later wait is this much longer")
+    lease_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="a delivery another process began and left without an outcome for "
+        "this long is taken to have died with it, and is tried again with the same key",
+    )
 
 
 Loc = tuple[int | str, ...]
@@ -172,20 +197,21 @@ def conflicts(job: Job) -> list[tuple[Loc, str]]:
         names.append(channel.name)
     t2_names: list[str] = []
     for i, spec in enumerate(job.t2):
-        if spec.unit in t2_names:
+        if spec.entry in t2_names:
+            where = "name" if spec.name else "unit"
             msg = (
-                f"{spec.unit!r} is listed twice; a job runs each T2 unit once "
-                "(results and dependencies are found by unit name)"
+                f"entry {spec.entry!r} is listed twice; give each entry of a unit its own "
+                "'name' (results, dependencies and cuts refer to entries by name)"
             )
-            found.append((("t2", i, "unit"), msg))
-        t2_names.append(spec.unit)
+            found.append((("t2", i, where), msg))
+        t2_names.append(spec.entry)
     for i, spec3 in enumerate(job.t3):
         for j, wanted in enumerate(spec3.select.channels or []):
             if wanted not in names:
                 found.append((("t3", i, "select", "channels", j), f"no channel {wanted!r}"))
         for j, cut in enumerate(spec3.select.where):
             if cut.unit not in t2_names:
-                msg = f"{cut.unit!r} is not a T2 unit of the job"
+                msg = f"{cut.unit!r} is not a T2 entry of the job (entries: {t2_names})"
                 found.append((("t3", i, "select", "where", j, "unit"), msg))
     return found
 
@@ -270,13 +296,25 @@ def _check_units(job: Job, effective: dict[Loc, dict[str, Any]]) -> list[tuple[L
         cls = _check(spec, T2Unit, ("t2", i), found, effective)
         if cls is None:
             continue
+        for dependency in spec.depends:
+            if dependency not in cls.depends_on:
+                msg = f"{spec.unit!r} declares no dependency {dependency!r} ({cls.depends_on})"
+                found.append((("t2", i, "depends", dependency), msg))
         for dependency in cls.depends_on:
-            problem = _unmet(spec, cls, dependency, seen.get(dependency))
+            filled_by = spec.depends.get(dependency, dependency)
+            problem = _unmet(spec, cls, dependency, filled_by, seen.get(filled_by))
             if problem:
-                found.append((("t2", i, "unit"), problem))
-        seen[spec.unit] = (cls, spec)
+                where = ("depends", dependency) if dependency in spec.depends else ("unit",)
+                found.append((("t2", i, *where), problem))
+        seen[spec.entry] = (cls, spec)
     for i, spec3 in enumerate(job.t3):
-        _check(spec3, Reactor, ("t3", i), found, effective)
+        cls3 = _check(spec3, Reactor, ("t3", i), found, effective)
+        if cls3 is not None and cls3.scope == "state" and not spec3.select.updated_since_last_run:
+            msg = (
+                f"{spec3.unit!r} reacts to each new state of a stock; "
+                "'updated_since_last_run: false' applies to reactors of a selection (reports)"
+            )
+            found.append((("t3", i, "select", "updated_since_last_run"), msg))
     return found
 
 
@@ -296,13 +334,22 @@ def _unmet(
     spec: T2Spec,
     cls: type[T2Unit],
     dependency: str,
+    filled_by: str,
     listed: tuple[type[T2Unit], T2Spec] | None,
 ) -> str | None:
     """Return why a T2 unit's dependency could never give it a result, or None."""
-    name = spec.unit
+    name = spec.entry
     if listed is None:
-        return f"{name!r} depends on {dependency!r}, which must be listed before it in t2"
+        return (
+            f"{name!r} depends on {dependency!r}: an entry {filled_by!r} must be listed "
+            "before it in t2 (or 'depends' must name the entry that fills it)"
+        )
     dep_cls, dep_spec = listed
+    if dep_cls.name != dependency:
+        return (
+            f"{name!r} depends on {dependency!r}, but entry {filled_by!r} runs "
+            f"{dep_cls.name!r}"
+        )
     if cls.subject() != dep_cls.subject():
         return (
             f"{name!r} (binds {cls.binds!r}) depends on {dependency!r} (binds "
@@ -314,7 +361,7 @@ def _unmet(
     ):
         mine = "every group" if spec.groups is None else f"groups {spec.groups}"
         return (
-            f"{name!r} runs for {mine} but its dependency {dependency!r} only for groups "
+            f"{name!r} runs for {mine} but its dependency {filled_by!r} only for groups "
             f"{dep_spec.groups}: give {name!r} a subset of them in 'groups'"
         )
     return None

@@ -1,11 +1,16 @@
-"""The local runner: one process runs a job's tiers in sequence over the ledger.
+"""The local runner: one process catches a job's tiers up with the ledger, in sequence.
 
-    RunStarted -> configurations registered -> T0 ingest of every source -> T1 combine
-    -> T2 augment -> T3 react -> read model caught up -> RunFinished (with the summary)
+    RunStarted -> configurations registered
+    -> for each source: T0 ingest in batches, the decisions catching up after each batch
+    -> T1 combine -> T2 augment -> T3 react, then deliver (per reactor)
+    -> read model caught up -> RunFinished (with the summary)
 
-Each tier is a projector with its own tracking position (named after the job hash), so
-a run that stopped half-way is completed by the next one, and a second run over the
-same data appends no new facts (only its own RunStarted and RunFinished).
+Every tier is a projector (``projections.projector``) with its own tracking position,
+named after its units and those upstream of it; ingest keeps a position per source. A
+run that stopped half-way is completed by the next one; a second run over the same
+data appends no new facts (only its own RunStarted and RunFinished); and what the tiers
+append depends only on the ledger's log and the job, not on batch sizes, worker
+processes or how the input was split into runs.
 """
 
 from __future__ import annotations
@@ -14,18 +19,25 @@ import getpass
 import os
 import socket
 import sys
+import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import Ledger, RunFinished, RunStarted, content_hash
+from ledger import Ledger, Provenance, RunFinished, RunStarted
+from projections.decide import Channel, Decide
+from projections.identity import provenance, unit_identity
+from projections.outbox import Deliver
+from projections.pool import Workers
+from projections.projector import Projector, catch_up
 from projections.readmodel import ReadModel, readmodel_url
-from projections.t0 import Channel, Ingest
+from projections.retry import Retry
+from projections.t0 import Ingest, Verdicts
 from projections.t1 import Combine
-from projections.t2 import Augment, Retry, T2Task
+from projections.t2 import Augment, T2Entry
 from projections.t3 import Cut, React, Selection
 from runners.job import Job
 from units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
@@ -42,16 +54,19 @@ class RunSummary:
     run_id: str
     job_hash: str
     ledger: str
+    status: str = "running"
     alerts: int = 0
     unreadable: int = 0
     unreadable_reasons: dict[str, int] = field(default_factory=dict)
     datapoints: dict[str, int] = field(default_factory=dict)
-    accepted: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
     stocks: int = 0
+    resumed: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
-    results: dict[str, int] = field(default_factory=dict)
+    results: dict[str, dict[str, int]] = field(default_factory=dict)
     reactions: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    changed_units: list[dict[str, str]] = field(default_factory=list)
     appended: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,7 +86,7 @@ def package_versions() -> dict[str, str]:
 
 
 class LocalRunner:
-    """Runs a job once, in this process, against a ledger."""
+    """Runs a job once, in this process (and its worker processes), against a ledger."""
 
     def __init__(
         self,
@@ -80,73 +95,78 @@ class LocalRunner:
         ledger: Ledger,
         sources: Sequence[Source] = (),
         progress: Progress | None = None,
-        redeliver: bool = False,
         read_model: bool = True,
         workers: int = 1,
+        batch_size: int = 2000,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.job = job
         self.job_text = job_text
         self.ledger = ledger
         self.sources = list(sources) or [self._unit(r.unit, r.config, Source) for r in job.sources]
-        # Every unit is built once, here: the tiers and the tracking tag share them.
+        # Every unit is built once, here: the tiers and the tracking names share them.
         self.filters: list[Filter | None] = [
             self._unit(c.filter.unit, c.filter.config, Filter) if c.filter else None
             for c in job.channels
         ]
         self.shapers = {s: self._unit(r.unit, r.config, Shaper) for s, r in job.shapers.items()}
         self.combiner = self._unit(job.combiner.unit, job.combiner.config, Combiner)
-        self.t2_units = [self._unit(t.unit, t.config, T2Unit) for t in job.t2]
+        self.entries = [
+            T2Entry(spec.entry, self._unit(spec.unit, spec.config, T2Unit),
+                    frozenset(spec.groups) if spec.groups is not None else None, spec.depends)
+            for spec in job.t2
+        ]  # fmt: skip
         self.reactors = [self._unit(t.unit, t.config, Reactor) for t in job.t3]
         self.progress = progress or (lambda stage, done, total: None)
-        self.redeliver = redeliver
         self.read_model = read_model
         self.workers = workers
+        self.batch_size = batch_size
+        self.sleep = sleep
         self.run_id = uuid.uuid4().hex
-        # Tracking positions are named after the job and every unit's name, version and
-        # configuration: a new unit version or option starts its tiers from the beginning
-        # (results that are still valid are reused by id, so that costs reads, not work).
-        self.tag = content_hash(
-            "tracking",
-            {
-                "job": job.hash,
-                "units": sorted([u.name, u.version, u.config_hash] for u in self.units()),
-            },
-        )[:16]
-        self.channels = frozenset(c.name for c in job.channels)
+        self.channels = [
+            Channel(c.name, unit, c.autocomplete)
+            for c, unit in zip(job.channels, self.filters, strict=True)
+        ]
+        r = job.retry
+        self.retry = Retry(r.max_attempts, r.backoff_s, r.factor, r.lease_s)
 
     @staticmethod
     def _unit(name: str, config: dict[str, Any], contract: type[Unit]) -> Any:
         unit = build(name, config)
-        assert isinstance(unit, contract)
+        if not isinstance(unit, contract):
+            msg = f"{name!r} is not a {contract.__name__}"
+            raise TypeError(msg)
         return unit
 
     def units(self) -> list[Unit]:
         """Return every unit the job names (sources included), as built for this run."""
         found: list[Unit] = [*self.sources, *(f for f in self.filters if f is not None)]
-        found += [*self.shapers.values(), self.combiner, *self.t2_units, *self.reactors]
-        return found
+        found += [*self.shapers.values(), self.combiner, *(e.unit for e in self.entries)]
+        return found + list(self.reactors)
 
     def run(self) -> RunSummary:
         """Run every tier and return the summary (also recorded in RunFinished)."""
-        job, ledger = self.job, self.ledger
-        summary = RunSummary(self.run_id, job.hash, ledger.url)
+        ledger = self.ledger
+        summary = RunSummary(self.run_id, self.job.hash, ledger.url)
         head_before = ledger.head()
-        ledger.append([self._started()])
+        summary.changed_units = self._changed_units()
+        started = self._started()
+        ledger.append([started])
         status = "failed"
         try:
             for unit in self.units():
                 ledger.register_config(unit.name, unit.config.model_dump(mode="json"), self.run_id)
-            self._t0(summary)
-            self._t1(summary)
-            self._t2(summary)
-            self._t3(summary)
+            pool = Workers(self.workers) if self.workers > 1 else None
+            with pool if pool is not None else nullcontext():
+                self._tiers(summary, pool, (started.id,))
             if self.read_model:
                 self._read_model()
-            status = "ok"
+            status = "failed units" if summary.failures else "ok"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
+            summary.status = status
             summary.appended = ledger.count(head_before + 1) + 1  # and RunFinished below
             finished = RunFinished(
                 stream=f"run:{self.run_id}", run=self.run_id, status=status,
@@ -155,19 +175,69 @@ class LocalRunner:
             ledger.append([finished])
         return summary
 
-    def _started(self) -> RunStarted:
-        return RunStarted(
-            stream=f"run:{self.run_id}", run=self.run_id, job_hash=self.job.hash,
-            job_text=self.job_text, packages=package_versions(), host=socket.gethostname(),
-            user=_user(), argv=tuple(sys.argv), run_id=self.run_id,
+    def _tiers(self, summary: RunSummary, pool: Workers | None, cause: tuple[str, ...]) -> None:
+        """Build the job's projectors and catch each up in turn."""
+        ledger, run_id, size = self.ledger, self.run_id, self.batch_size
+        verdicts: Verdicts = {}
+        decide = Decide(ledger, self.channels, run_id, verdicts, pool, size)
+        mine = decide.mine
+        combine = Combine(ledger, self.combiner, mine, run_id, decide.name, pool, size)
+        combiner = unit_identity(self.combiner)
+        augment = Augment(
+            ledger, self.entries, combiner, mine, run_id, self.retry, decide.name, combine.name,
+            pool, size, self.sleep,
         )  # fmt: skip
-
-    def _t0(self, summary: RunSummary) -> None:
-        channels = [
-            Channel(c.name, unit, c.autocomplete)
-            for c, unit in zip(self.job.channels, self.filters, strict=True)
+        self._t0(summary, decide, verdicts, pool, cause)
+        self._catch_up("T1 combine", combine, decide)
+        summary.states = dict(combine.counts)
+        self._catch_up("T2 augment", augment, decide)
+        for (entry, outcome), n in sorted(augment.counts.items()):
+            summary.results.setdefault(entry, {})[outcome] = n
+        summary.failures += [
+            {"tier": "T2", "unit": entry, "stock": stock, "error": error}
+            for entry, stock, error in augment.failures
         ]
-        ingest = Ingest(self.ledger, channels, self.shapers, self.run_id, workers=self.workers)
+        for i, (spec, reactor) in enumerate(zip(self.job.t3, self.reactors, strict=True)):
+            selection = Selection(
+                channels=frozenset(spec.select.channels) if spec.select.channels else None,
+                cuts=tuple(Cut(c.unit, c.key, c.min, c.max) for c in spec.select.where),
+                every_stock=not spec.select.updated_since_last_run,
+            )
+            react = React(ledger, reactor, self.entries, combiner, mine, selection, run_id,
+                          decide.name, combine.name, augment.name, size)  # fmt: skip
+            deliver = Deliver(ledger, reactor, run_id, self.retry, react.name, self.sleep)
+            self._catch_up(f"T3 {spec.unit}", react, decide, augment)
+            self._catch_up(f"T3 {spec.unit} delivery", deliver)
+            summary.reactions[f"{i}:{spec.unit}"] = dict(react.counts) | dict(deliver.counts)
+            summary.failures += [
+                {"tier": "T3", "unit": spec.unit, "stock": target, "error": error}
+                for target, error in deliver.failures
+            ]
+
+    def _catch_up(self, stage: str, projector: Projector, *upstream: Projector) -> None:
+        """Catch one projector up, with a progress bar, after its upstream projectors
+        (they record each position as the input they consumed, so their own output and
+        what later tiers appended lie beyond it until they pass over it again)."""
+        for before in upstream:
+            catch_up(self.ledger, before)
+        start = self.ledger.tracked(projector.name)
+        self.progress(stage, 0, None)
+
+        def tick(at: int, bound: int) -> None:
+            self.progress(stage, at - start, bound - start)
+
+        catch_up(self.ledger, projector, progress=tick)
+
+    def _t0(
+        self,
+        summary: RunSummary,
+        decide: Decide,
+        verdicts: Verdicts,
+        pool: Workers | None,
+        cause: tuple[str, ...],
+    ) -> None:
+        ingest = Ingest(self.ledger, self.shapers, self.filters, self.run_id, verdicts, cause,
+                        workers=pool)  # fmt: skip
         done = 0
 
         def tick(n: int) -> None:
@@ -175,39 +245,59 @@ class LocalRunner:
             done += n
             self.progress("T0 ingest", done, None)
 
+        def decisions() -> None:
+            catch_up(self.ledger, decide)
+
         for source in self.sources:
-            blobs = source.blobs() if self.workers > 1 else None
-            ingest.run(source.packets(), source_label(source), tick, blobs)
+            ingest.run(source, source_label(source), decisions, tick)
+            decisions()
+            verdicts.clear()  # what is left was read again: its alerts were decided before
+        self._catch_up("T0 decisions", decide)  # alerts other runs or jobs received
         stats = ingest.stats
         summary.alerts, summary.unreadable = stats.alerts, stats.unreadable
         summary.unreadable_reasons = dict(stats.reasons)
         summary.datapoints = dict(stats.datapoints)
-        summary.accepted = dict(stats.accepted)
-        summary.rejected = dict(stats.rejected)
         summary.stocks = len(stats.stocks)
+        summary.resumed = dict(stats.resumed)
+        made = decide.stats
+        for channel in decide.channels:
+            rejected = {
+                str(code): {"count": n, "reason": made.reasons.get((name, code), "")}
+                for (name, code), n in sorted(made.rejected.items(), key=str)
+                if name == channel.name
+            }
+            summary.decisions[channel.name] = {
+                "accepted": made.accepted[channel.name], "rejected": rejected,
+            }  # fmt: skip
 
-    def _t1(self, summary: RunSummary) -> None:
-        combine = Combine(self.ledger, self.combiner, f"t1:{self.tag}", self.run_id, self.channels)
-        summary.states = combine.run(
-            lambda n, total: self.progress("T1 combine", n, total), workers=self.workers
-        )
+    def _changed_units(self) -> list[dict[str, str]]:
+        """Return the job's units whose code differs from what earlier runs recorded
+        under the same name and version (their results are computed again)."""
+        seen: dict[tuple[str, str], set[str]] = {}
+        for event in self.ledger.read(types=[RunStarted]):
+            if isinstance(event, RunStarted):
+                for u in event.units:
+                    seen.setdefault((u.unit, u.unit_version), set()).add(u.unit_digest)
+        changed = []
+        for unit in self.units():
+            digests = seen.get((unit.name, unit.version), set())
+            if digests and unit.digest() not in digests:
+                before = ", ".join(sorted(digests))
+                changed.append({"unit": unit.name, "version": unit.version,
+                                "digest": unit.digest(), "before": before})  # fmt: skip
+        return changed
 
-    def _retry(self) -> Retry:
-        r = self.job.retry
-        return Retry(r.max_attempts, r.backoff_s, r.factor)
-
-    def _t2(self, summary: RunSummary) -> None:
-        tasks = [
-            T2Task(unit, frozenset(t.groups) if t.groups is not None else None)
-            for t, unit in zip(self.job.t2, self.t2_units, strict=True)
-        ]
-        augment = Augment(
-            self.ledger, tasks, f"t2:{self.tag}", self.run_id, self._retry(), channels=self.channels
-        )
-        counts: Counter[str] = augment.run(
-            lambda n, total: self.progress("T2 augment", n, total), workers=self.workers
-        )
-        summary.results = dict(sorted(counts.items()))
+    def _started(self) -> RunStarted:
+        units: list[Provenance] = []
+        for unit in self.units():
+            p = provenance(unit)
+            if p not in units:
+                units.append(p)
+        return RunStarted(
+            stream=f"run:{self.run_id}", run=self.run_id, job_hash=self.job.hash,
+            job_text=self.job_text, packages=package_versions(), host=socket.gethostname(),
+            user=_user(), argv=tuple(sys.argv), run_id=self.run_id, units=tuple(units),
+        )  # fmt: skip
 
     def _read_model(self) -> None:
         """Bring the read model (in the ledger's database) up to date with the ledger."""
@@ -216,20 +306,6 @@ class LocalRunner:
             model.catch_up(
                 self.ledger, progress=lambda at, head: self.progress("read model", at, head)
             )
-
-    def _t3(self, summary: RunSummary) -> None:
-        for i, (spec, reactor) in enumerate(zip(self.job.t3, self.reactors, strict=True)):
-            selection = Selection(
-                channels=frozenset(spec.select.channels or self.channels),
-                updated_since_last_run=spec.select.updated_since_last_run,
-                cuts=tuple(Cut(c.unit, c.key, c.min, c.max) for c in spec.select.where),
-            )
-            react = React(
-                self.ledger, reactor, selection, f"t3:{self.tag}:{i}", self.run_id,
-                self._retry(), self.redeliver,
-            )  # fmt: skip
-            self.progress(f"T3 {spec.unit}", 0, None)
-            summary.reactions[f"{i}:{spec.unit}"] = react.run()
 
 
 def source_label(source: Source) -> str:

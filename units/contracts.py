@@ -29,17 +29,29 @@ T2Binding = Literal["stock", "datapoint", "state", "lightcurve"]
 
 
 class Source(Unit, ABC):
-    """T0: yields packets from somewhere (files, a stream), decoded or not."""
+    """T0: yields packets from somewhere (files, a stream), decoded or not.
+
+    Where it is in a source is recorded with each batch it gave (positions count its
+    items: blobs, or packets if it yields no blobs), under a name made of its
+    :meth:`key`, so an interrupted run resumes where it stopped.
+    """
 
     @abstractmethod
     def packets(self) -> Iterator[Alert | Unreadable]:
         """Yield every packet in a deterministic order; never raise on bad input."""
 
-    def blobs(self) -> Iterator[Blob | Unreadable] | None:
-        """Yield the same packets undecoded, in the same order, so that a runner can
-        decode them in worker processes (``units.sources.iter_blob`` decodes a blob);
-        None (the default) if this source only yields decoded packets."""
+    def blobs(self, start: int = 0) -> Iterator[Blob | Unreadable] | None:
+        """Yield the same packets undecoded, in the same order, from the ``start``-th
+        blob on (the runner resumes there), so that they can be decoded in worker
+        processes (``units.sources.iter_blob`` decodes a blob); None (the default) if
+        this source only yields decoded packets."""
         return None
+
+    def key(self) -> str:
+        """Return what identifies the packets this source yields, in order: the same key
+        means the same items, so a recorded position can be resumed. By default, the
+        unit's name and configuration hash."""
+        return f"{self.name}:{self.config_hash}"
 
 
 class Shaper(Unit, ABC):
@@ -90,7 +102,16 @@ class T2Unit(Unit, ABC):
 
 
 class Reactor(Unit, ABC):
-    """T3: reacts to a selection of stocks (reports, webhooks, tags)."""
+    """T3: reacts to stocks (reports, webhooks, tags).
+
+    ``scope`` says what ``react`` is given. ``"state"``: each new state of a selected
+    stock, one at a time, in log order, so its reactions are a function of the ledger
+    alone (a webhook per update). ``"selection"``: once per pass, every selected stock
+    updated since the last pass, at its latest state (a report); which stocks a
+    reaction names then depends on when the passes ran, as with a scheduled job.
+    """
+
+    scope: ClassVar[Literal["state", "selection"]] = "state"
 
     @abstractmethod
     def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:

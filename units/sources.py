@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from ledger.canonical import content_hash
 from units.alerts import Alert, Blob, Unreadable
 from units.avro import decode, unreadable
 from units.base import UnitConfig
@@ -34,6 +35,7 @@ __all__ = [
     "iter_blob",
     "iter_blobs",
     "iter_packets",
+    "listing",
 ]
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -52,18 +54,43 @@ def iter_packets(paths: Iterable[str | Path]) -> Iterator[Alert | Unreadable]:
             yield item
 
 
-def iter_blobs(paths: Iterable[str | Path]) -> Iterator[Blob | Unreadable]:
+def iter_blobs(paths: Iterable[str | Path], start: int = 0) -> Iterator[Blob | Unreadable]:
     """Yield the undecoded blobs under ``paths`` in the order :func:`iter_packets` reads
-    them (files that cannot be read become Unreadable)."""
+    them (files that cannot be read become Unreadable), from the ``start``-th on: files
+    before it are not read (members of a tar archive are read through)."""
+    index = 0
     for item in paths:
         path = Path(item)
-        if path.is_dir():
-            for file in _walk(path):
-                yield from _iter_file(file)
-        elif path.exists():
-            yield from _iter_file(path)
-        else:
-            yield unreadable(b"", str(path), f"no such file or directory: {path}")
+        files = _walk(path) if path.is_dir() else [path]
+        for file in files:
+            if not file.exists():
+                if index >= start:
+                    yield unreadable(b"", str(file), f"no such file or directory: {file}")
+                index += 1
+                continue
+            if index < start and not file.name.lower().endswith(TAR_SUFFIXES):
+                index += 1
+                continue
+            for blob in _iter_file(file):
+                if index >= start:
+                    yield blob
+                index += 1
+
+
+def listing(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
+    """Return the files :func:`iter_blobs` reads under ``paths``, in order, each with its
+    size and modification time (nanoseconds); a missing path is listed with -1, -1."""
+    found = []
+    for item in paths:
+        path = Path(item)
+        for file in _walk(path) if path.is_dir() else [path]:
+            try:
+                stat = file.stat()
+            except OSError:
+                found.append((str(file), -1, -1))
+                continue
+            found.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+    return found
 
 
 def iter_blob(data: bytes, locator: str) -> Iterator[Alert | Unreadable]:
@@ -144,6 +171,13 @@ class FileSource(Source):
         """Yield every alert or unreadable packet under the configured paths."""
         return iter_packets(self.config.paths)
 
-    def blobs(self) -> Iterator[Blob | Unreadable]:
-        """Yield the files and archive members under the configured paths, undecoded."""
-        return iter_blobs(self.config.paths)
+    def blobs(self, start: int = 0) -> Iterator[Blob | Unreadable]:
+        """Yield the files and archive members under the configured paths, undecoded,
+        from the ``start``-th on."""
+        return iter_blobs(self.config.paths, start)
+
+    def key(self) -> str:
+        """Return the configuration hash and a digest of the files to read (paths, sizes,
+        modification times): a folder that gained or changed files is a new source."""
+        files = content_hash("listing", listing(self.config.paths))
+        return f"{self.name}:{self.config_hash}:{files}"

@@ -114,12 +114,19 @@ class T2View:
 
 @dataclass(frozen=True, slots=True)
 class StockSummary:
-    """What a T3 unit sees of one selected stock: its light curve and latest T2 results."""
+    """What a T3 unit sees of one selected stock, at one of its states.
+
+    ``lightcurve`` is the state's (the datapoints as they were when it was made);
+    ``results`` maps each of the job's T2 entries (by entry name) to its result for that
+    state or its stock; ``channels`` are the job's channels that followed the stock
+    then; ``state`` is the state's id.
+    """
 
     stock: str
     channels: tuple[str, ...]
     lightcurve: LightCurve
     results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +136,16 @@ class Reaction:
     ``key`` identifies the reaction for idempotency: the same key is delivered once,
     however often the ledger is replayed, unless a replay asks for re-delivery. ``stock``
     names the stock it is about, if it is about one (it is recorded with the reaction
-    and shown in that stock's journal).
+    and shown in that stock's journal); ``about`` names the stocks a reaction on several
+    is made from (a report's candidates), so its lineage names their states and results
+    and not those of every stock it was shown.
     """
 
     target: str
     key: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     stock: str | None = None
+    about: tuple[str, ...] = ()
 
 
 def latest_bodies(datapoints: Sequence[Datapoint]) -> list[Datapoint]:

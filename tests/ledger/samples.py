@@ -1,16 +1,22 @@
-"""One event of each type, with fixed content: used by tests and for release fixtures."""
+"""One event of each type, with fixed content: used by tests and for release fixtures.
+
+The fixture of a release is written by ``python -m tests.ledger.samples VERSION``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from ledger import bodies_id
 from ledger.events import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
+    DeliveryClaimed,
     Event,
     FilterDecided,
     Provenance,
+    ReactionIntended,
     ReactionIssued,
     ResultDerived,
     ResultFailed,
@@ -37,14 +43,32 @@ def one_of_each(run_id: str = "run-1") -> list[Event]:
         stream="ZTF21abiuvdk", datapoint_id="1" * 32, kind="detection",
         body={"jd": 2459396.7165625, "mag": 18.1, "band": "r"}, causation=(alert.id,), **env,
     )  # fmt: skip
+    decision = FilterDecided(
+        stream="ZTF21abiuvdk", channel="SN", alert_digest=alert.digest, alert=alert.id,
+        alert_position=3, accepted=True, group=1, provenance=PROV, causation=(alert.id,), **env,
+    )  # fmt: skip
     state = StateCombined(
         stream="ZTF21abiuvdk", state_id="5" * 32, datapoint_ids=(dp.datapoint_id,),
-        channels=("SN",), provenance=PROV, causation=(dp.id,), **env,
+        bodies=bodies_id([dp.id]), alert=alert.id, alert_position=3, provenance=PROV,
+        causation=(alert.id, decision.id, dp.id), **env,
+    )  # fmt: skip
+    result = ResultDerived(
+        stream="ZTF21abiuvdk", result_id="7" * 32, subject=state.state_id,
+        body={"peak_mag": 17.9}, provenance=PROV, causation=(state.id,), **env,
+    )  # fmt: skip
+    intent = ReactionIntended(
+        stream="reaction:" + "k" * 32, idempotency_key="k" * 32, target="http://127.0.0.1/hook",
+        payload={"stock": "ZTF21abiuvdk"}, stock="ZTF21abiuvdk", provenance=PROV,
+        causation=(state.id, result.id), **env,
+    )  # fmt: skip
+    claim = DeliveryClaimed(
+        stream=intent.stream, idempotency_key=intent.idempotency_key, attempt=1,
+        provenance=PROV, causation=(intent.id,), **env,
     )  # fmt: skip
     return [
         RunStarted(
             stream=f"run:{run_id}", run=run_id, job_hash="j" * 32, job_text="channels: []",
-            packages={"skyledger": "0.1.0"}, host="h", user="u", **env,
+            packages={"skyledger": "0.2.0"}, host="h", user="u", units=(PROV,), **env,
         ),
         ConfigurationRegistered(
             stream="config:" + "c" * 32, config_hash="c" * 32, unit="T2LightCurveFeatures",
@@ -52,23 +76,41 @@ def one_of_each(run_id: str = "run-1") -> list[Event]:
         ),
         alert,
         dp,
-        FilterDecided(
-            stream="ZTF21abiuvdk", channel="SN", alert_digest=alert.digest, accepted=True,
-            group=1, provenance=PROV, causation=(alert.id,), **env,
-        ),
+        decision,
         state,
-        ResultDerived(
-            stream="ZTF21abiuvdk", result_id="7" * 32, subject=state.state_id,
-            body={"peak_mag": 17.9}, provenance=PROV, causation=(state.id,), **env,
-        ),
+        result,
         ResultFailed(
             stream="ZTF21abiuvdk", result_id="8" * 32, subject=state.state_id, attempt=1,
             error="ValueError: too few points", traceback="Traceback ...",
             retry_after_s=30.0, provenance=PROV, causation=(state.id,), **env,
         ),
+        intent,
+        claim,
         ReactionIssued(
-            stream="ZTF21abiuvdk", idempotency_key="k" * 32, target="http://127.0.0.1/hook",
-            payload={"stock": "ZTF21abiuvdk"}, outcome="delivered", provenance=PROV, **env,
+            stream=intent.stream, idempotency_key=intent.idempotency_key, target=intent.target,
+            stock="ZTF21abiuvdk", outcome="delivered", provenance=PROV,
+            causation=(claim.id, intent.id), **env,
         ),
         RunFinished(stream=f"run:{run_id}", run=run_id, status="ok", summary={"alerts": 1}, **env),
     ]  # fmt: skip
+
+
+def write_fixture(path: str) -> None:
+    """Write one stored row of each event type (the release fixture) to ``path``."""
+    import json
+
+    from ledger.codec import encode
+
+    with open(path, "w") as fh:
+        for event in one_of_each():
+            row = encode(event)
+            line = {"id": row.id, "topic": row.topic, "stream": row.stream,
+                    "state": row.state.decode()}  # fmt: skip
+            fh.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    write_fixture(str(Path(__file__).parent / "fixtures" / f"events-{sys.argv[1]}.jsonl"))

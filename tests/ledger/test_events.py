@@ -10,9 +10,19 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ledger import bodies_id
 from ledger.codec import decode, encode, register_event_type, topic_of
 from ledger.errors import EventRejected, UnknownEventType
-from ledger.events import AlertReceived, DatapointAdded, Event, ReactionIssued, ResultDerived
+from ledger.events import (
+    AlertReceived,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    ReactionIssued,
+    ResultDerived,
+    RunStarted,
+    StateCombined,
+)
 from tests.ledger.samples import one_of_each
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,17 +82,46 @@ def test_every_event_type_round_trips(event: Event) -> None:
     assert back.id == back.compute_id()
 
 
-def test_events_stored_by_release_0_1_still_load() -> None:
-    lines = (FIXTURES / "events-0.1.jsonl").read_text().splitlines()
-    events = [
+def _fixture(release: str) -> list[Event]:
+    lines = (FIXTURES / f"events-{release}.jsonl").read_text().splitlines()
+    return [
         decode(row["id"], row["topic"], row["state"].encode(), row["stream"], n)
         for n, row in enumerate(map(json.loads, lines), 1)
     ]
-    assert [type(e).__name__ for e in events] == [type(e).__name__ for e in one_of_each()]
+
+
+def test_events_stored_by_release_0_1_still_load() -> None:
+    events = _fixture("0.1")
+    assert [type(e).__name__ for e in events] == [
+        "RunStarted", "ConfigurationRegistered", "AlertReceived", "DatapointAdded",
+        "FilterDecided", "StateCombined", "ResultDerived", "ResultFailed", "ReactionIssued",
+        "RunFinished",
+    ]  # fmt: skip
     for event in events:
-        assert event.id == event.compute_id()  # content and id still agree
+        if isinstance(event, FilterDecided | StateCombined):
+            # Their identity gained fields in schema 2: the stored id is kept, and a
+            # decision or state made now is a new event beside the old one.
+            assert event.id != event.compute_id()
+        else:
+            assert event.id == event.compute_id()  # content and id still agree
     [reaction] = [e for e in events if isinstance(e, ReactionIssued)]
     assert reaction.stock == "ZTF21abiuvdk"  # version 1 had it in the payload only
+    [state] = [e for e in events if isinstance(e, StateCombined)]
+    [dp] = [e for e in events if isinstance(e, DatapointAdded)]
+    assert (state.alert, state.bodies) == (None, bodies_id([dp.id]))  # from its causation
+    [decision] = [e for e in events if isinstance(e, FilterDecided)]
+    assert decision.alert == events[2].id
+    assert decision.alert_position is None
+    [run] = [e for e in events if isinstance(e, RunStarted)]
+    assert run.units == ()
+
+
+def test_events_stored_by_release_0_2_still_load() -> None:
+    events = _fixture("0.2")
+    assert [type(e) for e in events] == [type(e) for e in one_of_each()]
+    for event, made in zip(events, one_of_each(), strict=True):
+        assert event.id == event.compute_id() == made.id
+        assert event.model_dump() == made.model_dump()
 
 
 def test_reactions_of_version_1_without_a_stock_in_the_payload_have_none() -> None:
@@ -172,17 +211,21 @@ def test_unreadable_packets_without_bytes_stay_distinct() -> None:
 
 
 def test_the_measured_duration_is_not_part_of_the_identity() -> None:
-    from ledger.events import Provenance, StateCombined
+    from ledger.events import Provenance
 
     def state(duration: float) -> StateCombined:
         prov = Provenance(
             unit="C", unit_version="1", unit_digest="d", config="c", duration_s=duration
         )
-        return StateCombined(stream="s", state_id="x", datapoint_ids=("a",), provenance=prov)
+        return StateCombined(
+            stream="s", state_id="x", datapoint_ids=("a",), bodies="b", provenance=prov
+        )
 
     assert state(0.01).id == state(0.5).id
     other = Provenance(unit="C", unit_version="2", unit_digest="d", config="c")
     assert (
         state(0.01).id
-        != StateCombined(stream="s", state_id="x", datapoint_ids=("a",), provenance=other).id
+        != StateCombined(
+            stream="s", state_id="x", datapoint_ids=("a",), bodies="b", provenance=other
+        ).id
     )

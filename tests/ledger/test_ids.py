@@ -60,24 +60,27 @@ def test_any_change_of_content_changes_the_id(body: dict[str, Any], key: str, va
     st.text(min_size=1, max_size=10),
     st.text(min_size=1, max_size=6),
     hex_ids,
+    hex_ids,
     st.lists(hex_ids, min_size=1, max_size=5),
 )
-def test_result_id_depends_on_unit_version_config_and_inputs(
-    unit: str, version: str, config: str, inputs: list[str]
+def test_result_id_depends_on_unit_version_code_config_and_inputs(
+    unit: str, version: str, digest: str, config: str, inputs: list[str]
 ) -> None:
-    base = result_id(unit=unit, unit_version=version, config=config, inputs=inputs)
-    assert base == result_id(unit=unit, unit_version=version, config=config, inputs=inputs[::-1])
-    assert base != result_id(unit=unit + "x", unit_version=version, config=config, inputs=inputs)
-    assert base != result_id(unit=unit, unit_version=version + ".1", config=config, inputs=inputs)
-    other_config = ("0" if config[0] != "0" else "1") + config[1:]
-    assert base != result_id(unit=unit, unit_version=version, config=other_config, inputs=inputs)
-    assert (
-        base
-        != result_id(
-            unit=unit, unit_version=version, config=config, inputs=[*inputs, "f" * 31 + "e"]
-        )
-        or "f" * 31 + "e" in inputs
-    )
+    def rid(**changes: Any) -> str:
+        given: dict[str, Any] = {"unit": unit, "unit_version": version, "unit_digest": digest,
+                                 "config": config, "inputs": inputs}  # fmt: skip
+        return result_id(**(given | changes))
+
+    def other(hex_id: str) -> str:
+        return ("0" if hex_id[0] != "0" else "1") + hex_id[1:]
+
+    base = rid()
+    assert base == rid(inputs=inputs[::-1])
+    assert base != rid(unit=unit + "x")
+    assert base != rid(unit_version=version + ".1")
+    assert base != rid(unit_digest=other(digest))  # edited code, same version: recomputed
+    assert base != rid(config=other(config))
+    assert base != rid(inputs=[*inputs, "f" * 31 + "e"]) or "f" * 31 + "e" in inputs
 
 
 def test_integers_beyond_64_bits_are_refused_clearly() -> None:
@@ -112,7 +115,10 @@ SAMPLES: list[dict[str, Any]] = [
 def _ids_here() -> list[str]:
     return [datapoint_id(s) for s in SAMPLES] + [
         state_id(["b" * 32, "a" * 32]),
-        result_id(unit="T2Bazin", unit_version="1.0", config="c" * 32, inputs=["a" * 32]),
+        result_id(
+            unit="T2Bazin", unit_version="1.0", unit_digest="d" * 32, config="c" * 32,
+            inputs=["a" * 32],
+        ),
         job_id({"channels": ["X"], "n": 1}),
     ]
 

@@ -22,6 +22,8 @@ from ledger import (
     Ledger,
     LedgerError,
     LedgerSettings,
+    Tracking,
+    TrackingConflict,
 )
 from tests.ledger.samples import one_of_each
 from tests.ledger.writer_process import batch_events
@@ -285,13 +287,47 @@ def test_reopening_keeps_everything(ledger_url: str) -> None:
 
 def test_a_projector_position_is_recorded_with_its_output(ledger: Ledger) -> None:
     assert ledger.tracked("t1") == 0
-    ledger.append(batch_events(0, 3), tracking=("t1", 40))
+    ledger.append(batch_events(0, 3), tracking=Tracking("t1", 0, 40))
     assert ledger.tracked("t1") == 40
-    ledger.append([], tracking=("t1", 55))  # progress without output
-    assert ledger.tracked("t1") == 55
-    ledger.append(batch_events(1, 2), tracking=("t1", 10))  # never moves backwards
+    ledger.append([], tracking=Tracking("t1", 40, 55))  # progress without output
     assert ledger.tracked("t1") == 55
     assert ledger.tracked("t2") == 0
+
+
+@pytest.mark.parametrize(
+    ("after", "position", "found"),
+    [
+        (55, 10, "cannot move from 55 to 10"),  # backwards
+        (55, 55, "cannot move from 55 to 55"),  # nowhere
+        (40, 70, "expected position 40, found position 55"),  # another process moved it
+        (0, 70, "expected position 0, found position 55"),  # a second process from scratch
+    ],
+)
+def test_a_position_moves_only_forward_from_where_it_is(
+    ledger: Ledger, after: int, position: int, found: str
+) -> None:
+    ledger.append([], tracking=Tracking("t1", 0, 55))
+    head = ledger.head()
+    with pytest.raises(TrackingConflict, match=found):
+        ledger.append(batch_events(1, 2), tracking=Tracking("t1", after, position))
+    assert ledger.tracked("t1") == 55
+    assert ledger.head() == head  # the output went with the refused move
+
+
+def test_a_position_that_is_not_there_is_not_moved(ledger: Ledger) -> None:
+    with pytest.raises(TrackingConflict, match="expected position 30, found no position"):
+        ledger.append(batch_events(0, 2), tracking=Tracking("t9", 30, 40))
+    assert ledger.tracked("t9") == 0
+    assert ledger.head() == 0
+
+
+def test_two_processes_on_one_name_are_found_out(ledger_url: str) -> None:
+    with Ledger.open(ledger_url) as one, Ledger.open(ledger_url) as two:
+        start = one.tracked("t1")
+        assert two.tracked("t1") == start  # both read the position, then both work
+        one.append(batch_events(0, 2), tracking=Tracking("t1", start, 10))
+        with pytest.raises(TrackingConflict, match="another process"):
+            two.append(batch_events(0, 2), tracking=Tracking("t1", start, 12))
 
 
 def test_a_failed_append_records_no_position(ledger: Ledger) -> None:
@@ -299,7 +335,7 @@ def test_a_failed_append_records_no_position(ledger: Ledger) -> None:
 
     refuse_inserts(ledger)
     with pytest.raises(LedgerError, match="refused"):
-        ledger.append(batch_events(0, 3), tracking=("t1", 40))
+        ledger.append(batch_events(0, 3), tracking=Tracking("t1", 0, 40))
     assert ledger.tracked("t1") == 0
 
 

@@ -15,10 +15,12 @@ from ledger import (
     AlertReceived,
     ConfigError,
     DatapointAdded,
+    DeliveryClaimed,
     Event,
     FilterDecided,
     Ledger,
     Provenance,
+    ReactionIntended,
     ReactionIssued,
     ResultDerived,
     ResultFailed,
@@ -26,7 +28,7 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
-from ledger.errors import ProjectionError
+from ledger.errors import ProjectionError, TrackingConflict
 from projections import models as m
 from projections.queries import list_stocks, run_summary, stock_view
 from projections.readmodel import Fold, ReadModel, readmodel_url
@@ -63,7 +65,10 @@ def story() -> list[Event]:
     def decide(stock: str, digest: str, channel: str, ok: bool, config: str = "f1") -> Event:
         how = {"group": 1} if ok else {"code": -3, "reason": "too faint"}
         what = {"channel": channel, "alert_digest": digest * 32, "accepted": ok}
-        return FilterDecided(stream=stock, **what, **how, provenance=prov("F", config), **env())
+        on = {"alert": alert(stock, digest).id}
+        return FilterDecided(
+            stream=stock, **what, **on, **how, provenance=prov("F", config), **env()
+        )
 
     def failed(result: str, attempt: int) -> ResultFailed:
         error = {"error": f"ValueError: attempt {attempt}\nmore", "traceback": "Traceback ..."}
@@ -73,15 +78,22 @@ def story() -> list[Event]:
         )
 
     def react(outcome: str, attempt: int, detail: str = "", key: str = "k") -> ReactionIssued:
-        payload = {"stock": A} if key == "k" else {"report": "nightly"}
-        what = {"idempotency_key": key * 32, "target": "http://hook", "payload": payload}
+        what: dict[str, Any] = {"idempotency_key": key * 32, "target": "http://hook"}
+        if key != "k":  # recorded before the outbox: no intent, the payload with the outcome
+            what["payload"] = {"report": "nightly"}
         what["stock"] = A if key == "k" else None  # as T3 records them
         return ReactionIssued(
             stream=f"reaction:{key * 32}", **what, outcome=outcome, attempt=attempt,
             detail=detail, provenance=prov("T3Hook"), **env(),
         )  # fmt: skip
 
+    def claim(attempt: int) -> DeliveryClaimed:
+        return DeliveryClaimed(stream=f"reaction:{'k' * 32}", idempotency_key="k" * 32,
+                               attempt=attempt, provenance=prov("T3Hook"), **env())  # fmt: skip
+
     state = {"stream": A, "state_id": "s" * 32, "datapoint_ids": ("1" * 32, "2" * 32)}
+    at_a = {"alert": alert(A, "a").id, "bodies": "b" * 32}
+    at_c = {"alert": alert(A, "c").id, "bodies": "c" * 32}
     job = {"job_hash": "j" * 32, "job_text": "channels: [SN]", "packages": {"skyledger": "0.1"}}
     return [
         RunStarted(
@@ -109,14 +121,14 @@ def story() -> list[Event]:
         dp(L, "5", "detection", jd=2460002.5, band="i", mag=21.0, flux=3.2, fluxerr=0.3),
         dp(L, "7", "other", note="no time, no photometry", mag="n/a"),
         decide(L, "l", "AGN", True),
-        StateCombined(**state, channels=("SN",), provenance=prov("T1All"), **env()),
+        StateCombined(**state, **at_a, provenance=prov("T1All"), **env()),
         failed("r", 1),
         alert(A, "c"),
         dp(A, "2", "upper_limit", jd=2459999.5, band="g", limmag=20.4),  # re-measured
         dp(A, "6", "detection", jd=2460003.5, band="r", mag=18.0, magerr=0.1),
         decide(A, "c", "SN", True),
         # the same combiner and configuration, its code changed without a version bump:
-        StateCombined(**state, channels=("AGN",), provenance=prov("T1All", code="e"), **env()),
+        StateCombined(**state, **at_c, provenance=prov("T1All", code="e"), **env()),
         failed("r", 2),
         ResultDerived(
             stream=A,
@@ -128,7 +140,13 @@ def story() -> list[Event]:
             **env(),
         ),
         failed("x", 1),
+        ReactionIntended(
+            stream=f"reaction:{'k' * 32}", idempotency_key="k" * 32, target="http://hook",
+            payload={"stock": A}, stock=A, provenance=prov("T3Hook"), **env(),
+        ),
+        claim(1),
         react("failed", 1, "HTTP 503"),
+        claim(2),
         react("delivered", 2),
         react("delivered", 1, key="z"),  # a report about no stock in particular
         dp(A, "2", "forced", jd=2459999.5, band="g", flux=1.0),  # re-measured again, new kind
@@ -163,7 +181,7 @@ def dump(rm: ReadModel) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_catch_up_fills_every_table(ledger: Ledger, readmodel: ReadModel) -> None:
     events = ledger.append(story())
-    assert readmodel.catch_up(ledger) == events.appended == 32
+    assert readmodel.catch_up(ledger) == events.appended == 35
     assert readmodel.position() == ledger.head()
     view = stock_view(readmodel, A)
     assert view is not None
@@ -178,8 +196,10 @@ def test_catch_up_fills_every_table(ledger: Ledger, readmodel: ReadModel) -> Non
     assert (remeasured.kind, remeasured.flux, remeasured.limmag) == ("forced", 1.0, None)
     assert remeasured.superseded_count == 2
     assert (view.datapoints[1].mag, view.datapoints[1].band) == (18.5, "r")
-    [state] = view.states
-    assert (state.channels, state.n_datapoints, state.unit) == (("AGN", "SN"), 2, "T1All")
+    first, second = view.states  # one state id, made at two alerts by two code versions
+    assert (first.channels, first.n_datapoints, first.unit) == (("SN",), 2, "T1All")
+    assert first.state_id == second.state_id
+    assert (first.bodies, second.bodies) == ("b" * 32, "c" * 32)
     ok, failed = view.results
     assert (ok.status, ok.body, ok.failures, ok.attempt, ok.inputs) == (
         "ok", {"peak_mag": 17.9}, 2, 2, ("q" * 32,),
@@ -188,10 +208,10 @@ def test_catch_up_fills_every_table(ledger: Ledger, readmodel: ReadModel) -> Non
     assert (failed.status, failed.body, failed.failures, failed.retry_after_s) == (
         "failed", None, 1, 30.0,
     )  # fmt: skip
-    assert [(r.attempt, r.outcome, r.detail) for r in view.reactions] == [
-        (1, "failed", "HTTP 503"), (2, "delivered", ""),
-    ]  # fmt: skip
-    assert len(view.journal) == 20
+    [reaction] = view.reactions
+    assert (reaction.status, reaction.attempts, reaction.detail) == ("delivered", 2, "")
+    assert reaction.payload == {"stock": A}  # from the intent
+    assert len(view.journal) == 21
     assert view.journal[0].summary == "alert a00 (ztf-4.02) from a.avro#0"
     assert "failed (attempt 1): ValueError: attempt 1" in view.journal[8].summary
     assert view.journal[4].summary == f"SN accepted into group 1 alert {'a' * 12} by F"
@@ -205,8 +225,8 @@ def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
     counts = {name: len(found) for name, found in rows.items()}
     assert counts == {
         "rm_alerts": 5, "rm_configs": 0, "rm_datapoints": 8, "rm_decisions": 6,
-        "rm_journal": 28, "rm_reactions": 3, "rm_results": 2, "rm_run_counts": 9, "rm_runs": 1,
-        "rm_states": 1, "rm_stock_channels": 2, "rm_stocks": 3, "rm_tracking": 1,
+        "rm_journal": 29, "rm_reactions": 2, "rm_results": 2, "rm_run_counts": 11,
+        "rm_runs": 1, "rm_states": 2, "rm_stock_channels": 2, "rm_stocks": 3, "rm_tracking": 1,
     }  # fmt: skip
     with readmodel.engine.connect() as conn:
         alerts = m.Alert.__table__
@@ -215,7 +235,7 @@ def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
         )
         assert bad.all() == [("unreadable", "corrupt Avro container")]
     assert {r[0] for r in rows["rm_stocks"]} == {A, B, L}  # not the unreadable packet
-    assert [r[2] for r in rows["rm_reactions"]] == [A, A, None]  # the stock of each reaction
+    assert [r[1] for r in rows["rm_reactions"]] == [A, None]  # the stock of each reaction
     lsst = stock_view(readmodel, L)
     assert lsst is not None
     assert [(d.datapoint_id[0], d.jd, d.mag) for d in lsst.datapoints] == [
@@ -294,10 +314,10 @@ def test_batches_of_any_size_end_identical(
     readmodel.drop()
     readmodel.create()
     seen: list[tuple[int, int]] = []
-    assert readmodel.catch_up(ledger, batch_size, lambda at, head: seen.append((at, head))) == 32
+    assert readmodel.catch_up(ledger, batch_size, lambda at, head: seen.append((at, head))) == 35
     assert dump(readmodel) == in_one_go
     assert seen[-1] == (ledger.head(), ledger.head())
-    assert len(seen) == -(-32 // batch_size)
+    assert len(seen) == -(-35 // batch_size)
 
 
 def test_killed_between_batches_ends_identical(
@@ -311,7 +331,7 @@ def test_killed_between_batches_ends_identical(
     readmodel.close()  # the process dies; another one opens the read model
     with ReadModel(readmodel_url(ledger.settings.ledger)) as again:
         assert again.position() == stored[12].position
-        assert again.catch_up(ledger, batch_size=5) == 19
+        assert again.catch_up(ledger, batch_size=5) == 22
         assert dump(again) == in_one_go
 
 
@@ -332,7 +352,7 @@ def test_a_failing_batch_moves_neither_rows_nor_position(
     monkeypatch.undo()
     readmodel.apply(stored)
     with readmodel.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(m.JournalEntry)).scalar() == 28
+        assert conn.execute(select(func.count()).select_from(m.JournalEntry)).scalar() == 29
 
 
 def test_a_model_reset_under_a_catch_up_is_refused(
@@ -343,7 +363,7 @@ def test_a_model_reset_under_a_catch_up_is_refused(
             other.drop()
             other.create()
 
-    with pytest.raises(ProjectionError, match="is at position 0, behind"):
+    with pytest.raises(TrackingConflict, match="found position 0"):
         readmodel.catch_up(ledger, batch_size=10, progress=reset)
     assert readmodel.position() == 0
 
@@ -372,7 +392,7 @@ def test_a_ledger_in_a_schema_keeps_its_read_model_there(pg_url: str) -> None:
     with Ledger.open(url) as ledger, ReadModel(readmodel_url(url)) as rm:
         ledger.append(one_of_each())
         rm.create()
-        assert rm.catch_up(ledger) == 10
+        assert rm.catch_up(ledger) == len(one_of_each())
         with rm.engine.connect() as conn:
             found = conn.execute(
                 select(func.count())

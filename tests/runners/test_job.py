@@ -75,7 +75,8 @@ def test_the_hash_ignores_layout_and_comments() -> None:
         ),
         (
             GOOD.replace("  - unit: CountPoints\n", ""),
-            r"line 8: t2\.0\.unit: 'TotalFromCounts' depends on 'CountPoints'",
+            r"line 8: t2\.0\.unit: 'TotalFromCounts' depends on 'CountPoints': an entry "
+            r"'CountPoints' must be listed before it",
         ),
         (
             GOOD.replace("name: MANY", "name: 'bad name'"),
@@ -123,12 +124,12 @@ t3:
     [
         (
             GOOD + "  - unit: CountPoints\n",
-            r"job line 10: t2\.2\.unit: 'CountPoints' is listed twice",
+            r"job line 10: t2\.2\.unit: entry 'CountPoints' is listed twice; give each entry",
         ),
         (
             GOOD + T3,
             r"job line 14: t3\.0\.select\.channels\.1: no channel 'FEW'\n"
-            r"job line 15: t3\.0\.select\.where\.1\.unit: 'Nothing' is not a T2 unit",
+            r"job line 15: t3\.0\.select\.where\.1\.unit: 'Nothing' is not a T2 entry",
         ),
         (
             GOOD.replace("filter:", "autocomplete: true\n  - name: MANY\n    filter:"),
@@ -161,3 +162,68 @@ def test_parts_that_do_not_fit_together_are_refused_where_they_are(
 def test_dependencies_that_can_be_met_are_accepted() -> None:
     gated = GOOD.replace("- unit: CountPoints", "- unit: CountPoints\n    groups: [1, 2]")
     assert parse_job(gated + "    groups: [2]\n").t2[1].groups == [2]
+
+
+TWICE = """
+name: twice
+channels: [{name: ALL}]
+combiner: {unit: AllPoints}
+t2:
+  - {unit: CountPoints, name: counts_a}
+  - {unit: CountPoints, name: counts_b, config: {}}
+  - {unit: TotalFromCounts, depends: {CountPoints: counts_b}}
+t3:
+  - unit: CollectReactor
+    config: {path: out.txt}
+    select: {where: [{unit: counts_a, key: g, min: 1}]}
+"""
+
+
+def test_one_unit_runs_under_several_entry_names() -> None:
+    job = parse_job(TWICE)
+    assert [t.entry for t in job.t2] == ["counts_a", "counts_b", "TotalFromCounts"]
+    assert job.t2[2].depends == {"CountPoints": "counts_b"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("depends: {CountPoints: counts_b}", "depends: {CountPoints: nothing}"),
+            r"line 8: t2\.2\.depends\.CountPoints: 'TotalFromCounts' depends on 'CountPoints': "
+            r"an entry 'nothing' must be listed before it",
+        ),
+        (
+            ("depends: {CountPoints: counts_b}", "depends: {Other: counts_b}"),
+            r"line 8: t2\.2\.depends\.Other: 'TotalFromCounts' declares no dependency 'Other'",
+        ),
+        (
+            ("depends: {CountPoints: counts_b}", "depends: {}"),
+            r"t2\.2\.unit: 'TotalFromCounts' depends on 'CountPoints': an entry 'CountPoints'",
+        ),
+        (
+            (
+                "{unit: CountPoints, name: counts_b, config: {}}",
+                "{unit: AlwaysFails, name: counts_b}",
+            ),
+            r"'TotalFromCounts' depends on 'CountPoints', but entry 'counts_b' runs 'AlwaysFails'",
+        ),
+        (("name: counts_b", "name: counts_a"), r"t2\.1\.name: entry 'counts_a' is listed twice"),
+        (
+            ("key: g, min: 1", "key: g, min: 1}, {unit: CountPoints, key: r"),
+            r"'CountPoints' is not a T2 entry",
+        ),
+    ],
+)
+def test_entries_and_their_dependencies_are_checked(
+    change: tuple[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_job(TWICE.replace(*change))
+
+
+def test_a_state_reactor_cannot_ask_for_every_stock() -> None:
+    broken = TWICE.replace("select: {where", "select: {updated_since_last_run: false, where")
+    with pytest.raises(ConfigError, match=r"t3\.0\.select\.updated_since_last_run: "
+                       r"'CollectReactor' reacts to each new state"):  # fmt: skip
+        parse_job(broken)

@@ -78,31 +78,37 @@ def test_a_run_records_every_tier(ledger: Ledger, tmp_path: Path) -> None:
     assert kinds["RunStarted"] == kinds["RunFinished"] == 1
     # Every alert gets a decision from each channel.
     assert kinds["FilterDecided"] == 2 * alerts
-    # One state per T1 pass that saw new datapoints; results for each state.
+    # A state per alert (ALL follows every alert), each with its results.
     states = [e for e in events if isinstance(e, StateCombined)]
-    assert len(states) == 1  # a single run combines once, after all alerts are in
+    assert len(states) == 34
     results = [e for e in events if isinstance(e, ResultDerived)]
-    assert {r.provenance.unit for r in results} == {"CountPoints", "TotalFromCounts"}
-    counts = next(r for r in results if r.provenance.unit == "CountPoints").body
-    total = next(r for r in results if r.provenance.unit == "TotalFromCounts").body
+    assert Counter(r.provenance.unit for r in results) == {"CountPoints": 34, "TotalFromCounts": 34}
+    last = states[-1]
+    counts = next(r.body for r in results if r.subject == last.state_id
+                  and r.provenance.unit == "CountPoints")  # fmt: skip
+    total = next(r.body for r in results if r.subject == last.state_id
+                 and r.provenance.unit == "TotalFromCounts")  # fmt: skip
     assert total == {"total": sum(counts.values())}
     detections = {
         e.datapoint_id for e in events if isinstance(e, DatapointAdded) and e.kind == "detection"
     }
     assert sum(counts.values()) == len(detections)
-    # The failing unit: recorded with its traceback, retried once, then given up.
+    # The failing unit: recorded with its traceback, retried once, then given up, per state.
     failures = [e for e in events if isinstance(e, ResultFailed)]
-    assert [f.attempt for f in failures] == [1, 2]
+    assert Counter(f.attempt for f in failures) == {1: 34, 2: 34}
     assert "ValueError: cannot handle ZTF21abiuvdk" in failures[0].error
     assert "Traceback" in failures[0].traceback
-    assert failures[-1].retry_after_s is None
-    # T3 delivered once to the file.
+    assert all(f.retry_after_s is None for f in failures if f.attempt == 2)
+    assert {f.causation for f in failures} == {(s.id,) for s in states}  # failure -> state
+    # T3: one reaction (the same key at every state), intended once, delivered once.
     assert (tmp_path / "collected.txt").read_text() == "ZTF21abiuvdk\n"
+    assert kinds["ReactionIntended"] == kinds["DeliveryClaimed"] == 1
     reactions = [e for e in events if isinstance(e, ReactionIssued)]
     assert [r.outcome for r in reactions] == ["delivered"]
     finished = next(e for e in events if isinstance(e, RunFinished))
-    assert finished.status == "ok"
+    assert finished.status == "failed units"  # AlwaysFails gave up
     assert finished.summary["alerts"] == 34
+    assert {f["unit"] for f in finished.summary["failures"]} == {"AlwaysFails"}
 
 
 def test_a_second_run_appends_no_new_facts(ledger: Ledger, tmp_path: Path) -> None:
@@ -180,8 +186,10 @@ t2: [{unit: CountPoints}]
     summary = LocalRunner(
         parse_job(picky), picky, ledger, [FileSource({"paths": [str(folder)]})]
     ).run()
-    assert summary.states["stocks"] == 0  # no channel of this job follows the stock
-    assert summary.results == {}
+    assert summary.decisions["NOBODY"]["accepted"] == 0  # it decided on the 34 alerts
+    assert sum(r["count"] for r in summary.decisions["NOBODY"]["rejected"].values()) == 34
+    assert summary.states == {}  # no channel of this job follows the stock
+    assert summary.results == {}  # the other job's states (same combiner) are not its work
 
 
 def test_a_new_unit_version_is_computed_on_data_already_processed(
@@ -200,12 +208,12 @@ def test_a_new_unit_version_is_computed_on_data_already_processed(
     results = [e for e in ledger.read(types=[ResultDerived]) if isinstance(e, ResultDerived)]
     new = [r for r in results if r.result_id not in old]
     # CountPoints@2 is a new variant beside @1, and its dependent is recomputed on it.
-    assert sorted(r.provenance.unit for r in new) == ["CountPoints", "TotalFromCounts"]
+    assert Counter(r.provenance.unit for r in new) == {"CountPoints": 34, "TotalFromCounts": 34}
     assert {r.provenance.unit_version for r in results if r.provenance.unit == "CountPoints"} == {
         "1",
         "2",
     }
-    assert summary.results["CountPoints ok"] == 1  # type: ignore[attr-defined]
+    assert summary.results["CountPoints"]["ok"] == 34  # type: ignore[attr-defined]
 
 
 def test_worker_processes_record_what_one_process_records(
@@ -225,8 +233,8 @@ def test_worker_processes_record_what_one_process_records(
     per_run = {"RunStarted", "RunFinished"}
     assert [f for f in found if f[0] not in per_run] == [e for e in expected if e[0] not in per_run]
     assert Counter(name for name, _ in found)["AlertReceived"] == one.alerts + one.unreadable
-    for field in ("alerts", "unreadable", "unreadable_reasons", "datapoints", "accepted",
-                  "rejected", "stocks", "states", "results", "reactions"):  # fmt: skip
+    for field in ("alerts", "unreadable", "unreadable_reasons", "datapoints", "decisions",
+                  "stocks", "states", "results", "reactions"):  # fmt: skip
         assert getattr(two, field) == getattr(one, field), field
     packets = [e for e in ledger.read(types=[AlertReceived]) if isinstance(e, AlertReceived)]
     assert all(ledger.packet(p.digest) for p in packets if p.error is None)

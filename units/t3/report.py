@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,7 @@ class ReportReactor(Reactor):
     """
 
     version: ClassVar[str] = "1.0"
+    scope: ClassVar[Literal["state", "selection"]] = "selection"
 
     class Config(UnitConfig):
         """Options of the report."""
@@ -85,7 +86,8 @@ class ReportReactor(Reactor):
             "stocks": entries,
         }
         key = reaction_key(self.name, self.version, cfg.path, payload)
-        return [Reaction(target=cfg.path, key=key, payload=payload)]
+        about = tuple(stock.stock for _, stock in ranked)
+        return [Reaction(target=cfg.path, key=key, payload=payload, about=about)]
 
     def _rank(self, stocks: Sequence[StockSummary]) -> list[tuple[float | None, StockSummary]]:
         """Return (value, stock) pairs in report order: by value, then by stock id."""

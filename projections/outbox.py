@@ -1,0 +1,131 @@
+"""T3 delivery: the outbox. Reactions a reactor intended are delivered, each at most
+once successfully, with the same key however often it is tried.
+
+A projector consuming ReactionIntended events (never passing the reactor that records
+them). For each intent of its reactor that has no delivered outcome yet:
+
+1. it claims the next attempt (``DeliveryClaimed`` with the key and attempt number: the
+   id is made of both, so of two processes claiming one attempt only one claim is
+   stored, and the other, seeing nothing appended, does not deliver);
+2. it delivers (``Reactor.deliver``, with the intent's key, target and payload);
+3. it records the outcome (``ReactionIssued``: delivered or failed, the attempt, and as
+   causation the claim and the intent), and retries failures by the job's policy.
+
+A crash between 2 and 3 leaves a claim without an outcome. It is taken over once it is
+older than ``Retry.lease_s`` (another live process may still be delivering it), and
+delivered again under the same key: a receiver that honours idempotency keys sees it
+once, any receiver sees one key twice at most, and the ledger holds one delivered
+outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, ReactionIssued
+from projections.identity import provenance, tracking_name, unit_identity
+from projections.projector import Projector
+from projections.retry import Retry
+from units import Reaction, Reactor
+
+__all__ = ["Deliver"]
+
+
+class Deliver(Projector):
+    """Delivers one reactor's intended reactions (see module doc)."""
+
+    topics = (ReactionIntended,)
+    batch_size = 100
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        reactor: Reactor,
+        run_id: str,
+        retry: Retry | None = None,
+        react: str = "",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.reactor = reactor
+        self.identity = unit_identity(reactor)
+        self.run_id = run_id
+        self.retry = retry or Retry()
+        self.upstream = ()  # intents are complete once seen
+        self.sleep = sleep
+        self.clock = clock
+        self.name = tracking_name("t3-deliver", self.identity, upstream=[react] if react else [])
+        self.counts: Counter[str] = Counter()
+        self.failures: list[tuple[str, str]] = []  # (target, last error)
+
+    def process(self, events: Sequence[Event], bound: int) -> list[object]:
+        """Deliver the batch's intents of this reactor; outcomes are appended as they
+        come (nothing is left for the position's transaction)."""
+        for event in events:
+            if isinstance(event, ReactionIntended) and event.provenance.identity() == self.identity:
+                self.deliver(event)
+        return []
+
+    def deliver(self, intent: ReactionIntended) -> None:
+        """Deliver one intended reaction unless it was delivered, retrying by policy."""
+        key = intent.idempotency_key
+        stream = f"reaction:{key}"
+        tried = 0
+        while True:
+            history = list(self.ledger.stream(stream))
+            outcomes = {e.attempt: e for e in history if isinstance(e, ReactionIssued)}
+            if any(o.outcome == "delivered" for o in outcomes.values()):
+                self.counts["delivered before"] += 1
+                return
+            claims = [e for e in history if isinstance(e, DeliveryClaimed)]
+            last = max((c.attempt for c in claims), default=0)
+            attempt = max(last, *outcomes, 0) + 1
+            open_claim = next((c for c in claims if c.attempt == last), None)
+            if last in outcomes:
+                open_claim = None
+            if open_claim is not None and open_claim.run_id != self.run_id:
+                age = (self.clock() - open_claim.time).total_seconds()
+                if age < self.retry.lease_s:
+                    self.sleep(self.retry.lease_s - age)  # another process may be on it
+                    continue
+                self.counts["taken over"] += 1
+            claim = DeliveryClaimed(
+                stream=stream, idempotency_key=key, attempt=attempt,
+                provenance=provenance(self.reactor), causation=(intent.id,), run_id=self.run_id,
+            )  # fmt: skip
+            if not self.ledger.append([claim]).appended:
+                continue  # another process claimed this attempt: look again
+            tried += 1
+            outcome = self._attempt(intent, claim)
+            self.ledger.append([outcome])
+            if outcome.outcome == "delivered":
+                self.counts["delivered"] += 1
+                return
+            wait = self.retry.wait_after(tried)
+            if wait is None:
+                self.counts["failed"] += 1
+                self.failures.append((intent.target, outcome.detail))
+                return
+            self.sleep(wait)
+
+    def _attempt(self, intent: ReactionIntended, claim: DeliveryClaimed) -> ReactionIssued:
+        """Deliver once and return the outcome event."""
+        reaction = Reaction(
+            target=intent.target, key=intent.idempotency_key, payload=intent.payload,
+            stock=intent.stock,
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            detail, outcome = self.reactor.deliver(reaction), "delivered"
+        except Exception as exc:
+            detail, outcome = f"{type(exc).__name__}: {exc}", "failed"
+        return ReactionIssued(
+            stream=claim.stream, idempotency_key=claim.idempotency_key, target=intent.target,
+            stock=intent.stock, outcome=outcome, detail=detail, attempt=claim.attempt,
+            provenance=provenance(self.reactor, time.perf_counter() - started),
+            causation=(claim.id, intent.id), run_id=self.run_id,
+        )  # fmt: skip

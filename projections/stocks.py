@@ -1,0 +1,164 @@
+"""A stock's log as of a position: its datapoints and the decisions on its alerts.
+
+Every tier after T0 asks the same questions of one stock, as things stood at one alert:
+which datapoints the ledger knew then, which channels of a job followed the stock, into
+which groups. :class:`StockLog` answers them from the stock's ``DatapointAdded`` and
+``FilterDecided`` events read up to a position (``read_stocks``). Answers depend only on
+the ordered log, never on when or in which batches a projector reads it.
+
+A channel is its name, its filter's identity and whether it autocompletes
+(:class:`ChannelKey`); a job owns the decisions of its own channels, so jobs sharing a
+ledger never act on each other's decisions, and jobs with the same channel share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ledger import DatapointAdded, Event, FilterDecided, Ledger, Provenance
+from units import Datapoint, latest_bodies
+
+__all__ = ["ChannelKey", "Channels", "StockLog", "read_stocks"]
+
+
+class ChannelKey(NamedTuple):
+    """What makes a channel's decisions its own: name, filter identity, autocomplete."""
+
+    name: str
+    filter: tuple[str, str, str, str]  # unit, version, code digest, configuration hash
+    autocomplete: bool
+
+    @classmethod
+    def of(cls, name: str, filter_provenance: Provenance, autocomplete: bool) -> ChannelKey:
+        """Return the key of a channel with a filter of this provenance."""
+        p = filter_provenance
+        return cls(name, (p.unit, p.unit_version, p.unit_digest, p.config), autocomplete)
+
+    @classmethod
+    def of_decision(cls, d: FilterDecided) -> ChannelKey:
+        """Return the key of the channel that made a decision."""
+        return cls.of(d.channel, d.provenance, d.autocomplete)
+
+    def as_json(self) -> list[Any]:
+        """Return the key as JSON-compatible data (for hashing into tracking names)."""
+        return [self.name, list(self.filter), self.autocomplete]
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The channels of one job (or a selection of them): which decisions are theirs."""
+
+    keys: frozenset[ChannelKey]
+
+    def owns(self, event: Event) -> bool:
+        """Return True for a decision made by one of these channels."""
+        return isinstance(event, FilterDecided) and ChannelKey.of_decision(event) in self.keys
+
+    def only(self, names: Collection[str] | None) -> Channels:
+        """Return the channels among these whose names are in ``names`` (None: all)."""
+        if names is None:
+            return self
+        return Channels(frozenset(k for k in self.keys if k.name in names))
+
+    @property
+    def names(self) -> list[str]:
+        """Return the channel names, sorted."""
+        return sorted(k.name for k in self.keys)
+
+
+def _at(d: FilterDecided) -> int:
+    """Return the position of the alert a decision is about (for version-1 decisions,
+    which do not record it, the decision's own position: a later bound, never earlier)."""
+    return d.alert_position if d.alert_position is not None else (d.position or 0)
+
+
+@dataclass
+class StockLog:
+    """One stock's datapoints and decisions, in log order, up to the position read."""
+
+    stock: str
+    datapoints: list[DatapointAdded] = field(default_factory=list)
+    decisions: list[FilterDecided] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, stock: str, events: Iterable[Event]) -> StockLog:
+        """Return the log of a stock from its events (in position order)."""
+        log = cls(stock)
+        for event in events:
+            if isinstance(event, DatapointAdded):
+                log.datapoints.append(event)
+            elif isinstance(event, FilterDecided):
+                log.decisions.append(event)
+        return log
+
+    def decisions_on(self, alert: str, channels: Channels) -> list[FilterDecided]:
+        """Return the channels' decisions on one alert (AlertReceived id), in log order."""
+        return [d for d in self.decisions if d.alert == alert and channels.owns(d)]
+
+    def accepted_on(self, alert: str, channels: Channels) -> list[FilterDecided]:
+        """Return the channels' acceptances of one alert, in log order."""
+        return [d for d in self.decisions_on(alert, channels) if d.accepted]
+
+    def accepted_until(self, alert_position: int, channels: Channels) -> list[FilterDecided]:
+        """Return the channels' acceptances of this stock's alerts at or before a position."""
+        return [
+            d
+            for d in self.decisions
+            if d.accepted and _at(d) <= alert_position and channels.owns(d)
+        ]
+
+    def follows(self, alert: str | None, alert_position: int | None, channels: Channels) -> bool:
+        """Return True if a channel accepted the stock at this alert (for a state made
+        before states named their alert: at any alert up to the position given)."""
+        if alert is None:
+            return bool(self.accepted_until(alert_position or 0, channels))
+        return bool(self.accepted_on(alert, channels))
+
+    def groups(self, alert_position: int, channels: Channels) -> set[int]:
+        """Return the groups the channels accepted the stock into, up to an alert."""
+        return {
+            d.group for d in self.accepted_until(alert_position, channels) if d.group is not None
+        }
+
+    def following(self, alert_position: int, channels: Channels) -> list[str]:
+        """Return the names of the channels that followed the stock up to an alert."""
+        return sorted({d.channel for d in self.accepted_until(alert_position, channels)})
+
+    def known_at(self, alert: str, alert_position: int) -> list[DatapointAdded]:
+        """Return the datapoint events the ledger held at an alert: those appended before
+        it, and its own (later alerts' datapoints are left out)."""
+        return [
+            e
+            for e in self.datapoints
+            if (e.position or 0) < alert_position or e.causation[:1] == (alert,)
+        ]
+
+    def by_event(self, event_ids: Collection[str]) -> list[DatapointAdded]:
+        """Return the datapoint events among ``event_ids``, in log order."""
+        return [e for e in self.datapoints if e.id in event_ids]
+
+
+def as_datapoints(events: Sequence[DatapointAdded]) -> tuple[list[Datapoint], dict[str, str]]:
+    """Return the datapoints of these events, one per id by the units' rule
+    (``units.latest_bodies``), and for each datapoint id the event that gave its body."""
+    points: list[Datapoint] = []
+    source: dict[int, str] = {}
+    for e in events:
+        kind: Any = e.kind
+        point = Datapoint(id=e.datapoint_id, stock=e.stream, kind=kind, body=e.body)
+        points.append(point)
+        source[id(point)] = e.id
+    kept = latest_bodies(points)
+    return kept, {p.id: source[id(p)] for p in kept}
+
+
+def read_stocks(
+    ledger: Ledger, stocks: Iterable[str], until: int, batch: int = 200
+) -> Iterator[StockLog]:
+    """Yield the log of each stock (in the order given) as the ledger held it at ``until``."""
+    for stock, events in ledger.stream_events(
+        stocks, types=[DatapointAdded, FilterDecided], batch=batch, until=until
+    ):
+        yield StockLog.of(stock, events)
