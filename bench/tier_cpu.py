@@ -2,33 +2,60 @@
 the runner's process, its worker processes and the PostgreSQL server.
 
     python bench/tier_cpu.py [--alerts 20000] [--backend postgres|sqlite] [--workers 2]
+                             [--profile FILE]
 
-The same simulated ZTF alerts and T0-T3 job as ``bench/local_run.py``. CPU times are
-read from the processes (user + system, with reaped children): on a machine whose cores
-are shared, a process's CPU time grows when the others are busy, so compare columns of
-one run. The sum of the CPU columns of a tier, divided by the cores, bounds its rate.
+The same simulated ZTF alerts and T0-T3 job as ``bench/local_run.py``. Every tier is a
+projector caught up by ``projections.projector.catch_up``; each catch-up is timed and
+counted under its tier (T0 decisions, T1 combine, T2 augment, T3 react, T3 delivery),
+wherever the runner calls it: the decisions catch up after each batch T0 ingest hands
+to the ledger, and each tier first catches its upstream projectors up again, so the
+"T0 ingest" line is ingest without its decisions, and "run, gaps" is what lies outside
+the tiers (RunStarted, configurations, the worker pool, RunFinished). The catch-ups and
+events columns say how often each tier was caught up and how many events it read; a
+tier makes a state, a result, an intent for each alert it follows, so per-call and
+per-event costs are what to compare between runs.
+
+CPU times are read from the processes (user + system, with reaped children): on a
+machine whose cores are shared, a process's CPU time grows when the others are busy,
+so compare columns of one run. The sum of the CPU columns of a tier, divided by the
+cores, bounds its rate. ``--profile FILE`` runs the runner's process under cProfile and
+writes its statistics to FILE (``python -m pstats FILE``); with ``--workers 1`` every
+tier's Python work is in that process (times are then inflated by the profiler).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import itertools
 import resource
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 from local_run import FULL_JOB, NIGHT, ListSource, limited, source  # bench/, beside this file
 
+import runners.local
 from ledger import Ledger
 from runners.embedded import EmbeddedPostgres
 from runners.job import parse_job
 from runners.local import LocalRunner
 
 Mark = tuple[str, float, float, float, float]  # stage, wall, runner, workers, server
+
+INGEST, OTHER = "T0 ingest", "run, gaps"
+STAGES = {  # projector class -> stage
+    "Decide": "T0 decisions",
+    "Combine": "T1 combine",
+    "Augment": "T2 augment",
+    "React": "T3 react",
+    "Deliver": "T3 delivery",
+}
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -79,9 +106,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--night", type=Path, default=NIGHT)
+    parser.add_argument("--profile", type=Path, help="cProfile the runner's process into FILE")
     args = parser.parse_args()
     n = args.alerts
     ListSource.alerts = list(limited(source(args.night, n), n))
+    ListSource.decoded = args.workers <= 1
+    calls: Counter[str] = Counter()
+    read: Counter[str] = Counter()
     with tempfile.TemporaryDirectory() as tmp, ledger_url(args.backend, tmp) as (url, server):
         text = FULL_JOB.replace("REPORT", str(Path(tmp) / "report.html"))
         marks: list[Mark] = []
@@ -91,23 +122,59 @@ def main() -> None:
             marks.append((stage, *now))
 
         def progress(stage: str, done: int, total: int | None) -> None:
-            if marks[-1][0] != stage:
-                mark(stage)
+            if stage == INGEST and marks[-1][0] != INGEST:
+                mark(INGEST)
 
+        catch_up = runners.local.catch_up
+
+        def timed(ledger: Ledger, projector: Any, *args: Any, **kwargs: Any) -> Any:
+            stage, before = STAGES.get(type(projector).__name__, OTHER), marks[-1][0]
+            mark(stage)
+            done = catch_up(ledger, projector, *args, **kwargs)
+            mark(INGEST if before == INGEST else OTHER)
+            calls[stage] += 1
+            read[stage] += done.read
+            return done
+
+        runners.local.catch_up = timed  # type: ignore[assignment]
+        profile = cProfile.Profile() if args.profile else None
         with Ledger.open(url) as ledger:
             runner = LocalRunner(
                 parse_job(text), text, ledger, [ListSource({"paths": ["-"]})],
                 progress=progress, read_model=False, workers=args.workers,
             )  # fmt: skip
-            mark("start")
-            runner.run()
+            mark(OTHER)
+            if profile is not None:
+                profile.enable()
+            summary = runner.run()
+            if profile is not None:
+                profile.disable()
             mark("end")
-    print(f"{n:,} alerts, {args.backend}, {args.workers} workers; ms per alert:")
-    print(f"{'stage':20s} {'wall':>7s} {'runner':>7s} {'workers':>7s} {'server':>7s}")
+        runners.local.catch_up = catch_up
+    if profile is not None:
+        profile.dump_stats(args.profile)
+    totals: dict[str, list[float]] = {}  # stage -> wall, runner, workers, server
     for a, b in itertools.pairwise(marks):
-        print(f"{a[0]:20s} " + " ".join(f"{(b[i] - a[i]) / n * 1e3:7.3f}" for i in range(1, 5)))
+        spent = totals.setdefault(a[0], [0.0] * 4)
+        for i in range(4):
+            spent[i] += b[i + 1] - a[i + 1]
+    states = summary.states.get("states", 0)
+    print(f"{n:,} alerts ({states:,} states), {args.backend}, {args.workers} workers")
+    print(
+        f"{'stage':14s} {'catch-ups':>9s} {'events':>8s} | ms per alert: "
+        f"{'wall':>6s} {'runner':>7s} {'workers':>7s} {'server':>7s} {'cpu':>7s}"
+    )
+    for stage in [INGEST, *STAGES.values(), OTHER]:
+        if stage not in totals:
+            continue
+        wall, *cpu = (t / n * 1e3 for t in totals[stage])
+        print(
+            f"{stage:14s} {calls[stage] or '':>9} {read[stage] or '':>8} | {'':14s}{wall:6.3f} "
+            + " ".join(f"{c:7.3f}" for c in cpu)
+            + f" {sum(cpu):7.3f}"
+        )
     wall = marks[-1][1] - marks[0][1]
-    print(f"in all: {wall:.1f} s, {n / wall:.0f} alerts/s")
+    print(f"in all: {wall:.1f} s, {n / wall:.0f} alerts/s; summary: {summary.status}")
 
 
 if __name__ == "__main__":

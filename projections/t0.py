@@ -240,15 +240,18 @@ class Ingest:
         shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
         with self.ledger.writer(self.batch_size, tracking=name, after=after) as out:
             for index, blob, shaped in self._items(source, shaper, first):
+                last = len(shaped) - 1
                 for record, one in enumerate(shaped):
                     if index == first and record < skip:
                         continue
                     self._take(out, one, blob)
                     if progress is not None:
                         progress(1)
-                    if out.mark(index * ITEM + min(record + 1, ITEM - 1)) and on_batch:
+                    done = (index + 1) * ITEM  # the whole item, or part of it:
+                    at = done if record >= last else index * ITEM + min(record + 1, ITEM - 1)
+                    if out.mark(at) and on_batch:
                         on_batch()
-                if out.mark((index + 1) * ITEM) and on_batch:
+                if not shaped and out.mark((index + 1) * ITEM) and on_batch:
                     on_batch()
         return self.stats
 

@@ -26,13 +26,12 @@ from units import Combiner
 
 __all__ = ["Combine"]
 
-_STOCKS_PER_CHUNK = 100
-
 
 class Combine(Portable, Projector):
     """Makes the job's states: one projector per (channels, combiner)."""
 
     topics = (FilterDecided,)
+    stocks_per_chunk = 100  # stocks per task for the worker processes
 
     def __init__(
         self,
@@ -65,8 +64,8 @@ class Combine(Portable, Projector):
         low, high = (events[0].position or 0) - 1, events[-1].position or 0  # the batch
         stocks = list(first)
         chunks = [
-            (low, high, bound, stocks[i : i + _STOCKS_PER_CHUNK])
-            for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
+            (low, high, bound, stocks[i : i + self.stocks_per_chunk])
+            for i in range(0, len(stocks), self.stocks_per_chunk)
         ]
         rows: list[StoredRow] = []
         for _, (made, counts) in each_chunk(self, "combine_stocks", chunks, self.workers,

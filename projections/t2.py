@@ -43,8 +43,6 @@ from units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = ["Augment", "Planned", "T2Entry", "derived_event_id", "made_by", "plan", "state_at"]
 
-_STOCKS_PER_CHUNK = 50
-
 
 @dataclass(frozen=True)
 class T2Entry:
@@ -150,6 +148,7 @@ class Augment(Portable, Projector):
     """Runs the job's T2 entries on the job's states."""
 
     topics = (StateCombined,)
+    stocks_per_chunk = 50  # stocks per task for the worker processes
 
     def __init__(
         self,
@@ -192,8 +191,8 @@ class Augment(Portable, Projector):
                 by_stock[e.stream].append(e)
         stocks = list(by_stock)
         chunks = [
-            (bound, [(s, by_stock[s]) for s in stocks[i : i + _STOCKS_PER_CHUNK]])
-            for i in range(0, len(stocks), _STOCKS_PER_CHUNK)
+            (bound, [(s, by_stock[s]) for s in stocks[i : i + self.stocks_per_chunk]])
+            for i in range(0, len(stocks), self.stocks_per_chunk)
         ]
         rows: list[StoredRow] = []
         for _, (made, counts, failures) in each_chunk(

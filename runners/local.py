@@ -97,7 +97,7 @@ class LocalRunner:
         progress: Progress | None = None,
         read_model: bool = True,
         workers: int = 1,
-        batch_size: int = 2000,
+        batch_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.job = job
@@ -177,7 +177,7 @@ class LocalRunner:
 
     def _tiers(self, summary: RunSummary, pool: Workers | None, cause: tuple[str, ...]) -> None:
         """Build the job's projectors and catch each up in turn."""
-        ledger, run_id, size = self.ledger, self.run_id, self.batch_size
+        ledger, run_id, size = self.ledger, self.run_id, self.batch_size or 2000
         verdicts: Verdicts = {}
         decide = Decide(ledger, self.channels, run_id, verdicts, pool, size)
         mine = decide.mine
@@ -237,7 +237,7 @@ class LocalRunner:
         cause: tuple[str, ...],
     ) -> None:
         ingest = Ingest(self.ledger, self.shapers, self.filters, self.run_id, verdicts, cause,
-                        workers=pool)  # fmt: skip
+                        self.batch_size or 5000, pool)  # fmt: skip
         done = 0
 
         def tick(n: int) -> None:

@@ -106,3 +106,39 @@ class CollectReactor(Reactor):
         with open(reaction.target, "a") as fh:
             fh.write(" ".join(reaction.payload["stocks"]) + "\n")
         return f"wrote {len(reaction.payload['stocks'])} stocks"
+
+
+@register_unit
+class BandPoints(T2Unit):
+    """Counts the detections of one band (a unit whose configuration changes its values)."""
+
+    version = "1"
+    binds: ClassVar = "lightcurve"
+
+    class Config(UnitConfig):
+        band: str = Field("r", description="the band to count")
+
+    config: Config
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        assert view.lightcurve is not None
+        return {"n": len(view.lightcurve.band(self.config.band)[0]), "band": self.config.band}
+
+
+@register_unit
+class PlusOne(T2Unit):
+    """A tied unit: BandPoints' count plus one."""
+
+    version = "1"
+    binds: ClassVar = "state"
+    depends_on = ("BandPoints",)
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        return {"n": view.dependencies["BandPoints"]["n"] + 1}
+
+
+@register_unit
+class CollectSelection(CollectReactor):
+    """CollectReactor for a selection: once per pass, all the stocks seen in it."""
+
+    scope: ClassVar = "selection"
