@@ -85,6 +85,8 @@ def test_the_tutorial_writes_a_package_a_job_and_scripts() -> None:
         f"{PACKAGE}/tests/test_colour.py",
         "job.yaml",
         "results.py",
+        "versions.py",
+        "failures.py",
     } <= set(tutorial_files())
 
 
@@ -112,9 +114,14 @@ def test_the_tutorial_job_runs_the_units_on_real_alerts(work: Path, site: Path) 
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["alerts"] == 34
+    # The first alert (one detection) is rejected and the filter accepts the other 33;
+    # T1 makes a state at each of them, and T2 runs both units on every state.
+    assert summary["states"] == {"alerts": 33, "states": 33}
     assert summary["results"] == {"T2ColourEvolution": {"ok": 33}, "T2ColourTrend": {"ok": 33}}
+    assert summary["status"] == "ok"
 
     shown = run([sys.executable, "results.py"], cwd=work, site=site)
     assert shown.returncode == 0, shown.stderr
     printed = [line.rstrip() for line in shown.stdout.splitlines()]
-    assert printed == shown_output("python results.py")
+    assert printed == shown_output("python results.py")  # one line per state, alert order
+    assert len(printed) == 33
