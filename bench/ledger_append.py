@@ -226,9 +226,9 @@ def main() -> None:
     verdict = "ok" if pg / ceiling >= APPEND_TARGET else "BELOW"
     print(
         f"\n{n:,} events of about 300 bytes, batches of {batch:,} (medians of {args.repeat}):\n"
-        f"postgres append is {pg / ceiling:.2f} of the COPY ceiling "
+        f"postgres append is {pg / ceiling:.3f} of the COPY ceiling "
         f"(target >= {APPEND_TARGET}: {verdict});\n"
-        f"postgres read (decoded) is {read / raw:.2f} of the raw-read ceiling"
+        f"postgres read (decoded) is {read / raw:.3f} of the raw-read ceiling"
     )
     print(
         f"RESULT pg_append_eps={pg:.0f} copy_eps={ceiling:.0f} pg_ratio={pg / ceiling:.3f} "

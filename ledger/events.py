@@ -266,7 +266,9 @@ class ReactionIntended(Event):
     """A T3 unit asked for a reaction (report, webhook, tag): appended with the reactor's
     tracking position, before anything is delivered (the outbox).
 
-    The causation names the state and results it was made from. Delivery follows:
+    The causation names the states and results it was made from; ``intended_by`` the
+    T3 projector (one reactor of one job) whose outbox delivers it: another job with the
+    same reactor never delivers it, not even to retry it. Delivery follows:
     each attempt is claimed (:class:`DeliveryClaimed`), then its outcome recorded
     (:class:`ReactionIssued`), all in the stream ``reaction:<key>``.
     """
@@ -277,6 +279,9 @@ class ReactionIntended(Event):
     target: str = Field(description="where the reaction goes (URL, file, tag)")
     payload: dict[str, Any] = Field(default_factory=dict)
     stock: str | None = Field(default=None, description="the stock it is about, if one")
+    intended_by: str = Field(
+        default="", description="the T3 projector that intended it (its outbox delivers it)"
+    )
     provenance: Provenance
 
 

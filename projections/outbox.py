@@ -1,8 +1,9 @@
 """T3 delivery: the outbox. Reactions a reactor intended are delivered, each at most
 once successfully, with the same key however often it is tried.
 
-A projector consuming ReactionIntended events (never passing the reactor that records
-them). For each intent of its reactor that has no delivered outcome yet:
+A projector consuming ReactionIntended events. For each intent of its T3 projector
+(``ReactionIntended.intended_by``: one reactor of one job; another job with the same
+reactor has an outbox of its own) that has no delivered outcome yet:
 
 1. it claims the next attempt (``DeliveryClaimed`` with the key and attempt number: the
    id is made of both, so of two processes claiming one attempt only one claim is
@@ -55,20 +56,26 @@ class Deliver(Projector):
         self.identity = unit_identity(reactor)
         self.run_id = run_id
         self.retry = retry or Retry()
+        self.react = react  # the T3 projector whose intents it delivers
         self.upstream = ()  # intents are complete once seen
         self.sleep = sleep
         self.clock = clock
         self.name = tracking_name("t3-deliver", self.identity, upstream=[react] if react else [])
         self.counts: Counter[str] = Counter()
-        self.failures: list[tuple[str, str]] = []  # (target, last error)
+        self.appended = 0  # claims and outcomes appended
+        self.failures: list[tuple[str | None, str, str]] = []  # (stock, target, last error)
 
     def process(self, events: Sequence[Event], bound: int) -> list[object]:
-        """Deliver the batch's intents of this reactor; outcomes are appended as they
-        come (nothing is left for the position's transaction)."""
+        """Deliver the batch's intents of its reactor projector; outcomes are appended as
+        they come (nothing is left for the position's transaction)."""
         for event in events:
-            if isinstance(event, ReactionIntended) and event.provenance.identity() == self.identity:
+            if isinstance(event, ReactionIntended) and self.owns(event):
                 self.deliver(event)
         return []
+
+    def owns(self, intent: ReactionIntended) -> bool:
+        """Return True for an intent of this outbox's T3 projector and reactor."""
+        return intent.intended_by == self.react and intent.provenance.identity() == self.identity
 
     def deliver(self, intent: ReactionIntended) -> None:
         """Deliver one intended reaction unless it was delivered, retrying by policy."""
@@ -101,14 +108,14 @@ class Deliver(Projector):
                 continue  # another process claimed this attempt: look again
             tried += 1
             outcome = self._attempt(intent, claim)
-            self.ledger.append([outcome])
+            self.appended += 1 + self.ledger.append([outcome]).appended
             if outcome.outcome == "delivered":
                 self.counts["delivered"] += 1
                 return
             wait = self.retry.wait_after(tried)
             if wait is None:
                 self.counts["failed"] += 1
-                self.failures.append((intent.target, outcome.detail))
+                self.failures.append((intent.stock, intent.target, outcome.detail))
                 return
             self.sleep(wait)
 

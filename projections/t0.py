@@ -188,6 +188,8 @@ class IngestStats:
     stocks: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
     resumed: dict[str, int] = field(default_factory=dict)  # source -> position resumed at
+    appended: int = 0  # events new to the ledger
+    read: Counter[str] = field(default_factory=Counter)  # source -> packets read
 
 
 _CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
@@ -245,6 +247,7 @@ class Ingest:
                     if index == first and record < skip:
                         continue
                     self._take(out, one, blob)
+                    self.stats.read[label] += 1
                     if progress is not None:
                         progress(1)
                     done = (index + 1) * ITEM  # the whole item, or part of it:
@@ -253,6 +256,7 @@ class Ingest:
                         on_batch()
                 if not shaped and out.mark((index + 1) * ITEM) and on_batch:
                     on_batch()
+        self.stats.appended += out.result.appended
         return self.stats
 
     def _items(

@@ -204,7 +204,8 @@ class React(Projector):
             intent = ReactionIntended(
                 stream=f"reaction:{reaction.key}", idempotency_key=reaction.key,
                 target=reaction.target, payload=dict(reaction.payload), stock=reaction.stock,
-                provenance=provenance(self.reactor), causation=causes, run_id=self.run_id,
+                intended_by=self.name, provenance=provenance(self.reactor), causation=causes,
+                run_id=self.run_id,
             )  # fmt: skip
             self.counts["intended"] += 1
             rows.append(encode(intent))

@@ -85,9 +85,10 @@ def show_summary(summary: RunSummary) -> None:
     table.add_row("unreadable", str(summary.unreadable))
     for reason, n in summary.unreadable_reasons.items():
         table.add_row(f"  {reason}", str(n))
-    for source, position in summary.resumed.items():
-        item, record = divmod(position, 1_000_000)
-        table.add_row(f"resumed {source} after item {item}, record {record}", "")
+    for source, where in summary.resumed.items():
+        after = f"item {where['item']}" + (f", record {where['record']}" if where["record"] else "")
+        what = "read after it" if where["read"] else "nothing new after it: read to its end before"
+        table.add_row(f"{source}: resumed after {after}; {what}", str(where["read"]))
     for kind, n in sorted(summary.datapoints.items()):
         table.add_row(f"datapoints: {kind}", str(n))
     table.add_row("stocks", str(summary.stocks))
@@ -112,10 +113,10 @@ def show_summary(summary: RunSummary) -> None:
             "new version; its results are computed again[/yellow]"
         )
     for failure in summary.failures:
-        out.print(
-            f"[red]{failure['tier']} {failure['unit']} failed on {failure['stock']}: "
-            f"{failure['error']}[/red]"
-        )
+        on = failure["stock"] or "(no stock)"
+        to = f" delivering to {failure['target']}" if failure.get("target") else ""
+        out.print(f"[red]{failure['tier']} {failure['unit']} failed on {on}{to}: "
+                  f"{failure['error']}[/red]", markup=True, highlight=False)  # fmt: skip
     out.print(f"status: {summary.status}; ledger: {summary.ledger}")
 
 

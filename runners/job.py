@@ -298,7 +298,10 @@ def _check_units(job: Job, effective: dict[Loc, dict[str, Any]]) -> list[tuple[L
             continue
         for dependency in spec.depends:
             if dependency not in cls.depends_on:
-                msg = f"{spec.unit!r} declares no dependency {dependency!r} ({cls.depends_on})"
+                declared = ", ".join(map(repr, cls.depends_on)) or "none"
+                msg = (
+                    f"{spec.unit!r} declares no dependency {dependency!r} (it declares {declared})"
+                )
                 found.append((("t2", i, "depends", dependency), msg))
         for dependency in cls.depends_on:
             filled_by = spec.depends.get(dependency, dependency)

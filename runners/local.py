@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import Ledger, Provenance, RunFinished, RunStarted
+from ledger import ConfigurationRegistered, Ledger, Provenance, RunFinished, RunStarted
 from projections.decide import Channel, Decide
 from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
 from projections.pool import Workers
-from projections.projector import Projector, catch_up
+from projections.projector import CatchUp, Projector, catch_up
 from projections.readmodel import ReadModel, readmodel_url
 from projections.retry import Retry
-from projections.t0 import Ingest, Verdicts
+from projections.t0 import ITEM, Ingest, Verdicts
 from projections.t1 import Combine
 from projections.t2 import Augment, T2Entry
 from projections.t3 import Cut, React, Selection
@@ -60,7 +60,7 @@ class RunSummary:
     unreadable_reasons: dict[str, int] = field(default_factory=dict)
     datapoints: dict[str, int] = field(default_factory=dict)
     stocks: int = 0
-    resumed: dict[str, int] = field(default_factory=dict)
+    resumed: dict[str, dict[str, int]] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
     results: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -123,6 +123,7 @@ class LocalRunner:
         self.batch_size = batch_size
         self.sleep = sleep
         self.run_id = uuid.uuid4().hex
+        self.appended = 0  # events this run appended (others' may be appended meanwhile)
         self.channels = [
             Channel(c.name, unit, c.autocomplete)
             for c, unit in zip(job.channels, self.filters, strict=True)
@@ -148,14 +149,19 @@ class LocalRunner:
         """Run every tier and return the summary (also recorded in RunFinished)."""
         ledger = self.ledger
         summary = RunSummary(self.run_id, self.job.hash, ledger.url)
-        head_before = ledger.head()
         summary.changed_units = self._changed_units()
         started = self._started()
-        ledger.append([started])
+        self.appended += ledger.append([started]).appended
         status = "failed"
         try:
+            configs = []
             for unit in self.units():
-                ledger.register_config(unit.name, unit.config.model_dump(mode="json"), self.run_id)
+                config = unit.config.model_dump(mode="json")
+                configs.append(ConfigurationRegistered(
+                    stream=f"config:{unit.config_hash}", config_hash=unit.config_hash,
+                    unit=unit.name, config=config, run_id=self.run_id,
+                ))  # fmt: skip
+            self.appended += ledger.append(configs).appended
             pool = Workers(self.workers) if self.workers > 1 else None
             with pool if pool is not None else nullcontext():
                 self._tiers(summary, pool, (started.id,))
@@ -167,7 +173,7 @@ class LocalRunner:
             raise
         finally:
             summary.status = status
-            summary.appended = ledger.count(head_before + 1) + 1  # and RunFinished below
+            summary.appended = self.appended + 1  # and RunFinished below
             finished = RunFinished(
                 stream=f"run:{self.run_id}", run=self.run_id, status=status,
                 summary=summary.as_dict(), run_id=self.run_id,
@@ -188,8 +194,10 @@ class LocalRunner:
             pool, size, self.sleep,
         )  # fmt: skip
         self._t0(summary, decide, verdicts, pool, cause)
-        self._catch_up("T1 combine", combine, decide)
-        summary.states = dict(combine.counts)
+        made = self._catch_up("T1 combine", combine, decide)
+        summary.states = {"alerts": combine.counts["alerts"], "states": made.stored}
+        if made.produced > made.stored:  # the same states made by another job or run
+            summary.states["states made before"] = made.produced - made.stored
         self._catch_up("T2 augment", augment, decide)
         for (entry, outcome), n in sorted(augment.counts.items()):
             summary.results.setdefault(entry, {})[outcome] = n
@@ -206,27 +214,40 @@ class LocalRunner:
             react = React(ledger, reactor, self.entries, combiner, mine, selection, run_id,
                           decide.name, combine.name, augment.name, size)  # fmt: skip
             deliver = Deliver(ledger, reactor, run_id, self.retry, react.name, self.sleep)
-            self._catch_up(f"T3 {spec.unit}", react, decide, augment)
+            intended = self._catch_up(f"T3 {spec.unit}", react, decide, augment)
             self._catch_up(f"T3 {spec.unit} delivery", deliver)
-            summary.reactions[f"{i}:{spec.unit}"] = dict(react.counts) | dict(deliver.counts)
+            self.appended += deliver.appended
+            counts = dict(react.counts) | {"intended": intended.stored}
+            if intended.produced > intended.stored:
+                counts["intended before"] = intended.produced - intended.stored
+            summary.reactions[f"{i}:{spec.unit}"] = counts | dict(deliver.counts)
             summary.failures += [
-                {"tier": "T3", "unit": spec.unit, "stock": target, "error": error}
-                for target, error in deliver.failures
-            ]
+                {"tier": "T3", "unit": spec.unit, "stock": stock or "", "target": target,
+                 "error": error}
+                for stock, target, error in deliver.failures
+            ]  # fmt: skip
 
-    def _catch_up(self, stage: str, projector: Projector, *upstream: Projector) -> None:
+    def _catch_up(self, stage: str, projector: Projector, *upstream: Projector) -> CatchUp:
         """Catch one projector up, with a progress bar, after its upstream projectors
         (they record each position as the input they consumed, so their own output and
         what later tiers appended lie beyond it until they pass over it again)."""
         for before in upstream:
-            catch_up(self.ledger, before)
+            self._drive(before)
         start = self.ledger.tracked(projector.name)
         self.progress(stage, 0, None)
 
         def tick(at: int, bound: int) -> None:
             self.progress(stage, at - start, bound - start)
 
-        catch_up(self.ledger, projector, progress=tick)
+        return self._drive(projector, tick)
+
+    def _drive(
+        self, projector: Projector, progress: Callable[[int, int], None] | None = None
+    ) -> CatchUp:
+        """Catch a projector up, counting what it appended."""
+        done = catch_up(self.ledger, projector, progress=progress)
+        self.appended += done.stored
+        return done
 
     def _t0(
         self,
@@ -246,7 +267,7 @@ class LocalRunner:
             self.progress("T0 ingest", done, None)
 
         def decisions() -> None:
-            catch_up(self.ledger, decide)
+            self._drive(decide)
 
         for source in self.sources:
             ingest.run(source, source_label(source), decisions, tick)
@@ -258,7 +279,11 @@ class LocalRunner:
         summary.unreadable_reasons = dict(stats.reasons)
         summary.datapoints = dict(stats.datapoints)
         summary.stocks = len(stats.stocks)
-        summary.resumed = dict(stats.resumed)
+        summary.resumed = {
+            label: {"item": at // ITEM, "record": at % ITEM, "read": stats.read[label]}
+            for label, at in stats.resumed.items()
+        }
+        self.appended += stats.appended
         made = decide.stats
         for channel in decide.channels:
             rejected = {

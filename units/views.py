@@ -133,8 +133,9 @@ class StockSummary:
 class Reaction:
     """A reaction a T3 unit asks for: where it goes and what it carries.
 
-    ``key`` identifies the reaction for idempotency: the same key is delivered once,
-    however often the ledger is replayed, unless a replay asks for re-delivery. ``stock``
+    ``key`` identifies the reaction for idempotency: a key intended once is delivered
+    once (a delivery that may have been lost is tried again with the same key), however
+    often the ledger is replayed. ``stock``
     names the stock it is about, if it is about one (it is recorded with the reaction
     and shown in that stock's journal); ``about`` names the stocks a reaction on several
     is made from (a report's candidates), so its lineage names their states and results

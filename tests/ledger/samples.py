@@ -58,8 +58,9 @@ def one_of_each(run_id: str = "run-1") -> list[Event]:
     )  # fmt: skip
     intent = ReactionIntended(
         stream="reaction:" + "k" * 32, idempotency_key="k" * 32, target="http://127.0.0.1/hook",
-        payload={"stock": "ZTF21abiuvdk"}, stock="ZTF21abiuvdk", provenance=PROV,
-        causation=(state.id, result.id), **env,
+        payload={"stock": "ZTF21abiuvdk"}, stock="ZTF21abiuvdk",
+        intended_by="t3:0123456789abcdef", provenance=PROV, causation=(state.id, result.id),
+        **env,
     )  # fmt: skip
     claim = DeliveryClaimed(
         stream=intent.stream, idempotency_key=intent.idempotency_key, attempt=1,

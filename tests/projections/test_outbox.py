@@ -63,7 +63,7 @@ class Clock:
 def intend(ledger: Ledger, hook: Hook, key: str = "k1") -> ReactionIntended:
     intent = ReactionIntended(
         stream=f"reaction:{key}", idempotency_key=key, target="http://hook",
-        payload={"stock": "A"}, stock="A", provenance=provenance(hook),
+        payload={"stock": "A"}, stock="A", intended_by="t3:x", provenance=provenance(hook),
     )  # fmt: skip
     ledger.append([intent])
     return intent
@@ -110,7 +110,7 @@ def test_failures_are_retried_with_backoff_then_given_up(ledger: Ledger) -> None
         ("claim", 1), ("failed", 1), ("claim", 2), ("failed", 2), ("claim", 3), ("failed", 3),
     ]  # fmt: skip
     assert clock.slept == [1.0, 2.0]
-    assert deliver.failures == [("http://hook", "ConnectionError: receiver down")]
+    assert deliver.failures == [("A", "http://hook", "ConnectionError: receiver down")]
 
 
 def test_a_claim_left_without_an_outcome_is_taken_over_after_the_lease(ledger: Ledger) -> None:
@@ -164,15 +164,19 @@ def test_two_processes_never_deliver_the_same_attempt(ledger: Ledger) -> None:
     assert clock.slept == [10.0]
 
 
-def test_only_its_own_reactors_intents_are_delivered(ledger: Ledger) -> None:
-    mine, other, clock = Hook(), Hook(), Clock()
+def test_only_its_own_projectors_intents_are_delivered(ledger: Ledger) -> None:
+    mine, clock = Hook(), Clock()
     intend(ledger, mine, "k1")
     stranger = ReactionIntended(
-        stream="reaction:k2", idempotency_key="k2", target="x", stock=None,
+        stream="reaction:k2", idempotency_key="k2", target="x", stock=None, intended_by="t3:x",
         provenance=Provenance(unit="Other", unit_version="1", unit_digest="d", config="c"),
     )  # fmt: skip
-    ledger.append([stranger])
+    # The same reactor in another job (another T3 projector): its outbox, not this one.
+    other_job = ReactionIntended(
+        stream="reaction:k3", idempotency_key="k3", target="http://hook", stock="B",
+        intended_by="t3:other-job", provenance=provenance(mine),
+    )  # fmt: skip
+    ledger.append([stranger, other_job])
     catch_up(ledger, outbox(ledger, mine, clock))
     assert mine.delivered == ["k1"]
-    assert other.delivered == []
-    assert stream(ledger, "k2") == []
+    assert stream(ledger, "k2") == stream(ledger, "k3") == []

@@ -201,9 +201,10 @@ def test_an_interrupted_run_resumes_where_its_last_batch_ended(
         read = len(of(ledger, AlertReceived))
         assert 0 < read < 20  # the batches handed over before the interruption
         again = run(ledger, text, [SN], batch_size=40)
-        [(label, position)] = again.resumed.items()
+        [(label, where)] = again.resumed.items()
         assert label.endswith("ZTF21abiuvdk")
-        assert position == read * 1_000_000  # after the last whole file stored
+        # After the last whole file stored; the rest read now.
+        assert where == {"item": read, "record": 0, "read": 34 - read}
         assert again.alerts == 34 - read
         assert facts(ledger.read()) == expected
 
