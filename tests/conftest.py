@@ -1,5 +1,6 @@
-"""Suite-wide fixtures: a throwaway PostgreSQL and NATS server, and a fresh ledger per test
-on each backend."""
+"""Suite-wide fixtures: the real alert data in tests/data, a throwaway PostgreSQL and NATS
+server, and a fresh ledger per test on each backend; and the rule that a skipped test fails
+the run (every test runs on a fresh clone with nothing beside it)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,65 @@ from runners.embedded import EmbeddedNats, EmbeddedPostgres
 
 _db_numbers = itertools.count()
 
+DATA = Path(__file__).resolve().parent / "data"
+
+_skipped: dict[str, str] = {}
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Return the shared real-alert folder beside the checkout (CI has it), or skip."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"real alert data not found at {path} (see docs/sources.md)")
-    return path
+    """Return tests/data, the real alert packets kept in the repository (ztf/, lsst/,
+    elasticc/; see tests/data/README.md). Missing data is an error, never a skip."""
+    if not (DATA / "ztf" / "night").is_dir():
+        pytest.fail(
+            f"real alert data not found at {DATA}: it is part of the repository "
+            "(tests/data/README.md); restore it with git, e.g. `git checkout -- tests/data`",
+            pytrace=False,
+        )
+    return DATA
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    """True in a pytest-xdist worker: the controller sees every report and decides."""
+    return hasattr(config, "workerinput")
+
+
+def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):  # an xfail is not a skip
+        return
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (path, lineno, "Skipped: reason")
+        where, reason = f"{longrepr[0]}:{longrepr[1]}", longrepr[2]
+    else:
+        where, reason = "?", str(longrepr)
+    _skipped.setdefault(report.nodeid or where, f"{reason} ({where})")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _record_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A run with any skipped test fails (exit 1); another failure code (5: no tests
+    collected, 2: interrupted, ...) is kept as it is."""
+    if _skipped and not _is_worker(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _skipped or _is_worker(terminalreporter.config):
+        return
+    terminalreporter.section("skipped tests fail this suite", sep="=", red=True, bold=True)
+    for nodeid, reason in sorted(_skipped.items()):
+        terminalreporter.write_line(f"SKIPPED {nodeid}: {reason}", red=True)
+    terminalreporter.write_line(
+        f"{len(_skipped)} skipped: every test must run, so this run fails (tests/conftest.py)",
+        red=True,
+    )
 
 
 @pytest.fixture(scope="session")
