@@ -11,9 +11,12 @@ wherever the runner calls it: the decisions catch up after each batch T0 ingest 
 to the ledger, and each tier first catches its upstream projectors up again, so the
 "T0 ingest" line is ingest without its decisions, and "run, gaps" is what lies outside
 the tiers (RunStarted, configurations, the worker pool, RunFinished). The catch-ups and
-events columns say how often each tier was caught up and how many events it read; a
-tier makes a state, a result, an intent for each alert it follows, so per-call and
-per-event costs are what to compare between runs.
+events columns say how often each tier was caught up and how many events it read (T1
+makes a state per alert a channel accepts, T2 and T3 work per state). Ingest and its
+decisions interleave: while the decisions catch up, the workers go on decoding the
+chunks in flight and the ledger writes the batch just handed over, so the workers' and
+the server's columns (and much of the wall) of "T0 decisions" are ingest's own work;
+read T0 as the sum of its two lines.
 
 CPU times are read from the processes (user + system, with reaped children): on a
 machine whose cores are shared, a process's CPU time grows when the others are busy,
@@ -48,7 +51,7 @@ from runners.local import LocalRunner
 
 Mark = tuple[str, float, float, float, float]  # stage, wall, runner, workers, server
 
-INGEST, OTHER = "T0 ingest", "run, gaps"
+INGEST, T0, OTHER = "T0 ingest", "  T0 in all", "run, gaps"
 STAGES = {  # projector class -> stage
     "Decide": "T0 decisions",
     "Combine": "T1 combine",
@@ -164,7 +167,9 @@ def main() -> None:
         f"{'stage':14s} {'catch-ups':>9s} {'events':>8s} | ms per alert: "
         f"{'wall':>6s} {'runner':>7s} {'workers':>7s} {'server':>7s} {'cpu':>7s}"
     )
-    for stage in [INGEST, *STAGES.values(), OTHER]:
+    t0 = [sum(totals.get(k, [0.0] * 4)[i] for k in (INGEST, STAGES["Decide"])) for i in range(4)]
+    totals[T0] = t0
+    for stage in [INGEST, STAGES["Decide"], T0, *list(STAGES.values())[1:], OTHER]:
         if stage not in totals:
             continue
         wall, *cpu = (t / n * 1e3 for t in totals[stage])
