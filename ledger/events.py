@@ -114,8 +114,14 @@ class Event(BaseModel):
         provenance = content.get("provenance")
         if isinstance(provenance, Provenance):  # the measured duration is not identity
             content["provenance"] = provenance.identity()
+        return cls.id_of(canonical_bytes(content))
+
+    @classmethod
+    def id_of(cls, canonical: bytes) -> str:
+        """Return the id of an event of this type whose identity content has these
+        canonical bytes (``ledger.canonical.canonical_bytes``)."""
         h = cls._prefix.copy()
-        h.update(canonical_bytes(content))
+        h.update(canonical)
         digest: str = h.hexdigest()
         return digest
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ledger import AlertReceived, Event, FilterDecided, Ledger, ProjectionError
 from ledger.codec import StoredRow, encode
@@ -38,7 +39,7 @@ class Channel:
     filter: Filter | None = None
     autocomplete: bool = False
 
-    @property
+    @cached_property
     def key(self) -> ChannelKey:
         """Return the channel's key (what makes its decisions its own)."""
         unit = self.filter

@@ -36,7 +36,7 @@ from projections.identity import provenance, tracking_name, unit_identity
 from projections.projector import Projector
 from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
 from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
-from units import LightCurve, Reaction, Reactor, StockSummary
+from units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
 
 __all__ = ["Cut", "React", "Selection"]
 
@@ -120,9 +120,12 @@ class React(Projector):
         """Return the intents of a state reactor for the batch's states (a selection
         reactor notes each stock's latest state, for :meth:`finish`)."""
         states = [e for e in events if isinstance(e, StateCombined) and made_by(e, self.combiner)]
-        if self.whole_pass:
+        if self.whole_pass:  # note the latest followed state: the decisions suffice
             stocks = list(dict.fromkeys(s.stream for s in states))
-            logs = {log.stock: log for log in read_stocks(self.ledger, stocks, bound)}
+            logs = {
+                stock: StockLog.of(stock, events)
+                for stock, events in self.ledger.stream_events(stocks, [FilterDecided], until=bound)
+            }
             for state in states:
                 if logs[state.stream].follows(state.alert, state_at(state), self.selected):
                     self.latest[state.stream] = state.id
@@ -164,7 +167,7 @@ class React(Projector):
         """Yield the summary of each state a selected channel followed and the cuts pass."""
         stocks = list(dict.fromkeys(s.stream for s in states))
         logs = {log.stock: log for log in read_stocks(self.ledger, stocks, bound)}
-        chosen: list[tuple[StateCombined, StockLog, dict[str, str]]] = []
+        chosen: list[tuple[StateCombined, StockLog, list[Datapoint], dict[str, str]]] = []
         for state in states:
             log = logs[state.stream]
             at = state_at(state)
@@ -172,18 +175,17 @@ class React(Projector):
                 continue
             points, source = as_datapoints(log.by_event(set(state.causation)))
             owed = plan(self.entries, state, log.groups(at, self.channels), points, source)
-            chosen.append((state, log, {p.entry.name: p.rid for p in owed}))
-        wanted = [derived_event_id(rid) for _, _, rids in chosen for rid in rids.values()]
+            chosen.append((state, log, points, {p.entry.name: p.rid for p in owed}))
+        wanted = [derived_event_id(rid) for *_, rids in chosen for rid in rids.values()]
         stored = self.ledger.get_many(wanted)
         results = {e.result_id: e for e in stored.values() if isinstance(e, ResultDerived)}
-        for state, log, rids in chosen:
+        for state, log, points, rids in chosen:
             got = {name: results[rid] for name, rid in rids.items() if rid in results}
             bodies = {name: r.body for name, r in got.items()}
             self.counts["seen"] += 1
             if not all(cut.passes(bodies) for cut in self.selection.cuts):
                 continue
             self.counts["selected"] += 1
-            points, _ = as_datapoints(log.by_event(set(state.causation)))
             summary = StockSummary(
                 stock=state.stream,
                 channels=tuple(log.following(state_at(state), self.selected)),

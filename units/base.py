@@ -69,7 +69,12 @@ class Unit:
     @property
     def config_hash(self) -> str:
         """Return the hash of the full configuration (the key of the configuration registry)."""
-        return config_id(self.config.model_dump(mode="json"))
+        config = self.config  # frozen: its hash is computed once
+        cached = self.__dict__.get("_config_hash")
+        if cached is None or cached[0] is not config:
+            cached = (config, config_id(config.model_dump(mode="json")))
+            self.__dict__["_config_hash"] = cached
+        return str(cached[1])
 
     @classmethod
     def digest(cls) -> str:
