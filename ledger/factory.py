@@ -24,6 +24,7 @@ from ledger.sqlite import SqliteLedgerRecorder
 __all__ = ["LedgerRecorder", "build_recorder"]
 
 LedgerRecorder = PostgresLedgerRecorder | SqliteLedgerRecorder
+LEDGER_TABLE = "skyledger_events"
 
 
 def _sqlite_env(settings: LedgerSettings, path: str) -> dict[str, str]:
@@ -57,32 +58,53 @@ def _postgres_env(settings: LedgerSettings, target: PostgresTarget) -> dict[str,
     }
 
 
-def _probe(settings: LedgerSettings, target: PostgresTarget) -> None:
-    """Connect once, so an unreachable server fails fast with the URL and the cause."""
+def _probe(settings: LedgerSettings, target: PostgresTarget, create: bool = True) -> None:
+    """Connect once, so an unreachable server fails fast with the URL and the cause; when
+    the ledger must exist already (``create`` False), check that its table does."""
     try:
-        psycopg.connect(
+        with psycopg.connect(
             host=target.host,
             port=target.port,
             user=target.user,
             password=target.password.get_secret_value(),
             dbname=target.dbname,
             connect_timeout=settings.connect_timeout_s,
-        ).close()
+        ) as conn:
+            table = f'"{target.schema_name}"."{LEDGER_TABLE}"'
+            found = conn.execute("SELECT to_regclass(%s)", [table]).fetchone()
     except psycopg.Error as exc:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = f"cannot reach the ledger at {redact(settings.ledger)}: {cause}"
         raise LedgerUnavailable(msg) from exc
+    if not create and (found is None or found[0] is None):
+        msg = (
+            f"no ledger at {redact(settings.ledger)}: the database has no {LEDGER_TABLE} "
+            "table (commands that only read never make one; `skyledger run` does)"
+        )
+        raise LedgerUnavailable(msg)
 
 
-def build_recorder(settings: LedgerSettings) -> tuple[LedgerRecorder, PacketStore]:
-    """Return the recorder (tables created if missing) and packet store the settings name."""
+def build_recorder(
+    settings: LedgerSettings, create: bool = True
+) -> tuple[LedgerRecorder, PacketStore]:
+    """Return the recorder and packet store the settings name; the tables are created if
+    missing, unless ``create`` is False: then a ledger that does not exist is an error
+    (LedgerUnavailable), and nothing is made."""
     target = settings.target()
     env: dict[str, Any]
     if isinstance(target, PostgresTarget):
-        _probe(settings, target)
+        _probe(settings, target, create)
         env = _postgres_env(settings, target)
     else:
+        if not create and not target.in_memory and not Path(target.path).is_file():
+            msg = (
+                f"no ledger at {redact(settings.ledger)}: {target.path} does not exist "
+                "(commands that only read never make one; `skyledger run` does)"
+            )
+            raise LedgerUnavailable(msg)
         env = _sqlite_env(settings, target.path)
+    if not create:
+        env["CREATE_TABLE"] = "no"
     try:
         recorder = InfrastructureFactory.construct(
             Environment("skyledger", env)

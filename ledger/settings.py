@@ -4,6 +4,7 @@
 
 * ``sqlite:///relative/path.sqlite`` or ``sqlite:////absolute/path.sqlite`` (the embedded
   default, ``sqlite:///skyledger-data/ledger.sqlite``); ``sqlite:///:memory:`` for tests;
+  a plain file path (``ledger.sqlite``, ``/data/ledger.sqlite``) means the same;
 * ``postgresql://user:password@host:port/dbname`` (``?schema=NAME`` selects a schema, made
   if missing).
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.errors import ConfigError
@@ -68,6 +69,14 @@ class LedgerSettings(BaseSettings):
     lock_timeout_s: int = Field(default=5, ge=0, description="give up waiting for the write lock")
     connect_timeout_s: int = Field(default=5, ge=1, description="give up connecting to the store")
     pool_size: int = Field(default=5, ge=1, description="PostgreSQL connections kept open")
+
+    @field_validator("ledger")
+    @classmethod
+    def _plain_path_is_sqlite(cls, url: str) -> str:
+        """A plain file path (no ``scheme://``) names a SQLite file."""
+        if url and "://" not in url and ":" not in url.split("/")[0]:
+            return f"sqlite:///{url}"
+        return url
 
     @classmethod
     def load(cls, **values: object) -> LedgerSettings:

@@ -44,13 +44,15 @@ class Ledger:
         self.settings = settings
 
     @classmethod
-    def open(cls, settings: LedgerSettings | str | None = None) -> Ledger:
-        """Open (creating tables if needed) the ledger that the settings or URL name."""
+    def open(cls, settings: LedgerSettings | str | None = None, create: bool = True) -> Ledger:
+        """Open the ledger that the settings or URL name, creating its tables if needed;
+        with ``create`` False, a ledger that does not exist is an error (LedgerUnavailable)
+        and nothing is made (commands that only read)."""
         if settings is None:
             settings = LedgerSettings.load()
         elif isinstance(settings, str):
             settings = LedgerSettings.load(ledger=settings)
-        recorder, packets = build_recorder(settings)
+        recorder, packets = build_recorder(settings, create)
         return cls(recorder, packets, settings)
 
     @property

@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import ConfigurationRegistered, Ledger, Provenance, RunFinished, RunStarted
+from ledger import (
+    ConfigError,
+    ConfigurationRegistered,
+    Ledger,
+    Provenance,
+    RunFinished,
+    RunStarted,
+)
 from projections.decide import Channel, Decide
 from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
@@ -145,8 +152,24 @@ class LocalRunner:
         found += [*self.shapers.values(), self.combiner, *(e.unit for e in self.entries)]
         return found + list(self.reactors)
 
+    def check(self) -> None:
+        """Raise ConfigError if the run could not read anything: no source at all, or a
+        source whose input is missing (nothing is recorded then)."""
+        if not self.sources:
+            msg = "no source: give --source PATH (files, folders, archives), or sources in the job"
+            raise ConfigError(msg)
+        problems = [
+            f"source {i} ({source.name}): {problem}"
+            for i, source in enumerate(self.sources)
+            for problem in source.problems()
+        ]
+        if problems:
+            raise ConfigError("\n".join(problems))
+
     def run(self) -> RunSummary:
-        """Run every tier and return the summary (also recorded in RunFinished)."""
+        """Check the sources, run every tier and return the summary (also recorded in
+        RunFinished)."""
+        self.check()
         ledger = self.ledger
         summary = RunSummary(self.run_id, self.job.hash, ledger.url)
         summary.changed_units = self._changed_units()

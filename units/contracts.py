@@ -47,6 +47,12 @@ class Source(Unit, ABC):
         this source only yields decoded packets."""
         return None
 
+    def problems(self) -> list[str]:
+        """Return what would keep this source from being read at all (a path that does
+        not exist, say), each naming the option and the value: a run is refused before
+        anything is recorded. By default, nothing."""
+        return []
+
     def key(self) -> str:
         """Return what identifies the packets this source yields, in order: the same key
         means the same items, so a recorded position can be resumed. By default, the

@@ -176,6 +176,14 @@ class FileSource(Source):
         from the ``start``-th on."""
         return iter_blobs(self.config.paths, start)
 
+    def problems(self) -> list[str]:
+        """Return a line for each configured path that does not exist."""
+        return [
+            f"paths: {path}: no such file or directory"
+            for path in self.config.paths
+            if not Path(path).exists()
+        ]
+
     def key(self) -> str:
         """Return the configuration hash and a digest of the files to read (paths, sizes,
         modification times): a folder that gained or changed files is a new source."""

@@ -6,10 +6,12 @@ from collections import Counter
 from pathlib import Path
 
 import fastavro
+import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import (
     AlertReceived,
+    ConfigError,
     DatapointAdded,
     FilterDecided,
     Ledger,
@@ -162,8 +164,21 @@ def test_unreadable_packets_are_recorded_and_the_run_goes_on(
     assert sum(1 for e in events if isinstance(e, AlertReceived) and not e.error) == 34
 
 
+def test_a_missing_source_is_refused_before_anything_is_recorded(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    missing = EXAMPLES / "ZTF21abiuvdk" / "missing.avro"
+    with pytest.raises(ConfigError, match=rf"source 0 \(FileSource\): paths: {missing}: no such"):
+        run_once(ledger, tmp_path, [EXAMPLES / "night", missing])
+    text = job_text(tmp_path)
+    with pytest.raises(ConfigError, match="no source: give --source PATH"):
+        LocalRunner(parse_job(text), text, ledger, []).run()
+    assert ledger.head() == 0
+
+
 def test_run_started_records_the_job_and_the_software(ledger: Ledger, tmp_path: Path) -> None:
-    run_once(ledger, tmp_path, [EXAMPLES / "ZTF21abiuvdk" / "missing.avro"])
+    first = sorted((EXAMPLES / "ZTF21abiuvdk").glob("*.avro"))[0]
+    run_once(ledger, tmp_path, [first])
     started = next(e for e in ledger.read(types=[RunStarted]))
     assert isinstance(started, RunStarted)
     assert started.job_hash == parse_job(job_text(tmp_path)).hash
