@@ -44,8 +44,8 @@ from ledger import Ledger
 from runners.embedded import EmbeddedPostgres
 from runners.job import parse_job
 from runners.local import LocalRunner, RunSummary
+from runners.simulate import SimulatedSource
 from units import Alert, Blob
-from units.simulate import SimulatedSource
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 INGEST_TARGET = 0.5  # T0+T1, as a ratio to decode-only

@@ -30,9 +30,9 @@ from typing import Any
 
 import fastavro
 
+from runners.simulate import Restamper, SimulatedSource, write_alerts
 from units.alerts import Alert
-from units.containers import read_packet, write_alerts
-from units.simulate import Restamper, SimulatedSource
+from units.packets.containers import read_packet
 from units.sources import iter_packets
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"

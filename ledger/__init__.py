@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         RunFinished,
         RunStarted,
         StateCombined,
+        UnitUse,
     )
     from ledger.ids import bodies_id, config_id, datapoint_id, job_id, result_id, state_id
     from ledger.rows import AppendResult, Tracking
@@ -76,6 +77,7 @@ _WHERE = {
         "RunFinished",
         "RunStarted",
         "StateCombined",
+        "UnitUse",
     ],
     "ledger.ids": ["bodies_id", "config_id", "datapoint_id", "job_id", "result_id", "state_id"],
     "ledger.rows": ["AppendResult", "Tracking"],
@@ -113,6 +115,7 @@ __all__ = [
     "Tracking",
     "TrackingConflict",
     "UnitError",
+    "UnitUse",
     "UnknownEventType",
     "bodies_id",
     "canonical_bytes",

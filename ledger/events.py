@@ -39,6 +39,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "StateCombined",
+    "UnitUse",
 ]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -67,6 +68,16 @@ class Provenance(BaseModel):
             "unit_digest": self.unit_digest,
             "config": self.config,
         }
+
+
+class UnitUse(BaseModel):
+    """A unit as a job uses it: its role there and its provenance (for a T2 entry, the
+    role names the entry: ``t2:lc_r``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str = Field(description="source, shaper:SURVEY, filter:CHANNEL, combiner, t2:ENTRY, t3:N")
+    provenance: Provenance
 
 
 class Event(BaseModel):
@@ -331,8 +342,9 @@ class ReactionIssued(Event):
 class RunStarted(Event):
     """A run began: the job (hash and text), its units, and the software and host that ran it.
 
-    Schema version 2 added ``units`` (name, version, code digest and configuration hash
-    of every unit the job names; empty in version 1 events).
+    Schema version 2 added ``units``: every unit the job names, with its role in the job
+    (``UnitUse``: an entry's name, a channel's) and its name, version, code digest and
+    configuration hash (empty in version 1 events).
     """
 
     schema_version: ClassVar[int] = 2
@@ -346,7 +358,7 @@ class RunStarted(Event):
     host: str
     user: str
     argv: tuple[str, ...] = ()
-    units: tuple[Provenance, ...] = Field(default=(), description="the units the job names")
+    units: tuple[UnitUse, ...] = Field(default=(), description="the units the job names")
 
 
 class RunFinished(Event):

@@ -90,8 +90,7 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         table = f"{self.events_table_name}_tracking"
         if tracking.after == 0:
             curs.execute(
-                f"INSERT INTO {table} (name, position) VALUES (?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
+                f"INSERT INTO {table} (name, position) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (tracking.name, tracking.position),
             )
         else:

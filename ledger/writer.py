@@ -24,22 +24,40 @@ import gc
 import queue
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ledger.codec import StoredRow, encode
 from ledger.errors import EventRejected, LedgerError
 from ledger.events import Event
 from ledger.rows import AppendResult, PreparedBatch, Tracking
 
-if TYPE_CHECKING:
-    from ledger.store import Ledger
-
-__all__ = ["BatchWriter"]
+__all__ = ["BatchTarget", "BatchWriter"]
 
 _Batch = tuple[PreparedBatch, list[tuple[str, bytes]], Tracking | None]
 _MAX_REMEMBERED = 2_000_000
+
+
+class BatchTarget(Protocol):
+    """What a :class:`BatchWriter` appends to: a :class:`~ledger.store.Ledger`.
+
+    The writer needs only these two of the ledger's methods; naming them here keeps this
+    module free of the store (which imports the writer to make one in ``Ledger.writer``).
+    """
+
+    def prepare_rows(self, rows: Sequence[StoredRow]) -> PreparedBatch:
+        """Return encoded rows as a batch for the store (no I/O)."""
+        ...
+
+    def write(
+        self,
+        batch: PreparedBatch,
+        packets: Sequence[tuple[str, bytes]] = (),
+        tracking: Tracking | None = None,
+    ) -> AppendResult:
+        """Store a prepared batch, its packets and a tracking move in one transaction."""
+        ...
 
 
 class BatchWriter:
@@ -47,7 +65,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: BatchTarget,
         batch_size: int = 5000,
         depth: int = 1,
         switch_interval_s: float | None = 0.0005,

@@ -47,13 +47,13 @@ from ledger import (
 from ledger.errors import ProjectionError
 from projections import models as m
 
-__all__ = ["Fold", "fetch", "stock_of", "summarise"]
+__all__ = ["Fold", "fetch", "json_text", "position_of", "stock_of", "summarise", "table_of"]
 
 Row = dict[str, Any]
 _CHUNK = 2000  # values per IN (...) when reading the rows a batch touches
 
 
-def _dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
@@ -61,11 +61,11 @@ def _take(events: Iterator[Event], count: int) -> list[Event]:
     return list(itertools.islice(events, count))
 
 
-def _position(event: Event) -> int:
+def position_of(event: Event) -> int:
     return event.position or 0
 
 
-def _table(model: type[m.Base]) -> Table:
+def table_of(model: type[m.Base]) -> Table:
     return cast(Table, model.__table__)
 
 
@@ -94,7 +94,7 @@ def _write_postgres(conn: Connection, table: Table, rows: Sequence[Row], overwri
     for column in table.columns:
         values = [row[column.name] for row in rows]
         if isinstance(column.type, JSON):
-            values = [None if v is None else _dumps(v) for v in values]
+            values = [None if v is None else json_text(v) for v in values]
         elif isinstance(column.type, Double):  # one element type per array
             values = [None if v is None else float(v) for v in values]
         arrays.append(values)
@@ -202,15 +202,15 @@ class Fold:
 
     def fetch(self, model: type[m.Base], column: str, values: Iterable[Any]) -> list[Row]:
         """Return the stored rows of a table whose ``column`` is one of ``values``."""
-        return fetch(self.conn, _table(model), column, values)
+        return fetch(self.conn, table_of(model), column, values)
 
     def insert(self, model: type[m.Base], rows: Sequence[Row]) -> None:
         """Insert rows, leaving any already stored alone."""
-        self.write(_table(model), rows, overwrite=False)
+        self.write(table_of(model), rows, overwrite=False)
 
     def upsert(self, model: type[m.Base], rows: Sequence[Row]) -> None:
         """Insert rows, or overwrite the stored ones with the same key (keys must not repeat)."""
-        self.write(_table(model), rows, overwrite=True)
+        self.write(table_of(model), rows, overwrite=True)
 
     def write(self, table: Table, rows: Sequence[Row], overwrite: bool) -> None:
         """Insert rows with ``ON CONFLICT DO NOTHING`` or ``DO UPDATE``: on PostgreSQL in one
@@ -256,9 +256,12 @@ class Fold:
             for r in self.fetch(m.Datapoint, "datapoint_id", (e.datapoint_id for e in events))
         }
         rows: dict[tuple[str, str], Row] = {}
+        tally: Counter[tuple[str, str, str]] = Counter()  # (run, kind, new | new_bodies)
         for e in events:
             key = (e.stream, e.datapoint_id)
             prior = seen.get(key)
+            if e.run_id is not None:
+                tally[(e.run_id, e.kind, "new" if prior is None else "new_bodies")] += 1
             superseded = 0 if prior is None else prior[1] + 1
             stock = stock_of(e)
             if stock is not None:
@@ -282,6 +285,22 @@ class Fold:
             )
             rows[key] = row
         self.upsert(m.Datapoint, list(rows.values()))
+        self.run_datapoints(tally)
+
+    def run_datapoints(self, tally: Counter[tuple[str, str, str]]) -> None:
+        """Add a batch's datapoint counts to its runs' (new datapoints, new bodies)."""
+        rows: dict[tuple[str, str], Row] = {
+            (run, kind): {"run_id": run, "kind": kind, "new": 0, "new_bodies": 0}
+            for run, kind, _ in tally
+        }
+        for (run, kind, what), n in tally.items():
+            rows[(run, kind)][what] += n
+        for stored in self.fetch(m.RunDatapoints, "run_id", {run for run, _ in rows}):
+            row = rows.get((stored["run_id"], stored["kind"]))
+            if row is not None:
+                row["new"] += stored["new"]
+                row["new_bodies"] += stored["new_bodies"]
+        self.upsert(m.RunDatapoints, list(rows.values()))
 
     def decisions(self, events: list[FilterDecided]) -> None:
         """Record filter decisions and count the distinct alerts each channel accepted."""
@@ -347,7 +366,8 @@ class Fold:
         for e in events:
             row = rows.get(e.result_id) or dict(fresh)
             row |= _row(e, "result_id", "subject")
-            row |= _pick(e.provenance, "unit", "unit_version", "config", "duration_s")
+            row |= _pick(e.provenance, "unit", "unit_version", "unit_digest", "config")
+            row["duration_s"] = e.provenance.duration_s
             if isinstance(e, ResultDerived):
                 row |= {"status": "ok", "body": e.body, "inputs": list(e.inputs)}
             else:
@@ -386,13 +406,13 @@ class Fold:
         """Record runs: what started them, and how they finished."""
         if not events:
             return
-        empty = dict.fromkeys((c.name for c in _table(m.Run).columns), None)
+        empty = dict.fromkeys((c.name for c in table_of(m.Run).columns), None)
         rows = {r["run_id"]: r for r in self.fetch(m.Run, "run_id", (e.run for e in events))}
         for e in events:
             row = rows.setdefault(e.run, empty | {"run_id": e.run, "status": "running"})
             if isinstance(e, RunStarted):
                 row |= _pick(e, "job_hash", "job_text", "packages", "host", "user")
-                row["units"] = [u.identity() for u in e.units]
+                row["units"] = [{"role": u.role} | u.provenance.identity() for u in e.units]
                 row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
             else:
                 row |= _pick(e, "status", "summary")

@@ -28,6 +28,7 @@ __all__ = [
     "Result",
     "Run",
     "RunCount",
+    "RunDatapoints",
     "State",
     "Stock",
     "StockChannel",
@@ -137,7 +138,11 @@ class Alert(Base):
     """A received packet (``error`` set when it could not be read)."""
 
     __tablename__ = "rm_alerts"
-    __table_args__ = (Index("rm_alerts_stock", "stock"), Index("rm_alerts_digest", "digest"))
+    __table_args__ = (
+        Index("rm_alerts_stock", "stock"),
+        Index("rm_alerts_digest", "digest"),
+        Index("rm_alerts_run", "run_id"),
+    )
 
     event_id: Mapped[str] = _key()
     stock: Mapped[str]
@@ -212,6 +217,7 @@ class Result(Base):
     subject: Mapped[str]
     unit: Mapped[str]
     unit_version: Mapped[str]
+    unit_digest: Mapped[str]
     config: Mapped[str]
     inputs: Mapped[list[Any]]
     status: Mapped[str]
@@ -269,6 +275,19 @@ class Run(Base):
     units: Mapped[list[Any] | None]
     start_position: Mapped[int | None]
     finish_position: Mapped[int | None]
+
+
+class RunDatapoints(Base):
+    """What a run's datapoint events added, by kind: datapoints new to their stock, and
+    new bodies of datapoints their stock had (a re-measurement, a repeat with fewer
+    fields)."""
+
+    __tablename__ = "rm_run_datapoints"
+
+    run_id: Mapped[str] = _key()
+    kind: Mapped[str] = _key()
+    new: Mapped[int]
+    new_bodies: Mapped[int]
 
 
 class RunCount(Base):

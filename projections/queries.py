@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
 from projections import models as m
@@ -21,16 +21,22 @@ from projections.readmodel import ReadModel
 
 __all__ = [
     "ChannelRow",
+    "ConfigRow",
     "DatapointRow",
     "JournalRow",
     "ReactionRow",
     "ResultRow",
+    "RunFacts",
     "RunView",
     "Source",
     "StateRow",
     "StockRow",
     "StockView",
+    "failed_results",
+    "find_configs",
+    "list_runs",
     "list_stocks",
+    "run_facts",
     "run_summary",
     "stock_view",
 ]
@@ -109,6 +115,7 @@ class ResultRow(_Row):
     """A T2 result: ``ok`` with its body, or ``failed`` with the latest error."""
 
     result_id: str
+    stock: str
     subject: str
     unit: str
     unit_version: str
@@ -125,6 +132,10 @@ class ResultRow(_Row):
     position: int
     time: dt.datetime
     duration_s: float
+    unit_digest: str
+    entries: tuple[str, ...] = ()  # the job entries (t2 names) that ran this configuration
+    config_values: dict[str, Any] | None = None  # the registered configuration
+    state_alert_position: int | None = None  # where the subject state was made, if a state
 
 
 class ReactionRow(_Row):
@@ -165,6 +176,15 @@ class StockView(_Row):
     results: tuple[ResultRow, ...]
     reactions: tuple[ReactionRow, ...]
     journal: tuple[JournalRow, ...]
+
+
+class ConfigRow(_Row):
+    """A registered unit configuration."""
+
+    config_hash: str
+    unit: str
+    config: dict[str, Any]
+    position: int
 
 
 class RunView(_Row):
@@ -227,6 +247,7 @@ def stock_view(source: Source, stock: str) -> StockView | None:
         reactions = select(m.Reaction.__table__).where(m.Reaction.stock == stock)
         journal = select(m.JournalEntry.__table__).where(m.JournalEntry.stock == stock)
         by_jd = m.Datapoint.jd.asc().nulls_last()
+        state_rows = _rows(conn, states.order_by(m.State.position))
         followers = tuple(
             ChannelRow(**r) for r in _rows(conn, channels.order_by(m.StockChannel.channel))
         )
@@ -237,8 +258,8 @@ def stock_view(source: Source, stock: str) -> StockView | None:
                 DatapointRow(**r)
                 for r in _rows(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
             ),
-            states=tuple(StateRow(**r) for r in _rows(conn, states.order_by(m.State.position))),
-            results=tuple(ResultRow(**r) for r in _rows(conn, results.order_by(m.Result.position))),
+            states=tuple(StateRow(**r) for r in state_rows),
+            results=_results(conn, _rows(conn, results.order_by(m.Result.position)), state_rows),
             reactions=tuple(
                 ReactionRow(**r) for r in _rows(conn, reactions.order_by(m.Reaction.position))
             ),
@@ -246,6 +267,80 @@ def stock_view(source: Source, stock: str) -> StockView | None:
                 JournalRow(**r) for r in _rows(conn, journal.order_by(m.JournalEntry.position))
             ),
         )
+
+
+def _results(
+    conn: Connection | Session, rows: list[dict[str, Any]], states: list[dict[str, Any]]
+) -> tuple[ResultRow, ...]:
+    """Return result rows with their entry names, configuration values and state."""
+    configs = {
+        r["config_hash"]: r["config"]
+        for r in _rows(conn, select(m.Config.__table__).where(
+            m.Config.config_hash.in_({r["config"] for r in rows})
+        ))
+    }  # fmt: skip
+    names = _entry_names(conn)
+    made_at = {s["state_id"]: s["alert_position"] for s in states}
+    found = []
+    for r in rows:
+        key = (r["unit"], r["unit_version"], r["unit_digest"], r["config"])
+        found.append(ResultRow(
+            **r, entries=tuple(sorted(names.get(key, ()))), config_values=configs.get(r["config"]),
+            state_alert_position=made_at.get(r["subject"]),
+        ))  # fmt: skip
+    return tuple(found)
+
+
+def _entry_names(conn: Connection | Session) -> dict[tuple[str, str, str, str], set[str]]:
+    """Return, for each T2 unit configuration runs named, the entry names they gave it."""
+    names: dict[tuple[str, str, str, str], set[str]] = {}
+    for units in conn.execute(select(m.Run.units)).scalars():
+        for u in units or ():
+            role = str(u.get("role", ""))
+            if role.startswith("t2:"):
+                key = (u["unit"], u["unit_version"], u["unit_digest"], u["config"])
+                names.setdefault(key, set()).add(role[3:])
+    return names
+
+
+def list_runs(source: Source, limit: int | None = None) -> list[RunView]:
+    """Return the runs, the latest first, with the events each recorded by type."""
+    runs, counts = m.Run.__table__, m.RunCount.__table__
+    order = runs.c.start_position.desc().nulls_last()
+    with _reader(source) as conn:
+        rows = _rows(conn, select(runs).order_by(order, runs.c.run_id).limit(limit))
+        by_run: dict[str, dict[str, int]] = {}
+        query = select(counts).where(counts.c.run_id.in_([r["run_id"] for r in rows]))
+        for c in _rows(conn, query):
+            by_run.setdefault(c["run_id"], {})[c["event_type"]] = int(c["count"])
+    return [RunView(**r, counts=by_run.get(r["run_id"], {})) for r in rows]
+
+
+def failed_results(
+    source: Source, stock: str | None = None, run_id: str | None = None, limit: int | None = None
+) -> list[ResultRow]:
+    """Return the T2 results that failed (given up, or still to be retried), latest first,
+    with their error and traceback."""
+    table = m.Result.__table__
+    query = select(table).where(table.c.status == "failed")
+    if stock is not None:
+        query = query.where(table.c.stock == stock)
+    with _reader(source) as conn:
+        rows = _rows(conn, query.order_by(table.c.position.desc()))
+        if run_id is not None:
+            events = m.JournalEntry.__table__
+            mine = set(conn.execute(select(events.c.event_id).where(events.c.run_id == run_id))
+                       .scalars())  # fmt: skip
+            rows = [r for r in rows if r["event_id"] in mine]
+        return list(_results(conn, rows[:limit] if limit else rows, []))
+
+
+def find_configs(source: Source, prefix: str) -> list[ConfigRow]:
+    """Return the registered configurations whose hash starts with ``prefix``."""
+    table = m.Config.__table__
+    query = select(table).where(table.c.config_hash.startswith(prefix)).order_by(table.c.position)
+    with _reader(source) as conn:
+        return [ConfigRow(**r) for r in _rows(conn, query.limit(20))]
 
 
 def list_stocks(
@@ -264,6 +359,36 @@ def list_stocks(
         rows = _rows(conn, query)
         channels = _channels(conn, [r["stock"] for r in rows])
     return [StockRow(**r, channels=tuple(channels.get(r["stock"], ()))) for r in rows]
+
+
+class RunFacts(_Row):
+    """What a run added to the ledger, as facts: alerts new to it (readable and not), and
+    by kind the datapoints new to their stock and the new bodies of datapoints they had."""
+
+    alerts_new: int
+    unreadable_new: int
+    datapoints: dict[str, dict[str, int]]
+
+
+def run_facts(source: Source, run_id: str) -> RunFacts:
+    """Return what a run added (its events as the read model has folded them)."""
+    alerts, points = m.Alert.__table__, m.RunDatapoints.__table__
+    with _reader(source) as conn:
+        found = conn.execute(
+            select(alerts.c.error.is_(None), func.count())
+            .where(alerts.c.run_id == run_id)
+            .group_by(alerts.c.error.is_(None))
+        ).all()
+        rows = _rows(conn, select(points).where(points.c.run_id == run_id))
+    readable = dict(found)
+    return RunFacts(
+        alerts_new=int(readable.get(True, 0)),
+        unreadable_new=int(readable.get(False, 0)),
+        datapoints={
+            r["kind"]: {"new": int(r["new"]), "new_bodies": int(r["new_bodies"])}
+            for r in sorted(rows, key=lambda r: str(r["kind"]))
+        },
+    )
 
 
 def run_summary(source: Source, run_id: str) -> RunView | None:

@@ -42,7 +42,7 @@ from ledger import (
 from ledger.errors import ProjectionError
 from ledger.rows import conflict
 from projections import models as m
-from projections.fold import Fold, Row, _dumps, _position, _table
+from projections.fold import Fold, Row, json_text, position_of, table_of
 from projections.projector import Projector, catch_up
 
 __all__ = ["Fold", "ReadModel", "ReadModelProjector", "make_engine", "readmodel_url"]
@@ -80,7 +80,7 @@ def _on_sqlite_begin(conn: Connection) -> None:
 
 def make_engine(url: str) -> Engine:
     """Return an engine for a read-model URL, with real transactions on SQLite."""
-    options: Row = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+    options: Row = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -154,7 +154,7 @@ class ReadModel:
             return self._position(conn) or 0
 
     def _position(self, conn: Connection, lock: bool = False) -> int | None:
-        table = _table(m.Tracking)
+        table = table_of(m.Tracking)
         query = select(table.c.position).where(table.c.name == self.name)
         if lock:
             query = query.with_for_update()  # PostgreSQL: one projector at a time
@@ -186,15 +186,15 @@ class ReadModel:
                         "where this batch follows on (was it dropped meanwhile?)"
                     )
                     raise ProjectionError(msg)
-                fresh = sorted((e for e in events if _position(e) > tracked), key=_position)
+                fresh = sorted((e for e in events if position_of(e) > tracked), key=position_of)
                 if not fresh:
                     return 0
                 Fold(conn).apply(fresh)
-                table = _table(m.Tracking)
+                table = table_of(m.Tracking)
                 done = update(table).where(table.c.name == self.name)
-                conn.execute(done.values(position=_position(fresh[-1])))
+                conn.execute(done.values(position=position_of(fresh[-1])))
         except SQLAlchemyError as exc:
-            span = f"{_position(events[0])}..{_position(events[-1])}" if events else "(none)"
+            span = f"{position_of(events[0])}..{position_of(events[-1])}" if events else "(none)"
             msg = f"read model {self.name!r}: applying positions {span} failed: {exc}"
             raise ProjectionError(msg) from exc
         return len(fresh)
@@ -215,8 +215,8 @@ class ReadModel:
                     raise ProjectionError(msg)
                 if tracked != tracking.after:
                     raise conflict(tracking, tracked)
-                Fold(conn).apply(sorted(events, key=_position))
-                table = _table(m.Tracking)
+                Fold(conn).apply(sorted(events, key=position_of))
+                table = table_of(m.Tracking)
                 done = update(table).where(table.c.name == self.name)
                 conn.execute(done.values(position=tracking.position))
         except SQLAlchemyError as exc:

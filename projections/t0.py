@@ -73,6 +73,7 @@ class Shaped:
 
     stock: str
     digest: str
+    locator: str
     received_id: str
     rows: list[StoredRow]  # AlertReceived first, then the datapoints
     packet: bytes | None  # None: the same bytes as the blob it came from
@@ -130,8 +131,8 @@ def shape_packet(
             stream=UNREADABLE_STREAM, digest=item.digest, source=source,
             locator=item.locator, error=item.reason, run_id=run_id, causation=cause,
         )  # fmt: skip
-        return Shaped(UNREADABLE_STREAM, item.digest, event.id, [encode(event)], item.packet,
-                      Counter(), item.reason, ())  # fmt: skip
+        return Shaped(UNREADABLE_STREAM, item.digest, item.locator, event.id, [encode(event)],
+                      item.packet, Counter(), item.reason, ())  # fmt: skip
     shaper = shapers.get(item.survey)
     points: list[Datapoint] = []
     error = None
@@ -149,15 +150,16 @@ def shape_packet(
     )  # fmt: skip
     rows = [encode(received)]
     if error is not None:
-        return Shaped(received.stream, item.digest, received.id, rows, item.packet, Counter(),
-                      error, ())  # fmt: skip
+        return Shaped(received.stream, item.digest, item.locator, received.id, rows, item.packet,
+                      Counter(), error, ())  # fmt: skip
     alert_cause = (received.id,)
     kinds: Counter[str] = Counter()
     for point in points:
         kinds[point.kind] += 1
         rows.append(datapoint_row(point, alert_cause, run_id))
     verdicts = judge(filters, item)
-    return Shaped(item.stock, item.digest, received.id, rows, item.packet, kinds, None, verdicts)
+    return Shaped(item.stock, item.digest, item.locator, received.id, rows, item.packet, kinds,
+                  None, verdicts)  # fmt: skip
 
 
 @dataclass
@@ -204,6 +206,7 @@ class IngestStats:
     resumed: dict[str, int] = field(default_factory=dict)  # source -> position resumed at
     appended: int = 0  # events new to the ledger
     read: Counter[str] = field(default_factory=Counter)  # source -> packets read
+    unreadable_inputs: list[str] = field(default_factory=list)  # where, and why
 
 
 _CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
@@ -305,6 +308,8 @@ class Ingest:
         if shaped.error is not None:
             stats.unreadable += 1
             stats.reasons[shaped.error.split(":")[0]] += 1
+            if len(stats.unreadable_inputs) < 100:
+                stats.unreadable_inputs.append(f"{shaped.locator}: {shaped.error}")
             return
         stats.alerts += 1
         stats.stocks.add(shaped.stock)

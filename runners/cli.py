@@ -1,27 +1,39 @@
-"""The command line: ``skyledger demo | run | stock | units | ledger``.
-
-The CLI only parses arguments, builds settings and hands over to the runners. Every
-option with an environment fallback shows it in ``--help``.
-"""
+"""The command line: skyledger run, demo, simulate, stock, runs, failures, config, units,
+ledger. It parses arguments, builds settings and hands over to the runners; what it
+prints for people is in runners.show. Every command takes --json (errors included) and
+-h; options with an environment fallback show it in their help."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ledger import ConfigError, Ledger, LedgerSettings, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
+from projections import queries
+from projections.readmodel import ReadModel, readmodel_url
 from runners.job import load_job
-from runners.local import LocalRunner, RunSummary
-from units import Alert, available_units
+from runners.local import LocalRunner
+from runners.show import (
+    JOURNAL_LINES,
+    show_configs,
+    show_failures,
+    show_runs,
+    show_stock,
+    show_summary,
+    show_units,
+)
+from runners.summary import RunSummary
+from units import Alert
+from units.registry import describe_units
 from units.sources import FileSource
 
 __all__ = ["app", "main"]
@@ -30,7 +42,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help=__doc__.split("\n")[0],
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="skyledger: event-sourced analysis of astronomical alert streams (ZTF, Rubin/LSST). "
+    "Every command takes -h for its options.",
 )
 console = Console(stderr=True)
 out = Console()
@@ -38,20 +53,56 @@ out = Console()
 LedgerOption = Annotated[
     str,
     typer.Option(
-        "--ledger", envvar="SKYLEDGER_LEDGER", help="ledger URL: sqlite:///PATH or postgresql://..."
+        "--ledger",
+        envvar="SKYLEDGER_LEDGER",
+        help="the ledger: sqlite:///PATH, a plain file path (SQLite), or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB",
     ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print JSON for machines instead of tables (errors too)")
 ]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _open(url: str) -> Ledger:
-    return Ledger.open(LedgerSettings.load(ledger=url))
+def _package_version() -> str:
+    try:
+        return version("skyledger")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
-def _run(
-    job_path: Path, sources: list[str], url: str, as_json: bool, workers: int = 1
-) -> RunSummary:
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"skyledger {_package_version()}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """skyledger: event-sourced analysis of astronomical alert streams (ZTF, Rubin/LSST)."""
+
+
+def _open(url: str, create: bool = True) -> Ledger:
+    return Ledger.open(LedgerSettings.load(ledger=url), create=create)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: int) -> RunSummary:
     job, text = load_job(job_path)
+    missing = [path for path in sources if not Path(path).exists()]
+    if missing:
+        raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
     file_sources = [FileSource({"paths": sources})] if sources else []
     with (
         _open(url) as ledger,
@@ -70,64 +121,40 @@ def _run(
         runner = LocalRunner(job, text, ledger, file_sources, progress, workers=workers)
         summary = runner.run()
     if as_json:
-        out.print_json(json.dumps(summary.as_dict()))
+        _print_json(summary.as_dict())
     else:
-        show_summary(summary)
+        show_summary(out, summary)
     return summary
 
 
-def show_summary(summary: RunSummary) -> None:
-    """Print a run's summary as a table."""
-    table = Table(title=f"run {summary.run_id[:12]} (job {summary.job_hash[:12]})")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("alerts read", str(summary.alerts))
-    table.add_row("unreadable", str(summary.unreadable))
-    for reason, n in summary.unreadable_reasons.items():
-        table.add_row(f"  {reason}", str(n))
-    for source, where in summary.resumed.items():
-        after = f"item {where['item']}" + (f", record {where['record']}" if where["record"] else "")
-        what = "read after it" if where["read"] else "nothing new after it: read to its end before"
-        table.add_row(f"{source}: resumed after {after}; {what}", str(where["read"]))
-    for kind, n in sorted(summary.datapoints.items()):
-        table.add_row(f"datapoints: {kind}", str(n))
-    table.add_row("stocks", str(summary.stocks))
-    for channel, made in sorted(summary.decisions.items()):
-        table.add_row(f"accepted by {channel}", str(made["accepted"]))
-        for code, rejected in made["rejected"].items():
-            why = f": {rejected['reason']}" if rejected["reason"] else ""
-            table.add_row(f"rejected by {channel}, code {code}{why}", str(rejected["count"]))
-    for key, n in summary.states.items():
-        table.add_row(f"T1 {key}", str(n))
-    for entry, outcomes in summary.results.items():
-        for outcome, n in outcomes.items():
-            table.add_row(f"T2 {entry} {outcome}", str(n))
-    for reactor, counts in summary.reactions.items():
-        for key, n in counts.items():
-            table.add_row(f"T3 {reactor} {key}", str(n))
-    table.add_row("events appended", str(summary.appended))
-    out.print(table)
-    for unit in summary.changed_units:
-        out.print(
-            f"[yellow]unit {unit['unit']} {unit['version']}: its code changed without a "
-            "new version; its results are computed again[/yellow]"
-        )
-    for failure in summary.failures:
-        on = failure["stock"] or "(no stock)"
-        to = f" delivering to {failure['target']}" if failure.get("target") else ""
-        out.print(f"[red]{failure['tier']} {failure['unit']} failed on {on}{to}: "
-                  f"{failure['error']}[/red]", markup=True, highlight=False)  # fmt: skip
-    out.print(f"status: {summary.status}; ledger: {summary.ledger}")
+def _strict(summary: RunSummary, strict: bool) -> None:
+    if strict and summary.status != "ok":
+        console.print(f"--strict: the run ended with status {summary.status!r}", highlight=False)
+        raise typer.Exit(1)
+
+
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="exit with code 1 if the run did not end 'ok' (a unit gave up on input)"
+    ),
+]
 
 
 @app.command()
 def run(
-    job: Annotated[Path, typer.Argument(help="the job file (YAML)")],
+    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
     source: Annotated[
-        list[str] | None, typer.Option("--source", "-s", help="alert files, folders, archives")
+        list[str] | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="alert files, folders or archives to read (repeat for more); "
+            "instead of the job's sources",
+        ),
     ] = None,
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    as_json: JsonOption = False,
     workers: Annotated[
         int,
         typer.Option(
@@ -136,46 +163,59 @@ def run(
             "T2; 1: this process only",
         ),
     ] = 1,
+    strict: StrictOption = False,
 ) -> None:
-    """Run a job locally: all tiers in sequence, with a progress bar and a summary."""
-    _run(job, list(source or []), ledger, as_json, workers)
+    """Run a job locally: every tier in turn, with progress bars, then a summary."""
+    _strict(_run(job, list(source or []), ledger, as_json, workers), strict)
 
 
 @app.command()
 def demo(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    as_json: JsonOption = False,
+    strict: StrictOption = False,
 ) -> None:
     """Run the example job on real ZTF alerts shipped with skyledger, and write a report."""
-    job = EXAMPLES / "demo.yaml"
-    data = EXAMPLES / "data" / "ztf"
-    _run(job, [str(data)], ledger, as_json)
+    summary = _run(EXAMPLES / "demo.yaml", [str(EXAMPLES / "data" / "ztf")], ledger, as_json, 1)
     if not as_json:
         console.print("report: skyledger-data/report.html (see the demo job for its path)")
+    _strict(summary, strict)
 
 
 @app.command()
 def simulate(
-    paths: Annotated[list[Path], typer.Argument(help="real alert files, folders, archives")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="folder to write (new or empty)")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="real ZTF alert files, folders or archives", metavar="PATH")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="folder to write into (new or empty)")
+    ],
     copies: Annotated[int, typer.Option(min=1, help="times each alert is replayed")] = 10,
-    shift_days: Annotated[float, typer.Option(help="copy k is moved by k times this")] = 0.0,
-    cutouts: Annotated[bool, typer.Option("--cutouts/--no-cutouts")] = True,
-    per_file: Annotated[int, typer.Option(min=1, help="alerts per Avro file")] = 1000,
+    shift_days: Annotated[
+        float, typer.Option(help="copy k is moved k times this many days later")
+    ] = 0.0,
+    cutouts: Annotated[
+        bool, typer.Option("--cutouts/--no-cutouts", help="keep the image cutouts, or drop them")
+    ] = True,
+    per_file: Annotated[int, typer.Option(min=1, help="alerts per Avro file written")] = 1000,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay real ZTF alerts as new ones (new stocks, new ids, shifted times) into files.
 
-    For a paced live stream, name SimulatedSource with a rate in a job's sources.
+    For a paced stream inside a job, name SimulatedSource with a rate in its sources.
     """
-    from units.simulate import SimulatedSource, write_alerts
+    from runners.simulate import SimulatedSource, write_alerts
 
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError("\n".join(f"PATH {p}: no such file or directory" for p in missing))
     source = SimulatedSource(
         {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
          "cutouts": cutouts}
     )  # fmt: skip
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
+        TimeElapsedColumn(), console=console, transient=True, disable=as_json,
     ) as bar:  # fmt: skip
         task = bar.add_task("simulating", total=None)
 
@@ -189,92 +229,131 @@ def simulate(
             files = write_alerts(alerts(), out_dir, per_file)
         except ValueError as exc:
             raise ConfigError(f"--out {out_dir}: {exc}") from None
-    out.print(f"wrote {len(files)} files to {out_dir}")
+    if as_json:
+        _print_json({"out": str(out_dir), "files": [str(f) for f in files]})
+    else:
+        out.print(f"wrote {len(files)} files to {out_dir}", highlight=False)
+
+
+def _read_model(url: str) -> tuple[Ledger, ReadModel]:
+    """Open an existing ledger (never making one) and its read model, caught up."""
+    ledger = _open(url, create=False)
+    model = ReadModel(readmodel_url(ledger.settings.ledger))
+    model.create()
+    model.catch_up(ledger)
+    return ledger, model
 
 
 @app.command()
 def stock(
     stock_id: Annotated[str, typer.Argument(metavar="STOCK", help="e.g. ZTF21abiuvdk, lsst:123")],
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: Annotated[bool, typer.Option("--json", help="print the view as JSON")] = False,
+    as_json: JsonOption = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="show result bodies whole and the whole journal")
+    ] = False,
+    journal: Annotated[
+        int, typer.Option(min=0, help="journal lines to show, the latest (0: all)")
+    ] = JOURNAL_LINES,
 ) -> None:
-    """Show a stock: light curve, states, results, reactions and its journal."""
-    from projections.queries import stock_view
-    from projections.readmodel import ReadModel, readmodel_url
-
-    with _open(ledger) as opened, ReadModel(readmodel_url(opened.settings.ledger)) as model:
-        model.create()
-        model.catch_up(opened)
-        view = stock_view(model, stock_id)
+    """Show a stock: light curve, states, results (entry, version, configuration, the state
+    they are about, body), reactions and its journal."""
+    opened, model = _read_model(ledger)
+    with opened, model:
+        view = queries.stock_view(model, stock_id)
     if view is None:
         raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}")
     if as_json:
         out.print_json(view.model_dump_json())
         return
-    show_stock(view)
-
-
-def show_stock(view: Any) -> None:
-    """Print a stock view as tables."""
-    s = view.stock
-    out.print(
-        f"[bold]{s.stock}[/bold]: {s.n_alerts} alerts, {s.n_detections} detections, "
-        f"{s.n_upper_limits} upper limits, {s.n_forced} forced; "
-        f"channels: {', '.join(s.channels) or 'none'}"
-    )
-    curve = Table("jd", "band", "kind", "mag", "err", "limit", title="light curve")
-    for d in view.datapoints:
-        curve.add_row(
-            f"{d.jd:.5f}" if d.jd else "-", d.band or "-", d.kind, _num(d.mag), _num(d.magerr),
-            _num(d.limmag),
-        )  # fmt: skip
-    out.print(curve)
-    states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
-    for st in view.states:
-        states.add_row(st.state_id[:12], f"{st.unit}@{st.unit_version}", str(st.n_datapoints),
-                       str(st.alert_position or "-"), ", ".join(st.channels))  # fmt: skip
-    out.print(states)
-    results = Table("result", "unit", "status", "body or error", title="results")
-    for r in view.results:
-        what = json.dumps(r.body)[:90] if r.status == "ok" else (r.error or "")[:90]
-        results.add_row(r.result_id[:12], f"{r.unit}@{r.unit_version}", r.status, what)
-    out.print(results)
-    if view.reactions:
-        reactions = Table("key", "unit", "target", "status", "attempts", title="reactions")
-        for x in view.reactions:
-            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.status, str(x.attempts))
-        out.print(reactions)
-    journal = Table("position", "time", "event", "summary", title="journal")
-    for j in view.journal[-40:]:
-        journal.add_row(str(j.position), j.time.strftime("%Y-%m-%d %H:%M:%S"), j.event_type,
-                        j.summary[:80])  # fmt: skip
-    out.print(journal)
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    show_stock(out, view, full, journal)
 
 
 @app.command()
-def units() -> None:
-    """List the units that jobs can name (installed through entry points or registered)."""
-    table = Table("unit", "defined in")
-    for name, where in available_units().items():
-        table.add_row(name, where)
-    out.print(table)
+def runs(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option(min=1, help="the latest runs to list")] = 20,
+) -> None:
+    """List the runs of a ledger, latest first: job hash, host, status and counts."""
+    opened, model = _read_model(ledger)
+    with opened, model:
+        found = queries.list_runs(model, limit)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in found])
+    else:
+        show_runs(out, found)
+
+
+@app.command()
+def failures(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    stock_id: Annotated[
+        str | None, typer.Option("--stock", help="only this stock's failures")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="only this run's failures")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="the latest failures to show")] = 20,
+) -> None:
+    """List T2 results that failed, with their errors and tracebacks."""
+    opened, model = _read_model(ledger)
+    with opened, model:
+        found = queries.failed_results(model, stock_id, run_id, limit)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in found])
+    else:
+        show_failures(out, found)
+
+
+@app.command()
+def config(
+    config_hash: Annotated[
+        str, typer.Argument(metavar="HASH", help="a configuration hash, or its first digits")
+    ],
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a unit configuration recorded under its hash (runs and results show hashes)."""
+    opened, model = _read_model(ledger)
+    with opened, model:
+        found = queries.find_configs(model, config_hash.lower())
+    if not found:
+        raise ConfigError(f"no configuration {config_hash!r} in {redact(ledger)}")
+    if as_json:
+        _print_json([c.model_dump(mode="json") for c in found])
+    else:
+        show_configs(out, found)
+
+
+@app.command()
+def units(as_json: JsonOption = False) -> None:
+    """List the units jobs can name: tier, version, package and where each is defined."""
+    found = describe_units()
+    if as_json:
+        _print_json(found)
+    else:
+        show_units(out, found)
 
 
 @app.command("ledger")
-def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL) -> None:
-    """Show where the ledger is and how many events it holds."""
-    with _open(ledger) as opened:
-        out.print(f"{opened.url}: {opened.backend}, head position {opened.head()}")
+def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
+    """Show where the ledger is, its store and its head position (never makes a ledger)."""
+    with _open(ledger, create=False) as opened:
+        info = {"ledger": opened.url, "backend": opened.backend, "head": opened.head()}
+    if as_json:
+        _print_json(info)
+    else:
+        out.print(f"{info['ledger']}: {info['backend']}, head position {info['head']}",
+                  highlight=False)  # fmt: skip
 
 
 def main() -> None:
-    """Run the CLI; errors of ours are shown as one clear line and exit code 2."""
+    """Run the CLI; errors of ours are one clear line (JSON with --json) and exit code 2."""
     try:
         app()
     except SkyledgerError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, for people and scripts
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": str(exc), "kind": type(exc).__name__}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)  # unwrapped lines, for people and scripts
         raise SystemExit(2) from None

@@ -349,10 +349,7 @@ def _unmet(
         )
     dep_cls, dep_spec = listed
     if dep_cls.name != dependency:
-        return (
-            f"{name!r} depends on {dependency!r}, but entry {filled_by!r} runs "
-            f"{dep_cls.name!r}"
-        )
+        return f"{name!r} depends on {dependency!r}, but entry {filled_by!r} runs {dep_cls.name!r}"
     if cls.subject() != dep_cls.subject():
         return (
             f"{name!r} (binds {cls.binds!r}) depends on {dependency!r} (binds "

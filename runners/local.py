@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
@@ -31,54 +30,29 @@ from ledger import (
     ConfigError,
     ConfigurationRegistered,
     Ledger,
-    Provenance,
     RunFinished,
     RunStarted,
+    UnitUse,
 )
 from projections.decide import Channel, Decide
 from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import CatchUp, Projector, catch_up
+from projections.queries import RunFacts, run_facts
 from projections.readmodel import ReadModel, readmodel_url
 from projections.retry import Retry
-from projections.t0 import ITEM, Ingest, Verdicts
+from projections.t0 import Ingest, Verdicts
 from projections.t1 import Combine
 from projections.t2 import Augment, T2Entry
 from projections.t3 import Cut, React, Selection
 from runners.job import Job
+from runners.summary import RunSummary
 from units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
 
-__all__ = ["LocalRunner", "Progress", "RunSummary"]
+__all__ = ["LocalRunner", "Progress", "RunSummary"]  # RunSummary: from runners.summary
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
-
-
-@dataclass
-class RunSummary:
-    """What a run did, for people (a table) and machines (JSON)."""
-
-    run_id: str
-    job_hash: str
-    ledger: str
-    status: str = "running"
-    alerts: int = 0
-    unreadable: int = 0
-    unreadable_reasons: dict[str, int] = field(default_factory=dict)
-    datapoints: dict[str, int] = field(default_factory=dict)
-    stocks: int = 0
-    resumed: dict[str, dict[str, int]] = field(default_factory=dict)
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    states: dict[str, int] = field(default_factory=dict)
-    results: dict[str, dict[str, int]] = field(default_factory=dict)
-    reactions: dict[str, dict[str, int]] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    changed_units: list[dict[str, str]] = field(default_factory=list)
-    appended: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the summary as plain JSON-compatible data."""
-        return dict(self.__dict__)
 
 
 def build(cls_name: str, config: dict[str, Any]) -> Unit:
@@ -189,7 +163,7 @@ class LocalRunner:
             with pool if pool is not None else nullcontext():
                 self._tiers(summary, pool, (started.id,))
             if self.read_model:
-                self._read_model()
+                summary.facts(self._read_model())
             status = "failed units" if summary.failures else "ok"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -218,9 +192,8 @@ class LocalRunner:
         )  # fmt: skip
         self._t0(summary, decide, verdicts, pool, cause)
         made = self._catch_up("T1 combine", combine, decide)
-        summary.states = {"alerts": combine.counts["alerts"], "states": made.stored}
-        if made.produced > made.stored:  # the same states made by another job or run
-            summary.states["states made before"] = made.produced - made.stored
+        summary.states = {"alerts": combine.counts["alerts"], "new": made.stored,
+                          "made_before": made.produced - made.stored}  # fmt: skip
         self._catch_up("T2 augment", augment, decide)
         for (entry, outcome), n in sorted(augment.counts.items()):
             summary.results.setdefault(entry, {})[outcome] = n
@@ -240,10 +213,12 @@ class LocalRunner:
             intended = self._catch_up(f"T3 {spec.unit}", react, decide, augment)
             self._catch_up(f"T3 {spec.unit} delivery", deliver)
             self.appended += deliver.appended
-            counts = dict(react.counts) | {"intended": intended.stored}
-            if intended.produced > intended.stored:
-                counts["intended before"] = intended.produced - intended.stored
-            summary.reactions[f"{i}:{spec.unit}"] = counts | dict(deliver.counts)
+            counts = dict(react.counts) | {
+                "intended": intended.stored,
+                "intended_before": intended.produced - intended.stored,
+            }
+            delivered = {k.replace(" ", "_"): n for k, n in deliver.counts.items()}
+            summary.reactions.append({"reactor": spec.unit, "index": i} | counts | delivered)
             summary.failures += [
                 {"tier": "T3", "unit": spec.unit, "stock": stock or "", "target": target,
                  "error": error}
@@ -297,26 +272,10 @@ class LocalRunner:
             decisions()
             verdicts.clear()  # what is left was read again: its alerts were decided before
         self._catch_up("T0 decisions", decide)  # alerts other runs or jobs received
-        stats = ingest.stats
-        summary.alerts, summary.unreadable = stats.alerts, stats.unreadable
-        summary.unreadable_reasons = dict(stats.reasons)
-        summary.datapoints = dict(stats.datapoints)
-        summary.stocks = len(stats.stocks)
-        summary.resumed = {
-            label: {"item": at // ITEM, "record": at % ITEM, "read": stats.read[label]}
-            for label, at in stats.resumed.items()
-        }
-        self.appended += stats.appended
-        made = decide.stats
-        for channel in decide.channels:
-            rejected = {
-                str(code): {"count": n, "reason": made.reasons.get((name, code), "")}
-                for (name, code), n in sorted(made.rejected.items(), key=str)
-                if name == channel.name
-            }
-            summary.decisions[channel.name] = {
-                "accepted": made.accepted[channel.name], "rejected": rejected,
-            }  # fmt: skip
+        summary.ingested(ingest.stats)
+        self.appended += ingest.stats.appended
+        names = [c.name for c in decide.channels]
+        summary.decided(names, [c.filter for c in decide.channels], decide.stats)
 
     def _changed_units(self) -> list[dict[str, str]]:
         """Return the job's units whose code differs from what earlier runs recorded
@@ -324,7 +283,8 @@ class LocalRunner:
         seen: dict[tuple[str, str], set[str]] = {}
         for event in self.ledger.read(types=[RunStarted]):
             if isinstance(event, RunStarted):
-                for u in event.units:
+                for use in event.units:
+                    u = use.provenance
                     seen.setdefault((u.unit, u.unit_version), set()).add(u.unit_digest)
         changed = []
         for unit in self.units():
@@ -335,25 +295,35 @@ class LocalRunner:
                                 "digest": unit.digest(), "before": before})  # fmt: skip
         return changed
 
+    def uses(self) -> list[UnitUse]:
+        """Return every unit of the job with its role in it."""
+        uses = [UnitUse(role="source", provenance=provenance(s)) for s in self.sources]
+        uses += [UnitUse(role=f"shaper:{survey}", provenance=provenance(s))
+                 for survey, s in sorted(self.shapers.items())]  # fmt: skip
+        uses += [UnitUse(role=f"filter:{c.name}", provenance=provenance(c.filter))
+                 for c in self.channels if c.filter is not None]  # fmt: skip
+        uses.append(UnitUse(role="combiner", provenance=provenance(self.combiner)))
+        uses += [UnitUse(role=f"t2:{e.name}", provenance=provenance(e.unit)) for e in self.entries]
+        uses += [UnitUse(role=f"t3:{i}", provenance=provenance(r))
+                 for i, r in enumerate(self.reactors)]  # fmt: skip
+        return uses
+
     def _started(self) -> RunStarted:
-        units: list[Provenance] = []
-        for unit in self.units():
-            p = provenance(unit)
-            if p not in units:
-                units.append(p)
         return RunStarted(
             stream=f"run:{self.run_id}", run=self.run_id, job_hash=self.job.hash,
             job_text=self.job_text, packages=package_versions(), host=socket.gethostname(),
-            user=_user(), argv=tuple(sys.argv), run_id=self.run_id, units=tuple(units),
+            user=_user(), argv=tuple(sys.argv), run_id=self.run_id, units=tuple(self.uses()),
         )  # fmt: skip
 
-    def _read_model(self) -> None:
-        """Bring the read model (in the ledger's database) up to date with the ledger."""
+    def _read_model(self) -> RunFacts:
+        """Bring the read model (in the ledger's database) up to date with the ledger, and
+        return what this run added, from it."""
         with ReadModel(readmodel_url(self.ledger.settings.ledger)) as model:
             model.create()
             model.catch_up(
                 self.ledger, progress=lambda at, head: self.progress("read model", at, head)
             )
+            return run_facts(model, self.run_id)
 
 
 def source_label(source: Source) -> str:

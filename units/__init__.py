@@ -1,7 +1,8 @@
 """Units: the scientists' code on the four tiers (T0 add, T1 combine, T2 augment, T3 react).
 
-Unit authors import from here (and from ``units.testing`` in their tests). Units are
-pure: they never touch the store, the bus or the clock.
+Unit authors import from here (and from ``units.testing`` in their tests); magnitude,
+flux and time helpers are in ``units.photometry``. Units are pure: they never touch the
+store, the bus or the clock.
 """
 
 from units.alerts import Alert, Blob, Datapoint, Unreadable

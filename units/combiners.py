@@ -11,7 +11,7 @@ from ledger.errors import UnitError
 from units.alerts import Datapoint, DatapointKind
 from units.base import UnitConfig
 from units.contracts import Combiner
-from units.shapers.photometry import number
+from units.photometry import number
 from units.views import State, latest_bodies
 
 __all__ = ["LightCurveCombiner", "latest_bodies"]  # latest_bodies lives in units.views

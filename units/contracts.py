@@ -71,7 +71,13 @@ class Shaper(Unit, ABC):
 
 
 class Filter(Unit, ABC):
-    """T0: decides, per channel, whether the channel follows the alert's stock."""
+    """T0: decides, per channel, whether the channel follows the alert's stock.
+
+    ``codes`` says in words what each rejection code means (summaries show it beside
+    the code); a decision's own ``reason`` says why this alert was rejected.
+    """
+
+    codes: ClassVar[Mapping[int, str]] = {}
 
     @abstractmethod
     def decide(self, alert: Alert) -> Decision:

@@ -31,10 +31,11 @@ from pydantic import Field
 from units.alerts import Alert
 from units.base import UnitConfig
 from units.contracts import Filter
-from units.shapers.photometry import number, records
+from units.photometry import number
+from units.shapers.bodies import records
 from units.views import Decision
 
-__all__ = ["LsstFilter", "Rejection", "ZtfFilter"]
+__all__ = ["CODES", "LsstFilter", "Rejection", "ZtfFilter"]
 
 
 class Rejection(IntEnum):
@@ -52,6 +53,21 @@ class Rejection(IntEnum):
     LOW_SNR = -10
 
 
+CODES: dict[int, str] = {
+    Rejection.WRONG_SURVEY: "an alert of another survey",
+    Rejection.NO_DETECTION: "no detection in the alert",
+    Rejection.SOLAR_SYSTEM: "a known solar-system object nearby",
+    Rejection.NEGATIVE: "a negative difference (the source faded)",
+    Rejection.REAL_BOGUS: "real/bogus score below the minimum",
+    Rejection.DEEP_REAL_BOGUS: "deep-learning real/bogus score below the minimum",
+    Rejection.STAR: "a star: a point source of the reference catalogue nearby",
+    Rejection.TOO_FEW_DETECTIONS: "fewer detections than the minimum",
+    Rejection.TOO_OLD: "first detected too long ago",
+    Rejection.LOW_SNR: "signal-to-noise below the minimum",
+}
+"""What each rejection code of the built-in filters means, in words."""
+
+
 def _reject(code: Rejection, reason: str) -> Decision:
     return Decision.reject(int(code), reason)
 
@@ -65,6 +81,7 @@ class ZtfFilter(Filter):
     """Accepts ZTF alerts that look like real, positive, extragalactic-candidate detections."""
 
     version: ClassVar[str] = "1.0"
+    codes: ClassVar[Mapping[int, str]] = CODES
 
     class Config(UnitConfig):
         """Options of the ZTF filter (null switches a cut off)."""
@@ -185,6 +202,7 @@ class LsstFilter(Filter):
     """Accepts Rubin (LSST) alerts of reliable, positive detections of non-moving objects."""
 
     version: ClassVar[str] = "1.0"
+    codes: ClassVar[Mapping[int, str]] = CODES
 
     class Config(UnitConfig):
         """Options of the LSST filter (null switches a cut off)."""

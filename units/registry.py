@@ -18,7 +18,14 @@ from typing import TypeVar
 from ledger.errors import ConfigError
 from units.base import Unit
 
-__all__ = ["ENTRY_POINT_GROUP", "available_units", "load_unit", "register_unit"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TIERS",
+    "available_units",
+    "describe_units",
+    "load_unit",
+    "register_unit",
+]
 
 ENTRY_POINT_GROUP = "skyledger.units"
 U = TypeVar("U", bound=type[Unit])
@@ -73,3 +80,33 @@ def available_units() -> dict[str, str]:
     found = _entry_point_names()
     found.update({n: f"{c.__module__}:{c.__qualname__}" for n, c in _REGISTERED.items()})
     return dict(sorted(found.items()))
+
+
+TIERS = {
+    "Source": "T0 source",
+    "Shaper": "T0 shaper",
+    "Filter": "T0 filter",
+    "Combiner": "T1 combiner",
+    "T2Unit": "T2 unit",
+    "Reactor": "T3 reactor",
+}
+"""The tier of each unit contract, as people name it."""
+
+
+def describe_units() -> list[dict[str, str]]:
+    """Return every known unit: name, tier (its contract), version, the package that
+    installs it and where it is defined; a unit that cannot be imported says why."""
+    packages = {
+        ep.name: ep.dist.name if ep.dist else "" for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+    rows = []
+    for name, where in available_units().items():
+        row = {"unit": name, "defined_in": where, "package": packages.get(name, "(registered)")}
+        try:
+            cls = load_unit(name)
+        except ConfigError as exc:
+            rows.append(row | {"tier": "?", "version": "?", "error": str(exc)})
+            continue
+        tier = next((TIERS[b.__name__] for b in cls.__mro__ if b.__name__ in TIERS), "?")
+        rows.append(row | {"tier": tier, "version": cls.version})
+    return rows

@@ -5,7 +5,7 @@ sorted path order (only files named like packets, see :data:`PACKET_SUFFIXES`; h
 files are skipped), a tar archive (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``,
 ``.tar.xz``) member by member in archive order, any other file as one blob (gunzipped
 first if it starts with the gzip magic). Each blob is an Avro container or a run of
-Confluent-framed packets (:mod:`units.avro`). Bad input never raises: it becomes an
+Confluent-framed packets (:mod:`units.packets`). Bad input never raises: it becomes an
 :class:`~units.alerts.Unreadable` with the reason, and reading goes on with the next
 packet.
 """
@@ -23,10 +23,10 @@ from pydantic import Field
 
 from ledger.canonical import content_hash
 from units.alerts import Alert, Blob, Unreadable
-from units.avro import decode, unreadable
 from units.base import UnitConfig
 from units.contracts import Source
-from units.identify import identify
+from units.packets.decode import decode, unreadable
+from units.packets.identify import identify
 
 __all__ = [
     "PACKET_SUFFIXES",

@@ -113,10 +113,10 @@ def test_the_tutorial_job_runs_the_units_on_real_alerts(work: Path, site: Path) 
     done = run(args, cwd=work, site=site)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["alerts"] == 34
+    assert summary["alerts"] == {"read": 34, "new": 34, "already_in_ledger": 0}
     # The first alert (one detection) is rejected and the filter accepts the other 33;
     # T1 makes a state at each of them, and T2 runs both units on every state.
-    assert summary["states"] == {"alerts": 33, "states": 33}
+    assert summary["states"] == {"alerts": 33, "new": 33, "made_before": 0}
     assert summary["results"] == {"T2ColourEvolution": {"ok": 33}, "T2ColourTrend": {"ok": 33}}
     assert summary["status"] == "ok"
 

@@ -23,6 +23,7 @@ from ledger.events import (
     RunFinished,
     RunStarted,
     StateCombined,
+    UnitUse,
 )
 
 T = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -69,7 +70,8 @@ def one_of_each(run_id: str = "run-1") -> list[Event]:
     return [
         RunStarted(
             stream=f"run:{run_id}", run=run_id, job_hash="j" * 32, job_text="channels: []",
-            packages={"skyledger": "0.2.0"}, host="h", user="u", units=(PROV,), **env,
+            packages={"skyledger": "0.2.0"}, host="h", user="u",
+            units=(UnitUse(role="t2:features", provenance=PROV),), **env,
         ),
         ConfigurationRegistered(
             stream="config:" + "c" * 32, config_hash="c" * 32, unit="T2LightCurveFeatures",

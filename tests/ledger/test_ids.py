@@ -116,7 +116,10 @@ def _ids_here() -> list[str]:
     return [datapoint_id(s) for s in SAMPLES] + [
         state_id(["b" * 32, "a" * 32]),
         result_id(
-            unit="T2Bazin", unit_version="1.0", unit_digest="d" * 32, config="c" * 32,
+            unit="T2Bazin",
+            unit_version="1.0",
+            unit_digest="d" * 32,
+            config="c" * 32,
             inputs=["a" * 32],
         ),
         job_id({"channels": ["X"], "n": 1}),

@@ -141,8 +141,13 @@ def story() -> list[Event]:
         ),
         failed("x", 1),
         ReactionIntended(
-            stream=f"reaction:{'k' * 32}", idempotency_key="k" * 32, target="http://hook",
-            payload={"stock": A}, stock=A, provenance=prov("T3Hook"), **env(),
+            stream=f"reaction:{'k' * 32}",
+            idempotency_key="k" * 32,
+            target="http://hook",
+            payload={"stock": A},
+            stock=A,
+            provenance=prov("T3Hook"),
+            **env(),
         ),
         claim(1),
         react("failed", 1, "HTTP 503"),
@@ -226,6 +231,7 @@ def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
     assert counts == {
         "rm_alerts": 5, "rm_configs": 0, "rm_datapoints": 8, "rm_decisions": 6,
         "rm_journal": 29, "rm_reactions": 2, "rm_results": 2, "rm_run_counts": 11,
+        "rm_run_datapoints": 4,
         "rm_runs": 1, "rm_states": 2, "rm_stock_channels": 2, "rm_stocks": 3, "rm_tracking": 1,
     }  # fmt: skip
     with readmodel.engine.connect() as conn:

@@ -27,10 +27,13 @@ def test_demo_runs_all_tiers_on_real_alerts_and_writes_the_report(tmp_path: Path
     done = skyledger("demo", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["alerts"] == 140  # 34 ZTF21abiuvdk alerts + 106 in the night container
-    assert summary["unreadable"] == 0
+    # 34 ZTF21abiuvdk alerts + 106 in the night container, all new to the ledger
+    assert summary["alerts"] == {"read": 140, "new": 140, "already_in_ledger": 0}
+    assert summary["unreadable"]["read"] == 0
+    assert summary["datapoints"]["detection"]["new"] > 0
     assert summary["results"]["T2LightCurveFeatures"]["ok"] > 0
-    assert summary["reactions"]["0:ReportReactor"]["delivered"] == 1
+    [report] = summary["reactions"]
+    assert (report["reactor"], report["delivered"]) == ("ReportReactor", 1)
     report = (tmp_path / "skyledger-data" / "report.html").read_text()
     assert "ZTF21abiuvdk" in report
     assert report.count("data:image/png;base64,") >= 1
@@ -46,7 +49,7 @@ def test_demo_runs_all_tiers_on_real_alerts_and_writes_the_report(tmp_path: Path
     # Run again: nothing new to do, nothing delivered twice.
     again = json.loads(skyledger("demo", "--json", cwd=tmp_path).stdout)
     assert again["appended"] == 2  # RunStarted and RunFinished only
-    assert again["reactions"]["0:ReportReactor"].get("delivered", 0) == 0
+    assert again["reactions"][0].get("delivered", 0) == 0
 
 
 def test_run_refuses_an_invalid_job_before_anything_runs(tmp_path: Path) -> None:

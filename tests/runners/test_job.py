@@ -215,9 +215,7 @@ def test_one_unit_runs_under_several_entry_names() -> None:
         ),
     ],
 )
-def test_entries_and_their_dependencies_are_checked(
-    change: tuple[str, str], expected: str
-) -> None:
+def test_entries_and_their_dependencies_are_checked(change: tuple[str, str], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_job(TWICE.replace(*change))
 

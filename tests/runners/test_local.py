@@ -109,7 +109,7 @@ def test_a_run_records_every_tier(ledger: Ledger, tmp_path: Path) -> None:
     assert [r.outcome for r in reactions] == ["delivered"]
     finished = next(e for e in events if isinstance(e, RunFinished))
     assert finished.status == "failed units"  # AlwaysFails gave up
-    assert finished.summary["alerts"] == 34
+    assert finished.summary["alerts"] == {"read": 34, "new": 34, "already_in_ledger": 0}
     assert {f["unit"] for f in finished.summary["failures"]} == {"AlwaysFails"}
 
 
@@ -203,7 +203,7 @@ t2: [{unit: CountPoints}]
     ).run()
     assert summary.decisions["NOBODY"]["accepted"] == 0  # it decided on the 34 alerts
     assert sum(r["count"] for r in summary.decisions["NOBODY"]["rejected"].values()) == 34
-    assert summary.states == {"alerts": 0, "states": 0}  # no channel of this job follows it
+    assert summary.states == {"alerts": 0, "new": 0, "made_before": 0}  # it follows none
     assert summary.results == {}  # the other job's states (same combiner) are not its work
 
 
@@ -247,9 +247,10 @@ def test_worker_processes_record_what_one_process_records(
     found = [(type(e).__name__, e.id) for e in ledger.read()]
     per_run = {"RunStarted", "RunFinished"}
     assert [f for f in found if f[0] not in per_run] == [e for e in expected if e[0] not in per_run]
-    assert Counter(name for name, _ in found)["AlertReceived"] == one.alerts + one.unreadable
-    for field in ("alerts", "unreadable", "unreadable_reasons", "datapoints", "decisions",
-                  "stocks", "states", "results", "reactions"):  # fmt: skip
+    read = one.alerts["read"] + one.unreadable["read"]  # type: ignore[operator]
+    assert Counter(name for name, _ in found)["AlertReceived"] == read
+    for field in ("alerts", "unreadable", "sources", "datapoints", "decisions", "stocks",
+                  "states", "results", "reactions"):  # fmt: skip
         assert getattr(two, field) == getattr(one, field), field
     packets = [e for e in ledger.read(types=[AlertReceived]) if isinstance(e, AlertReceived)]
     assert all(ledger.packet(p.digest) for p in packets if p.error is None)

@@ -36,9 +36,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
 SN = EXAMPLES / "ZTF21abiuvdk"
 
 
-def run(
-    ledger: Ledger, text: str, paths: Sequence[Path], **options: object
-) -> RunSummary:
+def run(ledger: Ledger, text: str, paths: Sequence[Path], **options: object) -> RunSummary:
     source = FileSource({"paths": [str(p) for p in paths]})
     return LocalRunner(parse_job(text), text, ledger, [source], read_model=False,
                        **options).run()  # type: ignore[arg-type]  # fmt: skip
@@ -107,9 +105,7 @@ t3:
 """
 
 
-def test_two_jobs_on_one_ledger_rank_only_their_own_values(
-    ledger: Ledger, tmp_path: Path
-) -> None:
+def test_two_jobs_on_one_ledger_rank_only_their_own_values(ledger: Ledger, tmp_path: Path) -> None:
     red = job_for("r", "[detection]", tmp_path / "r.html")
     green = job_for("g", "[detection, upper_limit]", tmp_path / "g.html")
     run(ledger, red, [EXAMPLES])
@@ -201,11 +197,11 @@ def test_an_interrupted_run_resumes_where_its_last_batch_ended(
         read = len(of(ledger, AlertReceived))
         assert 0 < read < 20  # the batches handed over before the interruption
         again = run(ledger, text, [SN], batch_size=40)
-        [(label, where)] = again.resumed.items()
-        assert label.endswith("ZTF21abiuvdk")
+        [source] = again.sources
+        assert source["source"].endswith("ZTF21abiuvdk")
         # After the last whole file stored; the rest read now.
-        assert where == {"item": read, "record": 0, "read": 34 - read}
-        assert again.alerts == 34 - read
+        assert source["resumed_after"] == {"item": read, "record": 0}
+        assert source["read"] == again.alerts["read"] == 34 - read
         assert facts(ledger.read()) == expected
 
 
@@ -270,6 +266,7 @@ t3:
 """
     files = sorted(SN.glob("*.avro"))
     night = [p for p in iter_packets([EXAMPLES / "night"]) if isinstance(p, Alert)]
+
     def detections(alert: Alert) -> int:
         return 1 + sum(1 for p in alert.payload.get("prv_candidates") or [] if p.get("candid"))
 
@@ -277,8 +274,10 @@ t3:
     assert len(rich) == 2
     for alert in rich:
         (tmp_path / f"{alert.stock}.avro").write_bytes(alert.packet)
+
     def selected(summary: RunSummary) -> int:
-        return summary.reactions["0:CollectSelection"].get("selected", 0)
+        [reactor] = summary.reactions
+        return int(reactor.get("selected", 0))
 
     assert selected(run(ledger, text, files[:5])) == 0  # too few detections yet
     assert selected(run(ledger, text, files[5:10])) == 1  # now followed by MANY

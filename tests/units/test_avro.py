@@ -12,17 +12,9 @@ from fastavro.schema import load_schema
 
 from ledger.canonical import digest_bytes
 from units.alerts import Unreadable
-from units.avro import (
-    CONTAINER_MAGIC,
-    LSST_SCHEMA_IDS,
-    PACKET_SYNC,
-    Decoded,
-    _careful_container,
-    _quick_container,
-    decode,
-    frame_confluent,
-    registry_schema,
-)
+from units.packets.confluent import LSST_SCHEMA_IDS, frame_confluent, registry_schema
+from units.packets.containers import CONTAINER_MAGIC, PACKET_SYNC
+from units.packets.decode import Decoded, _careful_container, _quick_container, decode
 
 RUBIN_VERSIONS = [("v9_0", 900), ("v10_0", 1000), ("v11_0", 1100)]
 
@@ -36,7 +28,7 @@ def _records(data: bytes) -> list[Any]:
 
 
 def test_registry_ids_are_major_times_100_plus_minor() -> None:
-    schema_root = Path(__file__).resolve().parents[2] / "units" / "schemas" / "lsst"
+    schema_root = Path(__file__).resolve().parents[2] / "units" / "packets" / "schemas" / "lsst"
     for folder in sorted(schema_root.iterdir()):
         major, minor = (int(part) for part in folder.name.removeprefix("v").split("_"))
         label = LSST_SCHEMA_IDS[major * 100 + minor]

@@ -9,8 +9,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from units.avro import _long
-from units.splice import Spec, compile_plan
+from units.packets.binary import encode_long
+from units.packets.splice import Spec, compile_plan
 
 ITEM = {
     "type": "record",
@@ -53,8 +53,8 @@ def _record(block_sizes: bool) -> bytes:
     """Return the record encoded by hand, its array in one block with or without a size."""
     head = _encode({"type": "record", "name": "h", "fields": HEAD}, {"id": 5, "name": "ab"})
     items = b"".join(_encode(ITEM, item) for item in ITEMS)
-    count = _long(-2) + _long(len(items)) if block_sizes else _long(2)
-    return head + count + items + _long(0) + _encode(["null", "bytes"], b"zz")
+    count = encode_long(-2) + encode_long(len(items)) if block_sizes else encode_long(2)
+    return head + count + items + encode_long(0) + _encode(["null", "bytes"], b"zz")
 
 
 def test_template_fills_holes_and_keeps_the_rest() -> None:

@@ -20,22 +20,13 @@ latest received.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from ledger.ids import datapoint_id
 from units.alerts import Alert, Datapoint, DatapointKind
-from units.shapers.photometry import (
-    MJD_TO_JD,
-    ZERO_POINT_NJY,
-    content_id,
-    first,
-    mag_from_flux,
-    number,
-    records,
-    with_normalised,
-)
+from units.photometry import jd_from_mjd, limiting_mag, mag_from_flux, number
+from units.shapers.bodies import content_id, first, records, with_normalised
 
 __all__ = ["shape_dia"]
 
@@ -65,8 +56,7 @@ def shape_dia(alert: Alert, survey: str) -> list[Datapoint]:
 
 
 def _jd(entry: Mapping[str, Any]) -> float | None:
-    mjd = number(first(entry, *_TIME))
-    return None if mjd is None else mjd + MJD_TO_JD
+    return jd_from_mjd(first(entry, *_TIME))
 
 
 def _band(entry: Mapping[str, Any]) -> str | None:
@@ -99,9 +89,7 @@ def _measured(survey: str, stock: str, entry: Mapping[str, Any], kind: Datapoint
 
 def _upper_limit(survey: str, stock: str, entry: Mapping[str, Any]) -> Datapoint:
     noise = number(entry.get("diaNoise"))
-    limmag = None
-    if noise is not None and noise > 0:
-        limmag = ZERO_POINT_NJY - 2.5 * math.log10(_LIMIT_SIGMA * noise)
+    limmag = limiting_mag(noise, _LIMIT_SIGMA)
     jd, band = _jd(entry), _band(entry)
     body = with_normalised(entry, jd=jd, band=band, fluxerr=noise, limmag=limmag)
     visit = first(entry, *_VISIT)

@@ -28,15 +28,8 @@ from ledger.ids import datapoint_id
 from units.alerts import Alert, Datapoint
 from units.base import UnitConfig
 from units.contracts import Shaper
-from units.shapers.photometry import (
-    ZERO_POINT_NJY,
-    content_id,
-    flux_from_mag,
-    mag_from_flux,
-    number,
-    records,
-    with_normalised,
-)
+from units.photometry import flux_from_mag, flux_scale, mag_from_flux, number
+from units.shapers.bodies import content_id, records, with_normalised
 
 __all__ = ["ZTF_BANDS", "ZtfShaper"]
 
@@ -113,7 +106,7 @@ def _forced(stock: str, entry: Mapping[str, Any]) -> Datapoint:
     raw, raw_err = number(entry.get("forcediffimflux")), number(entry.get("forcediffimfluxunc"))
     flux = fluxerr = None
     if zero_point is not None and raw is not None and raw != _MISSING_FLUX:
-        scale = 10 ** (-0.4 * (zero_point - ZERO_POINT_NJY))
+        scale = flux_scale(zero_point)
         flux = raw * scale
         if raw_err is not None and raw_err != _MISSING_FLUX:
             fluxerr = raw_err * scale

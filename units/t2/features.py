@@ -22,7 +22,7 @@ from units.alerts import Datapoint
 from units.base import UnitConfig
 from units.combiners import latest_bodies
 from units.contracts import T2Binding, T2Unit
-from units.shapers.photometry import number
+from units.photometry import number
 from units.views import LightCurve, T2View
 
 __all__ = ["T2LightCurveFeatures"]

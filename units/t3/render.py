@@ -13,7 +13,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from units.shapers.photometry import MJD_TO_JD
+from units.photometry import mjd_from_jd
 
 __all__ = ["BAND_COLORS", "plot_png", "render_html", "render_markdown"]
 
@@ -52,7 +52,7 @@ def plot_png(stock: str, rows: Sequence[Mapping[str, Any]]) -> bytes:
             forced = [r for r in own if r["kind"] == "forced" and r["mag"] is not None]
             if det:
                 ax.errorbar(
-                    [r["jd"] - MJD_TO_JD for r in det],
+                    [mjd_from_jd(r["jd"]) for r in det],
                     [r["mag"] for r in det],
                     yerr=[r["magerr"] or 0.0 for r in det],
                     fmt="o",
@@ -62,7 +62,7 @@ def plot_png(stock: str, rows: Sequence[Mapping[str, Any]]) -> bytes:
                 )
             if lim:
                 ax.scatter(
-                    [r["jd"] - MJD_TO_JD for r in lim],
+                    [mjd_from_jd(r["jd"]) for r in lim],
                     [r["limmag"] for r in lim],
                     marker="v",
                     s=22,
@@ -72,7 +72,7 @@ def plot_png(stock: str, rows: Sequence[Mapping[str, Any]]) -> bytes:
                 )
             if forced:
                 ax.scatter(
-                    [r["jd"] - MJD_TO_JD for r in forced],
+                    [mjd_from_jd(r["jd"]) for r in forced],
                     [r["mag"] for r in forced],
                     marker="s",
                     s=12,
@@ -97,7 +97,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _mjd(jd: Any) -> str:
-    return _DASH if jd is None else f"{float(jd) - MJD_TO_JD:.2f}"
+    return _DASH if jd is None else f"{mjd_from_jd(float(jd)):.2f}"
 
 
 def summary_line(entry: Mapping[str, Any]) -> str:

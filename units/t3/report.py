@@ -11,7 +11,8 @@ from pydantic import Field
 from ledger.errors import UnitError
 from units.base import UnitConfig
 from units.contracts import Reactor
-from units.t3.common import photometry, reaction_key, result_value, summary, write_atomic
+from units.photometry import lightcurve_rows, lightcurve_summary
+from units.t3.common import reaction_key, result_value, write_atomic
 from units.t3.render import plot_png, render_html, render_markdown
 from units.views import Reaction, StockSummary
 
@@ -64,14 +65,14 @@ class ReportReactor(Reactor):
             return []
         entries = []
         for rank, (value, stock) in enumerate(ranked, start=1):
-            rows = photometry(stock.lightcurve)
+            rows = lightcurve_rows(stock.lightcurve)
             entries.append(
                 {
                     "rank": rank,
                     "stock": stock.stock,
                     "channels": sorted(stock.channels),
                     "value": value,
-                    "summary": summary(rows),
+                    "summary": lightcurve_summary(rows),
                     "photometry": rows,
                     "results": {name: stock.results[name] for name in sorted(stock.results)},
                 }

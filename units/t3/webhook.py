@@ -13,7 +13,8 @@ from pydantic import Field, field_validator
 from ledger.errors import UnitError
 from units.base import UnitConfig
 from units.contracts import Reactor
-from units.t3.common import photometry, reaction_key, result_value, summary
+from units.photometry import lightcurve_rows, lightcurve_summary
+from units.t3.common import reaction_key, result_value
 from units.views import Reaction, StockSummary
 
 __all__ = ["WebhookReactor"]
@@ -79,7 +80,7 @@ class WebhookReactor(Reactor):
             document = {
                 "stock": stock.stock,
                 "channels": sorted(stock.channels),
-                "summary": summary(photometry(stock.lightcurve)),
+                "summary": lightcurve_summary(lightcurve_rows(stock.lightcurve)),
                 "results": {n: stock.results[n] for n in names if n in stock.results},
             }
             key = reaction_key(self.name, self.version, cfg.url, document)

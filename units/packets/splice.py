@@ -11,6 +11,8 @@ with a byte size loses the size, which is optional in Avro).
 Which fields are holes is a :class:`Spec`: field names per record, and the fields to
 descend into. A hole must be a ``long``, ``int``, ``double``, ``float`` or ``string``,
 optionally in a union with ``null``; a field in ``Spec.nulls`` is written as null.
+
+The simulator (``runners.simulate``) makes its copies of alerts this way.
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ from typing import Any
 import fastavro
 from fastavro.schema import parse_schema
 
-from units.avro import _long, _read_long
+from units.packets.binary import encode_long, read_long
 
 __all__ = ["Hole", "Plan", "Spec", "Template", "compile_plan"]
 
 _ENCODERS: dict[str, Callable[[Any], bytes]] = {
-    "long": _long,
-    "int": _long,
+    "long": encode_long,
+    "int": encode_long,
     "double": struct.Struct("<d").pack,
     "float": struct.Struct("<f").pack,
-    "string": lambda text: _long(len(raw := text.encode())) + raw,
+    "string": lambda text: encode_long(len(raw := text.encode())) + raw,
 }
 _WIDTHS = {"double": 8, "float": 4}
 
@@ -233,15 +235,15 @@ def _hole(name: str, schema: Any) -> _HoleStep:
         raise ValueError(msg)
     if not isinstance(schema, list):
         return _HoleStep(name, values[0], b"", None)
-    null = _long(kinds.index("null")) if "null" in kinds else None
-    return _HoleStep(name, values[0], _long(kinds.index(values[0])), null)
+    null = encode_long(kinds.index("null")) if "null" in kinds else None
+    return _HoleStep(name, values[0], encode_long(kinds.index(values[0])), null)
 
 
 def _union_index(name: str, schema: Any, kind: str) -> bytes:
     if isinstance(schema, list):
         for index, branch in enumerate(schema):
             if _primitive(branch) == kind:
-                return _long(index)
+                return encode_long(index)
     raise ValueError(f"field {name!r} of type {schema!r} cannot be {kind}")
 
 
@@ -255,18 +257,18 @@ def _walk(
 ) -> int:
     """Append the parts of the value of ``node`` at ``pos``; return the position after it."""
     if isinstance(node, _Union):
-        index, end = _read_long(data, pos)
+        index, end = read_long(data, pos)
         out.append(data[pos:end])
         branch = node.branches[index]
         return end if branch is None else _walk(branch, data, end, path, out, stream)
     if isinstance(node, _Array):
         item = 0
         while True:
-            count, end = _read_long(data, pos)
+            count, end = read_long(data, pos)
             if count < 0:  # a block with its byte size, which changes: write the count alone
                 count = -count
-                _size, end = _read_long(data, end)
-            out.append(_long(count))
+                _size, end = read_long(data, end)
+            out.append(encode_long(count))
             pos = end
             if count == 0:
                 return pos
@@ -290,10 +292,10 @@ def _walk(
 
 def _skip_hole(step: _HoleStep, data: bytes, pos: int) -> int:
     if step.null_prefix is not None:
-        index, pos = _read_long(data, pos)
-        if _long(index) == step.null_prefix:
+        index, pos = read_long(data, pos)
+        if encode_long(index) == step.null_prefix:
             return pos
     if step.kind in _WIDTHS:
         return pos + _WIDTHS[step.kind]
-    value, pos = _read_long(data, pos)
+    value, pos = read_long(data, pos)
     return pos + value if step.kind == "string" else pos

@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.canonical import digest_bytes
 from units.alerts import Alert, Survey, Unreadable
-from units.avro import Decoded, unreadable
+from units.packets.decode import Decoded, unreadable
 
 __all__ = ["identify"]
 

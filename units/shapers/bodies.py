@@ -1,12 +1,13 @@
-"""Helpers shared by the shapers: cleaning bodies, magnitudes and fluxes, ids.
+"""What the shapers share: survey fields read, datapoint bodies cleaned, normalised and
+identified.
 
-Fluxes are in nJy and magnitudes AB with the zero point 31.4 (``m = 31.4 - 2.5 log10 f``);
-the magnitude error is ``2.5 / ln 10 * ferr / f`` (about ``1.0857 * ferr / f``).
+A datapoint body is the survey's own fields of one measurement, cleaned to what the
+ledger gives back on replay (JSON types only), plus the normalised photometry keys that
+:mod:`units.photometry` describes and converts.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from math import isfinite
 from typing import Any
@@ -16,23 +17,7 @@ import orjson
 from ledger.ids import datapoint_id
 from units.alerts import DatapointKind
 
-__all__ = [
-    "MAG_PER_LN",
-    "MJD_TO_JD",
-    "ZERO_POINT_NJY",
-    "clean",
-    "content_id",
-    "first",
-    "flux_from_mag",
-    "mag_from_flux",
-    "number",
-    "records",
-    "with_normalised",
-]
-
-ZERO_POINT_NJY = 31.4
-MAG_PER_LN = 2.5 / math.log(10)
-MJD_TO_JD = 2400000.5
+__all__ = ["clean", "content_id", "first", "records", "with_normalised"]
 
 _SORTED = orjson.OPT_SORT_KEYS
 _BYTES = (bytes, bytearray, memoryview)
@@ -64,14 +49,6 @@ def _clean_mapping(value: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def number(value: Any) -> float | None:
-    """Return ``value`` as a finite float, or None (for None, NaN, bools and non-numbers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
-
-
 def first(entry: Mapping[str, Any], *names: str) -> Any:
     """Return the first of ``names`` that ``entry`` holds with a value other than None."""
     for name in names:
@@ -86,29 +63,6 @@ def records(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list | tuple):
         return []
     return [item for item in value if isinstance(item, Mapping)]
-
-
-def mag_from_flux(flux: Any, fluxerr: Any) -> tuple[float | None, float | None]:
-    """Return (mag, magerr) for a flux in nJy; (None, None) when the flux is not positive."""
-    f = number(flux)
-    if f is None or f <= 0:
-        return None, None
-    ferr = number(fluxerr)
-    magerr = None if ferr is None else MAG_PER_LN * ferr / f
-    return ZERO_POINT_NJY - 2.5 * math.log10(f), magerr
-
-
-def flux_from_mag(
-    mag: Any, magerr: Any, *, negative: bool = False
-) -> tuple[float | None, float | None]:
-    """Return (flux, fluxerr) in nJy for an AB magnitude; negative for a negative difference."""
-    m = number(mag)
-    if m is None:
-        return None, None
-    flux = 10 ** (-0.4 * (m - ZERO_POINT_NJY))
-    merr = number(magerr)
-    fluxerr = None if merr is None else flux * merr / MAG_PER_LN
-    return (-flux if negative else flux), fluxerr
 
 
 def with_normalised(

@@ -1,15 +1,17 @@
-"""Decoding of Avro alert packets: object container files and Confluent-framed packets.
+"""Alert packets decoded into records: object container files and Confluent-framed packets.
 
-* An object container file (magic ``Obj\\x01``) holds one or many records. A file with
-  exactly one record is its own packet. Each record of a multi-record file is repacked
-  as a single-record container: the writer schema text as found, codec ``null``, the
-  fixed sync marker :data:`PACKET_SYNC` and the record's own encoded bytes (sliced from
-  the decompressed block, not re-encoded), so its bytes and digest are the same in every
-  run. A corrupt or truncated container yields the records that decode, then one
-  :class:`~units.alerts.Unreadable` for the rest.
-* A Confluent-framed packet (Rubin's live stream) is a zero byte, a 4-byte big-endian
-  schema-registry id, then a schemaless Avro body; the id selects an official Rubin
-  schema from :data:`LSST_SCHEMA_IDS`. Several framed packets may follow each other.
+* An object container file (:mod:`units.packets.containers`) holds one or many records.
+  A file with exactly one record is its own packet. Each record of a multi-record file is
+  repacked as a single-record container: the writer schema text as found, codec ``null``,
+  the fixed sync marker :data:`~units.packets.containers.PACKET_SYNC` and the record's own
+  encoded bytes (sliced from the decompressed block, not re-encoded), so its bytes and
+  digest are the same in every run. A corrupt or truncated container yields the records
+  that decode, then one :class:`~units.alerts.Unreadable` for the rest.
+* A Confluent-framed packet (Rubin's live stream, :mod:`units.packets.confluent`) is a
+  zero byte, a 4-byte big-endian schema-registry id, then a schemaless Avro body; the id
+  selects an official Rubin schema. Several framed packets may follow each other.
+
+Which survey, stock and alert a decoded record is, is :mod:`units.packets.identify`'s job.
 """
 
 from __future__ import annotations
@@ -19,37 +21,24 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from pathlib import Path
+from functools import lru_cache
 from typing import Any
 
 import fastavro
-from fastavro.schema import load_schema
 
 from ledger.canonical import digest_bytes
 from units.alerts import Unreadable
+from units.packets.binary import read_long
+from units.packets.confluent import LSST_SCHEMA_IDS, registry_schema
+from units.packets.containers import (
+    CONTAINER_MAGIC,
+    SYNC_SIZE,
+    container_header,
+    make_header,
+    single_record_packet,
+)
 
-__all__ = [
-    "CONTAINER_MAGIC",
-    "LSST_SCHEMA_IDS",
-    "PACKET_SYNC",
-    "Decoded",
-    "container_header",
-    "decode",
-    "frame_confluent",
-    "registry_schema",
-]
-
-CONTAINER_MAGIC = b"Obj\x01"
-PACKET_SYNC = b"skyledger-sync-1"
-"""Sync marker of repacked single-record containers (16 bytes, fixed on purpose)."""
-
-LSST_SCHEMA_IDS: dict[int, str] = {900: "lsst.v9_0", 1000: "lsst.v10_0", 1100: "lsst.v11_0"}
-"""Rubin schema-registry ids: ``major * 100 + minor`` (lsst/alert_packet,
-``bin/syncAllSchemasToRegistry.py``, which zero-pads the minor version to two digits)."""
-
-_SCHEMA_ROOT = Path(__file__).resolve().parent / "schemas" / "lsst"
-_SYNC_SIZE = 16
+__all__ = ["Decoded", "decode", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,28 +75,6 @@ def decode(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
             f"neither an Avro container (magic {CONTAINER_MAGIC!r}) nor a Confluent-framed "
             f"packet (zero byte + schema id); starts with {data[:8]!r}",
         )
-
-
-@cache
-def registry_schema(schema_id: int) -> Any | None:
-    """Return the parsed official Rubin schema registered under ``schema_id``, or None."""
-    label = LSST_SCHEMA_IDS.get(schema_id)
-    if label is None:
-        return None
-    version = label.split(".", 1)[1]
-    return load_schema(str(_SCHEMA_ROOT / version / f"{label}.alert.avsc"))
-
-
-def frame_confluent(schema_id: int, record: dict[str, Any]) -> bytes:
-    """Return ``record`` in the Confluent wire format with a registered Rubin schema."""
-    schema = registry_schema(schema_id)
-    if schema is None:
-        msg = f"unknown schema id {schema_id}; known: {sorted(LSST_SCHEMA_IDS)}"
-        raise ValueError(msg)
-    out = io.BytesIO()
-    out.write(b"\x00" + schema_id.to_bytes(4, "big"))
-    fastavro.schemaless_writer(out, schema, record)
-    return out.getvalue()
 
 
 def _decode_confluent(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
@@ -169,7 +136,7 @@ def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
     """
     try:
         meta, pos = container_header(data)
-        sync = data[pos - _SYNC_SIZE : pos]
+        sync = data[pos - SYNC_SIZE : pos]
         codec = meta.get("avro.codec", b"null")
         if codec not in (b"null", b"deflate"):
             return None
@@ -178,13 +145,13 @@ def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
         found: list[Decoded] = []
         header = b""
         while pos < len(data):
-            count, pos = _read_long(data, pos)
-            size, pos = _read_long(data, pos)
+            count, pos = read_long(data, pos)
+            size, pos = read_long(data, pos)
             end = pos + size
-            if count < 0 or size < 0 or data[end : end + _SYNC_SIZE] != sync:
+            if count < 0 or size < 0 or data[end : end + SYNC_SIZE] != sync:
                 return None
             raw = data[pos:end] if codec == b"null" else zlib.decompress(data[pos:end], -15)
-            single = not found and count == 1 and end + _SYNC_SIZE == len(data)
+            single = not found and count == 1 and end + SYNC_SIZE == len(data)
             body = io.BytesIO(raw)
             for _ in range(count):
                 begin = body.tell()
@@ -192,42 +159,15 @@ def _quick_container(data: bytes, locator: str) -> list[Decoded] | None:
                 if single:
                     packet = data
                 else:
-                    header = header or _packet_header(schema_json)
-                    packet = _packet(header, raw[begin : body.tell()])
+                    header = header or make_header(schema_json)
+                    packet = single_record_packet(header, raw[begin : body.tell()])
                 found.append(Decoded(record, packet, f"{locator}#{len(found)}", name, version))
             if body.tell() != len(raw):
                 return None
-            pos = end + _SYNC_SIZE
+            pos = end + SYNC_SIZE
     except Exception:
         return None
     return found
-
-
-def container_header(data: bytes) -> tuple[dict[str, bytes], int]:
-    """Return a container's metadata (``avro.schema``, ``avro.codec``, ...) and the
-    position of its first block, after the sync marker; IndexError if it is cut off."""
-    pos = len(CONTAINER_MAGIC)
-    meta: dict[str, bytes] = {}
-    while True:
-        count, pos = _read_long(data, pos)
-        if count == 0:
-            break
-        if count < 0:  # a negative count is followed by the block's size in bytes
-            count = -count
-            _size, pos = _read_long(data, pos)
-        for _ in range(count):
-            key, pos = _read_bytes(data, pos)
-            meta[key.decode()], pos = _read_bytes(data, pos)
-    if pos + _SYNC_SIZE > len(data):
-        raise IndexError("container header cut off before its sync marker")
-    return meta, pos + _SYNC_SIZE
-
-
-def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    size, pos = _read_long(data, pos)
-    if size < 0 or pos + size > len(data):
-        raise IndexError("bytes run past the end")
-    return data[pos : pos + size], pos + size
 
 
 def _careful_container(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
@@ -240,7 +180,7 @@ def _careful_container(data: bytes, locator: str) -> Iterator[Decoded | Unreadab
         yield unreadable(data, f"{locator}#0", f"unreadable Avro container header: {exc!r}")
         return
     name, version = _schema_name(blocks.writer_schema)
-    sync = data[stream.tell() - _SYNC_SIZE : stream.tell()]
+    sync = data[stream.tell() - SYNC_SIZE : stream.tell()]
     header = b""
     read = block_no = 0
     iterator = iter(blocks)
@@ -272,8 +212,8 @@ def _careful_container(data: bytes, locator: str) -> Iterator[Decoded | Unreadab
             if single:
                 packet = data
             else:
-                header = header or _packet_header(schema_json)
-                packet = _packet(header, raw[begin : body.tell()])
+                header = header or make_header(schema_json)
+                packet = single_record_packet(header, raw[begin : body.tell()])
             yield Decoded(record, packet, f"{locator}#{read}", name, version)
             read += 1
 
@@ -291,14 +231,14 @@ def _diagnose(
     """Return why block ``block_no`` starting at byte ``start`` could not be read."""
     after = f"{read} records read before it"
     try:
-        _count, pos = _read_long(data, start)
-        size, pos = _read_long(data, pos)
+        _count, pos = read_long(data, start)
+        size, pos = read_long(data, pos)
     except IndexError:
         return (
             f"truncated Avro container: block {block_no} header cut off at byte {start} ({after})"
         )
     end = pos + size
-    if data[end : end + _SYNC_SIZE] == sync:
+    if data[end : end + SYNC_SIZE] == sync:
         return f"corrupt Avro block {block_no} ({after}): {exc!r}"
     found = data.find(sync, pos)
     if found == -1:
@@ -310,42 +250,3 @@ def _diagnose(
         f"corrupt Avro container: sync marker not found after block {block_no}; the block "
         f"declares {size} bytes but the next sync marker follows after {found - pos} ({after})"
     )
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """Return the zig-zag varint long at ``pos`` and the position after it."""
-    shift = value = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), pos
-
-
-def _long(value: int) -> bytes:
-    """Return ``value`` as an Avro zig-zag varint long."""
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _packet_header(schema_json: str) -> bytes:
-    """Return the header of a single-record container: writer schema, codec null, fixed sync."""
-    meta = {"avro.codec": b"null", "avro.schema": schema_json.encode()}
-    header = bytearray(CONTAINER_MAGIC)
-    header += _long(len(meta))
-    for key, value in meta.items():
-        header += _long(len(key)) + key.encode() + _long(len(value)) + value
-    header += _long(0) + PACKET_SYNC
-    return bytes(header)
-
-
-def _packet(header: bytes, record: bytes) -> bytes:
-    """Return one encoded record as a single-record container."""
-    return b"".join((header, _long(1), _long(len(record)), record, PACKET_SYNC))

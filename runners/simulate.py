@@ -24,16 +24,23 @@ Copy 0 of an alert is the alert itself. Copy ``k > 0`` is re-stamped by a
 
 Ids depend on the set of originals, not on their order. The packet of a copy is a
 single-record container with the original's writer schema text, codec ``null`` and the
-fixed sync marker (as :mod:`units.avro` repacks records), so its digest is the same in
-every run. It is made by splicing the new values into the original record's bytes
-(:mod:`units.splice`): about 30 times faster than encoding the payload with fastavro
-(``bench/simulate_rate.py``).
+fixed sync marker (as :mod:`units.packets.decode` repacks records), so its digest is the
+same in every run. It is made by splicing the new values into the original record's bytes
+(:mod:`units.packets.splice`): about 30 times faster than encoding the payload with
+fastavro (``bench/simulate_rate.py``).
+
+:func:`write_alerts` writes a stream (copies or not) as container files
+(``skyledger simulate``). The simulator is a tool, not a science unit: it paces with a
+clock and writes files, so it lives with the runners; :class:`SimulatedSource` is still a
+:class:`~units.contracts.Source`, found by a job through its entry point.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from string import ascii_lowercase
 from typing import Any, ClassVar
 
@@ -42,12 +49,17 @@ from pydantic import BaseModel, Field
 from ledger.canonical import digest_bytes
 from ledger.errors import ConfigError
 from units.alerts import Alert, Unreadable
-from units.avro import _packet, _packet_header
 from units.base import UnitConfig
-from units.containers import read_packet, write_alerts
 from units.contracts import Source
-from units.sources import iter_packets
-from units.splice import Plan, Spec, Template, compile_plan
+from units.packets.containers import (
+    Codec,
+    container,
+    make_header,
+    read_packet,
+    single_record_packet,
+)
+from units.packets.splice import Plan, Spec, Template, compile_plan
+from units.sources import PACKET_SUFFIXES, iter_packets
 
 __all__ = ["CANDID_BASE", "Restamper", "SimulatedSource", "copy_object_id", "write_alerts"]
 
@@ -147,7 +159,7 @@ class Restamper:
         except KeyError as exc:
             raise ValueError(f"{alert.locator}: candid {exc} is not in the originals") from None
         header, template = self._template(alert)
-        packet = _packet(header, template.fill(payload))
+        packet = single_record_packet(header, template.fill(payload))
         return Alert(
             stock=object_id,
             survey="ztf",
@@ -199,7 +211,7 @@ class Restamper:
             plan = self._plans.get(schema_text)
             if plan is None:
                 plan = self._plans[schema_text] = compile_plan(schema_text, self._spec)
-            found = self._templates[alert.digest] = (_packet_header(schema_text), plan.cut(record))
+            found = self._templates[alert.digest] = (make_header(schema_text), plan.cut(record))
         return found
 
 
@@ -289,3 +301,45 @@ class SimulatedSource(Source):
                     self._sleep(due - now)
                 count += 1
             yield item
+
+
+def write_alerts(
+    alerts: Iterable[Alert], out_dir: Path, per_file: int = 1000, *, codec: Codec = "null"
+) -> list[Path]:
+    """Write ``alerts`` as container files in ``out_dir`` (new or empty); return the files.
+
+    Files hold ``per_file`` records of one writer schema each and are named
+    ``<number>-<schema label>.avro``, numbered in the order they fill up; records keep
+    their order within a writer schema. The records are the packets' own bytes, so
+    :func:`~units.sources.iter_packets` reads back the same payloads (and, for packets
+    made by :mod:`units.packets.decode` or a :class:`Restamper`, the same digests).
+    """
+    if per_file < 1:
+        raise ValueError(f"per_file must be at least 1, got {per_file}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted(p.name for p in out_dir.iterdir() if p.name.lower().endswith(PACKET_SUFFIXES))
+    if existing:
+        msg = f"{out_dir} already holds {len(existing)} packet files ({existing[0]}, ...)"
+        raise ValueError(msg)
+    written: list[Path] = []
+    pending: dict[str, tuple[str, list[bytes]]] = defaultdict(lambda: ("", []))
+
+    def flush(schema_text: str) -> None:
+        label, records = pending.pop(schema_text)
+        path = out_dir / f"{len(written):06d}-{label}.avro"
+        path.write_bytes(container(schema_text, records, codec))
+        written.append(path)
+
+    for alert in alerts:
+        try:
+            schema_text, record = read_packet(alert.packet)
+        except ValueError as exc:
+            raise ValueError(f"{alert.locator}: {exc}") from None
+        label, records = pending[schema_text]
+        pending[schema_text] = (label or alert.schema, records)
+        records.append(record)
+        if len(records) >= per_file:
+            flush(schema_text)
+    for schema_text in list(pending):
+        flush(schema_text)
+    return written

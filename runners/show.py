@@ -1,0 +1,218 @@
+"""What the commands print for people: tables of a run's summary, a stock, runs, failures,
+configurations and units. (``--json`` prints the same data as JSON instead.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from projections.queries import ConfigRow, ResultRow, RunView, StockView
+from runners.summary import RunSummary
+
+__all__ = [
+    "BODY_CHARS",
+    "JOURNAL_LINES",
+    "show_configs",
+    "show_failures",
+    "show_runs",
+    "show_stock",
+    "show_summary",
+    "show_units",
+]
+
+BODY_CHARS = 120
+"""Characters of a result's body shown in a table without ``--full``."""
+JOURNAL_LINES = 40
+"""Journal lines shown without ``--journal N`` or ``--full``."""
+
+
+def show_summary(out: Console, summary: RunSummary) -> None:
+    """Print a run's summary as a table (the facts first, then the tiers' work)."""
+    table = Table(title=f"run {summary.run_id[:12]} (job {summary.job_hash[:12]})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    row = table.add_row
+    alerts, bad = summary.alerts, summary.unreadable
+    row("alerts read", str(alerts["read"]))
+    if alerts["new"] is not None:
+        row("  new to the ledger", str(alerts["new"]))
+        row("  in the ledger already", str(alerts["already_in_ledger"]))
+    row("unreadable", str(bad["read"]))
+    for reason, n in bad["reasons"].items():
+        row(f"  {escape(reason)}", str(n))
+    for where in bad["inputs"]:
+        row(f"    {escape(where)}", "")
+    if bad.get("inputs_not_shown"):
+        row(f"    and {bad['inputs_not_shown']} more (--json lists the first ones)", "")
+    for source in summary.sources:
+        resumed = source["resumed_after"]
+        if resumed is not None:
+            at = f"item {resumed['item']}" + (
+                f", record {resumed['record']}" if resumed["record"] else ""
+            )
+            what = "read after it" if source["read"] else "nothing new: read to its end before"
+            row(f"{escape(source['source'])}: resumed after {at}; {what}", str(source["read"]))
+    for kind, counts in summary.datapoints.items():
+        row(f"datapoints new to their stock: {kind}", str(counts["new"]))
+        if counts["new_bodies"]:
+            row(f"  new bodies of {kind}s the stock had", str(counts["new_bodies"]))
+    row("stocks", str(summary.stocks))
+    for channel, made in sorted(summary.decisions.items()):
+        row(f"accepted by {channel}", str(made["accepted"]))
+        for code, rejected in made["rejected"].items():
+            row(f"rejected by {channel}: {code}, {escape(rejected['reason'])}",
+                str(rejected["count"]))  # fmt: skip
+    states = summary.states
+    if states:
+        row("T1 alerts combined", str(states["alerts"]))
+        row("T1 states new", str(states["new"]))
+        if states["made_before"]:
+            row("T1 states made before", str(states["made_before"]))
+    for entry, outcomes in summary.results.items():
+        for outcome, n in outcomes.items():
+            row(f"T2 {entry}: {outcome}", str(n))
+    for reactor in summary.reactions:
+        for key, n in reactor.items():
+            if key not in ("reactor", "index") and n:
+                row(f"T3 {reactor['reactor']}: {key.replace('_', ' ')}", str(n))
+    row("events appended", str(summary.appended))
+    out.print(table)
+    for unit in summary.changed_units:
+        out.print(
+            f"[yellow]unit {unit['unit']} {unit['version']}: its code changed without a "
+            "new version; its results are computed again[/yellow]"
+        )
+    for failure in summary.failures:
+        on = failure["stock"] or "(no stock)"
+        to = f" delivering to {failure['target']}" if failure.get("target") else ""
+        out.print(f"[red]{failure['tier']} {escape(failure['unit'])} failed on {escape(on)}"
+                  f"{escape(to)}: {escape(failure['error'])}[/red]", highlight=False)  # fmt: skip
+    out.print(f"status: {summary.status}; ledger: {summary.ledger}", highlight=False)
+
+
+def show_stock(out: Console, view: StockView, full: bool = False, journal: int = 0) -> None:
+    """Print a stock: light curve, states, results (unit entry, version, configuration,
+    the state it is about, the body), reactions and journal. Without ``full``, bodies are
+    cut at :data:`BODY_CHARS` and the journal shows its last ``journal`` lines, and the
+    tables say so."""
+    s = view.stock
+    channels = ", ".join(s.channels) or "none"
+    out.print(
+        f"[bold]{s.stock}[/bold]: {s.n_alerts} alerts, {s.n_detections} detections, "
+        f"{s.n_upper_limits} upper limits, {s.n_forced} forced; channels: {channels}"
+    )
+    curve = Table("jd", "band", "kind", "mag", "err", "limit", title="light curve")
+    for d in view.datapoints:
+        curve.add_row(
+            f"{d.jd:.5f}" if d.jd else "-", d.band or "-", d.kind, _num(d.mag), _num(d.magerr),
+            _num(d.limmag),
+        )  # fmt: skip
+    out.print(curve)
+    states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
+    for st in view.states:
+        states.add_row(st.state_id[:12], f"{st.unit}@{st.unit_version}", str(st.n_datapoints),
+                       str(st.alert_position or "-"), ", ".join(st.channels))  # fmt: skip
+    out.print(states)
+    cut = 0
+    results = Table("result", "entry", "unit", "configuration", "about", "status", "body or error",
+                    title="results")  # fmt: skip
+    for r in view.results:
+        text = json.dumps(r.body) if r.status == "ok" else (r.error or "")
+        if not full and len(text) > BODY_CHARS:
+            text, cut = text[:BODY_CHARS] + " …", cut + 1
+        results.add_row(
+            r.result_id[:12], ", ".join(r.entries) or r.unit, f"{r.unit}@{r.unit_version}",
+            _config(r), _about(r, view.stock.stock), r.status, escape(text),
+        )  # fmt: skip
+    out.print(results)
+    if cut:
+        out.print(f"{cut} bodies cut at {BODY_CHARS} characters: --full shows them whole, "
+                  "--json too")  # fmt: skip
+    if view.reactions:
+        reactions = Table("key", "unit", "target", "status", "attempts", title="reactions")
+        for x in view.reactions:
+            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.status, str(x.attempts))
+        out.print(reactions)
+    lines = view.journal if full or journal <= 0 else view.journal[-journal:]
+    table = Table("position", "time", "event", "summary", title="journal")
+    for j in lines:
+        table.add_row(str(j.position), j.time.strftime("%Y-%m-%d %H:%M:%S"), j.event_type,
+                      escape(j.summary))  # fmt: skip
+    out.print(table)
+    if len(lines) < len(view.journal):
+        out.print(f"the last {len(lines)} of {len(view.journal)} journal lines: "
+                  "--journal N shows more, --full all")  # fmt: skip
+
+
+def _config(r: ResultRow) -> str:
+    if r.config_values is None:
+        return r.config[:12]
+    return escape(json.dumps(r.config_values, sort_keys=True)) or "{}"
+
+
+def _about(r: ResultRow, stock: str) -> str:
+    if r.subject == stock:
+        return "the stock"
+    if r.state_alert_position is not None:
+        return f"state {r.subject[:12]} (alert at {r.state_alert_position})"
+    return r.subject[:12]
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def show_runs(out: Console, runs: Sequence[RunView]) -> None:
+    """Print runs: id, start, job hash, host, status and what each appended."""
+    table = Table("run", "started (UTC)", "job", "host", "status", "alerts new", "events",
+                  title="runs, latest first")  # fmt: skip
+    for r in runs:
+        started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
+        alerts = (r.summary or {}).get("alerts", {})
+        new = alerts.get("new") if isinstance(alerts, dict) else None
+        table.add_row(r.run_id[:12], started, (r.job_hash or "-")[:12], r.host or "-", r.status,
+                      "-" if new is None else str(new), str(sum(r.counts.values())))  # fmt: skip
+    out.print(table)
+
+
+def show_failures(out: Console, results: Sequence[ResultRow]) -> None:
+    """Print failed results, each with its unit, stock, error and traceback."""
+    if not results:
+        out.print("no failed results")
+    for r in results:
+        entry = ", ".join(r.entries) or r.unit
+        out.rule(f"{entry} ({r.unit}@{r.unit_version}) on {r.subject[:12]}, stock {r.stock}")
+        attempts = f"attempt {r.attempt}" if r.attempt else "not attempted"
+        retry = "given up" if r.retry_after_s is None else f"retry after {r.retry_after_s} s"
+        out.print(f"result {r.result_id}: {attempts}, {retry}", highlight=False)
+        out.print(escape(r.error or ""), highlight=False)
+        if r.traceback:
+            out.print(escape(r.traceback.rstrip()), highlight=False)
+
+
+def show_configs(out: Console, configs: Sequence[ConfigRow]) -> None:
+    """Print configurations: hash, unit and values."""
+    for c in configs:
+        out.print(f"{c.config_hash} {c.unit}", highlight=False)
+        out.print_json(json.dumps(c.config, sort_keys=True))
+
+
+def show_units(out: Console, rows: Sequence[dict[str, Any]]) -> None:
+    """Print the units jobs can name, a line each (never cut, for grep): name, tier,
+    version, package and where defined."""
+    heads = ("unit", "tier", "version", "package", "defined in")
+    lines = [heads] + [
+        (r["unit"], r["tier"], r["version"], r["package"], r["defined_in"]) for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(heads) - 1)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        out.print(escape("  ".join([*cells, line[-1]])), highlight=False, soft_wrap=True)
+    for r in rows:
+        if "error" in r:
+            out.print(f"{r['unit']}: {escape(r['error'])}", highlight=False, soft_wrap=True)
