@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ledger.ids import bodies_id, config_id, datapoint_id, job_id, result_id, state_id
     from ledger.rows import AppendResult, Tracking
     from ledger.settings import LedgerSettings
+    from ledger.shards import Shard, shard_of
     from ledger.store import Ledger
 
 _WHERE = {
@@ -81,6 +82,7 @@ _WHERE = {
     ],
     "ledger.ids": ["bodies_id", "config_id", "datapoint_id", "job_id", "result_id", "state_id"],
     "ledger.rows": ["AppendResult", "Tracking"],
+    "ledger.shards": ["Shard", "shard_of"],
     "ledger.settings": ["LedgerSettings"],
     "ledger.store": ["Ledger"],
 }
@@ -110,6 +112,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "RunnerError",
+    "Shard",
     "SkyledgerError",
     "StateCombined",
     "Tracking",
@@ -125,6 +128,7 @@ __all__ = [
     "digest_bytes",
     "job_id",
     "result_id",
+    "shard_of",
     "state_id",
 ]
 

@@ -29,6 +29,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
 from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
+from ledger.shards import Shard
 
 __all__ = ["PostgresLedgerRecorder"]
 
@@ -304,9 +305,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             return curs.fetchall()
 
     def select_rows(
-        self, start: int, stop: int | None, topics: Sequence[str], limit: int
+        self,
+        start: int,
+        stop: int | None,
+        topics: Sequence[str],
+        limit: int,
+        shard: Shard | None = None,
     ) -> list[FetchedRow]:
-        """Return up to ``limit`` rows from position ``start`` (inclusive) to ``stop``, in order."""
+        """Return up to ``limit`` rows from position ``start`` (inclusive) to ``stop``, in
+        order; only the streams of ``shard`` if given (``ledger.shards``)."""
         where = "WHERE notification_id >= %s"
         params: list[Any] = [start]
         if stop is not None:
@@ -315,6 +322,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         if topics:
             where += " AND topic = ANY(%s)"
             params.append(list(topics))
+        if shard is not None and shard.count > 1:
+            where += " AND mod(('x' || substr(md5(stream), 1, 8))::bit(32)::bigint, %s) = %s"
+            params += [shard.count, shard.index]
         return self._select(SQL(where + " ORDER BY notification_id LIMIT %s"), [*params, limit])
 
     def select_streams(self, start: int, stop: int, topics: Sequence[str]) -> list[str]:
@@ -412,6 +422,65 @@ class _ListenWaiter:
 
     def close(self) -> None:
         """Close the listening connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class Claims:
+    """Session advisory locks on a connection of their own: a claim on a name (a projector
+    shard, say) is held until released, or until the process or its connection dies, so
+    two processes never work on one name at once and a killed one frees its claims."""
+
+    def __init__(self, recorder: PostgresLedgerRecorder) -> None:
+        self._recorder = recorder
+        self._conn: psycopg.Connection[Any] | None = None
+        self._held: set[str] = set()
+
+    @staticmethod
+    def key(name: str) -> int:
+        """Return the advisory lock key of a name (64 bits of its BLAKE2b)."""
+        return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._held.clear()  # a lost connection lost its locks with it
+            pool = self._recorder.datastore.pool
+            info = pool.conninfo if isinstance(pool.conninfo, str) else ""
+            kwargs = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
+            kwargs.pop("row_factory", None)
+            self._conn = psycopg.Connection.connect(info, autocommit=True, **kwargs)
+        return self._conn
+
+    def claim(self, name: str) -> bool:
+        """Return True if this process now holds ``name`` (False: another one does)."""
+        if name in self._held:
+            return True
+        try:
+            row = self._connection().execute(
+                "SELECT pg_try_advisory_lock(%s)", [self.key(name)]
+            ).fetchone()
+        except psycopg.OperationalError:
+            self.close()
+            raise
+        if row is not None and row[0]:
+            self._held.add(name)
+            return True
+        return False
+
+    def release(self, name: str) -> None:
+        """Release a claim this process holds (nothing if it holds none)."""
+        if name not in self._held:
+            return
+        self._held.discard(name)
+        try:
+            self._connection().execute("SELECT pg_advisory_unlock(%s)", [self.key(name)])
+        except psycopg.OperationalError:
+            self.close()
+
+    def close(self) -> None:
+        """Release every claim by closing the connection."""
+        self._held.clear()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

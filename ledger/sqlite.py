@@ -16,6 +16,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.codec import StoredRow
 from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
+from ledger.shards import Shard
 
 __all__ = ["SqliteLedgerRecorder"]
 
@@ -127,9 +128,29 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             return [FetchedRow(r[0], r[1], r[2], r[3], r[4]) for r in curs.fetchall()]
 
     def select_rows(
+        self,
+        start: int,
+        stop: int | None,
+        topics: Sequence[str],
+        limit: int,
+        shard: Shard | None = None,
+    ) -> list[FetchedRow]:
+        """Return up to ``limit`` rows from position ``start`` (inclusive) to ``stop``, in
+        order; only the streams of ``shard`` if given (filtered here: SQLite has no MD5)."""
+        if shard is None or shard.count <= 1:
+            return self._select_rows(start, stop, topics, limit)
+        found: list[FetchedRow] = []
+        while len(found) < limit:
+            rows = self._select_rows(start, stop, topics, limit)
+            found += [r for r in rows if shard.holds(r.stream)]
+            if len(rows) < limit:
+                break
+            start = rows[-1].position + 1
+        return found[:limit]
+
+    def _select_rows(
         self, start: int, stop: int | None, topics: Sequence[str], limit: int
     ) -> list[FetchedRow]:
-        """Return up to ``limit`` rows from position ``start`` (inclusive) to ``stop``, in order."""
         where = "WHERE rowid >= ?"
         params: list[Any] = [start]
         if stop is not None:

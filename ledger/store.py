@@ -23,9 +23,10 @@ from ledger.events import ConfigurationRegistered, Event
 from ledger.factory import LedgerRecorder, build_recorder
 from ledger.ids import config_id
 from ledger.packets import PacketStore
-from ledger.postgres import PostgresLedgerRecorder
+from ledger.postgres import Claims, PostgresLedgerRecorder
 from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking
 from ledger.settings import LedgerSettings, PostgresTarget, redact
+from ledger.shards import Shard
 from ledger.writer import BatchWriter
 
 __all__ = ["Ledger"]
@@ -197,13 +198,18 @@ class Ledger:
             start = rows[-1].position + 1
 
     def read_batch(
-        self, start: int, stop: int | None, types: Sequence[type[Event]], limit: int
+        self,
+        start: int,
+        stop: int | None,
+        types: Sequence[type[Event]],
+        limit: int,
+        shard: Shard | None = None,
     ) -> list[Event]:
-        """Return up to ``limit`` events (of these types) from position ``start`` to
-        ``stop`` (inclusive), in position order: one query."""
+        """Return up to ``limit`` events (of these types, of the streams of ``shard`` if
+        given) from position ``start`` to ``stop`` (inclusive), in position order."""
         topics = [topic_of(t) for t in types]
         rows: list[FetchedRow] = self._call(
-            "read", self.recorder.select_rows, start, stop, topics, limit
+            "read", self.recorder.select_rows, start, stop, topics, limit, shard
         )
         return self._decode(rows)
 
@@ -283,6 +289,13 @@ class Ledger:
             data: bytes | None = self._call("packet", self.recorder.get_packet, digest)
             return data
         return self.packets.get(digest)
+
+    def claims(self) -> Claims:
+        """Return this process's claims on names (PostgreSQL advisory locks): how several
+        processes share sharded work without two working on one shard at once."""
+        if not isinstance(self.recorder, PostgresLedgerRecorder):
+            raise LedgerError(f"claims need a PostgreSQL ledger, not {self.url}")
+        return Claims(self.recorder)
 
     def follow(
         self,

@@ -29,10 +29,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger import Event, Ledger, ProjectionError, Tracking
+from ledger import Event, Ledger, ProjectionError, Shard, Tracking
 from ledger.codec import StoredRow
 
-__all__ = ["CatchUp", "LedgerView", "Projector", "View", "catch_up"]
+__all__ = [
+    "CatchUp",
+    "LedgerView",
+    "Projector",
+    "View",
+    "bound_of",
+    "catch_up",
+    "tracking_of",
+    "upstream_of",
+]
 
 Progress = Callable[[int, int], None]  # (position reached, position to reach)
 
@@ -100,10 +109,32 @@ class CatchUp:
     stored: int = 0
 
 
-def bound_of(ledger: Ledger, projector: Projector, stop: int | None = None) -> int:
+def tracking_of(projector: Projector, shard: Shard | None = None) -> str:
+    """Return the name a projector's position is recorded under (in a shard, if given)."""
+    return projector.name if shard is None else shard.name_of(projector.name)
+
+
+def upstream_of(projector: Projector, shard: Shard | None = None, shards: int = 1) -> list[str]:
+    """Return the tracking names a projector must not pass: in a sharded deployment
+    (``shards`` > 1) its upstream projectors are sharded too, so a projector in a shard
+    waits for the same shard upstream, and one over every stream waits for all shards."""
+    if shard is not None:
+        return [shard.name_of(name) for name in projector.upstream]
+    if shards > 1:
+        return [s.name_of(name) for name in projector.upstream for s in Shard.all(shards)]
+    return list(projector.upstream)
+
+
+def bound_of(
+    ledger: Ledger,
+    projector: Projector,
+    stop: int | None = None,
+    shard: Shard | None = None,
+    shards: int = 1,
+) -> int:
     """Return how far a projector may go: the head, its slowest upstream, ``stop``."""
     bound = ledger.head()
-    for name in projector.upstream:
+    for name in upstream_of(projector, shard, shards):
         bound = min(bound, ledger.tracked(name))
     return bound if stop is None else min(bound, stop)
 
@@ -115,17 +146,25 @@ def catch_up(
     *,
     stop: int | None = None,
     progress: Progress | None = None,
+    shard: Shard | None = None,
+    shards: int = 1,
 ) -> CatchUp:
-    """Drive a projector from its recorded position to its bound (see module doc)."""
+    """Drive a projector from its recorded position to its bound (see module doc); with
+    ``shard``, only over that shard's streams, with a position of its own there."""
+    if shard is not None and projector.whole_pass:
+        raise ProjectionError(f"{projector.name}: a whole-pass projector cannot be sharded")
     view = view or LedgerView(ledger)
-    start = after = view.position(projector.name)
-    bound = bound_of(ledger, projector, stop)
+    name = tracking_of(projector, shard)
+    start = after = view.position(name)
+    bound = bound_of(ledger, projector, stop, shard, shards)
     done = CatchUp(start, start)
     if after >= bound:
         return done
     pass_start = after
     while after < bound:
-        events = ledger.read_batch(after + 1, bound, projector.topics, projector.batch_size)
+        events = ledger.read_batch(
+            after + 1, bound, projector.topics, projector.batch_size, shard
+        )
         full = len(events) >= projector.batch_size
         end = (events[-1].position or bound) if full else bound
         output = projector.process(events, bound)
@@ -136,13 +175,13 @@ def catch_up(
                 raise ProjectionError(msg)
         else:
             done.produced += len(output)
-            done.stored += view.record(output, Tracking(projector.name, after, end))
+            done.stored += view.record(output, Tracking(name, after, end))
         after = end
         if progress is not None:
             progress(after, bound)
     if projector.whole_pass:
         output = projector.finish(bound)
         done.produced += len(output)
-        done.stored += view.record(output, Tracking(projector.name, pass_start, bound))
+        done.stored += view.record(output, Tracking(name, pass_start, bound))
     done.end = after
     return done

@@ -24,40 +24,29 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from importlib.metadata import distributions
-from typing import Any
 
 from ledger import (
     ConfigError,
-    ConfigurationRegistered,
     Ledger,
     RunFinished,
     RunStarted,
     UnitUse,
 )
-from projections.decide import Channel, Decide
-from projections.identity import provenance, unit_identity
-from projections.outbox import Deliver
+from projections.decide import Decide
+from projections.identity import provenance
 from projections.pool import Workers
 from projections.projector import CatchUp, Projector, catch_up
 from projections.queries import RunFacts, run_facts
 from projections.readmodel import ReadModel, readmodel_url
-from projections.retry import Retry
 from projections.t0 import Ingest, Verdicts
-from projections.t1 import Combine
-from projections.t2 import Augment, T2Entry
-from projections.t3 import Cut, React, Selection
 from runners.job import Job
 from runners.summary import RunSummary
-from units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
+from runners.tiers import JobUnits, build_tiers, register_configs
+from units import Source, Unit
 
 __all__ = ["LocalRunner", "Progress", "RunSummary"]  # RunSummary: from runners.summary
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
-
-
-def build(cls_name: str, config: dict[str, Any]) -> Unit:
-    """Return an instance of the unit registered under ``cls_name``."""
-    return load_unit(cls_name)(config)
 
 
 def package_versions() -> dict[str, str]:
@@ -84,20 +73,16 @@ class LocalRunner:
         self.job = job
         self.job_text = job_text
         self.ledger = ledger
-        self.sources = list(sources) or [self._unit(r.unit, r.config, Source) for r in job.sources]
-        # Every unit is built once, here: the tiers and the tracking names share them.
-        self.filters: list[Filter | None] = [
-            self._unit(c.filter.unit, c.filter.config, Filter) if c.filter else None
-            for c in job.channels
-        ]
-        self.shapers = {s: self._unit(r.unit, r.config, Shaper) for s, r in job.shapers.items()}
-        self.combiner = self._unit(job.combiner.unit, job.combiner.config, Combiner)
-        self.entries = [
-            T2Entry(spec.entry, self._unit(spec.unit, spec.config, T2Unit),
-                    frozenset(spec.groups) if spec.groups is not None else None, spec.depends)
-            for spec in job.t2
-        ]  # fmt: skip
-        self.reactors = [self._unit(t.unit, t.config, Reactor) for t in job.t3]
+        units = JobUnits(job, sources)  # every unit built once: tiers and names share them
+        self.job_units = units
+        self.sources = units.sources
+        self.filters = units.filters
+        self.shapers = units.shapers
+        self.combiner = units.combiner
+        self.entries = units.entries
+        self.reactors = units.reactors
+        self.channels = units.channels
+        self.retry = units.retry
         self.progress = progress or (lambda stage, done, total: None)
         self.read_model = read_model
         self.workers = workers
@@ -105,26 +90,10 @@ class LocalRunner:
         self.sleep = sleep
         self.run_id = uuid.uuid4().hex
         self.appended = 0  # events this run appended (others' may be appended meanwhile)
-        self.channels = [
-            Channel(c.name, unit, c.autocomplete)
-            for c, unit in zip(job.channels, self.filters, strict=True)
-        ]
-        r = job.retry
-        self.retry = Retry(r.max_attempts, r.backoff_s, r.factor, r.lease_s)
-
-    @staticmethod
-    def _unit(name: str, config: dict[str, Any], contract: type[Unit]) -> Any:
-        unit = build(name, config)
-        if not isinstance(unit, contract):
-            msg = f"{name!r} is not a {contract.__name__}"
-            raise TypeError(msg)
-        return unit
 
     def units(self) -> list[Unit]:
         """Return every unit the job names (sources included), as built for this run."""
-        found: list[Unit] = [*self.sources, *(f for f in self.filters if f is not None)]
-        found += [*self.shapers.values(), self.combiner, *(e.unit for e in self.entries)]
-        return found + list(self.reactors)
+        return self.job_units.all()
 
     def check(self) -> None:
         """Raise ConfigError if the run could not read anything: no source at all, or a
@@ -151,14 +120,7 @@ class LocalRunner:
         self.appended += ledger.append([started]).appended
         status = "failed"
         try:
-            configs = []
-            for unit in self.units():
-                config = unit.config.model_dump(mode="json")
-                configs.append(ConfigurationRegistered(
-                    stream=f"config:{unit.config_hash}", config_hash=unit.config_hash,
-                    unit=unit.name, config=config, run_id=self.run_id,
-                ))  # fmt: skip
-            self.appended += ledger.append(configs).appended
+            self.appended += register_configs(ledger, self.units(), self.run_id)
             pool = Workers(self.workers) if self.workers > 1 else None
             with pool if pool is not None else nullcontext():
                 self._tiers(summary, pool, (started.id,))
@@ -180,16 +142,10 @@ class LocalRunner:
 
     def _tiers(self, summary: RunSummary, pool: Workers | None, cause: tuple[str, ...]) -> None:
         """Build the job's projectors and catch each up in turn."""
-        ledger, run_id, size = self.ledger, self.run_id, self.batch_size or 2000
         verdicts: Verdicts = {}
-        decide = Decide(ledger, self.channels, run_id, verdicts, pool, size)
-        mine = decide.mine
-        combine = Combine(ledger, self.combiner, mine, run_id, decide.name, pool, size)
-        combiner = unit_identity(self.combiner)
-        augment = Augment(
-            ledger, self.entries, combiner, mine, run_id, self.retry, decide.name, combine.name,
-            pool, size, self.sleep,
-        )  # fmt: skip
+        tiers = build_tiers(self.job_units, self.ledger, self.run_id, verdicts, pool,
+                            self.batch_size, self.sleep)  # fmt: skip
+        decide, combine, augment = tiers.decide, tiers.combine, tiers.augment
         self._t0(summary, decide, verdicts, pool, cause)
         made = self._catch_up("T1 combine", combine, decide)
         summary.states = {"alerts": combine.counts["alerts"], "new": made.stored,
@@ -201,15 +157,9 @@ class LocalRunner:
             {"tier": "T2", "unit": entry, "stock": stock, "error": error}
             for entry, stock, error in augment.failures
         ]
-        for i, (spec, reactor) in enumerate(zip(self.job.t3, self.reactors, strict=True)):
-            selection = Selection(
-                channels=frozenset(spec.select.channels) if spec.select.channels else None,
-                cuts=tuple(Cut(c.unit, c.key, c.min, c.max) for c in spec.select.where),
-                every_stock=not spec.select.updated_since_last_run,
-            )
-            react = React(ledger, reactor, self.entries, combiner, mine, selection, run_id,
-                          decide.name, combine.name, augment.name, size)  # fmt: skip
-            deliver = Deliver(ledger, reactor, run_id, self.retry, react.name, self.sleep)
+        for i, (spec, react, deliver) in enumerate(
+            zip(self.job.t3, tiers.react, tiers.deliver, strict=True)
+        ):
             intended = self._catch_up(f"T3 {spec.unit}", react, decide, augment)
             self._catch_up(f"T3 {spec.unit} delivery", deliver)
             self.appended += deliver.appended
