@@ -136,20 +136,21 @@ def run_job(url: str, text: str, alerts: list[Alert], workers: int) -> tuple[flo
         )
         summary = runner.run()
         aps = len(alerts) / (time.perf_counter() - started)
-    if summary.alerts != len(alerts) or summary.status not in ("ok", "failed units"):
-        raise SystemExit(f"run {summary.status}: {summary.alerts} of {len(alerts)} alerts")
+    read = summary.alerts.get("read")
+    if read != len(alerts) or summary.status not in ("ok", "failed units"):
+        raise SystemExit(f"run {summary.status}: {read} of {len(alerts)} alerts read")
     return aps, summary
 
 
 def described(summary: RunSummary) -> str:
     """Return what a run made, in one line: decisions, states, results, reactions."""
     accepted = sum(d["accepted"] for d in summary.decisions.values())
-    states = summary.states.get("states", 0)
+    states = summary.states.get("new", 0) + summary.states.get("made_before", 0)
     results: Counter[str] = Counter()
     for outcomes in summary.results.values():
         results.update(outcomes)
     made = results["ok"] + results["reused"] + results["failed"] + results["dependency failed"]
-    reactions = sum(r.get("delivered", 0) for r in summary.reactions.values())
+    reactions = sum(int(r.get("delivered", 0)) for r in summary.reactions)
     text = f"{accepted:,} accepted, {states:,} states"
     if summary.results:
         text += f", {made:,} results ({results['ok']:,} ok, {results['reused']:,} reused)"
