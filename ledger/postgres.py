@@ -225,7 +225,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             curs = conn.cursor()
             try:
-                curs.execute(self._sql_begin_locked)
+                # A move of a position alone appends nothing: no ordering lock, no NOTIFY.
+                locked = bool(batch.count or packets)
+                curs.execute(self._sql_begin_locked if locked else "BEGIN")
                 positions: tuple[int, ...] = ()
                 if batch.count:
                     positions = self._copy(curs, batch)  # may roll back to the savepoint
@@ -326,6 +328,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             where += " AND mod(('x' || substr(md5(stream), 1, 8))::bit(32)::bigint, %s) = %s"
             params += [shard.count, shard.index]
         return self._select(SQL(where + " ORDER BY notification_id LIMIT %s"), [*params, limit])
+
+    def select_marks(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """Return (position, topic, stream) of up to ``limit`` events after ``after``."""
+        sql = SQL(
+            "SELECT notification_id, topic, stream FROM {0}.{1} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(sql, [after, limit])
+            return [(int(r[0]), r[1], r[2]) for r in curs.fetchall()]
 
     def select_streams(self, start: int, stop: int, topics: Sequence[str]) -> list[str]:
         """Return the distinct streams with events of these topics between two positions."""
@@ -457,9 +469,11 @@ class Claims:
         if name in self._held:
             return True
         try:
-            row = self._connection().execute(
-                "SELECT pg_try_advisory_lock(%s)", [self.key(name)]
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT pg_try_advisory_lock(%s)", [self.key(name)])
+                .fetchone()
+            )
         except psycopg.OperationalError:
             self.close()
             raise

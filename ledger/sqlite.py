@@ -161,6 +161,16 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             params += list(topics)
         return self._select(where + " ORDER BY rowid LIMIT ?", [*params, limit])
 
+    def select_marks(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """Return (position, topic, stream) of up to ``limit`` events after ``after``."""
+        sql = (
+            f"SELECT rowid, topic, stream FROM {self.events_table_name} WHERE rowid > ? "
+            "ORDER BY rowid LIMIT ?"
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, [after, limit])
+            return [(int(r[0]), r[1], r[2]) for r in curs.fetchall()]
+
     def select_streams(self, start: int, stop: int, topics: Sequence[str]) -> list[str]:
         """Return the distinct streams with events of these topics between two positions."""
         where = "WHERE rowid >= ? AND rowid <= ?"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
@@ -32,6 +32,16 @@ from ledger.writer import BatchWriter
 __all__ = ["Ledger"]
 
 READ_BATCH = 1000  # decoding in smaller batches keeps fewer objects alive per GC pass
+
+
+class Waiter(Protocol):
+    """Waits for news of appended events (see ``Ledger.waiter``)."""
+
+    def wait(self, timeout: float) -> None:
+        """Return on news or after ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Release what the waiter holds."""
 
 
 class Ledger:
@@ -260,6 +270,20 @@ class Ledger:
             found.setdefault(row.stream, []).append(event)
         for stream in streams:
             yield stream, found.get(stream, [])
+
+    def marks(self, after: int, limit: int = READ_BATCH) -> list[tuple[int, str, str]]:
+        """Return the position, event type name and stream of up to ``limit`` events after
+        position ``after``, without reading the events (what a notifier needs)."""
+        rows: list[tuple[int, str, str]] = self._call(
+            "read marks", self.recorder.select_marks, after, limit
+        )
+        return [(position, topic.rpartition(":")[2], stream) for position, topic, stream in rows]
+
+    def waiter(self) -> Waiter:
+        """Return a waiter for new events: LISTEN/NOTIFY on PostgreSQL, polling on SQLite.
+        ``waiter.wait(timeout)`` returns on news or after ``timeout`` seconds."""
+        waiter: Waiter = self.recorder.waiter()
+        return waiter
 
     def streams(self, start: int, stop: int, types: Sequence[type[Event]] = ()) -> list[str]:
         """Return the distinct streams with events (of these types) between two positions."""

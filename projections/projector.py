@@ -162,9 +162,7 @@ def catch_up(
         return done
     pass_start = after
     while after < bound:
-        events = ledger.read_batch(
-            after + 1, bound, projector.topics, projector.batch_size, shard
-        )
+        events = ledger.read_batch(after + 1, bound, projector.topics, projector.batch_size, shard)
         full = len(events) >= projector.batch_size
         end = (events[-1].position or bound) if full else bound
         output = projector.process(events, bound)

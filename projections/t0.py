@@ -276,6 +276,28 @@ class Ingest:
         self.stats.appended += out.result.appended
         return self.stats
 
+    def take(self, blobs: Sequence[Blob], label: str) -> None:
+        """Append what blobs received from a stream say (a message each), in one go.
+
+        No position is kept: the bus acknowledges the messages once this has returned,
+        so they are in the ledger by then; a message received twice is stored once (an
+        alert's id is its packet's digest)."""
+        shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
+        chunks = list(_chunks(iter(blobs)))
+        done: Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]
+        if self.workers is None:
+            done = ((chunk, shaper.shape_chunk(chunk)) for chunk in chunks)
+        else:
+            spec = pickled(shaper, "workers: the job's shapers and filters")
+            done = self.workers.map(spec, "shape_chunk", chunks)
+        with self.ledger.writer(max(self.batch_size, 1)) as out:
+            for chunk, shaped in done:
+                for item, packets in zip(chunk, shaped, strict=True):
+                    for one in packets:
+                        self._take(out, one, item.data if isinstance(item, Blob) else None)
+                        self.stats.read[label] += 1
+        self.stats.appended += out.result.appended
+
     def _items(
         self, source: Source, shaper: PacketShaper, first: int
     ) -> Iterator[tuple[int, bytes | None, list[Shaped]]]:

@@ -347,6 +347,86 @@ def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption =
                   highlight=False)  # fmt: skip
 
 
+NatsOption = Annotated[
+    str,
+    typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
+]
+PrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--prefix",
+        envvar="SKYLEDGER_BUS_PREFIX",
+        help="names of skyledger's streams and subjects on NATS (one per deployment)",
+    ),
+]
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+@app.command()
+def relay(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    nats_url: NatsOption = DEFAULT_NATS_URL,
+    prefix: PrefixOption = "skyledger",
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1, help="shards of the ledger's streams (fixed when the bus is first made)"
+        ),
+    ] = 16,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a PostgreSQL ledger and publish where it grew to NATS JetStream (live mode)."""
+    from runners.bus import Bus
+    from runners.live import run_until_signal
+    from runners.relay import Relay
+
+    with _open(ledger) as opened:
+        if opened.backend != "postgres":
+            raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
+        bus = Bus(nats_url, prefix=prefix, shards=shards)
+        stats = run_until_signal(Relay(opened, bus).run)
+    if as_json:
+        _print_json(stats.__dict__)
+    else:
+        out.print(f"relay stopped at position {stats.position}: {stats.events} events, "
+                  f"{stats.published} messages", highlight=False)  # fmt: skip
+
+
+@app.command()
+def worker(
+    tier: Annotated[str, typer.Argument(help="t0, t1, t2 or t3", metavar="TIER")],
+    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    nats_url: NatsOption = DEFAULT_NATS_URL,
+    prefix: PrefixOption = "skyledger",
+    subject: Annotated[
+        str | None,
+        typer.Option(help="t0: the subject alert packets arrive on (default PREFIX.alerts)"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run one worker of a tier of a job on NATS JetStream (add more to share the work);
+    SIGTERM finishes the batch in hand, acknowledges it and exits."""
+    from runners.bus import Bus
+    from runners.live import run_until_signal
+    from runners.tiers import TIERS
+    from runners.worker import TierWorker
+
+    if tier not in TIERS:
+        raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
+    parsed, text = load_job(job)
+    with _open(ledger) as opened:
+        if opened.backend != "postgres":
+            raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
+        work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
+                          alerts_subject=subject)  # fmt: skip
+        stats = run_until_signal(work.run)
+    if as_json:
+        _print_json(stats.as_dict())
+    else:
+        out.print(f"{tier} worker stopped: {stats.as_dict()}", highlight=False)
+
+
 def main() -> None:
     """Run the CLI; errors of ours are one clear line (JSON with --json) and exit code 2."""
     try:
@@ -357,3 +437,7 @@ def main() -> None:
         else:
             print(f"error: {exc}", file=sys.stderr)  # unwrapped lines, for people and scripts
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

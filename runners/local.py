@@ -15,15 +15,10 @@ processes or how the input was split into runs.
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from importlib.metadata import distributions
 
 from ledger import (
     ConfigError,
@@ -33,7 +28,6 @@ from ledger import (
     UnitUse,
 )
 from projections.decide import Decide
-from projections.identity import provenance
 from projections.pool import Workers
 from projections.projector import CatchUp, Projector, catch_up
 from projections.queries import RunFacts, run_facts
@@ -41,18 +35,12 @@ from projections.readmodel import ReadModel, readmodel_url
 from projections.t0 import Ingest, Verdicts
 from runners.job import Job
 from runners.summary import RunSummary
-from runners.tiers import JobUnits, build_tiers, register_configs
+from runners.tiers import JobUnits, build_tiers, register_configs, run_started, unit_uses
 from units import Source, Unit
 
 __all__ = ["LocalRunner", "Progress", "RunSummary"]  # RunSummary: from runners.summary
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
-
-
-def package_versions() -> dict[str, str]:
-    """Return the installed distributions and their versions."""
-    found = {d.metadata["Name"]: d.version for d in distributions() if d.metadata["Name"]}
-    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
 class LocalRunner:
@@ -247,23 +235,10 @@ class LocalRunner:
 
     def uses(self) -> list[UnitUse]:
         """Return every unit of the job with its role in it."""
-        uses = [UnitUse(role="source", provenance=provenance(s)) for s in self.sources]
-        uses += [UnitUse(role=f"shaper:{survey}", provenance=provenance(s))
-                 for survey, s in sorted(self.shapers.items())]  # fmt: skip
-        uses += [UnitUse(role=f"filter:{c.name}", provenance=provenance(c.filter))
-                 for c in self.channels if c.filter is not None]  # fmt: skip
-        uses.append(UnitUse(role="combiner", provenance=provenance(self.combiner)))
-        uses += [UnitUse(role=f"t2:{e.name}", provenance=provenance(e.unit)) for e in self.entries]
-        uses += [UnitUse(role=f"t3:{i}", provenance=provenance(r))
-                 for i, r in enumerate(self.reactors)]  # fmt: skip
-        return uses
+        return unit_uses(self.job_units)
 
     def _started(self) -> RunStarted:
-        return RunStarted(
-            stream=f"run:{self.run_id}", run=self.run_id, job_hash=self.job.hash,
-            job_text=self.job_text, packages=package_versions(), host=socket.gethostname(),
-            user=_user(), argv=tuple(sys.argv), run_id=self.run_id, units=tuple(self.uses()),
-        )  # fmt: skip
+        return run_started(self.job, self.job_text, self.job_units, self.run_id)
 
     def _read_model(self) -> RunFacts:
         """Bring the read model (in the ledger's database) up to date with the ledger, and
@@ -282,10 +257,3 @@ def source_label(source: Source) -> str:
     if isinstance(paths, Iterable) and not isinstance(paths, str):
         return f"{source.name}:{','.join(str(p) for p in paths)}"
     return source.name
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER", "unknown")

@@ -9,14 +9,19 @@ it, so any process that builds the same job drives the same tracking positions.
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import distributions
 from typing import Any
 
-from ledger import ConfigurationRegistered, Ledger
+from ledger import ConfigurationRegistered, Ledger, RunStarted, UnitUse
 from projections.decide import Channel, Decide
-from projections.identity import unit_identity
+from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import Projector
@@ -28,7 +33,17 @@ from projections.t3 import Cut, React, Selection
 from runners.job import Job
 from units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
 
-__all__ = ["TIERS", "JobUnits", "Tiers", "build", "build_tiers", "register_configs"]
+__all__ = [
+    "TIERS",
+    "JobUnits",
+    "Tiers",
+    "build",
+    "build_tiers",
+    "package_versions",
+    "register_configs",
+    "run_started",
+    "unit_uses",
+]
 
 TIERS = ("t0", "t1", "t2", "t3")
 
@@ -149,3 +164,40 @@ def build_tiers(
         tiers.react.append(react)
         tiers.deliver.append(Deliver(ledger, reactor, run_id, units.retry, react.name, sleep))
     return tiers
+
+
+def package_versions() -> dict[str, str]:
+    """Return the installed distributions and their versions."""
+    found = {d.metadata["Name"]: d.version for d in distributions() if d.metadata["Name"]}
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+def unit_uses(units: JobUnits) -> list[UnitUse]:
+    """Return every unit of a job with its role in it."""
+    uses = [UnitUse(role="source", provenance=provenance(s)) for s in units.sources]
+    uses += [UnitUse(role=f"shaper:{survey}", provenance=provenance(s))
+             for survey, s in sorted(units.shapers.items())]  # fmt: skip
+    uses += [UnitUse(role=f"filter:{c.name}", provenance=provenance(c.filter))
+             for c in units.channels if c.filter is not None]  # fmt: skip
+    uses.append(UnitUse(role="combiner", provenance=provenance(units.combiner)))
+    uses += [UnitUse(role=f"t2:{e.name}", provenance=provenance(e.unit)) for e in units.entries]
+    uses += [UnitUse(role=f"t3:{i}", provenance=provenance(r))
+             for i, r in enumerate(units.reactors)]  # fmt: skip
+    return uses
+
+
+def run_started(job: Job, job_text: str, units: JobUnits, run_id: str) -> RunStarted:
+    """Return the record of a run (or a live worker) starting: the job, its units, where
+    and by whom, with which packages."""
+    return RunStarted(
+        stream=f"run:{run_id}", run=run_id, job_hash=job.hash, job_text=job_text,
+        packages=package_versions(), host=socket.gethostname(), user=_user(),
+        argv=tuple(sys.argv), run_id=run_id, units=tuple(unit_uses(units)),
+    )  # fmt: skip
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")

@@ -1,0 +1,427 @@
+"""A live tier worker: drives a job's projectors of one tier from NATS JetStream.
+
+The projectors are those of the local run (``runners.tiers``); only the driver differs.
+A worker binds to its tier's durable pull consumer on the notifications stream
+(``runners.bus``), so that every process of a tier shares its messages. A message says
+"events of this type in this shard, up to this position"; the worker claims that shard
+of each projector consuming the type (a PostgreSQL advisory lock: one stock is never
+worked on by two processes at once, and its events are taken in ledger order), catches
+the projector up there from the ledger, and acknowledges the message once the
+projector's position in the shard has passed the message's. If the shard is claimed by
+another process, or an upstream tier has not got that far yet, the message is handed
+back with a short delay (``nak``), to whichever process is free then.
+
+The ledger is the truth and the bus only wakes: at start, and whenever the consumer has
+been idle for ``sweep_s``, a worker catches up every shard it can claim, so a message
+lost or never sent delays work, never loses it. A projector's output and its position
+are recorded in one transaction (``projections.projector``), so a worker killed at any
+moment leaves nothing half-done; its claims die with its connection and its
+unacknowledged messages are redelivered after ``ack_wait_s``. While a long catch-up
+runs, the worker tells JetStream it is still working on the messages (``in_progress``).
+
+T0 workers also ingest alert packets from the alerts stream: a batch of messages is
+decoded, shaped and appended, then the channels decide on the new alerts (with the
+filters' verdicts taken while the packets were decoded), and only then are the packets
+acknowledged. Several T0 processes on one subject append alerts in the order each
+receives them; one alerting stock's alerts come minutes apart, but a test or a replay
+that publishes them back to back should run one T0 process (see docs/operations.md).
+
+Blocking work (the ledger, the units) runs on one thread per worker; the asyncio loop
+keeps fetching, acknowledging and extending deadlines meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, shard_of
+from ledger.codec import topic_of
+from projections.projector import Projector, catch_up, tracking_of
+from projections.t0 import Ingest
+from runners.bus import Bus, connect
+from runners.job import Job
+from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
+from units import Blob
+
+__all__ = ["TierWorker", "WorkerStats"]
+
+log = logging.getLogger("skyledger.worker")
+T = TypeVar("T")
+
+_TRANSIENT = (LedgerError, OSError, TrackingConflict)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did since it started."""
+
+    messages: int = 0
+    acked: int = 0
+    handed_back: int = 0
+    catch_ups: int = 0
+    stored: int = 0
+    alerts: int = 0
+    sweeps: int = 0
+    errors: int = 0
+    last_error: str = ""
+    batch_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counts (without the batch durations)."""
+        found = {k: v for k, v in self.__dict__.items() if k != "batch_s"}
+        found["batches"] = len(self.batch_s)
+        return found
+
+
+class TierWorker:
+    """One process's share of a tier of a job, driven by JetStream."""
+
+    def __init__(
+        self,
+        job: Job,
+        job_text: str,
+        ledger: Ledger,
+        bus: Bus,
+        tier: str,
+        *,
+        batch_size: int | None = None,
+        fetch: int = 64,
+        alerts_fetch: int = 500,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 1024,
+        sweep_s: float = 5.0,
+        nak_delay_s: float = 0.2,
+        alerts_subject: str | None = None,
+        wait_for_relay_s: float = 60.0,
+    ) -> None:
+        if tier not in TIERS:
+            raise ValueError(f"unknown tier {tier!r}: one of {', '.join(TIERS)}")
+        self.job = job
+        self.job_text = job_text
+        self.ledger = ledger
+        self.bus = bus
+        self.tier = tier
+        self.fetch = fetch
+        self.alerts_fetch = alerts_fetch
+        self.ack_wait_s = ack_wait_s
+        self.max_ack_pending = max_ack_pending
+        self.sweep_s = sweep_s
+        self.nak_delay_s = nak_delay_s
+        self.alerts_subject = alerts_subject or bus.alerts_subject
+        self.wait_for_relay_s = wait_for_relay_s
+        self.run_id = uuid.uuid4().hex
+        self.units = JobUnits(job, sources=[])
+        self.tiers = build_tiers(self.units, ledger, self.run_id, {}, None, batch_size)
+        self.projectors: list[Projector] = self.tiers.of(tier)
+        self.batch_size = batch_size
+        self.shards = 1
+        self.stats = WorkerStats()
+        self.claims = ledger.claims()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"skyledger-{tier}")
+        self._consumers: dict[str, list[int]] = {}  # event type name -> projector indexes
+        for i, projector in enumerate(self.projectors):
+            types = [topic_of(t).rpartition(":")[2] for t in projector.topics] or [">"]
+            for name in types:
+                self._consumers.setdefault(name, []).append(i)
+        self.ingest: Ingest | None = None
+        self._started_id = ""
+
+    # -- names -----------------------------------------------------------------------
+
+    @property
+    def durable(self) -> str:
+        """Return the durable consumer name this tier of this job shares."""
+        return f"{self.bus.prefix}_{self.tier}_{self.job.hash[:16]}"
+
+    def _filters(self) -> list[str]:
+        if ">" in self._consumers:
+            return [f"{self.bus.prefix}.events.>"]
+        return sorted(self.bus.event_filter(name) for name in self._consumers)
+
+    # -- running ---------------------------------------------------------------------
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn, *args)
+
+    async def run(self, stop: asyncio.Event) -> WorkerStats:
+        """Work until ``stop`` is set: finish the batch in hand, acknowledge, return."""
+        started = run_started(self.job, self.job_text, self.units, self.run_id)
+        self._started_id = started.id
+        await self._blocking(self.ledger.append, [started])
+        await self._blocking(register_configs, self.ledger, self.units.all(), self.run_id)
+        if self.tier == "t0":
+            self.ingest = Ingest(
+                self.ledger, self.units.shapers, self.units.filters, self.run_id,
+                self.tiers.decide.verdicts, (started.id,), self.batch_size or 5000,
+            )  # fmt: skip
+        reconnected = asyncio.Event()
+
+        async def on_reconnect() -> None:
+            reconnected.set()
+
+        client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
+        status, error = "ok", ""
+        try:
+            js = client.jetstream()
+            self.shards = await self.bus.shard_count(js, wait_s=self.wait_for_relay_s)
+            if self.tier == "t0":
+                await self.bus.ensure_alerts_stream(js)
+            loops = [self._events_loop(js, stop, reconnected)]
+            if self.tier == "t0":
+                loops.append(self._alerts_loop(js, stop, reconnected))
+            await asyncio.gather(*loops)
+        except BaseException as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary = {"tier": self.tier, "shards": self.shards, "error": error}
+            summary |= self.stats.as_dict()
+            finished = RunFinished(
+                stream=f"run:{self.run_id}", run=self.run_id, status=status, summary=summary,
+                run_id=self.run_id,
+            )  # fmt: skip
+            try:
+                await self._blocking(self.ledger.append, [finished])
+            except _TRANSIENT as exc:
+                log.warning("could not record the end of worker %s: %s", self.run_id, exc)
+            self.claims.close()
+            self._thread.shutdown(wait=True)
+            try:
+                await asyncio.wait_for(client.drain(), 10)
+            except (TimeoutError, nats.errors.Error):
+                await client.close()
+        return self.stats
+
+    async def _subscribe(
+        self, js: JetStreamContext, stream: str, durable: str, filters: Sequence[str]
+    ) -> JetStreamContext.PullSubscription:
+        """Bind to the durable consumer, creating it if it does not exist."""
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=self.max_ack_pending,
+            filter_subjects=list(filters) if len(filters) > 1 else None,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+        )
+        try:
+            await js.consumer_info(stream, durable)
+        except NotFoundError:
+            await js.add_consumer(stream, config)
+        return await js.pull_subscribe_bind(durable, stream)
+
+    async def _fetch(
+        self,
+        js: JetStreamContext,
+        subs: dict[str, JetStreamContext.PullSubscription],
+        key: str,
+        make: Callable[[], Any],
+        batch: int,
+        reconnected: asyncio.Event,
+    ) -> list[Msg]:
+        """Fetch up to ``batch`` messages (none after a second without); rebuild the
+        subscription after a reconnect (pull subscriptions do not survive a server
+        restart, nats.py #504)."""
+        if key not in subs or reconnected.is_set():
+            reconnected.clear()
+            subs.pop(key, None)
+            subs[key] = await make()
+        try:
+            return await subs[key].fetch(batch, timeout=1.0)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except (nats.errors.Error, NotFoundError) as exc:
+            log.warning("%s: fetch failed (%s); subscribing again", key, exc)
+            subs.pop(key, None)
+            await asyncio.sleep(0.5)
+            return []
+
+    async def _events_loop(
+        self, js: JetStreamContext, stop: asyncio.Event, reconnected: asyncio.Event
+    ) -> None:
+        subs: dict[str, JetStreamContext.PullSubscription] = {}
+        filters = self._filters()
+
+        async def make() -> JetStreamContext.PullSubscription:
+            return await self._subscribe(js, self.bus.events_stream, self.durable, filters)
+
+        await self._sweep()
+        last = time.monotonic()
+        while not stop.is_set():
+            msgs = await self._fetch(js, subs, "events", make, self.fetch, reconnected)
+            if not msgs:
+                if time.monotonic() - last >= self.sweep_s:
+                    await self._sweep()
+                    last = time.monotonic()
+                continue
+            self.stats.messages += len(msgs)
+            await self._handle(msgs)
+            last = time.monotonic()
+
+    async def _alerts_loop(
+        self, js: JetStreamContext, stop: asyncio.Event, reconnected: asyncio.Event
+    ) -> None:
+        subs: dict[str, JetStreamContext.PullSubscription] = {}
+        durable = f"{self.bus.prefix}_t0_ingest_{self.job.hash[:16]}"
+        subject = self.alerts_subject
+
+        async def make() -> JetStreamContext.PullSubscription:
+            return await self._subscribe(js, self.bus.alerts_stream, durable, [subject])
+
+        own = asyncio.Event()  # the events loop rebuilds on reconnect: keep a flag of our own
+        while not stop.is_set():
+            if reconnected.is_set():
+                own.set()
+            msgs = await self._fetch(js, subs, "alerts", make, self.alerts_fetch, own)
+            if not msgs:
+                continue
+            started = time.perf_counter()
+            try:
+                await self._with_progress(msgs, self._blocking(self._ingest, msgs))
+            except _TRANSIENT as exc:
+                self._error(exc)
+                for msg in msgs:
+                    await msg.nak(delay=1.0)
+                continue
+            for msg in msgs:
+                await msg.ack()
+            self.stats.alerts += len(msgs)
+            self.stats.batch_s.append(time.perf_counter() - started)
+
+    def _ingest(self, msgs: Sequence[Msg]) -> None:
+        """Append the packets of some messages, then decide on their alerts."""
+        assert self.ingest is not None
+        blobs = []
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream if msg.metadata.sequence else 0
+            blobs.append(Blob(msg.data, f"nats:{msg.subject}#{seq}"))
+        self.ingest.take(blobs, f"nats:{self.alerts_subject}")
+        stocks = self.ingest.stats.stocks
+        shards: list[Shard | None] = [None]
+        if self.shards > 1:
+            touched = sorted({shard_of(stock, self.shards) for stock in stocks})
+            shards = [Shard(i, self.shards) for i in touched]
+        stocks.clear()
+        for shard in shards:
+            self._drive(self.tiers.decide, shard)
+
+    # -- the work --------------------------------------------------------------------
+
+    async def _with_progress(self, msgs: Sequence[Msg], work: Any) -> Any:
+        """Await ``work``, telling JetStream every third of ``ack_wait`` that these
+        messages are still being worked on."""
+        task = asyncio.ensure_future(work)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.ack_wait_s / 3)
+            if done:
+                return task.result()
+            for msg in msgs:
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.in_progress()
+
+    def _drive(self, projector: Projector, shard: Shard | None) -> bool:
+        """Catch a projector up in a shard (or everywhere, for a whole-pass one) if this
+        process can claim it, until its position passes its own output; return whether
+        it was claimed."""
+        name = tracking_of(projector, shard)
+        if not self.claims.claim(name):
+            return False
+        try:
+            for _ in range(8):
+                done = catch_up(self.ledger, projector, shard=shard, shards=self.shards)
+                self.stats.catch_ups += 1
+                self.stats.stored += done.stored
+                if done.stored == 0:
+                    break
+        finally:
+            self.claims.release(name)
+        return True
+
+    def _shards_of(self, projector: Projector) -> list[Shard | None]:
+        if projector.whole_pass or self.shards <= 1:
+            return [None]
+        return list(Shard.all(self.shards))
+
+    def _work(self, wanted: Sequence[tuple[int, Shard | None]]) -> dict[str, int]:
+        """Drive each (projector, shard) given, in tier order; return the positions."""
+        for i, shard in wanted:
+            self._drive(self.projectors[i], shard)
+        return {
+            tracking_of(self.projectors[i], shard): self.ledger.tracked(
+                tracking_of(self.projectors[i], shard)
+            )
+            for i, shard in wanted
+        }
+
+    def _placement(self, index: int, shard: int) -> Shard | None:
+        projector = self.projectors[index]
+        if projector.whole_pass or self.shards <= 1:
+            return None
+        return Shard(shard, self.shards)
+
+    async def _handle(self, msgs: Sequence[Msg]) -> None:
+        """Work on what the messages announce, then acknowledge those now passed."""
+        started = time.perf_counter()
+        needs: list[list[tuple[int, Shard | None, int]]] = []
+        wanted: dict[tuple[int, Shard | None], None] = {}
+        for msg in msgs:
+            shard, type_name = self.bus.parse_event_subject(msg.subject)
+            position = int(orjson.loads(msg.data)["position"])
+            indexes = self._consumers.get(type_name, []) + self._consumers.get(">", [])
+            need = [(i, self._placement(i, shard), position) for i in indexes]
+            needs.append(need)
+            for i, placed, _ in need:
+                wanted[(i, placed)] = None
+        order = sorted(wanted, key=lambda k: (k[0], -1 if k[1] is None else k[1].index))
+        try:
+            reached = await self._with_progress(msgs, self._blocking(self._work, order))
+        except _TRANSIENT as exc:
+            self._error(exc)
+            for msg in msgs:
+                await msg.nak(delay=1.0)
+            self.stats.handed_back += len(msgs)
+            return
+        for msg, need in zip(msgs, needs, strict=True):
+            passed = all(
+                reached.get(tracking_of(self.projectors[i], placed), 0) >= position
+                for i, placed, position in need
+            )
+            if passed:
+                await msg.ack()
+                self.stats.acked += 1
+            else:
+                await msg.nak(delay=self.nak_delay_s)
+                self.stats.handed_back += 1
+        self.stats.batch_s.append(time.perf_counter() - started)
+
+    async def _sweep(self) -> None:
+        """Catch every projector up in every shard this process can claim."""
+        order = [(i, s) for i, p in enumerate(self.projectors) for s in self._shards_of(p)]
+        try:
+            await self._blocking(self._work, order)
+            self.stats.sweeps += 1
+        except _TRANSIENT as exc:
+            self._error(exc)
+
+    def _error(self, exc: BaseException) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("%s worker: %s (will retry)", self.tier, self.stats.last_error)

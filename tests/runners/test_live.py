@@ -1,0 +1,146 @@
+"""Live equals local: a relay and tier workers as real processes on a real PostgreSQL and
+NATS JetStream, fed real ZTF packets over the bus, leave the ledger a local run of the
+same job over the same packets leaves (event ids, run records aside), with several
+workers per tier sharing the work; and every webhook key is delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import ConfigurationRegistered, Event, Ledger, RunFinished, RunStarted
+from runners.bus import Bus
+from runners.embedded import EmbeddedNats
+from runners.job import parse_job
+from runners.live import LiveProcesses, packets_of, publish_packets, settle
+from runners.local import LocalRunner
+from units.sources import FileSource
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats]
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "examples" / "data" / "ztf"
+SHARDS = 4
+
+JOB = """\
+name: live
+channels:
+  - name: TRANSIENTS
+    filter: {unit: ZtfFilter, config: {min_ndet: 2}}
+    autocomplete: true
+  - name: ALL
+combiner: {unit: LightCurveCombiner}
+t2:
+  - unit: T2LightCurveFeatures
+    config: {bazin: false}
+  - unit: T2CandidateScore
+t3:
+  - unit: WebhookReactor
+    config: {url: "URL"}
+    select: {channels: [TRANSIENTS]}
+retry: {max_attempts: 2, backoff_s: 0, lease_s: 5}
+"""
+
+_prefixes = itertools.count()
+
+
+class Keys(HTTPServer):
+    """An HTTP receiver that counts the Idempotency-Key of every POST."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.keys: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/hook"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Keys
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.keys[self.headers.get("Idempotency-Key", "")] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the test's output clean."""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Keys]:
+    server = Keys()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(30)
+        server.server_close()
+
+
+def run_record(event: Event) -> bool:
+    """Return True for what records a run or a worker rather than a fact."""
+    if isinstance(event, ConfigurationRegistered):
+        return event.unit == "FileSource"
+    return isinstance(event, RunStarted | RunFinished)
+
+
+def facts(ledger: Ledger) -> dict[str, str]:
+    """Return every fact's id with its type name."""
+    return {e.id: type(e).__name__ for e in ledger.read() if not run_record(e)}
+
+
+def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
+    tmp_path: Path, pg_url: str, nats_server: EmbeddedNats, receiver: Keys
+) -> None:
+    text = JOB.replace("URL", receiver.url)
+    job_path = tmp_path / "job.yaml"
+    job_path.write_text(text)
+    job = parse_job(text)
+
+    with Ledger.open(f"sqlite:///{tmp_path}/local.sqlite") as local:
+        source = FileSource({"paths": [str(DATA)]})
+        LocalRunner(job, text, local, [source], read_model=False).run()
+        expected = facts(local)
+    local_keys = dict(receiver.keys)
+    receiver.keys.clear()
+
+    bus = Bus(nats_server.url, prefix=f"live{next(_prefixes)}", shards=SHARDS)
+    workers = {"t0": 1, "t1": 2, "t2": 2, "t3": 2}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (
+        Ledger.open(pg_url) as ledger,
+        LiveProcesses(str(job_path), pg_url, bus, workers, str(logs)) as procs,
+    ):
+        procs.start_all()
+        sent = asyncio.run(publish_packets(bus, packets_of([str(DATA)])))
+        settle(ledger, bus, job, SHARDS, timeout_s=240, alive=procs.check)
+        codes = procs.stop()
+        found = facts(ledger)
+        workers_seen = [e for e in ledger.read(types=[RunFinished])]
+    assert sent == 140
+    assert codes == dict.fromkeys(codes, 0), codes  # SIGTERM: finish, acknowledge, exit 0
+    only_live = Counter(found[i] for i in set(found) - set(expected))
+    only_local = Counter(expected[i] for i in set(expected) - set(found))
+    assert not only_live, only_live
+    assert not only_local, only_local
+    assert receiver.keys == Counter(local_keys)  # the same keys, each delivered once
+    assert all(n == 1 for n in receiver.keys.values())
+    assert len(workers_seen) == sum(workers.values())  # each worker recorded its end
