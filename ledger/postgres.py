@@ -28,6 +28,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
+from ledger.errors import LedgerError
 from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
 from ledger.shards import Shard
 
@@ -474,9 +475,9 @@ class Claims:
                 .execute("SELECT pg_try_advisory_lock(%s)", [self.key(name)])
                 .fetchone()
             )
-        except psycopg.OperationalError:
+        except psycopg.Error as exc:
             self.close()
-            raise
+            raise LedgerError(f"claim of {name} failed: {exc}") from exc
         if row is not None and row[0]:
             self._held.add(name)
             return True
@@ -489,8 +490,8 @@ class Claims:
         self._held.discard(name)
         try:
             self._connection().execute("SELECT pg_advisory_unlock(%s)", [self.key(name)])
-        except psycopg.OperationalError:
-            self.close()
+        except psycopg.Error:
+            self.close()  # the lock went with the connection
 
     def close(self) -> None:
         """Release every claim by closing the connection."""

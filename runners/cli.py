@@ -5,23 +5,20 @@ prints for people is in runners.show. Every command takes --json (errors include
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger import ConfigError, Ledger, LedgerSettings, SkyledgerError
+from ledger.errors import ConfigError, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
-from projections import queries
-from projections.readmodel import ReadModel, readmodel_url
-from runners.job import load_job
-from runners.local import LocalRunner
 from runners.show import (
     JOURNAL_LINES,
     show_configs,
@@ -31,10 +28,14 @@ from runners.show import (
     show_summary,
     show_units,
 )
-from runners.summary import RunSummary
-from units import Alert
-from units.registry import describe_units
-from units.sources import FileSource
+
+# The store, the read model and the units are imported by the commands that use them:
+# every command (and --version, -h) starts in a fraction of a second.
+if TYPE_CHECKING:
+    from ledger import Ledger
+    from projections.readmodel import ReadModel
+    from runners.summary import RunSummary
+    from units import Alert
 
 __all__ = ["app", "main"]
 
@@ -91,6 +92,8 @@ def _main(
 
 
 def _open(url: str, create: bool = True) -> Ledger:
+    from ledger import Ledger, LedgerSettings
+
     return Ledger.open(LedgerSettings.load(ledger=url), create=create)
 
 
@@ -99,6 +102,10 @@ def _print_json(data: Any) -> None:
 
 
 def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: int) -> RunSummary:
+    from runners.job import load_job
+    from runners.local import LocalRunner
+    from units.sources import FileSource
+
     job, text = load_job(job_path)
     missing = [path for path in sources if not Path(path).exists()]
     if missing:
@@ -108,7 +115,8 @@ def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: i
         _open(url) as ledger,
         Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=True, disable=as_json,
+            TimeElapsedColumn(), console=console, transient=True,
+            disable=as_json or not console.is_terminal,
         ) as bar,
     ):  # fmt: skip
         tasks: dict[str, Any] = {}
@@ -205,6 +213,7 @@ def simulate(
     For a paced stream inside a job, name SimulatedSource with a rate in its sources.
     """
     from runners.simulate import SimulatedSource, write_alerts
+    from units import Alert
 
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -215,7 +224,8 @@ def simulate(
     )  # fmt: skip
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True, disable=as_json,
+        TimeElapsedColumn(), console=console, transient=True,
+            disable=as_json or not console.is_terminal,
     ) as bar:  # fmt: skip
         task = bar.add_task("simulating", total=None)
 
@@ -237,6 +247,8 @@ def simulate(
 
 def _read_model(url: str) -> tuple[Ledger, ReadModel]:
     """Open an existing ledger (never making one) and its read model, caught up."""
+    from projections.readmodel import ReadModel, readmodel_url
+
     ledger = _open(url, create=False)
     model = ReadModel(readmodel_url(ledger.settings.ledger))
     model.create()
@@ -258,6 +270,8 @@ def stock(
 ) -> None:
     """Show a stock: light curve, states, results (entry, version, configuration, the state
     they are about, body), reactions and its journal."""
+    from projections import queries
+
     opened, model = _read_model(ledger)
     with opened, model:
         view = queries.stock_view(model, stock_id)
@@ -276,6 +290,8 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="the latest runs to list")] = 20,
 ) -> None:
     """List the runs of a ledger, latest first: job hash, host, status and counts."""
+    from projections import queries
+
     opened, model = _read_model(ledger)
     with opened, model:
         found = queries.list_runs(model, limit)
@@ -296,6 +312,8 @@ def failures(
     limit: Annotated[int, typer.Option(min=1, help="the latest failures to show")] = 20,
 ) -> None:
     """List T2 results that failed, with their errors and tracebacks."""
+    from projections import queries
+
     opened, model = _read_model(ledger)
     with opened, model:
         found = queries.failed_results(model, stock_id, run_id, limit)
@@ -314,6 +332,8 @@ def config(
     as_json: JsonOption = False,
 ) -> None:
     """Print a unit configuration recorded under its hash (runs and results show hashes)."""
+    from projections import queries
+
     opened, model = _read_model(ledger)
     with opened, model:
         found = queries.find_configs(model, config_hash.lower())
@@ -328,6 +348,8 @@ def config(
 @app.command()
 def units(as_json: JsonOption = False) -> None:
     """List the units jobs can name: tier, version, package and where each is defined."""
+    from units.registry import describe_units
+
     found = describe_units()
     if as_json:
         _print_json(found)
@@ -403,6 +425,22 @@ def worker(
         str | None,
         typer.Option(help="t0: the subject alert packets arrive on (default PREFIX.alerts)"),
     ] = None,
+    ack_wait: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            help="seconds before JetStream gives an unacknowledged message to another "
+            "worker (a worker that died); long work tells it it is still going",
+        ),
+    ] = 30.0,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="a module to import first, for units it registers that are not installed "
+            "as entry points (repeat for more)",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run one worker of a tier of a job on NATS JetStream (add more to share the work);
@@ -414,12 +452,19 @@ def worker(
 
     if tier not in TIERS:
         raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
+    for module in imports or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"--import {module}: {exc}") from None
+    from runners.job import load_job
+
     parsed, text = load_job(job)
     with _open(ledger) as opened:
         if opened.backend != "postgres":
             raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
         work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
-                          alerts_subject=subject)  # fmt: skip
+                          alerts_subject=subject, ack_wait_s=ack_wait)  # fmt: skip
         stats = run_until_signal(work.run)
     if as_json:
         _print_json(stats.as_dict())

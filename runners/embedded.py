@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +55,22 @@ def _tail(log: Path) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     except OSError:
         return "(no log)"
+
+
+def _halt(proc: subprocess.Popen[bytes] | None, kill: bool) -> None:
+    """Stop a server process: SIGTERM (SIGINT for PostgreSQL's fast shutdown is what
+    SIGTERM means to nats-server) or SIGKILL, and wait for it."""
+    if proc is None or proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.send_signal(signal.SIGINT)  # PostgreSQL: fast shutdown; nats-server: stop
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class _Server:
@@ -124,15 +141,27 @@ class EmbeddedPostgres(_Server):
             "-c", f"fsync={'on' if fsync else 'off'}",
             "-c", "shared_buffers=256MB",
         ]  # fmt: skip
-        log_fh = self.log.open("wb")
-        if user is not None:
+        self._args, self._user = args, user
+        self._start()
+
+    def _start(self) -> None:
+        log_fh = self.log.open("ab")
+        if self._user is not None:
             os.chown(self.log, os.stat(self.pgdata).st_uid, os.stat(self.pgdata).st_gid)
         self.proc = subprocess.Popen(
-            args, stdout=log_fh, stderr=subprocess.STDOUT, user=user, start_new_session=True
-        )
+            self._args, stdout=log_fh, stderr=subprocess.STDOUT, user=self._user,
+            start_new_session=True,
+        )  # fmt: skip
         log_fh.close()
         _wait_for_port(self.port, self.proc, "PostgreSQL", self.log)
         self._wait_ready()
+
+    def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
+        """Stop the server (fast shutdown, or SIGKILL: a crash), keep its data, wait
+        ``down_s`` and start it again on the same port (for fault tests)."""
+        _halt(self.proc, kill)
+        time.sleep(down_s)
+        self._start()
 
     def _wait_ready(self) -> None:
         import psycopg
@@ -193,10 +222,22 @@ class EmbeddedNats(_Server):
             "-sd", str(self.root / "js"),
             "-l", str(self.log),
         ]  # fmt: skip
+        self._args = args
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
         _wait_for_port(self.port, self.proc, "nats-server", self.log)
+
+    def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, or SIGKILL: a crash), keep its JetStream store, wait
+        ``down_s`` and start it again on the same port (for fault tests)."""
+        _halt(self.proc, kill)
+        time.sleep(down_s)
+        self._start()
 
     @property
     def url(self) -> str:

@@ -18,8 +18,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
+import nats.errors
 from nats.js.errors import NotFoundError
 
 from ledger import Ledger, Shard, digest_bytes
@@ -75,26 +76,46 @@ async def publish_packets(
         await bus.ensure_alerts_stream(js)
         target = subject or bus.alerts_subject
         start = time.monotonic()
-        pending: list[asyncio.Future[Any]] = []
         sent = 0
+        chunk: list[bytes] = []
+        window = 1 if rate else window  # paced: each packet on its own
+
+        async def flush() -> None:
+            # A window not acknowledged whole (NATS restarting, a full buffer) is
+            # published again: JetStream drops the ones it had, by their ids.
+            while True:
+                try:
+                    pending = [
+                        await js.publish_async(
+                            target, data, headers={"Nats-Msg-Id": digest_bytes(data)}
+                        )
+                        for data in chunk
+                    ]
+                    await asyncio.wait_for(asyncio.gather(*pending), 30)
+                    return
+                except (TimeoutError, nats.errors.Error):
+                    await asyncio.sleep(0.5)
+
         for data in packets:
             if rate:
-                due = start + sent / rate
-                delay = due - time.monotonic()
+                delay = start + sent / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            headers = {"Nats-Msg-Id": digest_bytes(data)}
-            pending.append(await js.publish_async(target, data, headers=headers))
+            chunk.append(data)
             sent += 1
+            if len(chunk) >= window:
+                await flush()
+                chunk = []
             if on_sent is not None:
                 on_sent(sent, time.time())
-            if len(pending) >= window:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
+        if chunk:
+            await flush()
         return sent
     finally:
-        await client.drain()
+        try:
+            await asyncio.wait_for(client.drain(), 10)
+        except (TimeoutError, nats.errors.Error):
+            await client.close()
 
 
 async def alerts_pending(bus: Bus, job: Job) -> int:
@@ -194,6 +215,7 @@ class LiveProcesses:
         workers: dict[str, int] | None = None,
         log_dir: str | None = None,
         extra_env: dict[str, str] | None = None,
+        worker_args: Sequence[str] = (),
     ) -> None:
         self.job_path = job_path
         self.ledger_url = ledger_url
@@ -201,6 +223,7 @@ class LiveProcesses:
         self.workers = workers if workers is not None else dict.fromkeys(TIERS, 1)
         self.log_dir = log_dir
         self.env = os.environ | (extra_env or {})
+        self.worker_args = list(worker_args)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _common(self) -> list[str]:
@@ -212,7 +235,7 @@ class LiveProcesses:
         if role == "relay":
             return [*cli, "relay", *self._common(), "--shards", str(self.bus.shards)]
         tier = role.split("#")[0]
-        return [*cli, "worker", tier, self.job_path, *self._common()]
+        return [*cli, "worker", tier, self.job_path, *self._common(), *self.worker_args]
 
     def roles(self) -> Iterator[str]:
         """Yield the roles to start: the relay, then each tier's workers."""

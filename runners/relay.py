@@ -20,9 +20,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import nats.errors
 import orjson
+from nats.js import JetStreamContext
 
-from ledger import Ledger, Tracking, TrackingConflict, shard_of
+from ledger import Ledger, LedgerError, Tracking, TrackingConflict, shard_of
 from runners.bus import Bus, connect
 
 __all__ = ["Relay", "RelayStats"]
@@ -39,6 +41,7 @@ class RelayStats:
     published: int = 0
     position: int = 0
     conflicts: int = 0
+    errors: int = 0
 
 
 class Relay:
@@ -63,23 +66,26 @@ class Relay:
             after = await asyncio.to_thread(self.ledger.tracked, self.name)
             self.stats.position = after
             while not stop.is_set() and (until is None or after < until):
-                marks = await asyncio.to_thread(self.ledger.marks, after, self.batch)
+                try:
+                    marks = await asyncio.to_thread(self.ledger.marks, after, self.batch)
+                except LedgerError as exc:  # the database restarts: wait for it
+                    self.stats.errors += 1
+                    log.warning("relay: %s (will retry)", exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 if not marks:
                     await asyncio.to_thread(waiter.wait, self.wait_s)
                     continue
                 latest: dict[tuple[int, str], int] = {}
                 for position, type_name, stream in marks:
                     latest[(shard_of(stream, shards), type_name)] = position
-                acks = []
-                for (shard, type_name), position in sorted(latest.items()):
-                    acks.append(
-                        await js.publish_async(
-                            self.bus.event_subject(shard, type_name),
-                            orjson.dumps({"position": position}),
-                            headers={"Nats-Msg-Id": f"{shard}.{type_name}.{position}"},
-                        )
-                    )
-                await asyncio.gather(*acks)
+                try:
+                    published = await self._publish(js, latest)
+                except (TimeoutError, nats.errors.Error) as exc:  # NATS restarts
+                    self.stats.errors += 1
+                    log.warning("relay: publishing failed: %r (will retry)", exc)
+                    await asyncio.sleep(0.5)
+                    continue  # the same batch again: JetStream drops what it had
                 end = marks[-1][0]
                 try:
                     await asyncio.to_thread(
@@ -90,12 +96,34 @@ class Relay:
                     after = await asyncio.to_thread(self.ledger.tracked, self.name)
                     log.warning("another relay moved %s; going on from %d", self.name, after)
                     continue
+                except LedgerError as exc:
+                    self.stats.errors += 1
+                    log.warning("relay: %s (will retry)", exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 after = end
                 self.stats.batches += 1
                 self.stats.events += len(marks)
-                self.stats.published += len(acks)
+                self.stats.published += published
                 self.stats.position = after
         finally:
             waiter.close()
-            await client.drain()
+            try:
+                await asyncio.wait_for(client.drain(), 10)
+            except (TimeoutError, nats.errors.Error):
+                await client.close()
         return self.stats
+
+    async def _publish(self, js: JetStreamContext, latest: dict[tuple[int, str], int]) -> int:
+        """Publish one message per (shard, type) and wait for JetStream's acks."""
+        acks = []
+        for (shard, type_name), position in sorted(latest.items()):
+            acks.append(
+                await js.publish_async(
+                    self.bus.event_subject(shard, type_name),
+                    orjson.dumps({"position": position}),
+                    headers={"Nats-Msg-Id": f"{shard}.{type_name}.{position}"},
+                )
+            )
+        await asyncio.wait_for(asyncio.gather(*acks), 30)
+        return len(acks)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from projections.queries import ConfigRow, ResultRow, RunView, StockView
-from runners.summary import RunSummary
+if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
+    from projections.queries import ConfigRow, ResultRow, RunView, StockView
+    from runners.summary import RunSummary
 
 __all__ = [
     "BODY_CHARS",
@@ -42,6 +43,13 @@ def show_summary(out: Console, summary: RunSummary) -> None:
     if alerts["new"] is not None:
         row("  new to the ledger", str(alerts["new"]))
         row("  in the ledger already", str(alerts["already_in_ledger"]))
+    for source in summary.sources:
+        resumed = source["resumed_after"]
+        if resumed is not None:
+            at = f"item {resumed['item']}" + (
+                f", record {resumed['record']}" if resumed["record"] else ""
+            )
+            row(f"  resumed {escape(source['source'])} after {at}", str(source["read"]))
     row("unreadable", str(bad["read"]))
     for reason, n in bad["reasons"].items():
         row(f"  {escape(reason)}", str(n))
@@ -49,14 +57,6 @@ def show_summary(out: Console, summary: RunSummary) -> None:
         row(f"    {escape(where)}", "")
     if bad.get("inputs_not_shown"):
         row(f"    and {bad['inputs_not_shown']} more (--json lists the first ones)", "")
-    for source in summary.sources:
-        resumed = source["resumed_after"]
-        if resumed is not None:
-            at = f"item {resumed['item']}" + (
-                f", record {resumed['record']}" if resumed["record"] else ""
-            )
-            what = "read after it" if source["read"] else "nothing new: read to its end before"
-            row(f"{escape(source['source'])}: resumed after {at}; {what}", str(source["read"]))
     for kind, counts in summary.datapoints.items():
         row(f"datapoints new to their stock: {kind}", str(counts["new"]))
         if counts["new_bodies"]:

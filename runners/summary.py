@@ -12,12 +12,13 @@ made only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from projections.decide import DecideStats
-from projections.queries import RunFacts
-from projections.t0 import FILTER_RAISED, ITEM, IngestStats
-from units import Filter
+if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
+    from projections.decide import DecideStats
+    from projections.queries import RunFacts
+    from projections.t0 import IngestStats
+    from units import Filter
 
 __all__ = ["INPUTS_SHOWN", "RunSummary"]
 
@@ -56,6 +57,8 @@ class RunSummary:
 
     def ingested(self, stats: IngestStats) -> None:
         """Take what ingest read: alerts, unreadable inputs, sources and where they resumed."""
+        from projections.t0 import ITEM
+
         self.alerts["read"] = stats.alerts
         self.unreadable.update(
             read=stats.unreadable,
@@ -65,8 +68,8 @@ class RunSummary:
         if stats.unreadable > INPUTS_SHOWN:
             self.unreadable["inputs_not_shown"] = stats.unreadable - INPUTS_SHOWN
         self.stocks = len(stats.stocks)
-        for label, read in stats.read.items():
-            at = stats.resumed.get(label)
+        for label in dict.fromkeys([*stats.resumed, *stats.read]):  # resumed, maybe read none
+            read, at = stats.read.get(label, 0), stats.resumed.get(label)
             resumed = None if at is None else {"item": at // ITEM, "record": at % ITEM}
             self.sources.append({"source": label, "read": read, "resumed_after": resumed})
 
@@ -93,6 +96,8 @@ class RunSummary:
 
 
 def _meaning(unit: Filter | None, code: int | None) -> str:
+    from projections.t0 import FILTER_RAISED
+
     if code == FILTER_RAISED:
         return "the filter raised an error"
     if unit is None or code is None:

@@ -209,7 +209,12 @@ class TierWorker:
         return self.stats
 
     async def _subscribe(
-        self, js: JetStreamContext, stream: str, durable: str, filters: Sequence[str]
+        self,
+        js: JetStreamContext,
+        stream: str,
+        durable: str,
+        filters: Sequence[str],
+        max_ack_pending: int,
     ) -> JetStreamContext.PullSubscription:
         """Bind to the durable consumer, creating it if it does not exist."""
         config = ConsumerConfig(
@@ -218,7 +223,7 @@ class TierWorker:
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
             max_deliver=-1,
-            max_ack_pending=self.max_ack_pending,
+            max_ack_pending=max_ack_pending,
             filter_subjects=list(filters) if len(filters) > 1 else None,
             filter_subject=filters[0] if len(filters) == 1 else None,
         )
@@ -261,7 +266,9 @@ class TierWorker:
         filters = self._filters()
 
         async def make() -> JetStreamContext.PullSubscription:
-            return await self._subscribe(js, self.bus.events_stream, self.durable, filters)
+            return await self._subscribe(
+                js, self.bus.events_stream, self.durable, filters, self.max_ack_pending
+            )
 
         await self._sweep()
         last = time.monotonic()
@@ -284,7 +291,11 @@ class TierWorker:
         subject = self.alerts_subject
 
         async def make() -> JetStreamContext.PullSubscription:
-            return await self._subscribe(js, self.bus.alerts_stream, durable, [subject])
+            # One batch in flight for all T0 processes: packets are appended in the order
+            # they were published, even when a killed process's batch is redelivered.
+            return await self._subscribe(
+                js, self.bus.alerts_stream, durable, [subject], self.alerts_fetch
+            )
 
         own = asyncio.Event()  # the events loop rebuilds on reconnect: keep a flag of our own
         while not stop.is_set():
@@ -299,10 +310,10 @@ class TierWorker:
             except _TRANSIENT as exc:
                 self._error(exc)
                 for msg in msgs:
-                    await msg.nak(delay=1.0)
+                    await _nak(msg, 1.0)
                 continue
             for msg in msgs:
-                await msg.ack()
+                await _ack(msg)
             self.stats.alerts += len(msgs)
             self.stats.batch_s.append(time.perf_counter() - started)
 
@@ -396,7 +407,7 @@ class TierWorker:
         except _TRANSIENT as exc:
             self._error(exc)
             for msg in msgs:
-                await msg.nak(delay=1.0)
+                await _nak(msg, 1.0)
             self.stats.handed_back += len(msgs)
             return
         for msg, need in zip(msgs, needs, strict=True):
@@ -405,10 +416,10 @@ class TierWorker:
                 for i, placed, position in need
             )
             if passed:
-                await msg.ack()
+                await _ack(msg)
                 self.stats.acked += 1
             else:
-                await msg.nak(delay=self.nak_delay_s)
+                await _nak(msg, self.nak_delay_s)
                 self.stats.handed_back += 1
         self.stats.batch_s.append(time.perf_counter() - started)
 
@@ -425,3 +436,15 @@ class TierWorker:
         self.stats.errors += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         log.warning("%s worker: %s (will retry)", self.tier, self.stats.last_error)
+
+
+async def _ack(msg: Msg) -> None:
+    """Acknowledge; if the connection is down, the message comes again and is passed."""
+    with contextlib.suppress(nats.errors.Error):
+        await msg.ack()
+
+
+async def _nak(msg: Msg, delay: float) -> None:
+    """Hand a message back for later; if the connection is down, it comes back anyway."""
+    with contextlib.suppress(nats.errors.Error):
+        await msg.nak(delay=delay)

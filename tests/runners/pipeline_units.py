@@ -87,6 +87,24 @@ class AlwaysFails(T2Unit):
 
 
 @register_unit
+class FailsOn(T2Unit):
+    """Raises on one stock's states, and counts datapoints on every other stock's."""
+
+    version = "1"
+    binds: ClassVar = "state"
+
+    class Config(UnitConfig):
+        stock: str
+
+    config: Config
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        if view.stock == self.config.stock:
+            raise ValueError(f"cannot handle {view.stock}")
+        return {"n": len(view.datapoints)}
+
+
+@register_unit
 class CollectReactor(Reactor):
     """Writes the selected stocks to a file, one reaction for all."""
 
