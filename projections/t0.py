@@ -276,12 +276,25 @@ class Ingest:
         self.stats.appended += out.result.appended
         return self.stats
 
-    def take(self, blobs: Sequence[Blob], label: str) -> None:
-        """Append what blobs received from a stream say (a message each), in one go.
+    def stream_tracking_name(self, stream_key: str) -> str:
+        """Return the name of the position in a stream of packets (a NATS stream and
+        subject, say): its key and the shapers, as for a source."""
+        shapers = {survey: unit_identity(s) for survey, s in sorted(self.shapers.items())}
+        return tracking_name("t0", stream_key, shapers)
 
-        No position is kept: the bus acknowledges the messages once this has returned,
-        so they are in the ledger by then; a message received twice is stored once (an
-        alert's id is its packet's digest)."""
+    def take(
+        self,
+        blobs: Sequence[Blob],
+        label: str,
+        positions: Sequence[int],
+        tracking: str,
+        after: int,
+    ) -> None:
+        """Append what blobs received from a stream say (a message each) with the stream
+        position of the last one (``positions``: each blob's), moving the position
+        ``tracking`` from ``after`` in the same transaction: an interrupted batch is
+        taken again from there, in order, and a batch another process took first fails
+        with TrackingConflict, storing nothing."""
         shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
         chunks = list(_chunks(iter(blobs)))
         done: Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]
@@ -290,12 +303,15 @@ class Ingest:
         else:
             spec = pickled(shaper, "workers: the job's shapers and filters")
             done = self.workers.map(spec, "shape_chunk", chunks)
-        with self.ledger.writer(max(self.batch_size, 1)) as out:
+        at = iter(positions)
+        size = max(self.batch_size, len(blobs) * 100)  # one transaction for the batch
+        with self.ledger.writer(size, tracking=tracking, after=after) as out:
             for chunk, shaped in done:
                 for item, packets in zip(chunk, shaped, strict=True):
                     for one in packets:
                         self._take(out, one, item.data if isinstance(item, Blob) else None)
                         self.stats.read[label] += 1
+                    out.mark(next(at))
         self.stats.appended += out.result.appended
 
     def _items(

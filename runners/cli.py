@@ -5,10 +5,12 @@ prints for people is in runners.show. Every command takes --json (errors include
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,6 +36,7 @@ from runners.show import (
 if TYPE_CHECKING:
     from ledger import Ledger
     from projections.readmodel import ReadModel
+    from runners.metrics import LiveMetrics
     from runners.summary import RunSummary
     from units import Alert
 
@@ -382,6 +385,33 @@ PrefixOption = Annotated[
     ),
 ]
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+MetricsOption = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        envvar="SKYLEDGER_METRICS_PORT",
+        min=0,
+        help="serve /metrics (Prometheus) and /healthz on this port (0: not at all)",
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="the address /metrics and /healthz listen on")
+]
+
+
+@contextmanager
+def _metrics(tier: str, port: int, host: str) -> Iterator[LiveMetrics]:
+    """Make a live process's metrics, served on ``host:port`` while it runs if a port
+    is given."""
+    from runners.metrics import LiveMetrics, serve
+
+    metrics = LiveMetrics(tier)
+    server = serve(metrics, port, host) if port else None
+    try:
+        yield metrics
+    finally:
+        if server is not None:
+            server.close()
 
 
 @app.command()
@@ -395,6 +425,8 @@ def relay(
             min=1, help="shards of the ledger's streams (fixed when the bus is first made)"
         ),
     ] = 16,
+    metrics_port: MetricsOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
     as_json: JsonOption = False,
 ) -> None:
     """Follow a PostgreSQL ledger and publish where it grew to NATS JetStream (live mode)."""
@@ -406,7 +438,8 @@ def relay(
         if opened.backend != "postgres":
             raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
         bus = Bus(nats_url, prefix=prefix, shards=shards)
-        stats = run_until_signal(Relay(opened, bus).run)
+        with _metrics("relay", metrics_port, metrics_host) as metrics:
+            stats = run_until_signal(Relay(opened, bus, metrics=metrics).run)
     if as_json:
         _print_json(stats.__dict__)
     else:
@@ -441,6 +474,8 @@ def worker(
             "as entry points (repeat for more)",
         ),
     ] = None,
+    metrics_port: MetricsOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
     as_json: JsonOption = False,
 ) -> None:
     """Run one worker of a tier of a job on NATS JetStream (add more to share the work);
@@ -463,13 +498,122 @@ def worker(
     with _open(ledger) as opened:
         if opened.backend != "postgres":
             raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
-        work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
-                          alerts_subject=subject, ack_wait_s=ack_wait)  # fmt: skip
-        stats = run_until_signal(work.run)
+        with _metrics(tier, metrics_port, metrics_host) as metrics:
+            work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
+                              alerts_subject=subject, ack_wait_s=ack_wait,
+                              metrics=metrics)  # fmt: skip
+            stats = run_until_signal(work.run)
     if as_json:
         _print_json(stats.as_dict())
     else:
         out.print(f"{tier} worker stopped: {stats.as_dict()}", highlight=False)
+
+
+@app.command()
+def live(
+    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger",
+            envvar="SKYLEDGER_LIVE_LEDGER",
+            help="a PostgreSQL ledger postgresql://...; none: an embedded, throwaway one",
+        ),
+    ] = None,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats", envvar="SKYLEDGER_NATS", help="nats://HOST:PORT; none: an embedded one"
+        ),
+    ] = None,
+    prefix: PrefixOption = "skyledger",
+    shards: Annotated[
+        int, typer.Option(min=1, help="shards of the work (fixed when the bus is first made)")
+    ] = 16,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", "-s", help="alert files, folders or archives to publish onto the bus"
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="alerts per second to publish them at")
+    ] = None,
+    workers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--workers", help="worker processes of a tier, as TIER=N (default 1 each; repeat)"
+        ),
+    ] = None,
+    until_idle: Annotated[
+        bool,
+        typer.Option("--until-idle", help="stop once everything published went through every tier"),
+    ] = False,
+    logs: Annotated[Path, typer.Option(help="folder for the processes' logs")] = Path(
+        "skyledger-data/live-logs"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Run a job live: the relay and a worker per tier as processes on NATS JetStream and
+    PostgreSQL (embedded ones when no URLs are given), showing each tier's lag; Ctrl-C or
+    SIGTERM stops them (each finishes its batch). Alerts arrive on the bus: publish them
+    with --source here, or with `skyledger simulate --to NATS_URL`."""
+    import signal
+    import threading
+
+    from rich.live import Live
+    from rich.table import Table
+
+    from runners.job import load_job
+    from runners.live import TierLag, run_live
+    from runners.tiers import TIERS
+
+    parsed, _ = load_job(job)
+    counts = dict.fromkeys(TIERS, 1)
+    for spec in workers or []:
+        tier, _, n = spec.partition("=")
+        if tier not in TIERS or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--workers {spec}: give TIER=N with TIER one of {', '.join(TIERS)}")
+        counts[tier] = int(n)
+    missing = [p for p in source or [] if not Path(p).exists()]
+    if missing:
+        raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
+    logs.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    display = Live(console=console, transient=False, auto_refresh=False) if not as_json else None
+
+    def show(found: list[TierLag], pending: int, urls: dict[str, str]) -> None:
+        if display is None:
+            return
+        table = Table(title=f"skyledger live: {parsed.name} ({urls['ledger']}, {urls['nats']})")
+        for column in ("tier", "processes", "position", "head", "lag"):
+            table.add_column(column, justify="left" if column == "tier" else "right")
+        table.add_row("alerts", "", "", "", f"{pending} to ingest")
+        for t in found:
+            table.add_row(t.tier, str(counts[t.tier]), str(t.position), str(t.head), str(t.lag))
+        display.update(table, refresh=True)
+
+    with display if display is not None else contextlib.nullcontext():
+        outcome = run_live(
+            str(job), parsed, ledger, nats_url, prefix=prefix, shards=shards, workers=counts,
+            sources=list(source or []), rate=rate, until_idle=until_idle, log_dir=str(logs),
+            show=show, stop=stop,
+        )  # fmt: skip
+    failed = {role: code for role, code in outcome.exit_codes.items() if code}
+    if as_json:
+        _print_json(
+            {"ledger": outcome.ledger, "nats": outcome.nats, "published": outcome.published,
+             "lags": [t.__dict__ | {"lag": t.lag} for t in outcome.lags],
+             "exit_codes": outcome.exit_codes}
+        )  # fmt: skip
+    else:
+        out.print(f"stopped: {outcome.published} alerts published; processes' logs in {logs}",
+                  highlight=False)  # fmt: skip
+    if failed:
+        console.print(f"processes that did not stop cleanly: {failed} (see {logs})")
+        raise typer.Exit(1)
 
 
 def main() -> None:

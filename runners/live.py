@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,17 +26,22 @@ from nats.js.errors import NotFoundError
 
 from ledger import Ledger, Shard, digest_bytes
 from projections.projector import tracking_of
+from projections.t0 import Ingest
 from runners.bus import Bus, connect
+from runners.embedded import free_port
 from runners.job import Job
 from runners.tiers import TIERS, JobUnits, build_tiers
+from runners.worker import stream_position_name
 
 __all__ = [
+    "LiveOutcome",
     "LiveProcesses",
     "TierLag",
     "alerts_pending",
     "lags",
     "packets_of",
     "publish_packets",
+    "run_live",
     "run_until_signal",
     "settle",
 ]
@@ -118,24 +124,22 @@ async def publish_packets(
             await client.close()
 
 
-async def alerts_pending(bus: Bus, job: Job) -> int:
-    """Return the alert messages not yet acknowledged by the job's T0 workers (all of
-    the stream's messages if no T0 worker ever started)."""
+async def alerts_pending(bus: Bus, job: Job, ledger: Ledger, subject: str | None = None) -> int:
+    """Return how many alert messages of the subject T0 has not ingested yet: the
+    stream's last sequence number minus T0's position in it (kept in the ledger)."""
     client = await connect(bus.url, "skyledger monitor")
     try:
         js = client.jetstream()
-        durable = f"{bus.prefix}_t0_ingest_{job.hash[:16]}"
         try:
-            info = await js.consumer_info(bus.alerts_stream, durable)
+            stream = await js.stream_info(bus.alerts_stream)
         except NotFoundError:
-            try:
-                stream = await js.stream_info(bus.alerts_stream)
-            except NotFoundError:
-                return 0
-            return int(stream.state.messages)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            return 0
+        last = int(stream.state.last_seq or 0)
     finally:
         await client.close()
+    units = JobUnits(job, sources=[])
+    ingest = Ingest(ledger, units.shapers, units.filters, "monitor", {})
+    return max(0, last - ledger.tracked(stream_position_name(ingest, bus, subject)))
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ def settle(
     while True:
         if alive is not None:
             alive()
-        pending = asyncio.run(alerts_pending(bus, job))
+        pending = asyncio.run(alerts_pending(bus, job, ledger))
         found = lags(ledger, job, shards)
         head = found[0].head if found else 0
         if pending == 0 and all(t.lag == 0 for t in found) and head == seen_head:
@@ -216,6 +220,7 @@ class LiveProcesses:
         log_dir: str | None = None,
         extra_env: dict[str, str] | None = None,
         worker_args: Sequence[str] = (),
+        metrics: bool = False,
     ) -> None:
         self.job_path = job_path
         self.ledger_url = ledger_url
@@ -224,6 +229,8 @@ class LiveProcesses:
         self.log_dir = log_dir
         self.env = os.environ | (extra_env or {})
         self.worker_args = list(worker_args)
+        self.metrics = metrics
+        self.ports: dict[str, int] = {}  # role -> port of /metrics and /healthz
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _common(self) -> list[str]:
@@ -232,10 +239,18 @@ class LiveProcesses:
     def command(self, role: str) -> list[str]:
         """Return the command line of a role: ``relay`` or ``TIER#N``."""
         cli = [sys.executable, "-m", "runners.cli"]
+        served: list[str] = []
+        if self.metrics:
+            port = self.ports.setdefault(role, free_port())
+            served = ["--metrics-port", str(port)]
         if role == "relay":
-            return [*cli, "relay", *self._common(), "--shards", str(self.bus.shards)]
+            return [*cli, "relay", *self._common(), "--shards", str(self.bus.shards), *served]
         tier = role.split("#")[0]
-        return [*cli, "worker", tier, self.job_path, *self._common(), *self.worker_args]
+        return [*cli, "worker", tier, self.job_path, *self._common(), *self.worker_args, *served]
+
+    def metrics_url(self, role: str) -> str:
+        """Return the base URL of a role's /metrics and /healthz (``metrics=True``)."""
+        return f"http://127.0.0.1:{self.ports[role]}"
 
     def roles(self) -> Iterator[str]:
         """Yield the roles to start: the relay, then each tier's workers."""
@@ -318,3 +333,101 @@ def packets_of(paths: Sequence[str]) -> Iterator[bytes]:
     for item in iter_packets(paths):
         if isinstance(item, Alert):
             yield item.packet
+
+
+@dataclass
+class LiveOutcome:
+    """How a ``skyledger live`` session ended."""
+
+    ledger: str
+    nats: str
+    published: int
+    lags: list[TierLag]
+    exit_codes: dict[str, int | None]
+
+
+def run_live(
+    job_path: str,
+    job: Job,
+    ledger_url: str | None,
+    nats_url: str | None,
+    *,
+    prefix: str = "skyledger",
+    shards: int = 16,
+    workers: dict[str, int] | None = None,
+    sources: Sequence[str] = (),
+    rate: float | None = None,
+    until_idle: bool = False,
+    log_dir: str | None = None,
+    show: Callable[[list[TierLag], int, dict[str, str]], None] | None = None,
+    stop: threading.Event | None = None,
+) -> LiveOutcome:
+    """Run a job live: servers (embedded when no URL is given), the relay and tier
+    workers as processes, the source files published onto the bus if given; show the
+    lags every second until ``stop`` is set (or, with ``until_idle``, until everything
+    published is through every tier); then stop the processes (SIGTERM)."""
+    from ledger import Ledger
+    from runners.embedded import EmbeddedNats, EmbeddedPostgres
+
+    stop = stop or threading.Event()
+    with contextlib.ExitStack() as stack:
+        if ledger_url is None:
+            pg = stack.enter_context(EmbeddedPostgres())
+            ledger_url = pg.create_database("skyledger")
+        if nats_url is None:
+            nats_url = stack.enter_context(EmbeddedNats()).url
+        bus = Bus(nats_url, prefix=prefix, shards=shards)
+        ledger = stack.enter_context(Ledger.open(ledger_url))
+        if ledger.backend != "postgres":
+            from ledger import ConfigError
+
+            raise ConfigError(f"--ledger {ledger.url}: live mode needs a PostgreSQL ledger")
+        procs = stack.enter_context(LiveProcesses(job_path, ledger_url, bus, workers, log_dir))
+        procs.start("relay")
+        asyncio.run(_wait_for_stream(bus))
+        for role in procs.roles():
+            if role != "relay":
+                procs.start(role)
+        published = [0]
+        publisher: threading.Thread | None = None
+        if sources:
+
+            def publish() -> None:
+                published[0] = asyncio.run(publish_packets(bus, packets_of(sources), rate=rate))
+
+            publisher = threading.Thread(target=publish, daemon=True)
+            publisher.start()
+        found: list[TierLag] = []
+        quiet_since: float | None = None
+        while not stop.is_set():
+            procs.check()
+            pending = asyncio.run(alerts_pending(bus, job, ledger))
+            found = lags(ledger, job, bus.shards)
+            if show is not None:
+                urls = {"ledger": ledger.url, "nats": nats_url}
+                show(found, pending, urls)
+            done = publisher is None or not publisher.is_alive()
+            if until_idle and done and pending == 0 and all(t.lag == 0 for t in found):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 2.0:
+                    break
+            else:
+                quiet_since = None
+            stop.wait(1.0)
+        codes = procs.stop()
+        return LiveOutcome(redact_url(ledger_url), nats_url, published[0], found, codes)
+
+
+async def _wait_for_stream(bus: Bus, timeout_s: float = 60.0) -> None:
+    client = await connect(bus.url, "skyledger live")
+    try:
+        await bus.shard_count(client.jetstream(), wait_s=timeout_s)
+    finally:
+        await client.close()
+
+
+def redact_url(url: str) -> str:
+    """Return a URL with any password hidden."""
+    from ledger.settings import redact
+
+    return redact(url)

@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 
 from ledger import Ledger, LedgerError, Tracking, TrackingConflict, shard_of
 from runners.bus import Bus, connect
+from runners.metrics import LiveMetrics
 
 __all__ = ["Relay", "RelayStats"]
 
@@ -47,13 +48,22 @@ class RelayStats:
 class Relay:
     """Follows a ledger and publishes notifications of its new events to JetStream."""
 
-    def __init__(self, ledger: Ledger, bus: Bus, *, batch: int = 5000, wait_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        bus: Bus,
+        *,
+        batch: int = 5000,
+        wait_s: float = 1.0,
+        metrics: LiveMetrics | None = None,
+    ) -> None:
         self.ledger = ledger
         self.bus = bus
         self.batch = batch
         self.wait_s = wait_s
         self.name = f"relay:{bus.prefix}"
         self.stats = RelayStats()
+        self.metrics = metrics or LiveMetrics("relay")
 
     async def run(self, stop: asyncio.Event, *, until: int | None = None) -> RelayStats:
         """Relay until ``stop`` is set (or, for tests and benchmarks, until the position
@@ -66,14 +76,17 @@ class Relay:
             after = await asyncio.to_thread(self.ledger.tracked, self.name)
             self.stats.position = after
             while not stop.is_set() and (until is None or after < until):
+                self.metrics.beat()
                 try:
                     marks = await asyncio.to_thread(self.ledger.marks, after, self.batch)
                 except LedgerError as exc:  # the database restarts: wait for it
                     self.stats.errors += 1
+                    self.metrics.transient.inc()
                     log.warning("relay: %s (will retry)", exc)
                     await asyncio.sleep(1.0)
                     continue
                 if not marks:
+                    self.metrics.lag.set(0)
                     await asyncio.to_thread(waiter.wait, self.wait_s)
                     continue
                 latest: dict[tuple[int, str], int] = {}
@@ -83,6 +96,7 @@ class Relay:
                     published = await self._publish(js, latest)
                 except (TimeoutError, nats.errors.Error) as exc:  # NATS restarts
                     self.stats.errors += 1
+                    self.metrics.transient.inc()
                     log.warning("relay: publishing failed: %r (will retry)", exc)
                     await asyncio.sleep(0.5)
                     continue  # the same batch again: JetStream drops what it had
@@ -98,6 +112,7 @@ class Relay:
                     continue
                 except LedgerError as exc:
                     self.stats.errors += 1
+                    self.metrics.transient.inc()
                     log.warning("relay: %s (will retry)", exc)
                     await asyncio.sleep(1.0)
                     continue
@@ -105,6 +120,10 @@ class Relay:
                 self.stats.batches += 1
                 self.stats.events += len(marks)
                 self.stats.published += published
+                self.metrics.events.inc(len(marks))
+                self.metrics.acked.inc(published)  # messages JetStream acknowledged
+                behind = len(marks) == self.batch  # more waiting after this batch
+                self.metrics.lag.set(self.ledger.head() - end if behind else 0)
                 self.stats.position = after
         finally:
             waiter.close()

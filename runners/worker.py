@@ -55,10 +55,11 @@ from projections.projector import Projector, catch_up, tracking_of
 from projections.t0 import Ingest
 from runners.bus import Bus, connect
 from runners.job import Job
+from runners.metrics import LiveMetrics
 from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
 from units import Blob
 
-__all__ = ["TierWorker", "WorkerStats"]
+__all__ = ["TierWorker", "WorkerStats", "stream_position_name"]
 
 log = logging.getLogger("skyledger.worker")
 T = TypeVar("T")
@@ -108,6 +109,7 @@ class TierWorker:
         nak_delay_s: float = 0.2,
         alerts_subject: str | None = None,
         wait_for_relay_s: float = 60.0,
+        metrics: LiveMetrics | None = None,
     ) -> None:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}: one of {', '.join(TIERS)}")
@@ -131,6 +133,9 @@ class TierWorker:
         self.batch_size = batch_size
         self.shards = 1
         self.stats = WorkerStats()
+        self.metrics = metrics or LiveMetrics(tier)
+        self._failures_seen = 0
+        self._lag_at = 0.0
         self.claims = ledger.claims()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"skyledger-{tier}")
         self._consumers: dict[str, list[int]] = {}  # event type name -> projector indexes
@@ -170,10 +175,11 @@ class TierWorker:
                 self.ledger, self.units.shapers, self.units.filters, self.run_id,
                 self.tiers.decide.verdicts, (started.id,), self.batch_size or 5000,
             )  # fmt: skip
-        reconnected = asyncio.Event()
+        reconnected, alerts_reconnected = asyncio.Event(), asyncio.Event()
 
         async def on_reconnect() -> None:
             reconnected.set()
+            alerts_reconnected.set()
 
         client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
         status, error = "ok", ""
@@ -184,7 +190,7 @@ class TierWorker:
                 await self.bus.ensure_alerts_stream(js)
             loops = [self._events_loop(js, stop, reconnected)]
             if self.tier == "t0":
-                loops.append(self._alerts_loop(js, stop, reconnected))
+                loops.append(self._alerts_loop(js, stop, alerts_reconnected))
             await asyncio.gather(*loops)
         except BaseException as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -273,6 +279,7 @@ class TierWorker:
         await self._sweep()
         last = time.monotonic()
         while not stop.is_set():
+            self.metrics.beat()
             msgs = await self._fetch(js, subs, "events", make, self.fetch, reconnected)
             if not msgs:
                 if time.monotonic() - last >= self.sweep_s:
@@ -286,45 +293,73 @@ class TierWorker:
     async def _alerts_loop(
         self, js: JetStreamContext, stop: asyncio.Event, reconnected: asyncio.Event
     ) -> None:
-        subs: dict[str, JetStreamContext.PullSubscription] = {}
-        durable = f"{self.bus.prefix}_t0_ingest_{self.job.hash[:16]}"
-        subject = self.alerts_subject
+        """Ingest the alerts stream in order, from where the ledger says T0 got to.
 
-        async def make() -> JetStreamContext.PullSubscription:
-            # One batch in flight for all T0 processes: packets are appended in the order
-            # they were published, even when a killed process's batch is redelivered.
-            return await self._subscribe(
-                js, self.bus.alerts_stream, durable, [subject], self.alerts_fetch
-            )
-
-        own = asyncio.Event()  # the events loop rebuilds on reconnect: keep a flag of our own
-        while not stop.is_set():
-            if reconnected.is_set():
-                own.set()
-            msgs = await self._fetch(js, subs, "alerts", make, self.alerts_fetch, own)
-            if not msgs:
-                continue
-            started = time.perf_counter()
-            try:
-                await self._with_progress(msgs, self._blocking(self._ingest, msgs))
-            except _TRANSIENT as exc:
-                self._error(exc)
-                for msg in msgs:
-                    await _nak(msg, 1.0)
-                continue
-            for msg in msgs:
-                await _ack(msg)
-            self.stats.alerts += len(msgs)
-            self.stats.batch_s.append(time.perf_counter() - started)
-
-    def _ingest(self, msgs: Sequence[Msg]) -> None:
-        """Append the packets of some messages, then decide on their alerts."""
+        The position in the stream (its sequence number) is kept in the ledger with the
+        events of each batch, as for a file source: one T0 process ingests a subject
+        at a time (a claim; others stand by and take over when it dies), reading from
+        its recorded position on a consumer of its own, so packets are appended in the
+        order they were published, once, whatever was killed when. Messages are then
+        acknowledged on the shared durable consumer, for anyone watching it.
+        """
         assert self.ingest is not None
-        blobs = []
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream if msg.metadata.sequence else 0
-            blobs.append(Blob(msg.data, f"nats:{msg.subject}#{seq}"))
-        self.ingest.take(blobs, f"nats:{self.alerts_subject}")
+        subject = self.alerts_subject
+        name = stream_position_name(self.ingest, self.bus, subject)
+        sub: JetStreamContext.PullSubscription | None = None
+        after = -1
+        while not stop.is_set():
+            self.metrics.beat()
+            try:
+                claimed = await self._blocking(self.claims.claim, name)
+                if not claimed:
+                    sub, after = None, -1
+                    await asyncio.sleep(1.0)  # another T0 process ingests this subject
+                    continue
+                if sub is None or reconnected.is_set():
+                    reconnected.clear()
+                    after = await self._blocking(self.ledger.tracked, name)
+                    sub = await self._stream_from(js, subject, after + 1)
+                try:
+                    msgs = await sub.fetch(self.alerts_fetch, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                msgs = [m for m in msgs if _seq(m) > after]
+                if not msgs:
+                    continue
+                started = time.perf_counter()
+                await self._with_progress(msgs, self._blocking(self._ingest, msgs, name, after))
+                after = _seq(msgs[-1])
+                for msg in msgs:
+                    await _ack(msg)
+                self.stats.alerts += len(msgs)
+                self.metrics.alerts.inc(len(msgs))
+                self.stats.batch_s.append(time.perf_counter() - started)
+            except (*_TRANSIENT, nats.errors.Error, NotFoundError) as exc:
+                self._error(exc)
+                sub, after = None, -1  # read the position again, subscribe again
+                await asyncio.sleep(1.0)
+
+    async def _stream_from(
+        self, js: JetStreamContext, subject: str, start: int
+    ) -> JetStreamContext.PullSubscription:
+        """Return a consumer of the alerts stream's subject from sequence ``start`` on."""
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(start, 1),
+            ack_wait=self.ack_wait_s,
+            max_ack_pending=self.alerts_fetch,
+            inactive_threshold=60.0,
+        )
+        return await js.pull_subscribe(subject, stream=self.bus.alerts_stream, config=config)
+
+    def _ingest(self, msgs: Sequence[Msg], name: str, after: int) -> None:
+        """Append the packets of some messages with the stream position of the last,
+        then decide on their alerts."""
+        assert self.ingest is not None
+        blobs = [Blob(msg.data, f"nats:{msg.subject}#{_seq(msg)}") for msg in msgs]
+        positions = [_seq(msg) for msg in msgs]
+        self.ingest.take(blobs, f"nats:{self.alerts_subject}", positions, name, after)
         stocks = self.ingest.stats.stocks
         shards: list[Shard | None] = [None]
         if self.shards > 1:
@@ -360,6 +395,8 @@ class TierWorker:
                 done = catch_up(self.ledger, projector, shard=shard, shards=self.shards)
                 self.stats.catch_ups += 1
                 self.stats.stored += done.stored
+                self.metrics.events.inc(done.read)
+                self.metrics.appended.inc(done.stored)
                 if done.stored == 0:
                     break
         finally:
@@ -375,12 +412,33 @@ class TierWorker:
         """Drive each (projector, shard) given, in tier order; return the positions."""
         for i, shard in wanted:
             self._drive(self.projectors[i], shard)
+        failures = self._unit_failures()
+        self.metrics.unit_failures.inc(failures - self._failures_seen)
+        self._failures_seen = failures
+        if time.monotonic() - self._lag_at >= 5.0:
+            self._lag_at = time.monotonic()
+            self.metrics.lag.set(self._lag())
         return {
             tracking_of(self.projectors[i], shard): self.ledger.tracked(
                 tracking_of(self.projectors[i], shard)
             )
             for i, shard in wanted
         }
+
+    def _unit_failures(self) -> int:
+        """Return how many units this worker's projectors gave up on so far."""
+        found = 0
+        for projector in self.projectors:
+            found += len(getattr(projector, "failures", ()))
+        return found
+
+    def _lag(self) -> int:
+        """Return the ledger's head minus this tier's slowest position."""
+        head = self.ledger.head()
+        names = [
+            tracking_of(p, s) for p in self.projectors for s in self._shards_of(p)
+        ]  # fmt: skip
+        return head - min((self.ledger.tracked(n) for n in names), default=head)
 
     def _placement(self, index: int, shard: int) -> Shard | None:
         projector = self.projectors[index]
@@ -418,10 +476,13 @@ class TierWorker:
             if passed:
                 await _ack(msg)
                 self.stats.acked += 1
+                self.metrics.acked.inc()
             else:
                 await _nak(msg, self.nak_delay_s)
                 self.stats.handed_back += 1
+                self.metrics.handed_back.inc()
         self.stats.batch_s.append(time.perf_counter() - started)
+        self.metrics.batch.observe(time.perf_counter() - started)
 
     async def _sweep(self) -> None:
         """Catch every projector up in every shard this process can claim."""
@@ -435,6 +496,8 @@ class TierWorker:
     def _error(self, exc: BaseException) -> None:
         self.stats.errors += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self.metrics.transient.inc()
+        self.metrics.problem = self.stats.last_error
         log.warning("%s worker: %s (will retry)", self.tier, self.stats.last_error)
 
 
@@ -448,3 +511,13 @@ async def _nak(msg: Msg, delay: float) -> None:
     """Hand a message back for later; if the connection is down, it comes back anyway."""
     with contextlib.suppress(nats.errors.Error):
         await msg.nak(delay=delay)
+
+
+def _seq(msg: Msg) -> int:
+    """Return a JetStream message's sequence number in its stream."""
+    return int(msg.metadata.sequence.stream) if msg.metadata.sequence else 0
+
+
+def stream_position_name(ingest: Ingest, bus: Bus, subject: str | None = None) -> str:
+    """Return the name of T0's position in the alerts stream's subject (ledger tracking)."""
+    return ingest.stream_tracking_name(f"nats:{bus.alerts_stream}:{subject or bus.alerts_subject}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -127,11 +128,12 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
     logs.mkdir()
     with (
         Ledger.open(pg_url) as ledger,
-        LiveProcesses(str(job_path), pg_url, bus, workers, str(logs)) as procs,
+        LiveProcesses(str(job_path), pg_url, bus, workers, str(logs), metrics=True) as procs,
     ):
         procs.start_all()
         sent = asyncio.run(publish_packets(bus, packets_of([str(DATA)])))
         settle(ledger, bus, job, SHARDS, timeout_s=240, alive=procs.check)
+        scraped = {role: scrape(procs.metrics_url(role)) for role in procs.roles()}
         codes = procs.stop()
         found = facts(ledger)
         workers_seen = [e for e in ledger.read(types=[RunFinished])]
@@ -144,3 +146,31 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
     assert receiver.keys == Counter(local_keys)  # the same keys, each delivered once
     assert all(n == 1 for n in receiver.keys.values())
     assert len(workers_seen) == sum(workers.values())  # each worker recorded its end
+    for role, (health, metrics) in scraped.items():
+        assert health.startswith("ok"), (role, health)
+        tier = role.split("#")[0]
+        assert f'skyledger_events_processed_total{{tier="{tier}"}}' in metrics, role
+    processed = {
+        tier: sum(value(m, "skyledger_events_processed_total") for r, (_, m) in scraped.items()
+                  if r.startswith(tier))
+        for tier in ("relay", "t0", "t1", "t2", "t3")
+    }  # fmt: skip
+    assert all(n > 0 for n in processed.values()), processed
+    assert sum(value(m, "skyledger_alerts_ingested_total") for _, m in scraped.values()) == 140
+
+
+def scrape(base: str) -> tuple[str, str]:
+    """Return a live process's /healthz and /metrics texts."""
+    with urllib.request.urlopen(base + "/healthz", timeout=10) as answer:
+        health = answer.read().decode()
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as answer:
+        return health, answer.read().decode()
+
+
+def value(metrics: str, name: str) -> float:
+    """Return the sum of a metric's samples in Prometheus text."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(name + "{")
+    )

@@ -1,0 +1,57 @@
+"""A live process's /metrics (Prometheus text) and /healthz, served on a real port."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from runners.metrics import LiveMetrics, serve
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_and_health_are_served() -> None:
+    metrics = LiveMetrics("t2", stale_s=30)
+    metrics.events.inc(12)
+    metrics.appended.inc(5)
+    metrics.unit_failures.inc()
+    metrics.batch.observe(0.25)
+    metrics.lag.set(40)
+    server = serve(metrics, 0)
+    try:
+        code, text = get(server.url + "/metrics")
+        assert code == 200
+        assert 'skyledger_events_processed_total{tier="t2"} 12.0' in text
+        assert 'skyledger_events_appended_total{tier="t2"} 5.0' in text
+        assert 'skyledger_failures_total{kind="unit",tier="t2"} 1.0' in text
+        assert 'skyledger_lag_events{tier="t2"} 40.0' in text
+        assert 'skyledger_batch_seconds_count{tier="t2"} 1.0' in text
+        code, text = get(server.url + "/healthz")
+        assert (code, text.split()[0]) == (200, "ok")
+        assert get(server.url + "/elsewhere")[0] == 404
+    finally:
+        server.close()
+
+
+def test_a_process_that_stopped_going_round_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("runners.metrics.time.monotonic", lambda: now[0])
+    metrics = LiveMetrics("t1", stale_s=5)
+    metrics.beat()
+    metrics.problem = "LedgerError: connection refused"
+    server = serve(metrics, 0)
+    try:
+        now[0] += 60  # a minute without a round of the process's loop
+        code, text = get(server.url + "/healthz")
+        assert code == 503
+        assert "no progress for 60 s: LedgerError: connection refused" in text
+    finally:
+        server.close()
