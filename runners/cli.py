@@ -66,6 +66,19 @@ LedgerOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="print JSON for machines instead of tables (errors too)")
 ]
+NatsOption = Annotated[
+    str,
+    typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
+]
+PrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--prefix",
+        envvar="SKYLEDGER_BUS_PREFIX",
+        help="names of skyledger's streams and subjects on NATS (one per deployment)",
+    ),
+]
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -199,8 +212,18 @@ def simulate(
         list[Path], typer.Argument(help="real ZTF alert files, folders or archives", metavar="PATH")
     ],
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="folder to write into (new or empty)")
-    ],
+        Path | None, typer.Option("--out", "-o", help="folder to write into (new or empty)")
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="publish them to NATS instead (nats://HOST:PORT), one per message"
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="--to: alerts per second (default: at once)")
+    ] = None,
+    prefix: PrefixOption = "skyledger",
     copies: Annotated[int, typer.Option(min=1, help="times each alert is replayed")] = 10,
     shift_days: Annotated[
         float, typer.Option(help="copy k is moved k times this many days later")
@@ -211,9 +234,10 @@ def simulate(
     per_file: Annotated[int, typer.Option(min=1, help="alerts per Avro file written")] = 1000,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay real ZTF alerts as new ones (new stocks, new ids, shifted times) into files.
+    """Replay real ZTF alerts as new ones (new stocks, new ids, shifted times) into files,
+    or onto NATS (--to) at a rate, for `skyledger live` or workers to ingest.
 
-    For a paced stream inside a job, name SimulatedSource with a rate in its sources.
+    For a paced stream inside a local job, name SimulatedSource with a rate in its sources.
     """
     from runners.simulate import SimulatedSource, write_alerts
     from units import Alert
@@ -221,6 +245,8 @@ def simulate(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise ConfigError("\n".join(f"PATH {p}: no such file or directory" for p in missing))
+    if (out_dir is None) == (to is None):
+        raise ConfigError("give one of --out FOLDER (files) or --to nats://HOST:PORT (a stream)")
     source = SimulatedSource(
         {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
          "cutouts": cutouts}
@@ -238,6 +264,21 @@ def simulate(
                 if isinstance(packet, Alert):
                     yield packet
 
+        if to is not None:
+            import asyncio
+
+            from runners.bus import Bus
+            from runners.live import publish_packets
+
+            bus = Bus(to, prefix=prefix)
+            sent = asyncio.run(publish_packets(bus, (a.packet for a in alerts()), rate=rate))
+            if as_json:
+                _print_json({"to": to, "subject": bus.alerts_subject, "published": sent})
+            else:
+                out.print(f"published {sent} alerts to {to} ({bus.alerts_subject})",
+                          highlight=False)  # fmt: skip
+            return
+        assert out_dir is not None
         try:
             files = write_alerts(alerts(), out_dir, per_file)
         except ValueError as exc:
@@ -372,19 +413,6 @@ def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption =
                   highlight=False)  # fmt: skip
 
 
-NatsOption = Annotated[
-    str,
-    typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
-]
-PrefixOption = Annotated[
-    str,
-    typer.Option(
-        "--prefix",
-        envvar="SKYLEDGER_BUS_PREFIX",
-        help="names of skyledger's streams and subjects on NATS (one per deployment)",
-    ),
-]
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 MetricsOption = Annotated[
     int,
     typer.Option(
