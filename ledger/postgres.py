@@ -41,6 +41,16 @@ _VERSION_AND_LEN = struct.Struct("!iqi").pack  # int8 version (length 8, value 0
 _LEN = struct.Struct("!i").pack
 
 
+KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+}
+"""libpq's keepalive settings of the ledger's connections (see PostgresLedgerRecorder)."""
+
+
 def _columns(alias: str = "") -> str:
     """Return the selected columns: the id as 32 hex digits made by the server (cheaper
     than a Python UUID per row), the state as raw bytes through a binary cursor."""
@@ -62,6 +72,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self, datastore: PostgresDatastore, *, events_table_name: str = "skyledger_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        # TCP keepalives on every connection: a server that vanished (a cut network) is
+        # noticed in about 15 s instead of hanging a worker on a read for hours.
+        if isinstance(datastore.pool.kwargs, dict) and not KEEPALIVES.items() <= (
+            datastore.pool.kwargs.items()
+        ):
+            datastore.pool.kwargs.update(KEEPALIVES)
+            if not datastore.pool.closed:
+                datastore.pool.drain()  # connections made before: made again, with them
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         self.packets_table = f"{events_table_name}_packets"
         self._last_created = f'"{datastore.schema}"."{events_table_name}_topic_idx"'  # made last

@@ -25,7 +25,7 @@ are bare, content-addressed facts). See docs/architecture.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
     "CatchUp",
     "LedgerView",
     "Projector",
+    "Topics",
     "View",
     "bound_of",
     "catch_up",
@@ -118,11 +119,24 @@ def upstream_of(projector: Projector, shard: Shard | None = None, shards: int = 
     """Return the tracking names a projector must not pass: in a sharded deployment
     (``shards`` > 1) its upstream projectors are sharded too, so a projector in a shard
     waits for the same shard upstream, and one over every stream waits for all shards."""
+    return [name for name, _, _ in _upstream(projector, shard, shards)]
+
+
+def _upstream(
+    projector: Projector, shard: Shard | None, shards: int
+) -> list[tuple[str, str, Shard | None]]:
+    """Return (tracking name, projector name, shard) of each upstream position."""
     if shard is not None:
-        return [shard.name_of(name) for name in projector.upstream]
+        return [(shard.name_of(name), name, shard) for name in projector.upstream]
     if shards > 1:
-        return [s.name_of(name) for name in projector.upstream for s in Shard.all(shards)]
-    return list(projector.upstream)
+        return [
+            (s.name_of(name), name, s) for name in projector.upstream for s in Shard.all(shards)
+        ]
+    return [(name, name, None) for name in projector.upstream]
+
+
+Topics = Mapping[str, tuple[type[Event], ...]]
+"""The event types each projector consumes, by name (for :func:`bound_of`)."""
 
 
 def bound_of(
@@ -131,11 +145,22 @@ def bound_of(
     stop: int | None = None,
     shard: Shard | None = None,
     shards: int = 1,
+    topics: Topics | None = None,
 ) -> int:
-    """Return how far a projector may go: the head, its slowest upstream, ``stop``."""
-    bound = ledger.head()
-    for name in upstream_of(projector, shard, shards):
-        bound = min(bound, ledger.tracked(name))
+    """Return how far a projector may go: the head, its slowest upstream, ``stop``.
+
+    With ``topics`` (what each upstream projector consumes), an upstream whose position
+    is behind the head but that has nothing of its own to read before the head counts
+    as at the head: it owes nothing up to there (the live workers drive upstream tiers
+    only when something for them arrives, not after every downstream event)."""
+    head = ledger.head()
+    bound = head
+    for name, base, where in _upstream(projector, shard, shards):
+        at = ledger.tracked(name)
+        if at < bound and topics is not None and base in topics:
+            if not ledger.read_batch(at + 1, head, topics[base], 1, where):
+                at = head  # read after the head: what came later is not counted
+        bound = min(bound, at)
     return bound if stop is None else min(bound, stop)
 
 
@@ -148,6 +173,7 @@ def catch_up(
     progress: Progress | None = None,
     shard: Shard | None = None,
     shards: int = 1,
+    topics: Topics | None = None,
 ) -> CatchUp:
     """Drive a projector from its recorded position to its bound (see module doc); with
     ``shard``, only over that shard's streams, with a position of its own there."""
@@ -156,7 +182,7 @@ def catch_up(
     view = view or LedgerView(ledger)
     name = tracking_of(projector, shard)
     start = after = view.position(name)
-    bound = bound_of(ledger, projector, stop, shard, shards)
+    bound = bound_of(ledger, projector, stop, shard, shards, topics)
     done = CatchUp(start, start)
     if after >= bound:
         return done

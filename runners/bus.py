@@ -143,6 +143,8 @@ async def connect(
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
+                ping_interval=5,  # a server gone silent (a cut network) is noticed in ~15 s
+                max_outstanding_pings=3,
                 connect_timeout=2,
                 allow_reconnect=True,
                 **options,

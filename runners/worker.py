@@ -51,7 +51,7 @@ from nats.js.errors import NotFoundError
 
 from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, shard_of
 from ledger.codec import topic_of
-from projections.projector import Projector, catch_up, tracking_of
+from projections.projector import Projector, Topics, catch_up, tracking_of
 from projections.t0 import Ingest
 from runners.bus import Bus, connect
 from runners.job import Job
@@ -130,6 +130,9 @@ class TierWorker:
         self.units = JobUnits(job, sources=[])
         self.tiers = build_tiers(self.units, ledger, self.run_id, {}, None, batch_size)
         self.projectors: list[Projector] = self.tiers.of(tier)
+        # What every tier consumes: an upstream tier with nothing to read is not waited for.
+        self.topics: Topics = {p.name: p.topics for t in TIERS for p in self.tiers.of(t)}
+        self._subs: list[JetStreamContext.PullSubscription] = []
         self.batch_size = batch_size
         self.shards = 1
         self.stats = WorkerStats()
@@ -208,6 +211,9 @@ class TierWorker:
                 log.warning("could not record the end of worker %s: %s", self.run_id, exc)
             self.claims.close()
             self._thread.shutdown(wait=True)
+            for sub in self._subs:  # else drain() waits on their queues (nats.py 2.16)
+                with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                    await asyncio.wait_for(sub.unsubscribe(), 2)
             try:
                 await asyncio.wait_for(client.drain(), 10)
             except (TimeoutError, nats.errors.Error):
@@ -237,7 +243,9 @@ class TierWorker:
             await js.consumer_info(stream, durable)
         except NotFoundError:
             await js.add_consumer(stream, config)
-        return await js.pull_subscribe_bind(durable, stream)
+        sub = await js.pull_subscribe_bind(durable, stream)
+        self._subs.append(sub)
+        return sub
 
     async def _fetch(
         self,
@@ -351,7 +359,9 @@ class TierWorker:
             max_ack_pending=self.alerts_fetch,
             inactive_threshold=60.0,
         )
-        return await js.pull_subscribe(subject, stream=self.bus.alerts_stream, config=config)
+        sub = await js.pull_subscribe(subject, stream=self.bus.alerts_stream, config=config)
+        self._subs.append(sub)
+        return sub
 
     def _ingest(self, msgs: Sequence[Msg], name: str, after: int) -> None:
         """Append the packets of some messages with the stream position of the last,
@@ -392,7 +402,9 @@ class TierWorker:
             return False
         try:
             for _ in range(8):
-                done = catch_up(self.ledger, projector, shard=shard, shards=self.shards)
+                done = catch_up(
+                    self.ledger, projector, shard=shard, shards=self.shards, topics=self.topics
+                )
                 self.stats.catch_ups += 1
                 self.stats.stored += done.stored
                 self.metrics.events.inc(done.read)
