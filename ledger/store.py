@@ -76,6 +76,14 @@ class Ledger:
         """Return ``"postgres"`` or ``"sqlite"``."""
         return "postgres" if isinstance(self.settings.target(), PostgresTarget) else "sqlite"
 
+    def reconnect(self) -> None:
+        """Replace the pooled connections (after the server restarted or the network
+        came back, the pool may hold connections that are dead but look open)."""
+        if isinstance(self.recorder, PostgresLedgerRecorder):
+            pool = self.recorder.datastore.pool
+            if not pool.closed:
+                pool.drain()
+
     def close(self) -> None:
         """Release the store's connections."""
         self.recorder.datastore.close()

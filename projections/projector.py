@@ -157,9 +157,13 @@ def bound_of(
     bound = head
     for name, base, where in _upstream(projector, shard, shards):
         at = ledger.tracked(name)
-        if at < bound and topics is not None and base in topics:
-            if not ledger.read_batch(at + 1, head, topics[base], 1, where):
-                at = head  # read after the head: what came later is not counted
+        idle = at < bound and topics is not None and base in topics
+        if (
+            idle
+            and topics is not None
+            and not ledger.read_batch(at + 1, head, topics[base], 1, where)
+        ):
+            at = head  # read after the head: what came later is not counted
         bound = min(bound, at)
     return bound if stop is None else min(bound, stop)
 

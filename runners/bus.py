@@ -139,7 +139,7 @@ async def connect(
             if on_reconnect is not None:
                 options["reconnected_cb"] = on_reconnect
             client: Client = await nats.connect(
-                url,
+                [u.strip() for u in url.split(",") if u.strip()],  # a cluster: several URLs
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

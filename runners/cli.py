@@ -629,6 +629,8 @@ def live(
             sources=list(source or []), rate=rate, until_idle=until_idle, log_dir=str(logs),
             show=show, stop=stop,
         )  # fmt: skip
+    if display is not None:
+        console.print()  # the table ends its line only on a terminal
     failed = {role: code for role, code in outcome.exit_codes.items() if code}
     if as_json:
         _print_json(

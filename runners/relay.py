@@ -83,6 +83,7 @@ class Relay:
                     self.stats.errors += 1
                     self.metrics.transient.inc()
                     log.warning("relay: %s (will retry)", exc)
+                    self.ledger.reconnect()
                     await asyncio.sleep(1.0)
                     continue
                 if not marks:
@@ -114,6 +115,7 @@ class Relay:
                     self.stats.errors += 1
                     self.metrics.transient.inc()
                     log.warning("relay: %s (will retry)", exc)
+                    self.ledger.reconnect()
                     await asyncio.sleep(1.0)
                     continue
                 after = end

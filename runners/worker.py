@@ -65,6 +65,7 @@ log = logging.getLogger("skyledger.worker")
 T = TypeVar("T")
 
 _TRANSIENT = (LedgerError, OSError, TrackingConflict)
+_RESUBSCRIBE_AFTER = 15  # empty fetches (of a second each) before subscribing afresh
 
 
 @dataclass
@@ -133,6 +134,7 @@ class TierWorker:
         # What every tier consumes: an upstream tier with nothing to read is not waited for.
         self.topics: Topics = {p.name: p.topics for t in TIERS for p in self.tiers.of(t)}
         self._subs: list[JetStreamContext.PullSubscription] = []
+        self._idle: dict[str, int] = {}  # consecutive empty fetches, by subscription
         self.batch_size = batch_size
         self.shards = 1
         self.stats = WorkerStats()
@@ -181,6 +183,7 @@ class TierWorker:
         reconnected, alerts_reconnected = asyncio.Event(), asyncio.Event()
 
         async def on_reconnect() -> None:
+            log.warning("%s worker: reconnected to NATS; subscribing again", self.tier)
             reconnected.set()
             alerts_reconnected.set()
 
@@ -259,19 +262,35 @@ class TierWorker:
         """Fetch up to ``batch`` messages (none after a second without); rebuild the
         subscription after a reconnect (pull subscriptions do not survive a server
         restart, nats.py #504)."""
-        if key not in subs or reconnected.is_set():
+        idle = self._idle.get(key, 0)
+        if key not in subs or reconnected.is_set() or idle >= _RESUBSCRIBE_AFTER:
+            # Also now and then while idle: a pull subscription can go quiet without an
+            # error (a server that restarted, a network that came back), and a new one
+            # costs one request.
             reconnected.clear()
-            subs.pop(key, None)
-            subs[key] = await make()
+            old = subs.pop(key, None)
+            if old is not None:
+                with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                    await asyncio.wait_for(old.unsubscribe(), 2)
+            try:
+                subs[key] = await make()
+            except (TimeoutError, nats.errors.Error, NotFoundError) as exc:
+                log.warning("%s: cannot subscribe yet (%r); trying again", key, exc)
+                await asyncio.sleep(1.0)
+                return []
+            self._idle[key] = 0
         try:
-            return await subs[key].fetch(batch, timeout=1.0)
+            msgs: list[Msg] = await subs[key].fetch(batch, timeout=1.0)
         except (TimeoutError, nats.errors.TimeoutError):
+            self._idle[key] = self._idle.get(key, 0) + 1
             return []
         except (nats.errors.Error, NotFoundError) as exc:
-            log.warning("%s: fetch failed (%s); subscribing again", key, exc)
+            log.warning("%s: fetch failed (%r); subscribing again", key, exc)
             subs.pop(key, None)
             await asyncio.sleep(0.5)
             return []
+        self._idle[key] = 0
+        return msgs
 
     async def _events_loop(
         self, js: JetStreamContext, stop: asyncio.Event, reconnected: asyncio.Event
@@ -308,7 +327,7 @@ class TierWorker:
         at a time (a claim; others stand by and take over when it dies), reading from
         its recorded position on a consumer of its own, so packets are appended in the
         order they were published, once, whatever was killed when. Messages are then
-        acknowledged on the shared durable consumer, for anyone watching it.
+        acknowledged on that consumer (the position in the ledger is what counts).
         """
         assert self.ingest is not None
         subject = self.alerts_subject
@@ -389,6 +408,7 @@ class TierWorker:
             done, _ = await asyncio.wait({task}, timeout=self.ack_wait_s / 3)
             if done:
                 return task.result()
+            self.metrics.beat()  # long work is still progress (for /healthz)
             for msg in msgs:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.in_progress()
@@ -506,6 +526,9 @@ class TierWorker:
             self._error(exc)
 
     def _error(self, exc: BaseException) -> None:
+        if isinstance(exc, LedgerError):
+            with contextlib.suppress(Exception):  # dead pooled connections: new ones
+                self.ledger.reconnect()
         self.stats.errors += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self.metrics.transient.inc()

@@ -41,6 +41,8 @@ def _is_worker(config: pytest.Config) -> bool:
 def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
     if not report.skipped or hasattr(report, "wasxfail"):  # an xfail is not a skip
         return
+    if "privileged" in report.keywords:  # needs root (network namespaces): said, not failed
+        return
     longrepr = report.longrepr
     if isinstance(longrepr, tuple):  # (path, lineno, "Skipped: reason")
         where, reason = f"{longrepr[0]}:{longrepr[1]}", longrepr[2]

@@ -105,6 +105,25 @@ class FailsOn(T2Unit):
 
 
 @register_unit
+class Busy(T2Unit):
+    """Counts datapoints after burning CPU for a while (a costly unit, for scale-out)."""
+
+    version = "1"
+    binds: ClassVar = "state"
+
+    class Config(UnitConfig):
+        rounds: int = 20000
+
+    config: Config
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        total = 0
+        for i in range(self.config.rounds):
+            total = (total * 31 + i) % 1_000_003
+        return {"n": len(view.datapoints), "check": total}
+
+
+@register_unit
 class CollectReactor(Reactor):
     """Writes the selected stocks to a file, one reaction for all."""
 
