@@ -427,6 +427,15 @@ MetricsHostOption = Annotated[
 ]
 
 
+def _live_ledger(url: str) -> None:
+    """Refuse a ledger live mode cannot use (before opening it: nothing is made)."""
+    from ledger import LedgerSettings
+    from ledger.settings import PostgresTarget
+
+    if not isinstance(LedgerSettings.load(ledger=url).target(), PostgresTarget):
+        raise ConfigError(f"--ledger {redact(url)}: live mode needs a PostgreSQL ledger")
+
+
 @contextmanager
 def _metrics(tier: str, port: int, host: str) -> Iterator[LiveMetrics]:
     """Make a live process's metrics, served on ``host:port`` while it runs if a port
@@ -462,9 +471,8 @@ def relay(
     from runners.live import run_until_signal
     from runners.relay import Relay
 
+    _live_ledger(ledger)
     with _open(ledger) as opened:
-        if opened.backend != "postgres":
-            raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
         bus = Bus(nats_url, prefix=prefix, shards=shards)
         with _metrics("relay", metrics_port, metrics_host) as metrics:
             stats = run_until_signal(Relay(opened, bus, metrics=metrics).run)
@@ -523,14 +531,12 @@ def worker(
     from runners.job import load_job
 
     parsed, text = load_job(job)
-    with _open(ledger) as opened:
-        if opened.backend != "postgres":
-            raise ConfigError(f"--ledger {redact(ledger)}: live mode needs a PostgreSQL ledger")
-        with _metrics(tier, metrics_port, metrics_host) as metrics:
-            work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
-                              alerts_subject=subject, ack_wait_s=ack_wait,
-                              metrics=metrics)  # fmt: skip
-            stats = run_until_signal(work.run)
+    _live_ledger(ledger)
+    with _open(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
+        work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
+                          alerts_subject=subject, ack_wait_s=ack_wait,
+                          metrics=metrics)  # fmt: skip
+        stats = run_until_signal(work.run)
     if as_json:
         _print_json(stats.as_dict())
     else:
