@@ -76,10 +76,14 @@ def show_summary(out: Console, summary: RunSummary) -> None:
     for entry, outcomes in summary.results.items():
         for outcome, n in outcomes.items():
             row(f"T2 {entry}: {outcome}", str(n))
+    names = [r["reactor"] for r in summary.reactions]
     for reactor in summary.reactions:
+        label = reactor["reactor"]
+        if names.count(label) > 1:  # the same reactor in two entries: say which
+            label += f" (t3 entry {reactor['index']})"
         for key, n in reactor.items():
             if key not in ("reactor", "index") and n:
-                row(f"T3 {reactor['reactor']}: {key.replace('_', ' ')}", str(n))
+                row(f"T3 {label}: {key.replace('_', ' ')}", str(n))
     row("events appended", str(summary.appended))
     out.print(table)
     for unit in summary.changed_units:

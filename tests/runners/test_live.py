@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ledger import ConfigurationRegistered, Event, Ledger, RunFinished, RunStarted
+from ledger import Ledger, RunFinished
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats
 from runners.job import parse_job
 from runners.live import LiveProcesses, packets_of, publish_packets, settle
 from runners.local import LocalRunner
+from tests.runners.live_kit import Keys, differences, facts, serving
 from units.sources import FileSource
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
@@ -53,58 +51,9 @@ retry: {max_attempts: 2, backoff_s: 0, lease_s: 5}
 _prefixes = itertools.count()
 
 
-class Keys(HTTPServer):
-    """An HTTP receiver that counts the Idempotency-Key of every POST."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.keys: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Keys
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with self.server.lock:
-            self.server.keys[self.headers.get("Idempotency-Key", "")] += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test's output clean."""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Keys]:
-    server = Keys()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(30)
-        server.server_close()
-
-
-def run_record(event: Event) -> bool:
-    """Return True for what records a run or a worker rather than a fact."""
-    if isinstance(event, ConfigurationRegistered):
-        return event.unit == "FileSource"
-    return isinstance(event, RunStarted | RunFinished)
-
-
-def facts(ledger: Ledger) -> dict[str, str]:
-    """Return every fact's id with its type name."""
-    return {e.id: type(e).__name__ for e in ledger.read() if not run_record(e)}
+    yield from serving()
 
 
 def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
@@ -118,7 +67,7 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
     with Ledger.open(f"sqlite:///{tmp_path}/local.sqlite") as local:
         source = FileSource({"paths": [str(DATA)]})
         LocalRunner(job, text, local, [source], read_model=False).run()
-        expected = facts(local)
+        expected = facts(local, deliveries=True)
     local_keys = dict(receiver.keys)
     receiver.keys.clear()
 
@@ -135,12 +84,11 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
         settle(ledger, bus, job, SHARDS, timeout_s=240, alive=procs.check)
         scraped = {role: scrape(procs.metrics_url(role)) for role in procs.roles()}
         codes = procs.stop()
-        found = facts(ledger)
+        found = facts(ledger, deliveries=True)
         workers_seen = [e for e in ledger.read(types=[RunFinished])]
     assert sent == 140
     assert codes == dict.fromkeys(codes, 0), codes  # SIGTERM: finish, acknowledge, exit 0
-    only_live = Counter(found[i] for i in set(found) - set(expected))
-    only_local = Counter(expected[i] for i in set(expected) - set(found))
+    only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local
     assert receiver.keys == Counter(local_keys)  # the same keys, each delivered once

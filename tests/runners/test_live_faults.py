@@ -22,23 +22,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units here)
 from ledger import (
-    ConfigurationRegistered,
-    DeliveryClaimed,
-    Event,
     Ledger,
     ReactionIntended,
     ReactionIssued,
     ResultFailed,
-    RunFinished,
-    RunStarted,
 )
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats, EmbeddedPostgres
@@ -46,7 +39,8 @@ from runners.job import parse_job
 from runners.live import LiveProcesses, publish_packets, settle
 from runners.local import LocalRunner
 from runners.simulate import SimulatedSource
-from units import Alert, Blob
+from tests.runners.live_kit import Keys, MemorySource, differences, facts, serving
+from units import Alert
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -79,59 +73,9 @@ retry: {max_attempts: 3, backoff_s: 0.05, lease_s: 2}
 _prefixes = itertools.count()
 
 
-class Keys(HTTPServer):
-    """An HTTP receiver that counts the Idempotency-Key of every POST."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.keys: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Keys
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with self.server.lock:
-            self.server.keys[self.headers.get("Idempotency-Key", "")] += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test's output clean."""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Keys]:
-    server = Keys()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(30)
-        server.server_close()
-
-
-class MemorySource(SimulatedSource):
-    """Packets made beforehand, read as blobs (as the live workers get them)."""
-
-    alerts: ClassVar[list[Alert]] = []
-
-    def packets(self) -> Iterator[Alert]:  # type: ignore[override]
-        return iter(self.alerts)
-
-    def blobs(self, start: int = 0) -> Iterator[Blob] | None:  # type: ignore[override]
-        return (Blob(a.packet, a.locator) for a in self.alerts[start:])
+    yield from serving()
 
 
 @pytest.fixture(scope="module")
@@ -144,17 +88,6 @@ def stream() -> list[Alert]:
     source = SimulatedSource({"paths": [str(NIGHT)], "copies": copies, "cutouts": False})
     found = [p for p in itertools.islice(source.packets(), ALERTS * 2) if isinstance(p, Alert)]
     return found[:ALERTS]
-
-
-def run_record(event: Event) -> bool:
-    """Return True for records of runs, workers and delivery attempts (not facts)."""
-    if isinstance(event, ConfigurationRegistered):
-        return event.unit.endswith("Source")
-    return isinstance(event, RunStarted | RunFinished | DeliveryClaimed | ReactionIssued)
-
-
-def facts(ledger: Ledger) -> dict[str, str]:
-    return {e.id: type(e).__name__ for e in ledger.read() if not run_record(e)}
 
 
 def reference(tmp_path: Path, text: str, alerts: list[Alert]) -> dict[str, str]:
@@ -233,8 +166,7 @@ def test_sigkilled_relay_and_workers_of_every_tier_lose_and_double_nothing(
         check_deliveries(ledger, receiver)
         failed = [e for e in ledger.read(types=[ResultFailed]) if e.stream == stream[0].stock]
     assert set(kills) == set(roles)  # every process was killed at least once
-    only_live = Counter(found[i] for i in set(found) - set(expected))
-    only_local = Counter(expected[i] for i in set(expected) - set(found))
+    only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local
     assert failed  # the unit that fails on one stock: recorded, given up after its tries
@@ -275,7 +207,6 @@ def test_workers_ride_out_restarts_of_nats_and_postgresql(
             settle(ledger, bus, parse_job(text), SHARDS, timeout_s=300, alive=procs.check)
             found = facts(ledger)
             check_deliveries(ledger, receiver)
-    only_live = Counter(found[i] for i in set(found) - set(expected))
-    only_local = Counter(expected[i] for i in set(expected) - set(found))
+    only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local

@@ -19,21 +19,21 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units here)
-from ledger import ConfigurationRegistered, Event, Ledger, RunFinished, RunStarted
+from ledger import Ledger
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from runners.job import parse_job
 from runners.live import LiveProcesses, publish_packets, settle
 from runners.local import LocalRunner
 from runners.simulate import SimulatedSource
-from units import Alert, Blob
+from tests.runners.live_kit import MemorySource, differences, facts
+from units import Alert
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.privileged]
 
@@ -83,27 +83,6 @@ def second_host() -> Iterator[tuple[str, str, str, str]]:
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         subprocess.run(["ip", "link", "del", here], capture_output=True, timeout=30)
-
-
-class MemorySource(SimulatedSource):
-    """Packets made beforehand, read as blobs."""
-
-    alerts: list[Alert] = []
-
-    def packets(self) -> Iterator[Alert]:  # type: ignore[override]
-        return iter(self.alerts)
-
-    def blobs(self, start: int = 0) -> Iterator[Blob] | None:  # type: ignore[override]
-        return (Blob(a.packet, a.locator) for a in self.alerts[start:])
-
-
-def facts(ledger: Ledger) -> dict[str, str]:
-    def record(e: Event) -> bool:
-        if isinstance(e, ConfigurationRegistered):
-            return e.unit.endswith("Source")
-        return isinstance(e, RunStarted | RunFinished)
-
-    return {e.id: type(e).__name__ for e in ledger.read() if not record(e)}
 
 
 def processed(url: str) -> float:
@@ -182,8 +161,7 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
             finally:
                 host2.terminate()
                 code = host2.wait(60)
-    only_live = Counter(found[i] for i in set(found) - set(expected))
-    only_local = Counter(expected[i] for i in set(expected) - set(found))
+    only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local
     assert after > before  # it rejoined: it read events after the link came back
