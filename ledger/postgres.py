@@ -423,6 +423,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         return _ListenWaiter(self)
 
 
+def _own_connection(recorder: PostgresLedgerRecorder) -> psycopg.Connection[Any]:
+    """Return a connection of its own (outside the pool, autocommit) made with the
+    pool's settings, keepalives included: for LISTEN and for session advisory locks."""
+    pool = recorder.datastore.pool
+    info = pool.conninfo if isinstance(pool.conninfo, str) else ""
+    kwargs = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
+    kwargs.pop("row_factory", None)
+    return psycopg.Connection.connect(info, autocommit=True, **kwargs)
+
+
 class _ListenWaiter:
     """Waits on LISTEN/NOTIFY on its own connection, reconnecting if it drops."""
 
@@ -432,11 +442,7 @@ class _ListenWaiter:
         self._connect()
 
     def _connect(self) -> None:
-        pool = self._recorder.datastore.pool
-        info = pool.conninfo if isinstance(pool.conninfo, str) else ""
-        kwargs = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
-        kwargs.pop("row_factory", None)
-        conn = psycopg.Connection.connect(info, autocommit=True, **kwargs)
+        conn = _own_connection(self._recorder)
         conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
         self._conn = conn
 
@@ -476,11 +482,7 @@ class Claims:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._held.clear()  # a lost connection lost its locks with it
-            pool = self._recorder.datastore.pool
-            info = pool.conninfo if isinstance(pool.conninfo, str) else ""
-            kwargs = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
-            kwargs.pop("row_factory", None)
-            self._conn = psycopg.Connection.connect(info, autocommit=True, **kwargs)
+            self._conn = _own_connection(self._recorder)
         return self._conn
 
     def claim(self, name: str) -> bool:

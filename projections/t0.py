@@ -239,8 +239,7 @@ class Ingest:
 
     def tracking_name(self, source: Source) -> str:
         """Return the name of the position in a source: its key and the shapers."""
-        shapers = {survey: unit_identity(s) for survey, s in sorted(self.shapers.items())}
-        return tracking_name("t0", source.key(), shapers)
+        return self.stream_tracking_name(source.key())
 
     def run(
         self,
@@ -277,8 +276,8 @@ class Ingest:
         return self.stats
 
     def stream_tracking_name(self, stream_key: str) -> str:
-        """Return the name of the position in a stream of packets (a NATS stream and
-        subject, say): its key and the shapers, as for a source."""
+        """Return the name of the position in a source or a stream of packets (a NATS
+        stream and subject, say) known by ``stream_key``: the key and the shapers."""
         shapers = {survey: unit_identity(s) for survey, s in sorted(self.shapers.items())}
         return tracking_name("t0", stream_key, shapers)
 
