@@ -12,8 +12,10 @@ types, process them, record the output with the move of the position. A crash be
 batches loses nothing and repeats nothing that was recorded; two processes driving one
 name are detected by the view (``TrackingConflict``). A projector with ``whole_pass``
 set (a report over everything new) records once, at the end of the pass, so what it
-saw and its position are never apart. The next issue's live driver feeds the same
-projectors from NATS notifications.
+saw and its position are never apart. A projector may put work off (:meth:`Projector.
+deferral`: a T2 unit to retry later): what it made is recorded, its position stops just
+before the event it put off, and the catch-up says how long to wait (the live workers
+hand the notification back with that delay instead of sleeping).
 
 What eventsourcing's ``Projection`` and ``ProjectionRunner`` teach, and what this takes:
 a name, topics, a view that stores the position with the update, and a position that
@@ -34,6 +36,7 @@ from ledger.codec import StoredRow
 
 __all__ = [
     "CatchUp",
+    "Deferral",
     "LedgerView",
     "Projector",
     "Topics",
@@ -45,6 +48,15 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]  # (position reached, position to reach)
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Work a projector put off: the position of the first event it could not finish
+    yet, and how long to wait before trying it again."""
+
+    position: int
+    wait_s: float
 
 
 class Projector(ABC):
@@ -71,6 +83,11 @@ class Projector(ABC):
         """Return what a whole-pass projector records at the end of a pass."""
         return ()
 
+    def deferral(self) -> Deferral | None:
+        """Return the work the last :meth:`process` put off, if any (its output is
+        recorded, its position stops before the deferral's event)."""
+        return None
+
 
 class View(Protocol):
     """Where a projector's output and its position are recorded, together."""
@@ -78,10 +95,10 @@ class View(Protocol):
     def position(self, name: str) -> int:
         """Return the position recorded under ``name`` (0 if none)."""
 
-    def record(self, output: Sequence[Any], tracking: Tracking) -> int:
+    def record(self, output: Sequence[Any], tracking: Tracking | None) -> int:
         """Store the output and move the position in one transaction; return how many
         new records were stored. Raise ``TrackingConflict`` if the position was not
-        ``tracking.after``."""
+        ``tracking.after``. Without ``tracking`` the position stays (work put off)."""
 
 
 class LedgerView:
@@ -94,20 +111,22 @@ class LedgerView:
         """Return the ledger's tracking position for ``name``."""
         return self.ledger.tracked(name)
 
-    def record(self, output: Sequence[StoredRow], tracking: Tracking) -> int:
-        """Append the encoded events and move the position in one transaction."""
+    def record(self, output: Sequence[StoredRow], tracking: Tracking | None) -> int:
+        """Append the encoded events and move the position (if given) in one transaction."""
         return self.ledger.append_rows(output, tracking=tracking).appended
 
 
 @dataclass
 class CatchUp:
-    """What a catch-up did: the positions it went from and to, events read, records made."""
+    """What a catch-up did: the positions it went from and to, events read, records
+    made, and how long to wait before going on if the projector put work off."""
 
     start: int
     end: int
     read: int = 0
     produced: int = 0
     stored: int = 0
+    deferred_s: float | None = None
 
 
 def tracking_of(projector: Projector, shard: Shard | None = None) -> str:
@@ -196,17 +215,24 @@ def catch_up(
         full = len(events) >= projector.batch_size
         end = (events[-1].position or bound) if full else bound
         output = projector.process(events, bound)
+        deferral = projector.deferral()
+        if deferral is not None:  # stop before the event put off; say when to go on
+            end = max(after, min(end, deferral.position - 1))
+            done.deferred_s = deferral.wait_s
         done.read += len(events)
         if projector.whole_pass:
-            if output:
+            if output or deferral is not None:
                 msg = f"{projector.name}: a whole-pass projector records only in finish()"
                 raise ProjectionError(msg)
         else:
             done.produced += len(output)
-            done.stored += view.record(output, Tracking(name, after, end))
+            moved = Tracking(name, after, end) if end > after else None
+            done.stored += view.record(output, moved)
         after = end
         if progress is not None:
             progress(after, bound)
+        if deferral is not None:
+            break
     if projector.whole_pass:
         output = projector.finish(bound)
         done.produced += len(output)

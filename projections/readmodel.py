@@ -199,11 +199,13 @@ class ReadModel:
             raise ProjectionError(msg) from exc
         return len(fresh)
 
-    def record(self, events: Sequence[Event], tracking: Tracking) -> int:
+    def record(self, events: Sequence[Event], tracking: Tracking | None) -> int:
         """Fold a batch of the ledger's events and move the position from
         ``tracking.after`` to ``tracking.position``, in one transaction (the view of
         :class:`ReadModelProjector`); raise TrackingConflict if the position was not
         ``tracking.after`` (another process caught up meanwhile, or reset the model)."""
+        if tracking is None:  # its projector never puts work off
+            raise ProjectionError(f"read model {self.name!r}: a fold always moves the position")
         if any(e.position is None for e in events):
             msg = f"read model {self.name!r}: events must come from the ledger (no position)"
             raise ProjectionError(msg)

@@ -12,10 +12,17 @@ ids of the results it depends on (:func:`plan`, shared with T3, which reads the 
 results). A result already in the ledger is reused, whichever job or run made it. A unit
 that raises is recorded as ResultFailed with its traceback and retried with backoff up
 to the job's limit; units that depend on it fail with the reason.
+
+The local run waits for a retry in place. A live worker must not (its consumer would
+stall): with ``defer`` set, a failed attempt is recorded and the state is put off
+(:class:`~projections.projector.Deferral`) until its retry is due; when the state comes
+again, the attempts recorded in the ledger say which attempt is next and whether it is
+due yet. Both record the same attempts, so their ledgers agree.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -36,12 +43,21 @@ from ledger import (
 from ledger.codec import StoredRow, encode
 from projections.identity import provenance, tracking_name, unit_identity
 from projections.pool import Portable, Workers, each_chunk
-from projections.projector import Projector
+from projections.projector import Deferral, Projector
 from projections.retry import Retry
 from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
 from units import Datapoint, LightCurve, T2Unit, T2View
 
-__all__ = ["Augment", "Planned", "T2Entry", "derived_event_id", "made_by", "plan", "state_at"]
+__all__ = [
+    "Augment",
+    "Planned",
+    "T2Entry",
+    "derived_event_id",
+    "failed_event_id",
+    "made_by",
+    "plan",
+    "state_at",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,11 @@ class Planned:
 def derived_event_id(rid: str) -> str:
     """Return the id of the ResultDerived event that records result ``rid``."""
     return content_hash("event:ResultDerived", {"result_id": rid})
+
+
+def failed_event_id(rid: str, attempt: int) -> str:
+    """Return the id of the ResultFailed event of attempt ``attempt`` at result ``rid``."""
+    return content_hash("event:ResultFailed", {"result_id": rid, "attempt": attempt})
 
 
 def made_by(state: StateCombined, combiner: Mapping[str, str]) -> bool:
@@ -163,6 +184,8 @@ class Augment(Portable, Projector):
         workers: Workers | None = None,
         batch_size: int = 2000,
         sleep: Callable[[float], None] = time.sleep,
+        defer: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.ledger = ledger
         self.entries = list(entries)
@@ -175,6 +198,9 @@ class Augment(Portable, Projector):
         self.workers = workers
         self.batch_size = batch_size
         self.sleep = sleep
+        self.defer = defer  # put a state off until its retry is due, instead of sleeping
+        self.clock = clock
+        self._deferral: Deferral | None = None
         self.name = tracking_name(
             "t2", [e.identity() for e in self.entries], upstream=[n for n in (decide, combine) if n]
         )
@@ -183,6 +209,7 @@ class Augment(Portable, Projector):
 
     def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
         """Return the result events of the batch's states of this job."""
+        self._deferral = None
         if not self.entries:
             return []
         by_stock: dict[str, list[StateCombined]] = defaultdict(list)
@@ -195,18 +222,28 @@ class Augment(Portable, Projector):
             for i in range(0, len(stocks), self.stocks_per_chunk)
         ]
         rows: list[StoredRow] = []
-        for _, (made, counts, failures) in each_chunk(
+        for _, (made, counts, failures, deferrals) in each_chunk(
             self, "augment_stocks", chunks, self.workers, "workers: the job's T2 units"
         ):
             rows += made
             self.counts.update(counts)
             self.failures += failures
+            for d in deferrals:
+                if self._deferral is None or d.position < self._deferral.position:
+                    self._deferral = d
         return rows
+
+    def deferral(self) -> Deferral | None:
+        """Return the earliest state the last batch put off (``defer`` only)."""
+        return self._deferral
 
     def augment_stocks(
         self, chunk: tuple[int, Sequence[tuple[str, Sequence[StateCombined]]]]
-    ) -> tuple[list[StoredRow], Counter[tuple[str, str]], list[tuple[str, str, str]]]:
-        """Return the encoded result events of some stocks' states, counts and failures."""
+    ) -> tuple[
+        list[StoredRow], Counter[tuple[str, str]], list[tuple[str, str, str]], list[Deferral]
+    ]:
+        """Return the encoded result events of some stocks' states, counts, failures and
+        the states put off."""
         bound, stocks = chunk
         kept = self.counts, self.failures
         self.counts, self.failures = Counter(), []
@@ -223,13 +260,36 @@ class Augment(Portable, Projector):
             bodies: dict[str, Mapping[str, Any] | None] = {
                 e.result_id: e.body for e in stored.values() if isinstance(e, ResultDerived)
             }
+            tried = self._tried([p.rid for _, ps in work for p in ps if p.rid not in bodies])
             rows: list[StoredRow] = []
+            deferrals: list[Deferral] = []
             for state, planned in work:
                 for p in planned:
-                    rows += [encode(e) for e in self._one(state, p, bodies)]
-            return rows, self.counts, self.failures
+                    made, wait = self._one(state, p, bodies, tried)
+                    rows += [encode(e) for e in made]
+                    if wait is not None:  # the state's other results wait with it
+                        deferrals.append(Deferral(state.position or 0, wait))
+                        break
+            return rows, self.counts, self.failures, deferrals
         finally:
             self.counts, self.failures = kept
+
+    def _tried(self, rids: Sequence[str]) -> dict[str, ResultFailed]:
+        """Return the last attempt recorded at each of these results that failed
+        (``defer`` only: the local run tries every attempt in one go)."""
+        found: dict[str, ResultFailed] = {}
+        attempt = 1
+        wanted = {failed_event_id(rid, 1) for rid in rids} if self.defer else set()
+        while wanted:
+            stored = self.ledger.get_many(wanted)
+            wanted = set()
+            for e in stored.values():
+                if isinstance(e, ResultFailed):
+                    found[e.result_id] = e
+                    if e.retry_after_s is not None:
+                        wanted.add(failed_event_id(e.result_id, attempt + 1))
+            attempt += 1
+        return found
 
     def _plan(self, log: StockLog, state: StateCombined) -> list[Planned] | None:
         """Return the results owed to a state, or None if it is not this job's."""
@@ -244,14 +304,26 @@ class Augment(Portable, Projector):
         state: StateCombined,
         planned: Planned,
         bodies: dict[str, Mapping[str, Any] | None],
-    ) -> list[Event]:
+        tried: dict[str, ResultFailed],
+    ) -> tuple[list[Event], float | None]:
         """Return the events of one planned result: none if reused, else the derivation
-        or the failures (``bodies`` holds what is known, by result id)."""
+        or the failures (``bodies`` holds what is known, by result id, and ``tried`` the
+        last failed attempt); and, with ``defer``, how long to wait if it was put off."""
         entry, unit, rid = planned.entry, planned.entry.unit, planned.rid
         if rid in bodies:  # in the ledger, or made (or given up) for an earlier state
             if bodies[rid] is not None:
                 self.counts[(entry.name, "reused")] += 1
-            return []
+            return [], None
+        first = 1
+        last = tried.get(rid)
+        if last is not None:  # ``defer``: attempts were recorded, this is a later one
+            if last.retry_after_s is None:  # given up
+                bodies[rid] = None
+                return [], None
+            due = last.time.timestamp() + last.retry_after_s - self.clock()
+            if due > 0:
+                return [], due
+            first = last.attempt + 1
         common: dict[str, Any] = {"stream": state.stream, "subject": planned.subject,
                                   "run_id": self.run_id, "causation": (state.id,)}  # fmt: skip
         deps = {name: bodies.get(dep) for name, dep in planned.dependencies}
@@ -261,13 +333,13 @@ class Augment(Portable, Projector):
             self.counts[(entry.name, "dependency failed")] += 1
             error = f"dependencies without a result: {', '.join(missing)}"
             return [ResultFailed(result_id=rid, attempt=1, error=error, traceback="",
-                                 provenance=provenance(unit), **common)]  # fmt: skip
+                                 provenance=provenance(unit), **common)], None  # fmt: skip
         points = planned.datapoints
         lightcurve = LightCurve.of(state.stream, points) if unit.binds == "lightcurve" else None
         view = T2View(state.stream, planned.subject, points, lightcurve,
                       {name: body for name, body in deps.items() if body is not None})  # fmt: skip
         events: list[Event] = []
-        for attempt in range(1, self.retry.max_attempts + 1):
+        for attempt in range(first, self.retry.max_attempts + 1):
             started = time.perf_counter()
             try:
                 body = dict(unit.process(view))
@@ -275,17 +347,20 @@ class Augment(Portable, Projector):
             except Exception as exc:
                 wait = self.retry.wait_after(attempt)
                 error = f"{type(exc).__name__}: {exc}"
-                events.append(
-                    ResultFailed(
-                        result_id=rid, attempt=attempt, error=error,
-                        traceback=traceback.format_exc(), retry_after_s=wait,
-                        provenance=provenance(unit, time.perf_counter() - started), **common,
-                    )
+                failed = ResultFailed(
+                    result_id=rid, attempt=attempt, error=error,
+                    traceback=traceback.format_exc(), retry_after_s=wait,
+                    provenance=provenance(unit, time.perf_counter() - started),
+                    time=dt.datetime.fromtimestamp(self.clock(), dt.UTC), **common,
                 )  # fmt: skip
+                events.append(failed)
                 self.counts[(entry.name, "failed attempts")] += 1
                 if wait is None:
                     self.failures.append((entry.name, state.stream, error.splitlines()[0]))
                     break
+                if self.defer:  # a later pass makes the next attempt, once it is due
+                    tried[rid] = failed
+                    return events, wait
                 self.sleep(wait)
                 continue
             bodies[rid] = body
@@ -298,7 +373,7 @@ class Augment(Portable, Projector):
                     **(common | {"causation": causes}),
                 )
             )  # fmt: skip
-            return events
+            return events, None
         bodies[rid] = None
         self.counts[(entry.name, "failed")] += 1
-        return events
+        return events, None

@@ -7,7 +7,8 @@ process has a registry of its own, so several may run in one interpreter (tests)
 
     skyledger_events_processed_total{tier}   ledger events its projectors read
     skyledger_events_appended_total{tier}    events it appended (new to the ledger)
-    skyledger_messages_total{tier,outcome}   bus messages acknowledged / handed back
+    skyledger_messages_total{tier,outcome}   bus messages acknowledged / handed back /
+                                             deferred (until a T2 retry is due)
     skyledger_failures_total{tier,kind}      errors retried (kind=transient) and units
                                              given up on (kind=unit)
     skyledger_batch_seconds{tier}            time per batch of messages (histogram)
@@ -50,6 +51,7 @@ class LiveMetrics:
                            registry=r)  # fmt: skip
         self.acked = messages.labels(tier, "acknowledged")
         self.handed_back = messages.labels(tier, "handed back")
+        self.deferred = messages.labels(tier, "deferred")  # handed back until a retry is due
         failures = Counter("skyledger_failures", "failures by kind", ["tier", "kind"], registry=r)
         self.transient = failures.labels(tier, "transient")
         self.unit_failures = failures.labels(tier, "unit")

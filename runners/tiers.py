@@ -141,8 +141,10 @@ def build_tiers(
     pool: Workers | None = None,
     batch_size: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    defer: bool = False,
 ) -> Tiers:
-    """Return the projectors of a job's tiers, over a ledger, for one run (or worker)."""
+    """Return the projectors of a job's tiers, over a ledger, for one run (or worker);
+    with ``defer``, T2 puts a state off until its retry is due instead of sleeping."""
     size = batch_size or 2000
     decide = Decide(ledger, units.channels, run_id, verdicts, pool, size)
     mine = decide.mine
@@ -150,7 +152,7 @@ def build_tiers(
     combiner = unit_identity(units.combiner)
     augment = Augment(
         ledger, units.entries, combiner, mine, run_id, units.retry, decide.name, combine.name,
-        pool, size, sleep,
+        pool, size, sleep, defer,
     )  # fmt: skip
     tiers = Tiers(decide, combine, augment)
     for spec, reactor in zip(units.job.t3, units.reactors, strict=True):

@@ -9,7 +9,10 @@ worked on by two processes at once, and its events are taken in ledger order), c
 the projector up there from the ledger, and acknowledges the message once the
 projector's position in the shard has passed the message's. If the shard is claimed by
 another process, or an upstream tier has not got that far yet, the message is handed
-back with a short delay (``nak``), to whichever process is free then.
+back with a short delay (``nak``), to whichever process is free then. A T2 unit's retry
+is such a delay too: T2 records the failed attempt and puts the state off
+(``projections.t2``), and the message comes back when the retry is due, while the
+worker goes on with other work.
 
 The ledger is the truth and the bus only wakes: at start, and whenever the consumer has
 been idle for ``sweep_s``, a worker catches up every shard it can claim, so a message
@@ -75,6 +78,7 @@ class WorkerStats:
     messages: int = 0
     acked: int = 0
     handed_back: int = 0
+    deferred: int = 0
     catch_ups: int = 0
     stored: int = 0
     alerts: int = 0
@@ -129,7 +133,8 @@ class TierWorker:
         self.wait_for_relay_s = wait_for_relay_s
         self.run_id = uuid.uuid4().hex
         self.units = JobUnits(job, sources=[])
-        self.tiers = build_tiers(self.units, ledger, self.run_id, {}, None, batch_size)
+        # A T2 retry is a delayed redelivery, not a sleep: the consumer goes on meanwhile.
+        self.tiers = build_tiers(self.units, ledger, self.run_id, {}, None, batch_size, defer=True)
         self.projectors: list[Projector] = self.tiers.of(tier)
         # What every tier consumes: an upstream tier with nothing to read is not waited for.
         self.topics: Topics = {p.name: p.topics for t in TIERS for p in self.tiers.of(t)}
@@ -140,6 +145,7 @@ class TierWorker:
         self.stats = WorkerStats()
         self.metrics = metrics or LiveMetrics(tier)
         self._failures_seen = 0
+        self._deferred: dict[str, float] = {}  # tracking name -> wait before its retry
         self._lag_at = 0.0
         self.claims = ledger.claims()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"skyledger-{tier}")
@@ -420,6 +426,7 @@ class TierWorker:
         name = tracking_of(projector, shard)
         if not self.claims.claim(name):
             return False
+        self._deferred.pop(name, None)
         try:
             for _ in range(8):
                 done = catch_up(
@@ -429,6 +436,9 @@ class TierWorker:
                 self.stats.stored += done.stored
                 self.metrics.events.inc(done.read)
                 self.metrics.appended.inc(done.stored)
+                if done.deferred_s is not None:  # a retry not yet due: come back then
+                    self._deferred[name] = done.deferred_s
+                    break
                 if done.stored == 0:
                     break
         finally:
@@ -440,8 +450,11 @@ class TierWorker:
             return [None]
         return list(Shard.all(self.shards))
 
-    def _work(self, wanted: Sequence[tuple[int, Shard | None]]) -> dict[str, int]:
-        """Drive each (projector, shard) given, in tier order; return the positions."""
+    def _work(
+        self, wanted: Sequence[tuple[int, Shard | None]]
+    ) -> tuple[dict[str, int], dict[str, float]]:
+        """Drive each (projector, shard) given, in tier order; return the positions, and
+        the waits of those that put work off until a retry is due."""
         for i, shard in wanted:
             self._drive(self.projectors[i], shard)
         failures = self._unit_failures()
@@ -450,12 +463,9 @@ class TierWorker:
         if time.monotonic() - self._lag_at >= 5.0:
             self._lag_at = time.monotonic()
             self.metrics.lag.set(self._lag())
-        return {
-            tracking_of(self.projectors[i], shard): self.ledger.tracked(
-                tracking_of(self.projectors[i], shard)
-            )
-            for i, shard in wanted
-        }
+        names = [tracking_of(self.projectors[i], shard) for i, shard in wanted]
+        deferred = {n: self._deferred[n] for n in names if n in self._deferred}
+        return {n: self.ledger.tracked(n) for n in names}, deferred
 
     def _unit_failures(self) -> int:
         """Return how many units this worker's projectors gave up on so far."""
@@ -493,7 +503,7 @@ class TierWorker:
                 wanted[(i, placed)] = None
         order = sorted(wanted, key=lambda k: (k[0], -1 if k[1] is None else k[1].index))
         try:
-            reached = await self._with_progress(msgs, self._blocking(self._work, order))
+            reached, deferred = await self._with_progress(msgs, self._blocking(self._work, order))
         except _TRANSIENT as exc:
             self._error(exc)
             for msg in msgs:
@@ -501,14 +511,16 @@ class TierWorker:
             self.stats.handed_back += len(msgs)
             return
         for msg, need in zip(msgs, needs, strict=True):
-            passed = all(
-                reached.get(tracking_of(self.projectors[i], placed), 0) >= position
-                for i, placed, position in need
-            )
-            if passed:
+            names = [(tracking_of(self.projectors[i], p), at) for i, p, at in need]
+            waits = [deferred[n] for n, _ in names if n in deferred]
+            if all(reached.get(n, 0) >= at for n, at in names):
                 await _ack(msg)
                 self.stats.acked += 1
                 self.metrics.acked.inc()
+            elif waits:  # a delayed redelivery for when the retry is due, not a sleep
+                await _nak(msg, max(self.nak_delay_s, max(waits)))
+                self.stats.deferred += 1
+                self.metrics.deferred.inc()
             else:
                 await _nak(msg, self.nak_delay_s)
                 self.stats.handed_back += 1

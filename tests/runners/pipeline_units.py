@@ -179,3 +179,19 @@ class CollectSelection(CollectReactor):
     """CollectReactor for a selection: once per pass, all the stocks seen in it."""
 
     scope: ClassVar = "selection"
+
+
+def retrying_job(stock: str, max_attempts: int, backoff_s: float) -> str:
+    """Return a job whose FailsOn unit fails on ``stock`` (CountPoints and
+    TotalFromCounts succeed everywhere), with this retry policy."""
+    return f"""\
+name: retrying
+channels: [{{name: ALL}}]
+combiner: {{unit: AllPoints}}
+t2:
+  - unit: CountPoints
+  - unit: FailsOn
+    config: {{stock: {stock}}}
+  - unit: TotalFromCounts
+retry: {{max_attempts: {max_attempts}, backoff_s: {backoff_s}, factor: 2}}
+"""

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, RunFinished
+from ledger import Ledger, ResultDerived, ResultFailed, RunFinished
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats
 from runners.job import parse_job
 from runners.live import LiveProcesses, packets_of, publish_packets, settle
 from runners.local import LocalRunner
 from tests.runners.live_kit import Keys, differences, facts, serving
-from units.sources import FileSource
+from tests.runners.pipeline_units import retrying_job  # (and registers the test units)
+from units import Alert
+from units.sources import FileSource, iter_packets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -122,3 +125,72 @@ def value(metrics: str, name: str) -> float:
         for line in metrics.splitlines()
         if line.startswith(name + "{")
     )
+
+
+def test_a_t2_retry_is_a_delayed_redelivery_and_the_consumer_goes_on(
+    tmp_path: Path, pg_url: str, nats_server: EmbeddedNats
+) -> None:
+    """One T2 worker, a unit failing on one stock with 12 s before its retry: while the
+    retry waits (its notification handed back with that delay, not a sleep), the worker
+    takes every other alert published meanwhile, of every shard."""
+    alerts = [p for p in iter_packets([DATA / "night"]) if isinstance(p, Alert)]
+    failing = Counter(a.stock for a in alerts).most_common(1)[0][0]  # two alerts
+    first = next(a for a in alerts if a.stock == failing)
+    rest = [a for a in alerts if a is not first]
+    job_path = tmp_path / "job.yaml"
+    job_path.write_text(retrying_job(failing, max_attempts=2, backoff_s=12))
+    bus = Bus(nats_server.url, prefix=f"retry{next(_prefixes)}", shards=SHARDS)
+    (tmp_path / "logs").mkdir()
+    args = ["--import", "tests.runners.pipeline_units"]
+    with (
+        Ledger.open(pg_url) as ledger,
+        LiveProcesses(str(job_path), pg_url, bus, None, str(tmp_path / "logs"),
+                      worker_args=args, metrics=True) as procs,
+    ):  # fmt: skip
+
+        def attempts() -> list[int]:
+            failed = ledger.read(types=[ResultFailed])
+            return sorted(e.attempt for e in failed if isinstance(e, ResultFailed))
+
+        def counted() -> int:
+            return sum(1 for _ in ledger.read(types=[ResultDerived]))
+
+        procs.start_all()
+        asyncio.run(publish_packets(bus, [first.packet]))
+        wait_for(lambda: attempts() == [1], procs)
+        asyncio.run(publish_packets(bus, [a.packet for a in rest]))
+        # Every result of every state, but FailsOn's and TotalFromCounts's (after it in
+        # the job) on the failing stock's two, which wait:
+        wait_for(lambda: counted() == 3 * len(alerts) - 4, procs, lambda: (counted(), attempts()))
+        assert attempts() == [1, 1]  # both states of the failing stock wait for their retry
+        wait_for(lambda: attempts() == [1, 1, 2, 2], procs)
+        settle(ledger, bus, parse_job(job_path.read_text()), SHARDS, alive=procs.check)
+        _, metrics = scrape(procs.metrics_url("t2#0"))
+    assert value(metrics, "skyledger_messages_total") > 0
+    deferred = 'skyledger_messages_total{outcome="deferred",tier="t2"}'
+    assert value_of(metrics, deferred) > 0, metrics
+    assert value_of(metrics, 'skyledger_failures_total{kind="unit",tier="t2"}') == 2
+
+
+def wait_for(
+    done: Callable[[], bool],
+    procs: LiveProcesses,
+    why: Callable[[], object] | None = None,
+    timeout_s: float = 90.0,
+) -> None:
+    """Wait until ``done()`` holds, while the live processes are alive (``why()``: what
+    to say if it never does)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        procs.check()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not done within {timeout_s} s: {why() if why else ''}")
+        time.sleep(0.2)
+
+
+def value_of(metrics: str, sample: str) -> float:
+    """Return one sample's value in Prometheus text (0 if absent)."""
+    for line in metrics.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -4,13 +4,13 @@ where a run stopped, and lineage from a reaction down to the packet bytes."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
 
-import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import (
     AlertReceived,
     ConfigurationRegistered,
@@ -27,8 +27,12 @@ from ledger import (
     StateCombined,
     digest_bytes,
 )
+from projections.projector import catch_up
+from projections.t0 import Ingest
 from runners.job import parse_job
 from runners.local import LocalRunner, RunSummary
+from runners.tiers import JobUnits, build_tiers, register_configs
+from tests.runners.pipeline_units import retrying_job  # (and registers the test units)
 from units import Alert, load_unit
 from units.sources import FileSource, iter_packets
 
@@ -291,3 +295,64 @@ t3:
     every = text.replace("channels: [MANY]}", "channels: [MANY], updated_since_last_run: false}")
     run(ledger, every, [])
     assert out.read_text().splitlines()[-1] == " ".join(sorted(["ZTF21abiuvdk", *picked]))
+
+
+def test_a_deferred_retry_records_the_attempts_a_waiting_one_records(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Live T2 puts a failing state off until its retry is due (the worker hands its
+    notification back with that delay) instead of sleeping: the position stops before
+    the state, later states go on, and the attempts recorded are those of a local run
+    that sleeps between them."""
+    night = EXAMPLES / "night"
+    alerts = Counter(p.stock for p in iter_packets([night]) if isinstance(p, Alert))
+    [(failing_stock, _)] = alerts.most_common(1)  # a stock with two alerts
+    text = retrying_job(failing_stock, max_attempts=3, backoff_s=30)
+    waits: list[float] = []
+    with Ledger.open(f"sqlite:///{tmp_path}/local.sqlite") as local:
+        run(local, text, [night], sleep=waits.append)
+        expected = facts(local.read())
+    assert sorted(set(waits)) == [30.0, 60.0]
+
+    job = parse_job(text)
+    source = FileSource({"paths": [str(night)]})
+    units = JobUnits(job, [source])
+    register_configs(ledger, units.all(), "live")
+    tiers = build_tiers(units, ledger, "live", defer=True)
+    now = [time.time()]
+    tiers.augment.clock = lambda: now[0]
+    Ingest(ledger, units.shapers, units.filters, "live", {}).run(source, "packets")
+    for projector in (tiers.decide, tiers.combine) * 3:  # past their own output
+        catch_up(ledger, projector)
+    states = of(ledger, StateCombined)
+    failing = [s for s in states if s.stream == failing_stock]
+    assert 1 < len(failing) < len(states)
+
+    done = catch_up(ledger, tiers.augment)
+    assert done.deferred_s == 30.0
+    assert done.end == failing[0].position - 1  # held just before the failing state
+    tried = [f for f in of(ledger, ResultFailed) if f.stream == failing_stock]
+    assert [f.attempt for f in tried] == [1] * len(failing)  # each state tried once
+    made = Counter(r.provenance.unit for r in of(ledger, ResultDerived))
+    assert made["CountPoints"] == len(states)  # the later states went on
+    dependents = [r for r in of(ledger, ResultDerived) if r.provenance.unit == "TotalFromCounts"]
+    assert len(dependents) == len(states) - len(failing)
+
+    now[0] += 10  # not due yet: no attempt, the rest of the wait
+    again = catch_up(ledger, tiers.augment)
+    assert again.deferred_s == pytest.approx(20.0)
+    assert again.end == done.end
+    assert len(of(ledger, ResultFailed)) == len(failing)
+
+    rounds = 0
+    while True:  # let time pass as asked until nothing is put off any more
+        done = catch_up(ledger, tiers.augment)
+        if done.deferred_s is None:
+            break
+        now[0] += done.deferred_s
+        rounds += 1
+    assert rounds == 2  # the rest of the first wait, then the second (the states side by side)
+    assert Counter(f.attempt for f in of(ledger, ResultFailed)) == dict.fromkeys(
+        (1, 2, 3), len(failing)
+    )
+    assert facts(ledger.read()) == expected
