@@ -255,12 +255,17 @@ class Augment(Portable, Projector):
                     planned = self._plan(log, state)
                     if planned is not None:
                         work.append((state, planned))
-            wanted = [derived_event_id(p.rid) for _, ps in work for p in ps]
+            rids = [p.rid for _, ps in work for p in ps]
+            wanted = [derived_event_id(r) for r in rids]
+            if self.defer:  # and first attempts that failed, in the same read
+                wanted += [failed_event_id(r, 1) for r in rids]
             stored = self.ledger.get_many(wanted)
             bodies: dict[str, Mapping[str, Any] | None] = {
                 e.result_id: e.body for e in stored.values() if isinstance(e, ResultDerived)
             }
-            tried = self._tried([p.rid for _, ps in work for p in ps if p.rid not in bodies])
+            tried = self._tried(
+                [e for e in stored.values() if isinstance(e, ResultFailed)], bodies
+            )
             rows: list[StoredRow] = []
             deferrals: list[Deferral] = []
             for state, planned in work:
@@ -274,21 +279,24 @@ class Augment(Portable, Projector):
         finally:
             self.counts, self.failures = kept
 
-    def _tried(self, rids: Sequence[str]) -> dict[str, ResultFailed]:
-        """Return the last attempt recorded at each of these results that failed
-        (``defer`` only: the local run tries every attempt in one go)."""
+    def _tried(
+        self, first: Sequence[ResultFailed], bodies: Mapping[str, Any]
+    ) -> dict[str, ResultFailed]:
+        """Return the last attempt recorded at each result whose first attempt failed
+        and that has no body yet (``defer`` only: the local run tries every attempt in
+        one go)."""
         found: dict[str, ResultFailed] = {}
-        attempt = 1
-        wanted = {failed_event_id(rid, 1) for rid in rids} if self.defer else set()
-        while wanted:
-            stored = self.ledger.get_many(wanted)
-            wanted = set()
-            for e in stored.values():
-                if isinstance(e, ResultFailed):
-                    found[e.result_id] = e
-                    if e.retry_after_s is not None:
-                        wanted.add(failed_event_id(e.result_id, attempt + 1))
-            attempt += 1
+        later = [e for e in first if e.result_id not in bodies]
+        while later:
+            for e in later:
+                found[e.result_id] = e
+            wanted = [
+                failed_event_id(e.result_id, e.attempt + 1)
+                for e in later
+                if e.retry_after_s is not None
+            ]
+            stored = self.ledger.get_many(wanted) if wanted else {}
+            later = [e for e in stored.values() if isinstance(e, ResultFailed)]
         return found
 
     def _plan(self, log: StockLog, state: StateCombined) -> list[Planned] | None:
