@@ -15,6 +15,7 @@ and across processes. Packet bytes go into
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
 from hashlib import blake2b
@@ -82,7 +83,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 datastore.pool.drain()  # connections made before: made again, with them
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         self.packets_table = f"{events_table_name}_packets"
-        self._last_created = f'"{datastore.schema}"."{events_table_name}_topic_idx"'  # made last
+        self._last_created = f'"{datastore.schema}"."{events_table_name}_commits_time_idx"'  # last
         fmt: dict[str, Any] = {
             "schema": schema,
             "table": table,
@@ -90,6 +91,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "tracking": Identifier(f"{events_table_name}_tracking"),
             "stream_idx": Identifier(f"{events_table_name}_stream_idx"),
             "topic_idx": Identifier(f"{events_table_name}_topic_idx"),
+            "commits": Identifier(f"{events_table_name}_commits"),
+            "commits_idx": Identifier(f"{events_table_name}_commits_time_idx"),
         }
         create = self.sql_create_statements[self.create_table_statement_index]
         self.sql_create_statements[self.create_table_statement_index] = Composed(
@@ -126,6 +129,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 "CREATE INDEX IF NOT EXISTS {topic_idx} "
                 "ON {schema}.{table} (topic, notification_id)"
             ).format(**fmt),
+            # Each append's last position and the time, taken under the ordering lock (so
+            # in position order): times map to positions (``position_at``).
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{commits} "
+                "(position bigint PRIMARY KEY, recorded_at timestamptz NOT NULL)"
+            ).format(**fmt),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {commits_idx} ON {schema}.{commits} (recorded_at)"
+            ).format(**fmt),
         ]
         lock = "; ".join(
             [
@@ -143,8 +155,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "FROM STDIN (FORMAT BINARY)"
         ).format(**fmt)
         self._sql_last_position = SQL(
-            "SELECT currval(pg_get_serial_sequence('{schema}.{table}', 'notification_id'))"
-        ).format(schema=SQL(datastore.schema), table=SQL(events_table_name))
+            "INSERT INTO {schema}.{commits} (position, recorded_at) "
+            "SELECT currval(pg_get_serial_sequence('{raw_schema}.{raw_table}', "
+            "'notification_id')), clock_timestamp() RETURNING position AS currval"
+        ).format(raw_schema=SQL(datastore.schema), raw_table=SQL(events_table_name), **fmt)
+        self._sql_commit_at = SQL(
+            "INSERT INTO {schema}.{commits} (position, recorded_at) VALUES (%s, clock_timestamp())"
+        ).format(**fmt)
+        self._sql_position_at = SQL(
+            "SELECT max(position) AS position FROM {schema}.{commits} WHERE recorded_at <= %s"
+        ).format(**fmt)
         self._sql_staging = (
             "ROLLBACK TO SAVEPOINT direct; "
             "CREATE TEMP TABLE IF NOT EXISTS skyledger_staging (seq bigserial, "
@@ -262,6 +282,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 raise
         return AppendResult(len(positions), batch.count - len(positions), positions)
 
+    def position_at(self, when: dt.datetime) -> int:
+        """Return the last position appended at or before ``when`` (0 if none)."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._sql_position_at, [when]).fetchone()
+        return 0 if row is None or row["position"] is None else int(row["position"])
+
     def _track(self, curs: Cursor[DictRow], tracking: Tracking) -> None:
         """Move a projector's position from ``after`` to ``position``, or raise
         TrackingConflict (the caller rolls the whole transaction back)."""
@@ -287,7 +313,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             with curs.copy(self._sql_copy, writer=writer) as copy:
                 copy.write(batch.payload)
             curs.execute(self._sql_insert)
-            return tuple(r["notification_id"] for r in curs.fetchall())
+            added = tuple(r["notification_id"] for r in curs.fetchall())
+            if added:
+                curs.execute(self._sql_commit_at, [max(added)])
+            return added
         # Under the EXCLUSIVE lock no one else draws from the sequence: the batch's
         # positions are the last ``count`` values, in COPY order.
         curs.execute(self._sql_last_position)

@@ -2,12 +2,14 @@
 
 The events table keeps the library's columns (``rowid`` is the position, as in
 eventsourcing's own SQLite recorder) plus ``stream``, indexed with the position. An append
-is one transaction of ``INSERT OR IGNORE``: events already stored are skipped. Packet
+is one transaction of ``INSERT OR IGNORE``: events already stored are skipped; it records
+its last position with the time (``_commits``), so times map to positions. Packet
 bytes live in a folder beside the file (see ``ledger.packets``). Followers poll.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +55,9 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {t}_topic_idx ON {t} (topic, notification_id)",
             f"CREATE TABLE IF NOT EXISTS {t}_tracking "
             "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {t}_commits "
+            "(position INTEGER PRIMARY KEY, recorded_at REAL NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {t}_commits_time_idx ON {t}_commits (recorded_at)",
         ]
 
     def prepare(self, rows: Sequence[StoredRow]) -> PreparedBatch:
@@ -80,6 +85,11 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             added = curs.sqlite_cursor.rowcount
             head = self._max_notification_id(curs) or 0
             positions = tuple(range(head - added + 1, head + 1))
+            if added:
+                curs.execute(
+                    f"INSERT INTO {self.events_table_name}_commits VALUES (?, ?)",
+                    (head, time.time()),
+                )
             if tracking is not None:
                 self._track(curs, tracking)
         return AppendResult(added, batch.count - added, positions)
@@ -121,6 +131,17 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             )
             row = curs.fetchone()
         return 0 if row is None else int(row[0])
+
+    def position_at(self, when: dt.datetime) -> int:
+        """Return the last position appended at or before ``when`` (0 if none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT max(position) FROM {self.events_table_name}_commits "
+                "WHERE recorded_at <= ?",
+                (when.timestamp(),),
+            )
+            row = curs.fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     def _select(self, where: str, params: Sequence[Any]) -> list[FetchedRow]:
         with self.datastore.transaction(commit=False) as curs:

@@ -8,6 +8,7 @@ for event in ledger.follow(after=ledger.head()): ...   # blocks for new events
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -187,6 +188,16 @@ class Ledger:
         """Return the position of the last stored event (0 for an empty ledger)."""
         head: int | None = self._call("head", self.recorder.max_notification_id)
         return head or 0
+
+    def position_at(self, when: dt.datetime) -> int:
+        """Return the position the ledger stood at, at time ``when``: the last event
+        appended then or before (0: none). The time of each append is recorded with its
+        last position; appends made by skyledger before 0.3 have none, so times map
+        to positions only from a ledger's first append by 0.3 or later."""
+        if when.tzinfo is None:
+            raise ValueError(f"a time with its zone is needed (UTC: {when.isoformat()}Z)")
+        found: int = self._call("position at", self.recorder.position_at, when)
+        return found
 
     def count(self, start: int = 1) -> int:
         """Return how many events are stored at or after position ``start``."""

@@ -32,6 +32,7 @@ __all__ = [
     "StateRow",
     "StockRow",
     "StockView",
+    "event_ids_of",
     "failed_results",
     "find_configs",
     "list_runs",
@@ -232,6 +233,18 @@ def _channels(conn: Connection | Session, stocks: Sequence[str]) -> dict[str, li
         for stock, channel in conn.execute(query.order_by(table.c.stock, table.c.channel)):
             found.setdefault(stock, []).append(channel)
     return found
+
+
+def event_ids_of(source: Source, ident: str) -> list[str]:
+    """Return the ids of the events recording a state id, a datapoint id or a survey's
+    alert id (for ``skyledger why``; the ledger finds the other ids itself)."""
+    queries = [
+        select(m.State.event_id).where(m.State.state_id == ident),
+        select(m.Datapoint.event_id).where(m.Datapoint.datapoint_id == ident),
+        select(m.Alert.event_id).where(m.Alert.alert_id == ident),
+    ]
+    with _reader(source) as conn:
+        return [str(i) for q in queries for i in conn.execute(q).scalars()]
 
 
 def stock_view(source: Source, stock: str) -> StockView | None:

@@ -263,9 +263,7 @@ class Augment(Portable, Projector):
             bodies: dict[str, Mapping[str, Any] | None] = {
                 e.result_id: e.body for e in stored.values() if isinstance(e, ResultDerived)
             }
-            tried = self._tried(
-                [e for e in stored.values() if isinstance(e, ResultFailed)], bodies
-            )
+            tried = self._tried([e for e in stored.values() if isinstance(e, ResultFailed)], bodies)
             rows: list[StoredRow] = []
             deferrals: list[Deferral] = []
             for state, planned in work:

@@ -6,6 +6,7 @@ prints for people is in runners.show. Every command takes --json (errors include
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
 import json
 import sys
@@ -25,6 +26,7 @@ from runners.show import (
     JOURNAL_LINES,
     show_configs,
     show_failures,
+    show_lineage,
     show_runs,
     show_stock,
     show_summary,
@@ -291,13 +293,18 @@ def simulate(
 
 def _read_model(url: str) -> tuple[Ledger, ReadModel]:
     """Open an existing ledger (never making one) and its read model, caught up."""
+    ledger = _open(url, create=False)
+    return ledger, _model_of(ledger)
+
+
+def _model_of(ledger: Ledger) -> ReadModel:
+    """Return a ledger's read model, caught up."""
     from projections.readmodel import ReadModel, readmodel_url
 
-    ledger = _open(url, create=False)
     model = ReadModel(readmodel_url(ledger.settings.ledger))
     model.create()
     model.catch_up(ledger)
-    return ledger, model
+    return model
 
 
 @app.command()
@@ -311,20 +318,58 @@ def stock(
     journal: Annotated[
         int, typer.Option(min=0, help="journal lines to show, the latest (0: all)")
     ] = JOURNAL_LINES,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="POSITION|TIME",
+            help="as the ledger held it at a position, or at a time (ISO 8601; UTC if no zone)",
+        ),
+    ] = None,
 ) -> None:
     """Show a stock: light curve, states, results (entry, version, configuration, the state
-    they are about, body), reactions and its journal."""
+    they are about, body), reactions and its journal; with --as-of, as they stood then."""
     from projections import queries
+    from projections.asof import stock_as_of
 
+    when = _as_of(as_of)
+    position: int | None = None
     opened, model = _read_model(ledger)
     with opened, model:
         view = queries.stock_view(model, stock_id)
+        if when is not None:
+            position = when if isinstance(when, int) else opened.position_at(when)
+            position = min(position, opened.head())
+            if view is not None:
+                keys = [r.idempotency_key for r in view.reactions]
+                view = stock_as_of(opened, stock_id, position, keys)
+    then = "" if position is None else f" as of position {position} ({as_of})"
     if view is None:
-        raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}")
+        raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}{then}")
     if as_json:
-        out.print_json(view.model_dump_json())
+        data = view.model_dump(mode="json")
+        _print_json(data if position is None else {"as_of": position, **data})
         return
+    if position is not None:
+        out.print(f"{stock_id}{then}: what the ledger held then", highlight=False)
     show_stock(out, view, full, journal)
+
+
+def _as_of(value: str | None) -> int | dt.datetime | None:
+    """Return --as-of as a position or an aware time, or refuse it, naming the option."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--as-of: {value!r} is neither a position nor a time (ISO 8601, for example "
+            "2026-12-01T09:30:00Z)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 @app.command()
@@ -387,6 +432,52 @@ def config(
         _print_json([c.model_dump(mode="json") for c in found])
     else:
         show_configs(out, found)
+
+
+@app.command()
+def why(
+    ident: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="an event id; a result, state, datapoint or survey alert id; a reaction's "
+            "idempotency key; a packet digest",
+        ),
+    ],
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    packages: Annotated[
+        bool, typer.Option("--packages", help="list each run's package versions")
+    ] = False,
+) -> None:
+    """Explain a reaction, result, state, datapoint or alert: its lineage as a tree down to
+    the packets (source, position, digest), with the unit, version, code digest,
+    configuration and duration of each step, and the runs that recorded them (job hash
+    and text, host, user, package versions)."""
+    from projections import queries
+    from projections.lineage import lineage, resolve
+
+    with _open(ledger, create=False) as opened:
+
+        def lookup(other: str) -> list[str]:  # ids only the read model knows
+            with _model_of(opened) as model:
+                return queries.event_ids_of(model, other)
+
+        events = resolve(opened, ident, lookup)
+        if not events:
+            raise ConfigError(
+                f"nothing in {redact(ledger)} has the id {ident!r}: give an event, result, "
+                "state, datapoint or alert id, an idempotency key or a packet digest"
+            )
+        found = lineage(opened, events[0])
+        found.also = [e.id for e in events[1:]]
+    if as_json:
+        out.print_json(found.model_dump_json())
+        return
+    show_lineage(out, found, packages)
+    if found.also:
+        out.print(f"{ident} also names {len(found.also)} other events (give an event id to "
+                  f"see one): {', '.join(found.also)}", highlight=False)  # fmt: skip
 
 
 @app.command()

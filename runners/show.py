@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
+    from projections.lineage import Lineage, Step
     from projections.queries import ConfigRow, ResultRow, RunView, StockView
     from runners.summary import RunSummary
 
@@ -20,6 +22,7 @@ __all__ = [
     "JOURNAL_LINES",
     "show_configs",
     "show_failures",
+    "show_lineage",
     "show_runs",
     "show_stock",
     "show_summary",
@@ -220,3 +223,65 @@ def show_units(out: Console, rows: Sequence[dict[str, Any]]) -> None:
     for r in rows:
         if "error" in r:
             out.print(f"{r['unit']}: {escape(r['error'])}", highlight=False, soft_wrap=True)
+
+
+def show_lineage(out: Console, found: Lineage, packages: bool = False) -> None:
+    """Print a lineage: the tree of events (what each is, position, time, run, and the
+    unit, version, code digest, configuration and duration that made it), then the
+    configurations in full and the runs (job hash and text, host, user, command, and the
+    package versions with ``packages``, else their count)."""
+    tree = Tree(_step_label(found.root, found))
+    stack: list[tuple[Tree, Step]] = [(tree, found.root)]
+    while stack:
+        node, step = stack.pop()
+        for cause in step.causes:
+            stack.append((node.add(_step_label(cause, found)), cause))
+    out.print(tree)
+    out.print(f"{found.steps} events; {len(found.packets)} packets; "
+              f"{len(found.configs)} configurations; {len(found.runs)} runs")  # fmt: skip
+    for config_hash, c in found.configs.items():
+        units = escape(", ".join(c.units))
+        out.print(f"[bold]configuration[/bold] {config_hash} of {units}", highlight=False)
+        out.print(escape(json.dumps(c.config, sort_keys=True)) if c.config is not None
+                  else "(not registered in this ledger)", highlight=False)  # fmt: skip
+    for r in found.runs.values():
+        if not r.found:
+            out.print(f"[bold]run[/bold] {r.run}: no RunStarted in this ledger", highlight=False)
+            continue
+        started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "?"
+        out.print(
+            f"[bold]run[/bold] {r.run} started {started} UTC by {escape(r.user)} on "
+            f"{escape(r.host)}, {r.status or 'not finished'}; job {r.job_hash}",
+            highlight=False,
+        )
+        out.print(escape("  " + " ".join(r.argv)), highlight=False, soft_wrap=True)
+        out.print(escape(r.job_text.rstrip()), highlight=False, soft_wrap=True)
+        if packages:
+            listed = ", ".join(f"{k}=={v}" for k, v in r.packages.items())
+            out.print(escape(f"packages: {listed}"), highlight=False, soft_wrap=True)
+        else:
+            out.print(f"{len(r.packages)} packages (--packages lists them)", highlight=False)
+
+
+def _step_label(step: Step, found: Lineage) -> str:
+    """Return a step's two lines: what it is, then where, when and what made it."""
+    head = f"[bold]{step.type}[/bold] {escape(step.what)}"
+    if step.missing:
+        return f"{head} {step.id}"
+    if step.shown_above:
+        return f"{head} [dim](shown above)[/dim]"
+    where = f"{step.id[:12]} at {step.position} {step.time:%Y-%m-%d %H:%M:%S}"
+    if step.run:
+        where += f" run {step.run[:12]}"
+    made = step.made_by
+    if made is not None:
+        where += (
+            f" by {escape(made.unit)}@{escape(made.version)} code {made.code_digest[:12]}"
+            f" config {made.config[:12]} in {made.duration_s * 1000:.1f} ms"
+        )
+    digest = step.fields.get("digest")
+    if step.type == "AlertReceived" and isinstance(digest, str) and digest in found.packets:
+        size = found.packets[digest].size
+        kept = "digest only" if size is None else f"{size:,} bytes"
+        where += f"; packet {digest[:16]} ({kept}) from {escape(str(step.fields.get('source')))}"
+    return f"{head}\n[dim]{where}[/dim]"

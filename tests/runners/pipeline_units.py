@@ -136,8 +136,9 @@ class CollectReactor(Reactor):
 
     def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
         names = sorted(s.stock for s in stocks)
+        about = names[0] if len(names) == 1 else None  # a reaction about one stock says so
         return [Reaction(target=self.config.path, key="collect:" + ",".join(names),
-                         payload={"stocks": names})]  # fmt: skip
+                         payload={"stocks": names}, stock=about)]  # fmt: skip
 
     def deliver(self, reaction: Reaction) -> str:
         with open(reaction.target, "a") as fh:
