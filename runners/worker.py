@@ -62,12 +62,13 @@ from runners.metrics import LiveMetrics
 from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
 from units import Blob
 
-__all__ = ["TierWorker", "WorkerStats", "stream_position_name"]
+__all__ = ["TierWorker", "WorkerStats", "fetch_soon", "stream_position_name"]
 
 log = logging.getLogger("skyledger.worker")
 T = TypeVar("T")
 
 _TRANSIENT = (LedgerError, OSError, TrackingConflict)
+_MORE_S = 0.05  # how long fetch_soon waits for more once it has a first message
 _RESUBSCRIBE_AFTER = 15  # empty fetches (of a second each) before subscribing afresh
 
 
@@ -286,7 +287,7 @@ class TierWorker:
                 return []
             self._idle[key] = 0
         try:
-            msgs: list[Msg] = await subs[key].fetch(batch, timeout=1.0)
+            msgs: list[Msg] = await fetch_soon(subs[key], batch, timeout=1.0)
         except (TimeoutError, nats.errors.TimeoutError):
             self._idle[key] = self._idle.get(key, 0) + 1
             return []
@@ -353,7 +354,7 @@ class TierWorker:
                     after = await self._blocking(self.ledger.tracked, name)
                     sub = await self._stream_from(js, subject, after + 1)
                 try:
-                    msgs = await sub.fetch(self.alerts_fetch, timeout=1.0)
+                    msgs = await fetch_soon(sub, self.alerts_fetch, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 msgs = [m for m in msgs if _seq(m) > after]
@@ -546,6 +547,23 @@ class TierWorker:
         self.metrics.transient.inc()
         self.metrics.problem = self.stats.last_error
         log.warning("%s worker: %s (will retry)", self.tier, self.stats.last_error)
+
+
+async def fetch_soon(
+    sub: JetStreamContext.PullSubscription, batch: int, timeout: float
+) -> list[Msg]:
+    """Return up to ``batch`` messages as soon as there are some, waiting at most
+    ``timeout`` for the first (raising TimeoutError if none came).
+
+    nats-py's ``fetch(batch)`` returns at once what is there, but once it has had to
+    wait for a first message it waits for a whole batch or the timeout: at a steady
+    trickle of alerts that is the timeout on every batch. So: wait for one, then take
+    what else is there without waiting for more."""
+    msgs: list[Msg] = await sub.fetch(1, timeout=timeout)
+    if batch > 1:
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            msgs += await sub.fetch(batch - 1, timeout=_MORE_S)
+    return msgs
 
 
 async def _ack(msg: Msg) -> None:
