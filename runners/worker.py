@@ -403,7 +403,9 @@ class TierWorker:
             shards = [Shard(i, self.shards) for i in touched]
         stocks.clear()
         for shard in shards:
-            self._drive(self.tiers.decide, shard)
+            # One pass: the decisions land after the position, but T1's bound counts an
+            # upstream with nothing of its own left to read as at the head.
+            self._drive(self.tiers.decide, shard, passes=1)
 
     # -- the work --------------------------------------------------------------------
 
@@ -420,16 +422,16 @@ class TierWorker:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.in_progress()
 
-    def _drive(self, projector: Projector, shard: Shard | None) -> bool:
+    def _drive(self, projector: Projector, shard: Shard | None, passes: int = 8) -> bool:
         """Catch a projector up in a shard (or everywhere, for a whole-pass one) if this
-        process can claim it, until its position passes its own output; return whether
-        it was claimed."""
+        process can claim it, until its position passes its own output (at most
+        ``passes`` catch-ups); return whether it was claimed."""
         name = tracking_of(projector, shard)
         if not self.claims.claim(name):
             return False
         self._deferred.pop(name, None)
         try:
-            for _ in range(8):
+            for _ in range(passes):
                 done = catch_up(
                     self.ledger, projector, shard=shard, shards=self.shards, topics=self.topics
                 )
