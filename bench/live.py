@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import math
 import sys
 import tempfile
@@ -96,17 +95,15 @@ from ledger import (
     ResultDerived,
     RunFinished,
     RunStarted,
-    Shard,
     StateCombined,
     digest_bytes,
 )
-from projections.projector import tracking_of
 from runners.bus import Bus, connect
 from runners.embedded import EmbeddedNats, EmbeddedPostgres
 from runners.job import Job, parse_job
-from runners.live import LiveProcesses, alerts_pending, publish_packets
+from runners.live import LiveProcesses, Monitor, publish_packets
 from runners.local import LocalRunner
-from runners.tiers import TIERS, JobUnits, build_tiers
+from runners.tiers import TIERS
 from units import Alert
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,23 +202,20 @@ def simulated(night: Path, alerts: int) -> list[Alert]:
 
 
 class Positions:
-    """The tracking names of each tier of a job (built once), and where each tier is."""
+    """Where each tier of a job is, and the alerts T0 has not ingested yet (a monitor
+    made once: making the job's units on every poll would take CPU from the workers)."""
 
-    def __init__(self, ledger: Ledger, job: Job, shards: int) -> None:
+    def __init__(self, ledger: Ledger, job: Job, shards: int, bus: Bus) -> None:
         self.ledger = ledger
-        tiers = build_tiers(JobUnits(job, sources=[]), ledger, "bench-monitor")
-        self.names = {
-            tier: [
-                tracking_of(p, s)
-                for p in tiers.of(tier)
-                for s in ([None] if p.whole_pass or shards <= 1 else Shard.all(shards))
-            ]
-            for tier in TIERS
-        }
+        self.monitor = Monitor(ledger, bus, job, shards)
 
     def of(self, tier: str) -> int:
         """Return the tier's position: its slowest projector's slowest shard."""
-        return min(self.ledger.tracked(n) for n in self.names[tier])
+        return min(self.ledger.tracked(n) for n in self.monitor.names[tier])
+
+    def pending(self) -> int:
+        """Return the alerts T0 has not ingested yet."""
+        return asyncio.run(self.monitor.alerts_pending())
 
 
 async def _consumers_exist(bus: Bus, wanted: Sequence[tuple[str, str]]) -> bool:
@@ -253,14 +247,6 @@ def wait_ready(
     return time.perf_counter() - started
 
 
-def pending_alerts(bus: Bus, job: Job, ledger: Ledger) -> int:
-    """Return the alerts T0 has not ingested yet (``alerts_pending`` takes the ledger
-    too where T0 keeps its position in the alerts stream there)."""
-    if "ledger" in inspect.signature(alerts_pending).parameters:
-        return asyncio.run(alerts_pending(bus, job, ledger))  # type: ignore[call-arg]
-    return asyncio.run(alerts_pending(bus, job))
-
-
 def wait_done(
     positions: Positions,
     bus: Bus,
@@ -280,7 +266,7 @@ def wait_done(
     while True:
         alive()
         now = time.time()
-        pending = pending_alerts(bus, job, ledger) if "t0" in tiers else 0
+        pending = positions.pending() if "t0" in tiers else 0
         head = ledger.head()
         at = {tier: positions.of(tier) for tier in tiers}
         if pending == 0 and all(p >= head for p in at.values()):
@@ -474,7 +460,7 @@ def scale_run(
     url = pg.create_database(f"scale{n}")
     bus = Bus(nats_url, prefix=f"scale{n}", shards=shards)
     with Ledger.open(url) as ledger:
-        positions = Positions(ledger, job, shards)
+        positions = Positions(ledger, job, shards, bus)
         feed_tiers = ("t0", "t1")
         feed = live(job_path, url, bus, {"t0": 1, "t1": 1}, logs / f"scale{n}-feed", True, kind)
         with feed as procs:
@@ -561,7 +547,7 @@ def main() -> None:
             Ledger.open(live_url) as ledger,
             live(job_path, live_url, bus, dict.fromkeys(TIERS, 1), logs / "burst") as procs,
         ):
-            positions = Positions(ledger, job, args.shards)
+            positions = Positions(ledger, job, args.shards, bus)
             ready = wait_ready(bus, job, TIERS, procs.check)
             say(f"live    relay and 4 workers ready in {ready:.1f} s")
             sent = publish(bus, [a.packet for a in burst])

@@ -36,6 +36,7 @@ from runners.worker import stream_position_name
 __all__ = [
     "LiveOutcome",
     "LiveProcesses",
+    "Monitor",
     "TierLag",
     "alerts_pending",
     "lags",
@@ -125,21 +126,9 @@ async def publish_packets(
 
 
 async def alerts_pending(bus: Bus, job: Job, ledger: Ledger, subject: str | None = None) -> int:
-    """Return how many alert messages of the subject T0 has not ingested yet: the
-    stream's last sequence number minus T0's position in it (kept in the ledger)."""
-    client = await connect(bus.url, "skyledger monitor")
-    try:
-        js = client.jetstream()
-        try:
-            stream = await js.stream_info(bus.alerts_stream)
-        except NotFoundError:
-            return 0
-        last = int(stream.state.last_seq or 0)
-    finally:
-        await client.close()
-    units = JobUnits(job, sources=[])
-    ingest = Ingest(ledger, units.shapers, units.filters, "monitor", {})
-    return max(0, last - ledger.tracked(stream_position_name(ingest, bus, subject)))
+    """Return how many alert messages of the subject T0 has not ingested yet (see
+    :meth:`Monitor.alerts_pending`; a monitor made for one call)."""
+    return await Monitor(ledger, bus, job, bus.shards, subject).alerts_pending()
 
 
 @dataclass(frozen=True)
@@ -157,19 +146,56 @@ class TierLag:
 
 
 def lags(ledger: Ledger, job: Job, shards: int) -> list[TierLag]:
-    """Return each tier's position and lag behind the ledger's head."""
-    tiers = build_tiers(JobUnits(job, sources=[]), ledger, "monitor")
-    head = ledger.head()
-    found = []
-    for tier in TIERS:
-        names = [
-            tracking_of(p, s)
-            for p in tiers.of(tier)
-            for s in ([None] if p.whole_pass or shards <= 1 else Shard.all(shards))
+    """Return each tier's position and lag behind the ledger's head (see
+    :meth:`Monitor.lags`; a monitor made for one call)."""
+    return Monitor(ledger, Bus("nats://unused", shards=shards), job, shards).lags()
+
+
+class Monitor:
+    """How far live mode is, asked often (progress, ``settle``, benchmarks): the names
+    to look up are made once, from the job's units (making them is not cheap)."""
+
+    def __init__(
+        self, ledger: Ledger, bus: Bus, job: Job, shards: int, subject: str | None = None
+    ) -> None:
+        self.ledger = ledger
+        self.bus = bus
+        units = JobUnits(job, sources=[])
+        tiers = build_tiers(units, ledger, "monitor")
+        ingest = Ingest(ledger, units.shapers, units.filters, "monitor", {})
+        self.stream_name = stream_position_name(ingest, bus, subject)
+        self.names = {
+            tier: [
+                tracking_of(p, s)
+                for p in tiers.of(tier)
+                for s in ([None] if p.whole_pass or shards <= 1 else Shard.all(shards))
+            ]
+            for tier in TIERS
+        }
+
+    async def alerts_pending(self) -> int:
+        """Return how many alert messages T0 has not ingested yet: the stream's last
+        sequence number minus T0's position in it (kept in the ledger)."""
+        client = await connect(self.bus.url, "skyledger monitor")
+        try:
+            js = client.jetstream()
+            try:
+                stream = await js.stream_info(self.bus.alerts_stream)
+            except NotFoundError:
+                return 0
+            last = int(stream.state.last_seq or 0)
+        finally:
+            await client.close()
+        return max(0, last - self.ledger.tracked(self.stream_name))
+
+    def lags(self) -> list[TierLag]:
+        """Return each tier's position (its slowest projector's slowest shard) and the
+        ledger's head."""
+        head = self.ledger.head()
+        return [
+            TierLag(tier, min((self.ledger.tracked(n) for n in names), default=head), head)
+            for tier, names in self.names.items()
         ]
-        position = min((ledger.tracked(n) for n in names), default=head)
-        found.append(TierLag(tier, position, head))
-    return found
 
 
 def settle(
@@ -188,12 +214,13 @@ def settle(
     deadline = time.monotonic() + timeout_s
     since: float | None = None
     seen_head = -1
+    monitor = Monitor(ledger, bus, job, shards)
     while True:
         if alive is not None:
             alive()
         try:
-            pending = asyncio.run(alerts_pending(bus, job, ledger))
-            found = lags(ledger, job, shards)
+            pending = asyncio.run(monitor.alerts_pending())
+            found = monitor.lags()
         except (LedgerError, OSError, nats.errors.Error) as exc:  # a server restarting
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not settled after {timeout_s} s: {exc}") from exc
@@ -405,10 +432,11 @@ def run_live(
             publisher.start()
         found: list[TierLag] = []
         quiet_since: float | None = None
+        monitor = Monitor(ledger, bus, job, shards)
         while not stop.is_set():
             procs.check()
-            pending = asyncio.run(alerts_pending(bus, job, ledger))
-            found = lags(ledger, job, shards)
+            pending = asyncio.run(monitor.alerts_pending())
+            found = monitor.lags()
             if show is not None:
                 urls = {"ledger": ledger.url, "nats": nats_url}
                 show(found, pending, urls)
