@@ -30,7 +30,16 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.codec import StoredRow
 from ledger.errors import LedgerError
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
+from ledger.rows import (
+    AppendResult,
+    FetchedRow,
+    PreparedBatch,
+    Tracking,
+    Trackings,
+    check_move,
+    conflict,
+    each_tracking,
+)
 from ledger.shards import Shard
 
 __all__ = ["PostgresLedgerRecorder"]
@@ -193,6 +202,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self._sql_tracked = SQL("SELECT position FROM {schema}.{tracking} WHERE name = %s").format(
             **fmt
         )
+        self._sql_tracked_many = SQL(
+            "SELECT name, position FROM {schema}.{tracking} WHERE name = ANY(%s)"
+        ).format(**fmt)
         self._sql_packets = SQL(
             "INSERT INTO {schema}.{packets} (digest, data) "
             "SELECT * FROM unnest(%s::text[], %b::bytea[]) ON CONFLICT DO NOTHING"
@@ -253,11 +265,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: Tracking | None = None,
+        tracking: Trackings = None,
     ) -> AppendResult:
         """Store a prepared batch's new rows, in order, in one transaction (see module doc),
-        with a projector's tracking position if given."""
-        if not batch.count and not packets and tracking is None:
+        with the tracking positions given (moves of projectors' positions)."""
+        moves = each_tracking(tracking)
+        if not batch.count and not packets and not moves:
             return AppendResult(0, 0)
         # Few round trips: each wait for the server passes the GIL to the thread that makes
         # the next batch, and getting it back can take a switch interval (5 ms).
@@ -273,8 +286,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
                 if packets:
                     digests = [d for d, _ in packets]
                     curs.execute(self._sql_packets, (digests, [p for _, p in packets]))
-                if tracking is not None:
-                    self._track(curs, tracking)
+                for move in moves:
+                    self._track(curs, move)
                 curs.execute("COMMIT")
             except BaseException:
                 if not conn.closed:
@@ -335,6 +348,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             curs.execute(sql, [start])
             row = curs.fetchone()
         return 0 if row is None else int(row[0])
+
+    def tracked_many(self, names: Sequence[str]) -> dict[str, int]:
+        """Return the positions recorded under these names (absent: not recorded)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._sql_tracked_many, [list(names)])
+            return {str(r[0]): int(r[1]) for r in curs.fetchall()}
 
     def tracked(self, name: str) -> int:
         """Return the position a projector has recorded (0 if none)."""

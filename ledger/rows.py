@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -12,9 +13,11 @@ __all__ = [
     "FetchedRow",
     "PreparedBatch",
     "Tracking",
+    "Trackings",
     "Waiter",
     "check_move",
     "conflict",
+    "each_tracking",
 ]
 
 
@@ -76,6 +79,19 @@ class Waiter(Protocol):
 
     def close(self) -> None:
         """Release the resources held for waiting."""
+
+
+Trackings = Tracking | Sequence[Tracking] | None
+"""What an append moves: no position, one, or several (one projector's shards, say)."""
+
+
+def each_tracking(tracking: Trackings) -> tuple[Tracking, ...]:
+    """Return the moves an append carries, as a tuple."""
+    if tracking is None:
+        return ()
+    if isinstance(tracking, Tracking):
+        return (tracking,)
+    return tuple(tracking)
 
 
 def check_move(tracking: Tracking) -> None:

@@ -17,7 +17,16 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.codec import StoredRow
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, check_move, conflict
+from ledger.rows import (
+    AppendResult,
+    FetchedRow,
+    PreparedBatch,
+    Tracking,
+    Trackings,
+    check_move,
+    conflict,
+    each_tracking,
+)
 from ledger.shards import Shard
 
 __all__ = ["SqliteLedgerRecorder"]
@@ -68,18 +77,20 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: Tracking | None = None,
+        tracking: Trackings = None,
     ) -> AppendResult:
-        """Store a prepared batch's new rows, in order, in one transaction, with a
-        projector's tracking position if given."""
-        if not batch.count and tracking is None:
+        """Store a prepared batch's new rows, in order, in one transaction, with the
+        tracking positions given."""
+        moves = each_tracking(tracking)
+        if not batch.count and not moves:
             return AppendResult(0, 0)
         with self.datastore.transaction(commit=True) as curs:
             # Write first, so the transaction takes the write lock (waiting for it) before
             # it reads: a read-then-write transaction in WAL mode fails at once if another
             # process wrote in between. New rows take consecutive rowids after the maximum.
-            if not batch.count and tracking is not None:
-                self._track(curs, tracking)  # a write: it takes the lock
+            if not batch.count:
+                for move in moves:
+                    self._track(curs, move)  # a write: it takes the lock
                 return AppendResult(0, 0)
             curs.executemany(self._sql_insert, batch.payload)
             added = curs.sqlite_cursor.rowcount
@@ -90,8 +101,8 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
                     f"INSERT INTO {self.events_table_name}_commits VALUES (?, ?)",
                     (head, time.time()),
                 )
-            if tracking is not None:
-                self._track(curs, tracking)
+            for move in moves:
+                self._track(curs, move)
         return AppendResult(added, batch.count - added, positions)
 
     def _track(self, curs: Any, tracking: Tracking) -> None:
@@ -122,6 +133,19 @@ class SqliteLedgerRecorder(SQLiteApplicationRecorder):
             )
             row = curs.fetchone()
         return 0 if row is None else int(row[0])
+
+    def tracked_many(self, names: Sequence[str]) -> dict[str, int]:
+        """Return the positions recorded under these names (absent: not recorded)."""
+        wanted = list(names)
+        if not wanted:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT name, position FROM {self.events_table_name}_tracking "
+                f"WHERE name IN ({','.join('?' * len(wanted))})",
+                wanted,
+            )
+            return {str(r[0]): int(r[1]) for r in curs.fetchall()}
 
     def tracked(self, name: str) -> int:
         """Return the position a projector has recorded (0 if none)."""

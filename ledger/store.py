@@ -25,7 +25,7 @@ from ledger.factory import LedgerRecorder, build_recorder
 from ledger.ids import config_id
 from ledger.packets import PacketStore
 from ledger.postgres import Claims, PostgresLedgerRecorder
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking
+from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, Trackings
 from ledger.settings import LedgerSettings, PostgresTarget, redact
 from ledger.shards import Shard
 from ledger.writer import BatchWriter
@@ -119,6 +119,12 @@ class Ledger:
         """
         return self.write(self.prepare(events), packets, tracking)
 
+    def tracked_many(self, names: Iterable[str]) -> dict[str, int]:
+        """Return the positions of several projectors (0 for those with none), in one read."""
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, int] = self._call("tracked", self.recorder.tracked_many, wanted)
+        return {n: found.get(n, 0) for n in wanted}
+
     def tracked(self, name: str) -> int:
         """Return the position a projector recorded with its last output (0 if none)."""
         position: int = self._call("tracking", self.recorder.tracked, name)
@@ -135,9 +141,7 @@ class Ledger:
                 rows[event.id] = encode(event)
         return self.recorder.prepare(list(rows.values()))
 
-    def append_rows(
-        self, rows: Iterable[StoredRow], tracking: Tracking | None = None
-    ) -> AppendResult:
+    def append_rows(self, rows: Iterable[StoredRow], tracking: Trackings = None) -> AppendResult:
         """Append events encoded already (once each, in order) in one transaction, with a
         projector's tracking position if given; as :meth:`append` for events."""
         unique: dict[str, StoredRow] = {}
@@ -154,7 +158,7 @@ class Ledger:
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: Tracking | None = None,
+        tracking: Trackings = None,
     ) -> AppendResult:
         """Store a prepared batch and its packets in one transaction (the I/O part)."""
         to_db: Sequence[tuple[str, bytes]] = ()

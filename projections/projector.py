@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger import Event, Ledger, ProjectionError, Shard, Tracking
+from ledger import Event, Ledger, ProjectionError, Shard, Tracking, shard_of
 from ledger.codec import StoredRow
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "View",
     "bound_of",
     "catch_up",
+    "catch_up_shards",
     "tracking_of",
     "upstream_of",
 ]
@@ -238,4 +239,41 @@ def catch_up(
         done.produced += len(output)
         done.stored += view.record(output, Tracking(name, pass_start, bound))
     done.end = after
+    return done
+
+
+def catch_up_shards(ledger: Ledger, projector: Projector, shards: Sequence[Shard]) -> CatchUp:
+    """Catch a projector without upstream up in several shards of one count at once:
+    one read of the positions, one of the events, one append moving every shard's
+    position (what live T0 does after each batch, for the touched shards' decisions).
+    If the shards are far behind (a full batch to read), each is caught up on its own."""
+    if projector.upstream or projector.whole_pass:
+        raise ProjectionError(f"{projector.name}: only a projector without upstream here")
+    if not shards:
+        return CatchUp(0, 0)
+    count = shards[0].count
+    names = {s.index: tracking_of(projector, s) for s in shards}
+    at = ledger.tracked_many(names.values())
+    start = min(at.values())
+    bound = ledger.head()
+    done = CatchUp(start, bound)
+    if start >= bound:
+        return done
+    events = ledger.read_batch(start + 1, bound, projector.topics, projector.batch_size)
+    if len(events) >= projector.batch_size:  # far behind: shard by shard, in batches
+        for shard in shards:
+            one = catch_up(ledger, projector, shard=shard, shards=count)
+            done.read, done.produced = done.read + one.read, done.produced + one.produced
+            done.stored += one.stored
+        return done
+    mine = [
+        e for e in events
+        if (i := shard_of(e.stream, count)) in names and (e.position or 0) > at[names[i]]
+    ]  # fmt: skip
+    output = projector.process(mine, bound)
+    if projector.deferral() is not None:
+        raise ProjectionError(f"{projector.name}: puts work off; catch it up shard by shard")
+    moves = [Tracking(n, at[n], bound) for n in names.values() if at[n] < bound]
+    done.read, done.produced = len(mine), len(output)
+    done.stored = ledger.append_rows(output, tracking=moves).appended
     return done

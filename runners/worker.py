@@ -54,7 +54,7 @@ from nats.js.errors import NotFoundError
 
 from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, shard_of
 from ledger.codec import topic_of
-from projections.projector import Projector, Topics, catch_up, tracking_of
+from projections.projector import Projector, Topics, catch_up, catch_up_shards, tracking_of
 from projections.t0 import Ingest
 from runners.bus import Bus, connect
 from runners.job import Job
@@ -147,6 +147,7 @@ class TierWorker:
         self.metrics = metrics or LiveMetrics(tier)
         self._failures_seen = 0
         self._deferred: dict[str, float] = {}  # tracking name -> wait before its retry
+        self._kept: set[str] = set()  # claims held until the process ends (T0's decisions)
         self._lag_at = 0.0
         self.claims = ledger.claims()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"skyledger-{tier}")
@@ -402,10 +403,28 @@ class TierWorker:
             touched = sorted({shard_of(stock, self.shards) for stock in stocks})
             shards = [Shard(i, self.shards) for i in touched]
         stocks.clear()
-        for shard in shards:
-            # One pass: the decisions land after the position, but T1's bound counts an
-            # upstream with nothing of its own left to read as at the head.
-            self._drive(self.tiers.decide, shard, passes=1)
+        decide = self.tiers.decide
+        if shards == [None]:
+            self._drive(decide, None, passes=1)
+            return
+        # The touched shards' decisions in one read and one append. Their claims are kept
+        # while this process lives (only T0 decides), so a batch costs no lock round trips.
+        # One pass: the decisions land after the positions, but T1's bound counts an
+        # upstream with nothing of its own left to read as at the head.
+        held = [s for s in shards if s is not None and self._keep(tracking_of(decide, s))]
+        done = catch_up_shards(self.ledger, decide, held)
+        self.stats.catch_ups += 1
+        self.stats.stored += done.stored
+        self.metrics.events.inc(done.read)
+        self.metrics.appended.inc(done.stored)
+
+    def _keep(self, name: str) -> bool:
+        """Claim a name for as long as this process lives; return whether it holds it
+        (a claim held costs no round trip; one lost with its connection is made again)."""
+        if not self.claims.claim(name):
+            return False
+        self._kept.add(name)
+        return True
 
     # -- the work --------------------------------------------------------------------
 
@@ -445,7 +464,8 @@ class TierWorker:
                 if done.stored == 0:
                     break
         finally:
-            self.claims.release(name)
+            if name not in self._kept:
+                self.claims.release(name)
         return True
 
     def _shards_of(self, projector: Projector) -> list[Shard | None]:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import ConfigurationRegistered, Event, Ledger, RunFinished, RunStarted, Shard, shard_of
-from projections.projector import catch_up, tracking_of
+from projections.projector import catch_up, catch_up_shards, tracking_of
 from projections.t0 import Ingest
 from projections.t1 import Combine
 from projections.t2 import Augment
@@ -175,7 +175,8 @@ def test_postgres_gives_the_facts_sqlite_gives(
 def run_sharded(url: str, job_text: str, files: list[Path], shards: int, seed: int) -> None:
     """Ingest the packets, then drive every tier's projectors shard by shard, in a
     shuffled order, round after round until nothing moves: what several live workers,
-    each holding some shards, do in some interleaving."""
+    each holding some shards, do in some interleaving (and live T0, which decides
+    several shards in one append: ``catch_up_shards``)."""
     job = parse_job(job_text)
     rng = random.Random(seed)
     with Ledger.open(url) as ledger:
@@ -193,6 +194,9 @@ def run_sharded(url: str, job_text: str, files: list[Path], shards: int, seed: i
         ]
         for _ in range(50):
             rng.shuffle(work)
+            if shards > 1:  # live T0's way too: some shards' decisions in one append
+                some = rng.sample(list(Shard.all(shards)), rng.randint(1, shards))
+                catch_up_shards(ledger, tiers.decide, some)
             moved = [catch_up(ledger, p, shard=s, shards=shards) for p, s in work]
             if all(m.end == m.start for m in moved):
                 return
