@@ -343,7 +343,9 @@ def stock(
             if view is not None:
                 keys = [r.idempotency_key for r in view.reactions]
                 view = stock_as_of(opened, stock_id, position, keys)
-    then = "" if position is None else f" as of position {position} ({as_of})"
+    then = "" if position is None else f" as of position {position}"
+    if position is not None and not isinstance(when, int):
+        then += f" ({as_of})"
     if view is None:
         raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}{then}")
     if as_json:
