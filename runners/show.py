@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.tree import Tree
 
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
     from projections.lineage import Lineage, Step
@@ -230,29 +229,46 @@ def show_lineage(out: Console, found: Lineage, packages: bool = False) -> None:
     unit, version, code digest, configuration and duration that made it), then the
     configurations in full and the runs (job hash and text, host, user, command, and the
     package versions with ``packages``, else their count)."""
-    tree = Tree(_step_label(found.root, found))
-    stack: list[tuple[Tree, Step]] = [(tree, found.root)]
+    # Drawn line by line, never wrapped: a long path stays whole on its line (a terminal
+    # folds it), whatever its length.
+    stack: list[tuple[Step, str, str]] = [(found.root, "", "")]  # step, first, then
     while stack:
-        node, step = stack.pop()
-        for cause in step.causes:
-            stack.append((node.add(_step_label(cause, found)), cause))
-    out.print(tree)
+        step, first, then = stack.pop()
+        head, where = _step_label(step, found)
+        out.print(escape(first) + head, highlight=False, soft_wrap=True)
+        if where:
+            out.print(escape(then) + f"[dim]{where}[/dim]", highlight=False, soft_wrap=True)
+        last = len(step.causes) - 1
+        for i, cause in reversed(list(enumerate(step.causes))):
+            more = "    " if i == last else "│   "
+            stack.append((cause, then + ("└── " if i == last else "├── "), then + more))
     out.print(f"{found.steps} events; {len(found.packets)} packets; "
               f"{len(found.configs)} configurations; {len(found.runs)} runs")  # fmt: skip
     for config_hash, c in found.configs.items():
         units = escape(", ".join(c.units))
-        out.print(f"[bold]configuration[/bold] {config_hash} of {units}", highlight=False)
-        out.print(escape(json.dumps(c.config, sort_keys=True)) if c.config is not None
-                  else "(not registered in this ledger)", highlight=False)  # fmt: skip
+        out.print(
+            f"[bold]configuration[/bold] {config_hash} of {units}", highlight=False, soft_wrap=True
+        )
+        values = (
+            "(not registered in this ledger)"
+            if c.config is None
+            else json.dumps(c.config, sort_keys=True)
+        )
+        out.print(escape(values), highlight=False, soft_wrap=True)
     for r in found.runs.values():
         if not r.found:
-            out.print(f"[bold]run[/bold] {r.run}: no RunStarted in this ledger", highlight=False)
+            out.print(
+                f"[bold]run[/bold] {r.run}: no RunStarted in this ledger",
+                highlight=False,
+                soft_wrap=True,
+            )
             continue
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "?"
         out.print(
             f"[bold]run[/bold] {r.run} started {started} UTC by {escape(r.user)} on "
             f"{escape(r.host)}, {r.status or 'not finished'}; job {r.job_hash}",
             highlight=False,
+            soft_wrap=True,
         )
         out.print(escape("  " + " ".join(r.argv)), highlight=False, soft_wrap=True)
         out.print(escape(r.job_text.rstrip()), highlight=False, soft_wrap=True)
@@ -260,16 +276,21 @@ def show_lineage(out: Console, found: Lineage, packages: bool = False) -> None:
             listed = ", ".join(f"{k}=={v}" for k, v in r.packages.items())
             out.print(escape(f"packages: {listed}"), highlight=False, soft_wrap=True)
         else:
-            out.print(f"{len(r.packages)} packages (--packages lists them)", highlight=False)
+            out.print(
+                f"{len(r.packages)} packages (--packages lists them)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
-def _step_label(step: Step, found: Lineage) -> str:
-    """Return a step's two lines: what it is, then where, when and what made it."""
+def _step_label(step: Step, found: Lineage) -> tuple[str, str]:
+    """Return a step's two lines (markup): what it is, then where, when and what made it
+    (empty for a step shown above or missing)."""
     head = f"[bold]{step.type}[/bold] {escape(step.what)}"
     if step.missing:
-        return f"{head} {step.id}"
-    if step.shown_above:
-        return f"{head} [dim](shown above)[/dim]"
+        return f"{head} {step.id}", ""
+    if step.shown_above:  # its id, not its words again
+        return f"[bold]{step.type}[/bold] {step.id[:12]} [dim](shown above)[/dim]", ""
     where = f"{step.id[:12]} at {step.position} {step.time:%Y-%m-%d %H:%M:%S}"
     if step.run:
         where += f" run {step.run[:12]}"
@@ -284,4 +305,4 @@ def _step_label(step: Step, found: Lineage) -> str:
         size = found.packets[digest].size
         kept = "digest only" if size is None else f"{size:,} bytes"
         where += f"; packet {digest[:16]} ({kept}) from {escape(str(step.fields.get('source')))}"
-    return f"{head}\n[dim]{where}[/dim]"
+    return head, where
