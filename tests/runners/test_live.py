@@ -6,7 +6,9 @@ workers per tier sharing the work; and every webhook key is delivered once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger, ResultDerived, ResultFailed, RunFinished
+from projections.readmodel import ReadModel, readmodel_url
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats
 from runners.job import parse_job
@@ -83,8 +86,16 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
         LiveProcesses(str(job_path), pg_url, bus, workers, str(logs), metrics=True) as procs,
     ):
         procs.start_all()
-        sent = asyncio.run(publish_packets(bus, packets_of([str(DATA)])))
-        settle(ledger, bus, job, SHARDS, timeout_s=240, alive=procs.check)
+        with kept_up(pg_url) as model:  # the read model caught up while live appends
+            sent = asyncio.run(publish_packets(bus, packets_of([str(DATA)])))
+            settle(ledger, bus, job, SHARDS, timeout_s=240, alive=procs.check)
+        with model:
+            model.catch_up(ledger)
+            kept = model.digest()
+        with ReadModel(f"sqlite:///{tmp_path}/rebuilt.sqlite") as rebuilt:
+            rebuilt.create()
+            rebuilt.catch_up(ledger)
+            assert rebuilt.digest() == kept  # incremental during live equals rebuilt
         scraped = {role: scrape(procs.metrics_url(role)) for role in procs.roles()}
         codes = procs.stop()
         found = facts(ledger, deliveries=True)
@@ -108,6 +119,31 @@ def test_live_workers_on_nats_leave_the_ledger_a_local_run_leaves(
     }  # fmt: skip
     assert all(n > 0 for n in processed.values()), processed
     assert sum(value(m, "skyledger_alerts_ingested_total") for _, m in scraped.values()) == 140
+
+
+@contextlib.contextmanager
+def kept_up(url: str) -> Iterator[ReadModel]:
+    """Catch a ledger's read model up every 0.2 s on a thread while the block runs (the
+    caller closes the model)."""
+    model = ReadModel(readmodel_url(url))
+    model.create()
+    stop = threading.Event()
+    passes = [0]
+
+    def follow() -> None:
+        with Ledger.open(url) as ledger:
+            while not stop.wait(0.2):
+                model.catch_up(ledger)
+                passes[0] += 1
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield model
+    finally:
+        stop.set()
+        thread.join(60)
+    assert passes[0] > 3  # it did catch up, many times, as the ledger grew
 
 
 def scrape(base: str) -> tuple[str, str]:
