@@ -38,8 +38,6 @@ __all__ = [
     "LiveProcesses",
     "Monitor",
     "TierLag",
-    "alerts_pending",
-    "lags",
     "packets_of",
     "publish_packets",
     "run_live",
@@ -125,12 +123,6 @@ async def publish_packets(
             await client.close()
 
 
-async def alerts_pending(bus: Bus, job: Job, ledger: Ledger, subject: str | None = None) -> int:
-    """Return how many alert messages of the subject T0 has not ingested yet (see
-    :meth:`Monitor.alerts_pending`; a monitor made for one call)."""
-    return await Monitor(ledger, bus, job, bus.shards, subject).alerts_pending()
-
-
 @dataclass(frozen=True)
 class TierLag:
     """How far a tier is: its slowest projector's slowest shard, and the head."""
@@ -143,12 +135,6 @@ class TierLag:
     def lag(self) -> int:
         """Return the head minus the tier's position."""
         return max(0, self.head - self.position)
-
-
-def lags(ledger: Ledger, job: Job, shards: int) -> list[TierLag]:
-    """Return each tier's position and lag behind the ledger's head (see
-    :meth:`Monitor.lags`; a monitor made for one call)."""
-    return Monitor(ledger, Bus("nats://unused", shards=shards), job, shards).lags()
 
 
 class Monitor:
