@@ -359,6 +359,9 @@ class RunStarted(Event):
     user: str
     argv: tuple[str, ...] = ()
     units: tuple[UnitUse, ...] = Field(default=(), description="the units the job names")
+    variant: str | None = Field(
+        default=None, description="the variant a replay recorded its output as (None: a run)"
+    )
 
 
 class RunFinished(Event):

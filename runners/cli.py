@@ -10,7 +10,7 @@ import datetime as dt
 import importlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,13 +18,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from ledger.errors import ConfigError, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
 from runners.show import (
     JOURNAL_LINES,
     show_configs,
+    show_diff,
     show_failures,
     show_lineage,
     show_runs,
@@ -119,6 +130,39 @@ def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
 
+class _Rate(ProgressColumn):
+    """Events (or alerts) per second of a stage, as rich measures it."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(as_json: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """Show a bar per stage (done of total, rate, time taken and left) on a terminal."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        disable=as_json or not console.is_terminal,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield progress
+
+
+def _show(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        _print_json(summary.as_dict())
+    else:
+        show_summary(out, summary)
+
+
 def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: int) -> RunSummary:
     from runners.job import load_job
     from runners.local import LocalRunner
@@ -129,27 +173,10 @@ def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: i
     if missing:
         raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
     file_sources = [FileSource({"paths": sources})] if sources else []
-    with (
-        _open(url) as ledger,
-        Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=True,
-            disable=as_json or not console.is_terminal,
-        ) as bar,
-    ):  # fmt: skip
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with _open(url) as ledger, _progress(as_json) as progress:
         runner = LocalRunner(job, text, ledger, file_sources, progress, workers=workers)
         summary = runner.run()
-    if as_json:
-        _print_json(summary.as_dict())
-    else:
-        show_summary(out, summary)
+    _show(summary, as_json)
     return summary
 
 
@@ -206,6 +233,100 @@ def demo(
     if not as_json:
         console.print("report: skyledger-data/report.html (see the demo job for its path)")
     _strict(summary, strict)
+
+
+def _position(ledger: Ledger, option: str, value: str | None) -> int | None:
+    """Return a --since/--until value as a ledger position (a time maps to the last
+    position appended then)."""
+    if value is None:
+        return None
+    at = _when(option, value)
+    if isinstance(at, int):
+        return at
+    found = ledger.position_at(at)
+    return found + 1 if option == "--since" else found  # since: what came after then
+
+
+@app.command()
+def replay(
+    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
+    variant: Annotated[
+        str, typer.Option(help="the name its output is recorded under, beside other variants")
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="only alerts from this position or time (ISO 8601) on")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="only alerts up to this position or time (ISO 8601)")
+    ] = None,
+    stock: Annotated[
+        list[str] | None, typer.Option("--stock", help="only this stock (repeat for more)")
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("--channel", help="only this channel of the job (repeat for more)"),
+    ] = None,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver", help="deliver the reactions too (default: record them as intents only)"
+        ),
+    ] = False,
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes for the CPU work of the tiers; 1: this one only")
+    ] = 1,
+    strict: StrictOption = False,
+) -> None:
+    """Replay a job over the ledger as a named variant: only what the job changes is
+    computed again; an interrupted replay resumes where it stopped."""
+    from projections.limits import Limits
+    from runners.job import load_job
+    from runners.replay import ReplayRunner, only_channels
+
+    spec, text = load_job(job)
+    if channel:
+        spec = only_channels(spec, channel)
+    with _open(ledger, create=False) as store:
+        try:
+            limits = Limits(_position(store, "--since", since), _position(store, "--until", until),
+                            frozenset(stock) if stock else None)  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(f"--since/--until: {exc}") from None
+        with _progress(as_json) as progress:
+            runner = ReplayRunner(spec, text, store, variant, limits, deliver, progress,
+                                  workers=workers)  # fmt: skip
+            summary = runner.run()
+    _show(summary, as_json)
+    _strict(summary, strict)
+
+
+@app.command("diff")
+def diff_variants(
+    a: Annotated[str, typer.Argument(help="a variant's name, a run id or a job file", metavar="A")],
+    b: Annotated[str, typer.Argument(help="the same, for the other side", metavar="B")],
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    limit: Annotated[
+        int, typer.Option(min=0, help="changes listed per entry (--json lists all)")
+    ] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare two variants: per T2 entry and stock, results added, removed or changed
+    (with numeric deltas and rank moves), and the stocks each channel accepted."""
+    from projections.diff import diff
+    from runners.replay import side_of
+
+    with _open(ledger, create=False) as store:
+        side_a, warn_a = side_of(store, a)
+        side_b, warn_b = side_of(store, b)
+        found = diff(store, side_a, side_b)
+    if as_json:
+        _print_json(found.as_dict() | {"warnings": warn_a + warn_b})
+        return
+    for warning in warn_a + warn_b:
+        console.print(f"warning: {warning}", highlight=False, markup=False)
+    show_diff(out, found, limit)
 
 
 @app.command()
@@ -359,8 +480,11 @@ def stock(
 
 def _as_of(value: str | None) -> int | dt.datetime | None:
     """Return --as-of as a position or an aware time, or refuse it, naming the option."""
-    if value is None:
-        return None
+    return None if value is None else _when("--as-of", value)
+
+
+def _when(option: str, value: str) -> int | dt.datetime:
+    """Return a position or an aware time (UTC if none given), or refuse the value."""
     text = value.strip()
     if text.isdigit():
         return int(text)
@@ -368,7 +492,7 @@ def _as_of(value: str | None) -> int | dt.datetime | None:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(
-            f"--as-of: {value!r} is neither a position nor a time (ISO 8601, for example "
+            f"{option}: {value!r} is neither a position nor a time (ISO 8601, for example "
             "2026-12-01T09:30:00Z)"
         ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)

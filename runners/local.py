@@ -28,6 +28,7 @@ from ledger import (
     UnitUse,
 )
 from projections.decide import Decide
+from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import CatchUp, Projector, catch_up
 from projections.queries import RunFacts, run_facts
@@ -77,6 +78,7 @@ class LocalRunner:
         self.batch_size = batch_size
         self.sleep = sleep
         self.run_id = uuid.uuid4().hex
+        self.variant: str | None = None  # what a replay records its output as
         self.appended = 0  # events this run appended (others' may be appended meanwhile)
 
     def units(self) -> list[Unit]:
@@ -104,6 +106,7 @@ class LocalRunner:
         ledger = self.ledger
         summary = RunSummary(self.run_id, self.job.hash, ledger.url)
         summary.changed_units = self._changed_units()
+        summary.variant = self.variant
         started = self._started()
         self.appended += ledger.append([started]).appended
         status = "failed"
@@ -149,8 +152,7 @@ class LocalRunner:
             zip(self.job.t3, tiers.react, tiers.deliver, strict=True)
         ):
             intended = self._catch_up(f"T3 {spec.unit}", react, decide, augment)
-            self._catch_up(f"T3 {spec.unit} delivery", deliver)
-            self.appended += deliver.appended
+            self._deliver(f"T3 {spec.unit} delivery", deliver)
             counts = dict(react.counts) | {
                 "intended": intended.stored,
                 "intended_before": intended.produced - intended.stored,
@@ -163,13 +165,22 @@ class LocalRunner:
                 for stock, target, error in deliver.failures
             ]  # fmt: skip
 
+    def _deliver(self, stage: str, deliver: Deliver) -> None:
+        """Deliver what a reactor intended (a replay does only if asked to)."""
+        self._catch_up(stage, deliver)
+        self.appended += deliver.appended
+
+    def _limited(self, projector: Projector) -> Projector:
+        """Return the projector as this run drives it (a replay may limit it)."""
+        return projector
+
     def _catch_up(self, stage: str, projector: Projector, *upstream: Projector) -> CatchUp:
         """Catch one projector up, with a progress bar, after its upstream projectors
         (they record each position as the input they consumed, so their own output and
         what later tiers appended lie beyond it until they pass over it again)."""
         for before in upstream:
             self._drive(before)
-        start = self.ledger.tracked(projector.name)
+        start = self.ledger.tracked(self._limited(projector).name)
         self.progress(stage, 0, None)
 
         def tick(at: int, bound: int) -> None:
@@ -181,7 +192,7 @@ class LocalRunner:
         self, projector: Projector, progress: Callable[[int, int], None] | None = None
     ) -> CatchUp:
         """Catch a projector up, counting what it appended."""
-        done = catch_up(self.ledger, projector, progress=progress)
+        done = catch_up(self.ledger, self._limited(projector), progress=progress)
         self.appended += done.stored
         return done
 
@@ -238,7 +249,7 @@ class LocalRunner:
         return unit_uses(self.job_units)
 
     def _started(self) -> RunStarted:
-        return run_started(self.job, self.job_text, self.job_units, self.run_id)
+        return run_started(self.job, self.job_text, self.job_units, self.run_id, self.variant)
 
     def _read_model(self) -> RunFacts:
         """Bring the read model (in the ledger's database) up to date with the ledger, and

@@ -4,7 +4,7 @@ configurations and units. (``--json`` prints the same data as JSON instead.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
+    from projections.diff import Change, Diff
     from projections.lineage import Lineage, Step
     from projections.queries import ConfigRow, ResultRow, RunView, StockView
     from runners.summary import RunSummary
@@ -34,12 +35,21 @@ JOURNAL_LINES = 40
 """Journal lines shown without ``--journal N`` or ``--full``."""
 
 
-def show_summary(out: Console, summary: RunSummary) -> None:
-    """Print a run's summary as a table (the facts first, then the tiers' work)."""
-    table = Table(title=f"run {summary.run_id[:12]} (job {summary.job_hash[:12]})")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    row = table.add_row
+def _replayed(row: Callable[..., None], replay: dict[str, Any]) -> None:
+    """Add a replay's limits and what its decisions went over to a summary table."""
+    limits = replay["limits"]
+    bounds = [f"{k} {limits[k]}" for k in ("since", "until") if limits[k] is not None]
+    if limits["stocks"] is not None:
+        bounds.append(f"{len(limits['stocks'])} stocks")
+    row("replayed over", escape(", ".join(bounds) or "the whole ledger"))
+    row("  channels", escape(", ".join(replay["channels"])))
+    row("  alerts the decisions went over (0: filters unchanged)",
+        str(replay["alerts_gone_over"]))  # fmt: skip
+    row("  reactions", "delivered" if replay["deliver"] else "recorded, not delivered")
+
+
+def _ingested(row: Callable[..., None], summary: RunSummary) -> None:
+    """Add what a run's ingest read and what the ledger gained of it to a summary table."""
     alerts, bad = summary.alerts, summary.unreadable
     row("alerts read", str(alerts["read"]))
     if alerts["new"] is not None:
@@ -64,6 +74,19 @@ def show_summary(out: Console, summary: RunSummary) -> None:
         if counts["new_bodies"]:
             row(f"  new bodies of {kind}s the stock had", str(counts["new_bodies"]))
     row("stocks", str(summary.stocks))
+
+
+def show_summary(out: Console, summary: RunSummary) -> None:
+    """Print a run's summary as a table (the facts first, then the tiers' work)."""
+    what = "run" if summary.variant is None else f"replay as variant {summary.variant}:"
+    table = Table(title=f"{what} {summary.run_id[:12]} (job {summary.job_hash[:12]})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    row = table.add_row
+    if summary.replay is not None:
+        _replayed(row, summary.replay)
+    else:
+        _ingested(row, summary)
     for channel, made in sorted(summary.decisions.items()):
         row(f"accepted by {channel}", str(made["accepted"]))
         for code, rejected in made["rejected"].items():
@@ -306,3 +329,69 @@ def _step_label(step: Step, found: Lineage) -> tuple[str, str]:
         kept = "digest only" if size is None else f"{size:,} bytes"
         where += f"; packet {digest[:16]} ({kept}) from {escape(str(step.fields.get('source')))}"
     return head, where
+
+
+def show_diff(out: Console, found: Diff, limit: int) -> None:
+    """Print what differs between two variants: counts per entry and channel, then the
+    largest changes of each entry."""
+    a, b = escape(found.a), escape(found.b)
+    table = Table(title=f"{a} -> {b}: {found.stocks} stocks followed by either")
+    for column in ("entry / channel", "added", "removed", "changed", "same"):
+        table.add_column(column, justify="left" if column.startswith("entry") else "right")
+    for entry, n in found.entries.items():
+        table.add_row(escape(entry), *(str(n[k]) for k in ("added", "removed", "changed", "same")))
+    for channel, moved in found.channels.items():
+        table.add_row(f"channel {escape(channel)}: stocks accepted",
+                      str(len(moved["only_b"])), str(len(moved["only_a"])), "", "")  # fmt: skip
+    out.print(table)
+    if found.same:
+        out.print("no differences", highlight=False)
+        return
+    by_entry: dict[str, list[Change]] = {}
+    for change in found.changes:
+        by_entry.setdefault(change.entry, []).append(change)
+    for entry, changes in by_entry.items():
+        changes.sort(key=_weight, reverse=True)
+        out.print(f"{escape(entry)}: {len(changes)} stocks differ", highlight=False)
+        for change in changes[:limit]:
+            out.print(f"  {_change_line(change)}", highlight=False, markup=False)
+        if len(changes) > limit:
+            out.print(f"  and {len(changes) - limit} more (--limit, --json)", highlight=False)
+    for channel, moved in found.channels.items():
+        for side, stocks in ((found.a, moved["only_a"]), (found.b, moved["only_b"])):
+            if stocks:
+                shown = ", ".join(stocks[:limit]) + (" ..." if len(stocks) > limit else "")
+                out.print(f"channel {channel}: only {side} accepted {shown}",
+                          highlight=False, markup=False)  # fmt: skip
+
+
+def _weight(change: Change) -> float:
+    """Return how much a change weighs: its largest numeric delta (added, removed: most)."""
+    if change.kind != "changed":
+        return float("inf")
+    return max((abs(v.get("delta", 0.0)) for v in change.values.values()), default=0.0)
+
+
+def _change_line(change: Change) -> str:
+    """Return one change on a line: the stock, then each value from a to b."""
+    if change.kind != "changed":
+        return f"{change.stock}: {change.kind}"
+    parts = []
+    for key, v in change.values.items():
+        if isinstance(v["a"], list | dict) or isinstance(v["b"], list | dict):
+            parts.append(f"{key} changed")
+            continue
+        text = f"{key} {_short(v['a'])} -> {_short(v['b'])}"
+        if "delta" in v:
+            text += f" ({v['delta']:+.4g})"
+        if "rank" in v:
+            text += f", rank {v['rank'][0]} -> {v['rank'][1]}"
+        parts.append(text)
+    return f"{change.stock}: " + "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 24 else text[:21] + "..."

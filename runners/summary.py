@@ -50,6 +50,8 @@ class RunSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     changed_units: list[dict[str, str]] = field(default_factory=list)
     appended: int = 0
+    variant: str | None = None  # a replay's: what it recorded its output as
+    replay: dict[str, Any] | None = None  # a replay's limits, alerts gone over, delivery
 
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as plain JSON-compatible data."""

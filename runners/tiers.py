@@ -188,13 +188,15 @@ def unit_uses(units: JobUnits) -> list[UnitUse]:
     return uses
 
 
-def run_started(job: Job, job_text: str, units: JobUnits, run_id: str) -> RunStarted:
-    """Return the record of a run (or a live worker) starting: the job, its units, where
-    and by whom, with which packages."""
+def run_started(
+    job: Job, job_text: str, units: JobUnits, run_id: str, variant: str | None = None
+) -> RunStarted:
+    """Return the record of a run (or a live worker, or a replay as ``variant``)
+    starting: the job, its units, where and by whom, with which packages."""
     return RunStarted(
         stream=f"run:{run_id}", run=run_id, job_hash=job.hash, job_text=job_text,
         packages=package_versions(), host=socket.gethostname(), user=_user(),
-        argv=tuple(sys.argv), run_id=run_id, units=tuple(unit_uses(units)),
+        argv=tuple(sys.argv), run_id=run_id, units=tuple(unit_uses(units)), variant=variant,
     )  # fmt: skip
 
 

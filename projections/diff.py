@@ -1,0 +1,210 @@
+"""Compare two variants: per T2 entry and stock, what one has that the other has not.
+
+A side is a job's channels, combiner and T2 entries (:class:`Side`). For each stock a
+channel of either side follows, each side's answer is the results its entries hold at
+the stock's latest state that side made and follows: the same results T3 would see
+(``projections.t2.plan`` gives their ids; nothing is computed here). Entries are matched
+by name. A result only one side has is added or removed; one whose body differs is
+changed, with the difference of each numeric value (nested values by dotted key), the
+values of other keys (classes, flags), and how the stock's rank by each numeric value
+moved among the stocks both sides scored. Channels are compared by the stocks they
+accepted. Entries bound to single datapoints (a result per datapoint) are left out: they
+do not change with the state.
+
+The ledger is read once for the decisions and once per batch of stocks, so memory
+grows with the number of stocks, not of events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import DatapointAdded, Event, FilterDecided, Ledger, ResultDerived, StateCombined
+from projections.stocks import Channels, StockLog, as_datapoints
+from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
+
+__all__ = ["Change", "Diff", "Side", "diff", "flatten"]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One variant as the diff sees it: a label, its channels (by name: their keys),
+    its combiner's identity and its T2 entries."""
+
+    label: str
+    channels: Mapping[str, Channels]
+    combiner: Mapping[str, str]
+    entries: Sequence[T2Entry]
+
+    @property
+    def all_channels(self) -> Channels:
+        """Return every channel of the side together."""
+        return Channels(frozenset(k for c in self.channels.values() for k in c.keys))
+
+
+@dataclass
+class Change:
+    """One entry's result of one stock that differs between the sides."""
+
+    entry: str
+    stock: str
+    kind: str  # added | removed | changed
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> a, b, delta
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the change as JSON-compatible data."""
+        return {"entry": self.entry, "stock": self.stock, "kind": self.kind,
+                "values": self.values}  # fmt: skip
+
+
+@dataclass
+class Diff:
+    """What differs between two sides, with counts per entry and per channel."""
+
+    a: str
+    b: str
+    stocks: int = 0
+    entries: dict[str, dict[str, int]] = field(default_factory=dict)
+    channels: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the diff as JSON-compatible data."""
+        return {
+            "a": self.a, "b": self.b, "stocks": self.stocks, "entries": self.entries,
+            "channels": self.channels, "changes": [c.as_dict() for c in self.changes],
+        }  # fmt: skip
+
+    @property
+    def same(self) -> bool:
+        """Return True if nothing differs."""
+        moved = any(v["only_a"] or v["only_b"] for v in self.channels.values())
+        return not self.changes and not moved
+
+
+Bodies = dict[str, dict[str, dict[str, Any]]]
+"""entry -> stock -> result body."""
+
+
+def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:
+    """Return what differs between two sides' results and channels (module doc)."""
+    accepted: dict[str, dict[str, set[str]]] = {s.label: defaultdict(set) for s in (a, b)}
+    stocks: dict[str, None] = {}
+    for event in ledger.read(types=[FilterDecided]):
+        if not isinstance(event, FilterDecided) or not event.accepted:
+            continue
+        for side in (a, b):
+            for name, channels in side.channels.items():
+                if channels.owns(event):
+                    accepted[side.label][name].add(event.stream)
+                    stocks.setdefault(event.stream)
+    found = Diff(a.label, b.label, stocks=len(stocks))
+    for name in sorted(set(a.channels) | set(b.channels)):
+        in_a, in_b = accepted[a.label][name], accepted[b.label][name]
+        found.channels[name] = {"only_a": sorted(in_a - in_b), "only_b": sorted(in_b - in_a)}
+    bodies_a: Bodies = defaultdict(dict)
+    bodies_b: Bodies = defaultdict(dict)
+    for side, bodies in ((a, bodies_a), (b, bodies_b)):
+        for stock, entry, body in _results(ledger, side, list(stocks), batch):
+            bodies[entry][stock] = body
+    for entry in sorted(set(bodies_a) | set(bodies_b)):
+        found.changes += _compare(entry, bodies_a.get(entry, {}), bodies_b.get(entry, {}))
+        counts = {"added": 0, "removed": 0, "changed": 0}
+        for change in found.changes:
+            if change.entry == entry:
+                counts[change.kind] += 1
+        both = set(bodies_a.get(entry, {})) & set(bodies_b.get(entry, {}))
+        counts["same"] = len(both) - counts["changed"]
+        found.entries[entry] = counts
+    return found
+
+
+def _results(
+    ledger: Ledger, side: Side, stocks: list[str], batch: int
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield (stock, entry, body) of each result a side holds at each stock's latest
+    state it made and follows."""
+    channels = side.all_channels
+    for start in range(0, len(stocks), batch):
+        wanted: dict[str, tuple[str, str]] = {}  # event id -> (stock, entry)
+        chunk = stocks[start : start + batch]
+        types: list[type[Event]] = [DatapointAdded, FilterDecided, StateCombined]
+        for stock, events in ledger.stream_events(chunk, types, batch=batch):
+            log = StockLog.of(stock, events)
+            latest = None
+            for e in events:
+                if (
+                    isinstance(e, StateCombined)
+                    and made_by(e, side.combiner)
+                    and log.follows(e.alert, state_at(e), channels)
+                ):
+                    latest = e
+            if latest is None:
+                continue
+            points, source = as_datapoints(log.by_event(set(latest.causation)))
+            groups = log.groups(state_at(latest), channels)
+            for p in plan(side.entries, latest, groups, points, source):
+                if p.entry.unit.binds != "datapoint":  # per stock, not per datapoint
+                    wanted[derived_event_id(p.rid)] = (stock, p.entry.name)
+        for event_id, event in ledger.get_many(wanted).items():
+            if isinstance(event, ResultDerived):
+                stock, entry = wanted[event_id]
+                yield stock, entry, flatten(event.body)
+
+
+def flatten(body: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return a result's values with nested objects spelt out: ``{"a": {"b": 1}}`` gives
+    ``{"a.b": 1}`` (lists stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, Mapping) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _ranks(bodies: Mapping[str, dict[str, Any]], key: str) -> dict[str, int]:
+    """Return each stock's rank (1: highest) by a numeric value of its result."""
+    scored = [(v, s) for s, b in bodies.items() if (v := _number(b.get(key))) is not None]
+    return {s: i for i, (_, s) in enumerate(sorted(scored, key=lambda t: (-t[0], t[1])), 1)}
+
+
+def _compare(
+    entry: str, a: Mapping[str, dict[str, Any]], b: Mapping[str, dict[str, Any]]
+) -> list[Change]:
+    """Return the changes of one entry's results, stock by stock."""
+    changes = [Change(entry, s, "removed") for s in sorted(set(a) - set(b))]
+    changes += [Change(entry, s, "added") for s in sorted(set(b) - set(a))]
+    both = sorted(set(a) & set(b))
+    keys = sorted({k for s in both for k in (*a[s], *b[s])})
+    ranks = {
+        k: (_ranks({s: a[s] for s in both}, k), _ranks({s: b[s] for s in both}, k)) for k in keys
+    }
+    for stock in both:
+        values: dict[str, dict[str, Any]] = {}
+        for key in keys:
+            va, vb = a[stock].get(key), b[stock].get(key)
+            if va == vb:
+                continue
+            one: dict[str, Any] = {"a": va, "b": vb}
+            na, nb = _number(va), _number(vb)
+            if na is not None and nb is not None:
+                one["delta"] = nb - na
+                ra, rb = ranks[key][0].get(stock), ranks[key][1].get(stock)
+                if ra != rb:
+                    one["rank"] = [ra, rb]
+            values[key] = one
+        if values:
+            changes.append(Change(entry, stock, "changed", values))
+    return changes

@@ -1,0 +1,196 @@
+"""Replay: a job's tiers over what the ledger holds, recorded as a named variant.
+
+    skyledger replay JOB.yaml --variant v2 [--since P|T] [--until P|T] [--stock ID]...
+                                           [--channel NAME]... [--deliver]
+
+A replay is a local run without sources: the channels' filters decide on every alert
+the ledger ever received (rejected ones included; packets the run did not read are
+decoded again from their stored bytes), then T1, T2 and T3 catch up as in a run. Each
+projector's position is named after its units and those upstream of it, so only what
+the job changes is computed: a filter, combiner or T2 entry whose name, version, code
+digest and configuration are unchanged finds its work done (its position at the head,
+its results in the ledger by id). What a replay appends sits beside what other variants
+appended, never in their place: states and results are identified by the units that
+made them.
+
+Reactions are recorded as intents; they are delivered only with ``deliver`` (and an
+intent already delivered, under the same idempotency key, is never delivered again).
+A replay that stops half-way resumes from its positions when run again. With limits,
+the projectors go over the alerts within them only, under positions of their own
+(``projections.limits``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ledger import ConfigError, Ledger, RunStarted
+from projections.decide import Decide
+from projections.diff import Side
+from projections.identity import provenance, unit_identity
+from projections.limits import Limits
+from projections.outbox import Deliver
+from projections.pool import Workers
+from projections.projector import Projector
+from projections.stocks import Channels
+from projections.t0 import Verdicts
+from runners.job import Job, load_job, parse_job
+from runners.local import LocalRunner, Progress
+from runners.summary import RunSummary
+from runners.tiers import JobUnits, unit_uses
+
+__all__ = ["ReplayRunner", "only_channels", "side_of"]
+
+_VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def only_channels(job: Job, names: Sequence[str]) -> Job:
+    """Return the job with only the channels named (reactors keep the channels they
+    select among them; a reactor that selects none of them is left out)."""
+    known = [c.name for c in job.channels]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        msg = f"--channel {', '.join(unknown)}: not a channel of the job ({', '.join(known)})"
+        raise ConfigError(msg)
+    data = job.model_dump(mode="json")
+    data["channels"] = [c for c in data["channels"] if c["name"] in names]
+    kept = []
+    for t3 in data["t3"]:
+        selected = t3["select"]["channels"]
+        if selected is not None:
+            selected = [c for c in selected if c in names]
+            if not selected:
+                continue
+            t3["select"]["channels"] = selected
+        kept.append(t3)
+    data["t3"] = kept
+    return Job.model_validate(data)
+
+
+class ReplayRunner(LocalRunner):
+    """Runs a job's tiers over the ledger as a variant (see the module docstring)."""
+
+    def __init__(
+        self,
+        job: Job,
+        job_text: str,
+        ledger: Ledger,
+        variant: str,
+        limits: Limits | None = None,
+        deliver: bool = False,
+        progress: Progress | None = None,
+        read_model: bool = True,
+        workers: int = 1,
+        batch_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(job, job_text, ledger, (), progress, read_model, workers, batch_size,
+                         sleep)  # fmt: skip
+        self.variant = variant
+        self.limits = limits or Limits()
+        self.deliver = deliver
+
+    def check(self) -> None:
+        """Refuse a bad variant name, one that names another job already, and a job whose
+        shapers differ from those that made the ledger's datapoints."""
+        variant = self.variant or ""
+        if not _VARIANT.match(variant):
+            msg = f"--variant {variant!r}: 1 to 64 letters, digits, '_', '.' or '-'"
+            raise ConfigError(msg)
+        shapers: dict[str, set[tuple[str, ...]]] = {}
+        for event in self.ledger.read(types=[RunStarted]):
+            if not isinstance(event, RunStarted):
+                continue
+            if event.variant == self.variant and event.job_hash != self.job.hash:
+                msg = (
+                    f"--variant {self.variant}: already the name of another job (hash "
+                    f"{event.job_hash[:12]}, run {event.run[:12]}); give this one another name"
+                )
+                raise ConfigError(msg)
+            for use in event.units:
+                if use.role.startswith("shaper:"):
+                    p = use.provenance
+                    identity = (p.unit, p.unit_version, p.unit_digest, p.config)
+                    shapers.setdefault(use.role.removeprefix("shaper:"), set()).add(identity)
+        for survey, shaper in sorted(self.shapers.items()):
+            p = provenance(shaper)
+            made = shapers.get(survey)
+            if made and (p.unit, p.unit_version, p.unit_digest, p.config) not in made:
+                msg = (
+                    f"shapers.{survey}: {p.unit} {p.unit_version} (configuration "
+                    f"{p.config[:12]}) is not the shaper that made the ledger's {survey} "
+                    "datapoints; replaying a new shaper over the stored packets is not built "
+                    "yet: run the job over the alert files instead (skyledger run)"
+                )
+                raise ConfigError(msg)
+
+    def _limited(self, projector: Projector) -> Projector:
+        return self.limits.apply(projector)
+
+    def _deliver(self, stage: str, deliver: Deliver) -> None:
+        if self.deliver:
+            super()._deliver(stage, deliver)
+
+    def _t0(
+        self,
+        summary: RunSummary,
+        decide: Decide,
+        verdicts: Verdicts,
+        pool: Workers | None,
+        cause: tuple[str, ...],
+    ) -> None:
+        """No ingest: the decisions go over the alerts the ledger holds."""
+        done = self._catch_up("T0 decisions", decide)
+        summary.replay = {
+            "limits": self.limits.as_dict(),
+            "channels": [c.name for c in self.job.channels],
+            "alerts_gone_over": done.read,  # by the decisions (0: their filters unchanged)
+            "deliver": self.deliver,
+        }
+        names = [c.name for c in decide.channels]
+        summary.decided(names, [c.filter for c in decide.channels], decide.stats)
+
+
+def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
+    """Return one side of a diff: a job file, a variant's name (its latest replay) or a
+    run's id (or the start of one); and warnings, for the units whose code now differs
+    from what that variant or run recorded (their results there are not found)."""
+    recorded: RunStarted | None = None
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        job, _ = load_job(spec)
+    else:
+        runs = [e for e in ledger.read(types=[RunStarted]) if isinstance(e, RunStarted)]
+        named = [e for e in runs if e.variant == spec]
+        if not named and len(spec) >= 6:
+            named = [e for e in runs if e.run.startswith(spec)]
+        if not named:
+            variants = sorted({e.variant for e in runs if e.variant is not None})
+            msg = (
+                f"{spec!r}: no such variant, run or job file (variants: "
+                f"{', '.join(variants) or 'none yet'})"
+            )
+            raise ConfigError(msg)
+        recorded = named[-1]
+        job = parse_job(recorded.job_text, f"{spec} (the job it recorded)")
+    units = JobUnits(job)
+    side = Side(
+        label=spec,
+        channels={c.name: Channels(frozenset({c.key})) for c in units.channels},
+        combiner=unit_identity(units.combiner),
+        entries=units.entries,
+    )
+    warnings = []
+    if recorded is not None:
+        now = {u.role: u.provenance for u in unit_uses(units)}
+        for use in recorded.units:
+            p, q = use.provenance, now.get(use.role)
+            if q is not None and (p.unit_version, p.unit_digest) != (q.unit_version, q.unit_digest):
+                warnings.append(
+                    f"{spec}: {use.role} ({p.unit}) is now version {q.unit_version}, code "
+                    f"{q.unit_digest[:12]}; the {spec} run recorded {p.unit_version}, "
+                    f"{p.unit_digest[:12]}: its results there are not found"
+                )
+    return side, warnings
