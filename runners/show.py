@@ -87,7 +87,8 @@ def show_summary(out: Console, summary: RunSummary) -> None:
         _replayed(row, summary.replay)
     else:
         _ingested(row, summary)
-    for channel, made in sorted(summary.decisions.items()):
+    decided = summary.replay is None or summary.replay["alerts_gone_over"]
+    for channel, made in sorted(summary.decisions.items()) if decided else ():
         row(f"accepted by {channel}", str(made["accepted"]))
         for code, rejected in made["rejected"].items():
             row(f"rejected by {channel}: {code}, {escape(rejected['reason'])}",
@@ -354,7 +355,8 @@ def show_diff(out: Console, found: Diff, limit: int) -> None:
         changes.sort(key=_weight, reverse=True)
         out.print(f"{escape(entry)}: {len(changes)} stocks differ", highlight=False)
         for change in changes[:limit]:
-            out.print(f"  {_change_line(change)}", highlight=False, markup=False)
+            for line in _change_lines(change):
+                out.print(line, highlight=False, markup=False, overflow="ignore", crop=False)
         if len(changes) > limit:
             out.print(f"  and {len(changes) - limit} more (--limit, --json)", highlight=False)
     for channel, moved in found.channels.items():
@@ -372,22 +374,22 @@ def _weight(change: Change) -> float:
     return max((abs(v.get("delta", 0.0)) for v in change.values.values()), default=0.0)
 
 
-def _change_line(change: Change) -> str:
-    """Return one change on a line: the stock, then each value from a to b."""
+def _change_lines(change: Change) -> list[str]:
+    """Return one change: the stock and what happened, then each value from a to b."""
     if change.kind != "changed":
-        return f"{change.stock}: {change.kind}"
-    parts = []
+        return [f"  {change.stock}: {change.kind}"]
+    lines = [f"  {change.stock}:"]
     for key, v in change.values.items():
         if isinstance(v["a"], list | dict) or isinstance(v["b"], list | dict):
-            parts.append(f"{key} changed")
+            lines.append(f"    {key} changed")
             continue
-        text = f"{key} {_short(v['a'])} -> {_short(v['b'])}"
+        text = f"    {key} {_short(v['a'])} -> {_short(v['b'])}"
         if "delta" in v:
             text += f" ({v['delta']:+.4g})"
         if "rank" in v:
             text += f", rank {v['rank'][0]} -> {v['rank'][1]}"
-        parts.append(text)
-    return f"{change.stock}: " + "; ".join(parts)
+        lines.append(text)
+    return lines
 
 
 def _short(value: Any) -> str:
