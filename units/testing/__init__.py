@@ -1,10 +1,17 @@
 """A test kit for unit authors: run a unit as the pipeline would, without a ledger.
 
-    from units.testing import datapoints_from, run_unit, assert_deterministic
+    from units.testing import check_determinism, datapoints_from, run_unit
 
     points = datapoints_from("examples/data/ztf/ZTF21abiuvdk")
     result = run_unit(MyT2Unit(), points)          # what the ledger would store
-    assert_deterministic(MyT2Unit(), points)       # same inputs, same bytes, any order
+    check_determinism(MyT2Unit())                  # generated ZTF, LSST and ELAsTiCC
+                                                   # stocks: same bytes twice, in another
+                                                   # process, in any order
+
+``check_determinism`` (``units.testing.determinism``) runs a unit on the hypothesis
+strategies of ``units.testing.strategies`` (alert packets, datapoints, states and light
+curves of each survey) and reports the smallest input that gives other bytes;
+``assert_deterministic`` checks one given set of datapoints.
 
 ``run_unit`` gives the unit the view the T2 projector gives it (datapoints received
 several times keep the projector's body, the subject follows ``binds``) and returns the
@@ -29,7 +36,13 @@ from units.registry import load_unit
 from units.sources import iter_packets
 from units.views import LightCurve, State, T2View, latest_bodies
 
-__all__ = ["assert_deterministic", "datapoints_from", "run_unit", "view_for"]
+__all__ = [
+    "assert_deterministic",
+    "check_determinism",
+    "datapoints_from",
+    "run_unit",
+    "view_for",
+]
 
 _SHAPERS = {"ztf": "ZtfShaper", "lsst": "LsstShaper", "elasticc": "ElasticcShaper"}
 
@@ -106,3 +119,6 @@ def assert_deterministic(
                 f"{got[:200]!r}, expected {expected[:200]!r}"
             )
             raise AssertionError(msg)
+
+
+from units.testing.determinism import check_determinism  # noqa: E402  (it uses run_unit)
