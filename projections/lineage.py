@@ -109,6 +109,7 @@ class RunUsed(BaseModel):
     packages: dict[str, str] = Field(default_factory=dict)
     status: str | None = Field(default=None, description="how it finished (None: not yet)")
     found: bool = Field(default=True, description="False: its RunStarted is not in the ledger")
+    variant: str | None = Field(default=None, description="a replay's variant (None: a run)")
 
 
 class PacketKept(BaseModel):
@@ -310,7 +311,7 @@ def _runs(ledger: Ledger, events: Iterable[Event]) -> dict[str, RunUsed]:
             used[e.run] = RunUsed(
                 run=e.run, started=e.time, job_hash=e.job_hash, job_text=e.job_text,
                 host=e.host, user=e.user, argv=list(e.argv), packages=dict(e.packages),
-                status=used[e.run].status,
+                status=used[e.run].status, variant=e.variant,
             )  # fmt: skip
     for e in found.values():
         if isinstance(e, RunFinished):

@@ -288,8 +288,9 @@ def show_lineage(out: Console, found: Lineage, packages: bool = False) -> None:
             )
             continue
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "?"
+        what = "run" if r.variant is None else f"replay as variant {escape(r.variant)}:"
         out.print(
-            f"[bold]run[/bold] {r.run} started {started} UTC by {escape(r.user)} on "
+            f"[bold]{what}[/bold] {r.run} started {started} UTC by {escape(r.user)} on "
             f"{escape(r.host)}, {r.status or 'not finished'}; job {r.job_hash}",
             highlight=False,
             soft_wrap=True,

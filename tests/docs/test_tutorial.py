@@ -101,7 +101,7 @@ def test_the_tutorials_own_tests_pass(work: Path, site: Path) -> None:
         site=site,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^5 passed", done.stdout, re.M), done.stdout
+    assert re.search(r"^7 passed", done.stdout, re.M), done.stdout
 
 
 def test_skyledger_lists_the_installed_units(work: Path, site: Path) -> None:
