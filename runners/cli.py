@@ -318,14 +318,14 @@ def diff_variants(
     from runners.replay import side_of
 
     with _open(ledger, create=False) as store:
-        side_a, warn_a = side_of(store, a)
-        side_b, warn_b = side_of(store, b)
+        side_a, notes_a = side_of(store, a)
+        side_b, notes_b = side_of(store, b)
         found = diff(store, side_a, side_b)
     if as_json:
-        _print_json(found.as_dict() | {"warnings": warn_a + warn_b})
+        _print_json(found.as_dict() | {"notes": notes_a + notes_b})
         return
-    for warning in warn_a + warn_b:
-        console.print(f"warning: {warning}", highlight=False, markup=False)
+    for note in notes_a + notes_b:
+        console.print(f"note: {note}", highlight=False, markup=False)
     show_diff(out, found, limit)
 
 

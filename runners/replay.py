@@ -25,9 +25,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
-from ledger import ConfigError, Ledger, RunStarted
+from ledger import ConfigError, Ledger, Provenance, RunStarted
 from projections.decide import Decide
 from projections.diff import Side
 from projections.identity import provenance, unit_identity
@@ -41,8 +43,11 @@ from runners.job import Job, load_job, parse_job
 from runners.local import LocalRunner, Progress
 from runners.summary import RunSummary
 from runners.tiers import JobUnits, unit_uses
+from units import Unit
 
-__all__ = ["ReplayRunner", "only_channels", "side_of"]
+__all__ = ["ReplayRunner", "as_recorded", "only_channels", "side_of"]
+
+U = TypeVar("U", bound=Unit | None)
 
 _VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -155,9 +160,10 @@ class ReplayRunner(LocalRunner):
 
 
 def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
-    """Return one side of a diff: a job file, a variant's name (its latest replay) or a
-    run's id (or the start of one); and warnings, for the units whose code now differs
-    from what that variant or run recorded (their results there are not found)."""
+    """Return one side of a diff: a job file (its units as installed), a variant's name
+    (its latest replay) or a run's id (or the start of one), with the units as that run
+    recorded them (version and code digest); and notes, for the units recorded otherwise
+    than they are installed."""
     recorded: RunStarted | None = None
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
         job, _ = load_job(spec)
@@ -176,21 +182,39 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
         recorded = named[-1]
         job = parse_job(recorded.job_text, f"{spec} (the job it recorded)")
     units = JobUnits(job)
-    side = Side(
-        label=spec,
-        channels={c.name: Channels(frozenset({c.key})) for c in units.channels},
-        combiner=unit_identity(units.combiner),
-        entries=units.entries,
-    )
-    warnings = []
-    if recorded is not None:
-        now = {u.role: u.provenance for u in unit_uses(units)}
-        for use in recorded.units:
-            p, q = use.provenance, now.get(use.role)
-            if q is not None and (p.unit_version, p.unit_digest) != (q.unit_version, q.unit_digest):
-                warnings.append(
-                    f"{spec}: {use.role} ({p.unit}) is now version {q.unit_version}, code "
-                    f"{q.unit_digest[:12]}; the {spec} run recorded {p.unit_version}, "
-                    f"{p.unit_digest[:12]}: its results there are not found"
-                )
-    return side, warnings
+    notes: list[str] = []
+    ran = {u.role: u.provenance for u in recorded.units} if recorded is not None else {}
+    now = {u.role: u.provenance for u in unit_uses(units)}
+    for role, p in sorted(ran.items()):
+        q = now.get(role)
+        if q is not None and (p.unit_version, p.unit_digest) != (q.unit_version, q.unit_digest):
+            notes.append(
+                f"{spec}: {role} ({p.unit}) ran as version {p.unit_version}, code "
+                f"{p.unit_digest[:12]}; compared as it ran (installed: version "
+                f"{q.unit_version}, code {q.unit_digest[:12]})"
+            )
+    channels = {}
+    for c in units.channels:
+        as_ran = replace(c, filter=as_recorded(c.filter, ran.get(f"filter:{c.name}")))
+        channels[c.name] = Channels(frozenset({as_ran.key}))
+    entries = [replace(e, unit=as_recorded(e.unit, ran.get(f"t2:{e.name}")))
+               for e in units.entries]  # fmt: skip
+    combiner = unit_identity(as_recorded(units.combiner, ran.get("combiner")))
+    side = Side(label=spec, channels=channels, combiner=combiner, entries=entries)
+    return side, notes
+
+
+def as_recorded(unit: U, ran: Provenance | None) -> U:
+    """Return the unit as a run recorded it: its class and configuration under the
+    version and code digest that run recorded, so that the ids of that run's results
+    are found (it is never run). Without a record, or the same, the unit itself."""
+    if unit is None or ran is None:
+        return unit
+    if (unit.version, unit.digest()) == (ran.unit_version, ran.unit_digest):
+        return unit
+    cls = type(unit)
+    digest = ran.unit_digest
+    attributes = {"name": cls.name, "version": ran.unit_version, "__module__": cls.__module__,
+                  "digest": classmethod(lambda _: digest)}  # fmt: skip
+    made: U = type(cls.__name__, (cls,), attributes)(unit.config)
+    return made

@@ -27,10 +27,12 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
+from projections.diff import diff
 from projections.limits import Limits
 from runners.job import parse_job
 from runners.local import LocalRunner
 from runners.replay import ReplayRunner, side_of
+from units import T2View
 from units.sources import FileSource
 
 NIGHT = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf" / "night"
@@ -275,3 +277,62 @@ def test_a_variant_name_names_one_job_and_diff_names_what_is_missing(
     bad = cli("replay", str(path), "--variant", "v4", "--since", "soon", "--ledger", url)
     assert bad.returncode == 2
     assert "--since: 'soon' is neither a position nor a time" in bad.stderr
+
+
+VERSIONED = """
+name: versioned
+channels:
+  - name: ALL
+combiner: {unit: AllPoints}
+t2:
+  - unit: CountPoints
+  - unit: TotalFromCounts
+  - unit: BandPoints
+"""
+
+
+def test_a_new_unit_version_recomputes_exactly_its_results_and_those_that_depend_on_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.runners.pipeline_units import CountPoints
+
+    def counted_twice(self: CountPoints, view: T2View) -> dict[str, int]:
+        assert view.lightcurve is not None
+        return {b: 2 * len(view.lightcurve.band(b)[0]) for b in view.lightcurve.bands()}
+
+    path = _write(tmp_path, VERSIONED)
+    with Ledger.open(LedgerSettings.load(ledger=str(tmp_path / "l.db"))) as ledger:
+        run(ledger, VERSIONED)
+        before = results_by_unit(ledger)
+        with monkeypatch.context() as patched:  # version 2 counts each detection twice
+            patched.setattr(CountPoints, "version", "2")
+            patched.setattr(CountPoints, "process", counted_twice)
+            summary = replay(ledger, VERSIONED, "counts-v2")
+        after = results_by_unit(ledger)
+        states = before[next(k for k in before if k[0] == "BandPoints")]
+        assert summary.results == {  # type: ignore[attr-defined]
+            "CountPoints": {"ok": states},  # the new version, on every state
+            "TotalFromCounts": {"ok": states},  # its input changed: computed again
+            "BandPoints": {"reused": states},  # untouched
+        }
+        new = after - before
+        assert sorted(new) == sorted(k for k in before if k[0] != "BandPoints")
+        versions = Counter(
+            e.provenance.unit_version for e in of_type(ledger, ResultDerived)
+            if isinstance(e, ResultDerived) and e.provenance.unit == "CountPoints"
+        )  # fmt: skip
+        assert versions == {"1": states, "2": states}  # side by side
+        # The diff compares the variant as it ran (version 2) with the job as installed.
+        old, _ = side_of(ledger, str(path))
+        ran, notes = side_of(ledger, "counts-v2")
+        assert notes == [
+            "counts-v2: t2:CountPoints (CountPoints) ran as version 2, code "
+            f"{CountPoints.digest()[:12]}; compared as it ran (installed: version 1, code "
+            f"{CountPoints.digest()[:12]})"
+        ]
+        found = diff(ledger, old, ran)
+    assert found.entries["BandPoints"]["changed"] == 0
+    for entry in ("CountPoints", "TotalFromCounts"):
+        assert found.entries[entry]["changed"] == found.stocks  # every stock's value doubled
+    total = next(c for c in found.changes if c.entry == "TotalFromCounts")
+    assert total.values["total"]["delta"] == total.values["total"]["a"]
