@@ -40,10 +40,11 @@ def _replayed(row: Callable[..., None], replay: dict[str, Any]) -> None:
     limits = replay["limits"]
     bounds = [f"{k} {limits[k]}" for k in ("since", "until") if limits[k] is not None]
     if limits["stocks"] is not None:
-        bounds.append(f"{len(limits['stocks'])} stocks")
+        n = len(limits["stocks"])
+        bounds.append(f"{n} stock{'' if n == 1 else 's'}")
     row("replayed over", escape(", ".join(bounds) or "the whole ledger"))
     row("  channels", escape(", ".join(replay["channels"])))
-    row("  alerts the decisions went over (0: filters unchanged)",
+    row("  alerts read by the decisions (0: filters unchanged)",
         str(replay["alerts_gone_over"]))  # fmt: skip
     row("  reactions", "delivered" if replay["deliver"] else "recorded, not delivered")
 
