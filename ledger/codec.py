@@ -96,6 +96,9 @@ def encode(event: Event) -> StoredRow:
     cls = type(event)
     state = {"v": cls.schema_version, **event.__dict__}
     del state["id"], state["stream"], state["position"]  # they have their own columns
+    for name in cls.unstored_if_none:
+        if state.get(name, 0) is None:
+            del state[name]
     data = orjson.dumps(state, default=_nested, option=_OPTIONS)
     return StoredRow(event.id, topic_of(cls), data, event.stream)
 

@@ -87,6 +87,9 @@ class Event(BaseModel):
 
     schema_version: ClassVar[int] = 1
     identity: ClassVar[tuple[str, ...]] = ()
+    unstored_if_none: ClassVar[tuple[str, ...]] = ()
+    """Fields added later with a default of None, left out of the stored state when None
+    (such an event is stored as before they existed, and decodes to the default)."""
     upcasters: ClassVar[dict[int, Upcaster]] = {}
     _prefix: ClassVar[Any] = blake2b(b"event:Event\x00", digest_size=DIGEST_BYTES)
 
@@ -172,10 +175,24 @@ class DatapointAdded(Event):
     """
 
     identity = ("stream", "datapoint_id", "body")
+    unstored_if_none = ("shaper",)
+
+    def compute_id(self) -> str:
+        """Return the id: of (stream, datapoint id, body), and the shaper's tag if set."""
+        if self.shaper is None:
+            return super().compute_id()
+        content = {"stream": self.stream, "datapoint_id": self.datapoint_id,
+                   "body": self.body, "shaper": self.shaper}  # fmt: skip
+        return content_hash("event:DatapointAdded", content)
 
     datapoint_id: str = Field(description="content-addressed datapoint id")
     kind: str = Field(description="detection | upper_limit | forced | other")
     body: dict[str, Any] = Field(description="the measurement")
+    shaper: str | None = Field(
+        default=None,
+        description="the tag of the shaper of a replayed variant that made it from the "
+        "stored packet (None: made at ingest, by the ledger's own shaper)",
+    )
 
 
 def _decided_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +254,7 @@ class StateCombined(Event):
     schema_version: ClassVar[int] = 2
     upcasters = {1: _state_v1}
     identity = ("alert", "state_id", "bodies", "provenance")
+    unstored_if_none = ("shaper",)
 
     state_id: str = Field(description="hash of the sorted datapoint ids")
     datapoint_ids: tuple[str, ...]
@@ -244,6 +262,10 @@ class StateCombined(Event):
     alert: str | None = Field(default=None, description="id of the AlertReceived it was made at")
     alert_position: int | None = Field(default=None, description="ledger position of that alert")
     provenance: Provenance
+    shaper: str | None = Field(
+        default=None,
+        description="the tag of the replayed shaper whose datapoints it holds (None: ingest's)",
+    )
 
 
 class ResultDerived(Event):

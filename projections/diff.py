@@ -23,8 +23,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import DatapointAdded, Event, FilterDecided, Ledger, ResultDerived, StateCombined
-from projections.stocks import Channels, StockLog, as_datapoints
+from ledger import (
+    AlertReceived,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Ledger,
+    ResultDerived,
+    StateCombined,
+)
+from projections.stocks import Channels, Shaping, StockLog, as_datapoints
 from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 
 __all__ = ["Change", "Diff", "Side", "diff", "flatten"]
@@ -39,6 +47,7 @@ class Side:
     channels: Mapping[str, Channels]
     combiner: Mapping[str, str]
     entries: Sequence[T2Entry]
+    shaping: Shaping = field(default_factory=Shaping)  # whose datapoints its states hold
 
     @property
     def all_channels(self) -> Channels:
@@ -132,14 +141,14 @@ def _results(
     for start in range(0, len(stocks), batch):
         wanted: dict[str, tuple[str, str]] = {}  # event id -> (stock, entry)
         chunk = stocks[start : start + batch]
-        types: list[type[Event]] = [DatapointAdded, FilterDecided, StateCombined]
+        types: list[type[Event]] = [AlertReceived, DatapointAdded, FilterDecided, StateCombined]
         for stock, events in ledger.stream_events(chunk, types, batch=batch):
-            log = StockLog.of(stock, events)
+            log = StockLog.of(stock, events, side.shaping)
             latest = None
             for e in events:
                 if (
                     isinstance(e, StateCombined)
-                    and made_by(e, side.combiner)
+                    and made_by(e, side.combiner, side.shaping)
                     and log.follows(e.alert, state_at(e), channels)
                 ):
                     latest = e

@@ -190,7 +190,7 @@ class Fold:
         """Write every table's rows for the batch, then the stocks the batch touched."""
         self.journal(events)
         self.alerts(_of(events, AlertReceived))
-        self.datapoints(_of(events, DatapointAdded))
+        self.datapoints([e for e in _of(events, DatapointAdded) if e.shaper is None])
         self.decisions(_of(events, FilterDecided))
         self.states(_of(events, StateCombined))
         self.results([e for e in events if isinstance(e, ResultDerived | ResultFailed)])
@@ -451,7 +451,8 @@ def summarise(e: Event) -> str:
     if isinstance(e, DatapointAdded):
         b = e.body
         mag = f" {b.get('band', '?')} mag {b['mag']}" if b.get("mag") is not None else ""
-        return f"{e.kind} {e.datapoint_id[:12]}{mag} at jd {b.get('jd', '?')}"
+        by = f" (replayed shaper {e.shaper})" if e.shaper else ""
+        return f"{e.kind} {e.datapoint_id[:12]}{mag} at jd {b.get('jd', '?')}{by}"
     if isinstance(e, FilterDecided):
         how = "accepted" if e.accepted else f"rejected (code {e.code})"
         how += f" into group {e.group}" if e.accepted and e.group is not None else ""

@@ -260,7 +260,8 @@ def describe(e: Event) -> str:
         body = e.body
         keys = [k for k in ("jd", "mjd", "band", "fid", "magpsf", "mag", "psfFlux") if k in body]
         shown = ", ".join(f"{k}={body[k]}" for k in keys[:3])
-        return f"{e.kind} {e.datapoint_id[:12]}" + (f" ({shown})" if shown else "")
+        by = f", by replayed shaper {e.shaper}" if e.shaper else ""
+        return f"{e.kind} {e.datapoint_id[:12]}" + (f" ({shown}{by})" if shown else by)
     if isinstance(e, FilterDecided):
         verdict = "accepted" if e.accepted else f"rejected ({e.code})"
         return f"channel {e.channel} {verdict}" + (f": {e.reason}" if e.reason else "")

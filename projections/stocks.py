@@ -9,6 +9,12 @@ the ordered log, never on when or in which batches a projector reads it.
 A channel is its name, its filter's identity and whether it autocompletes
 (:class:`ChannelKey`); a job owns the decisions of its own channels, so jobs sharing a
 ledger never act on each other's decisions, and jobs with the same channel share them.
+
+A stock's datapoints are those made at ingest, unless the job replays another shaper
+for the stock's survey (:class:`Shaping`): then they are those that shaper made from
+the stored packets (``DatapointAdded.shaper``, its tag), appended after the alerts they
+come from, and what was known at an alert is what its own and earlier alerts gave.
+Datapoints of different shapers never meet in one state.
 """
 
 from __future__ import annotations
@@ -17,10 +23,37 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledger import DatapointAdded, Event, FilterDecided, Ledger, Provenance
+from ledger import AlertReceived, DatapointAdded, Event, FilterDecided, Ledger, Provenance
 from units import Datapoint, latest_bodies
 
-__all__ = ["ChannelKey", "Channels", "StockLog", "read_stocks"]
+__all__ = ["ChannelKey", "Channels", "Shaping", "StockLog", "read_stocks", "survey_of"]
+
+
+def survey_of(stock: str) -> str:
+    """Return the survey of a stock by its name: ``lsst:``/``lsst-ss:``, ``elasticc:``,
+    else ZTF (``units.Alert.stock``)."""
+    if stock.startswith(("lsst:", "lsst-ss:")):
+        return "lsst"
+    return "elasticc" if stock.startswith("elasticc:") else "ztf"
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """Which datapoints a job reads: per survey, the tag of the replayed shaper whose
+    datapoints it reads (a survey not named: those made at ingest)."""
+
+    tags: tuple[tuple[str, str], ...] = ()  # (survey, tag), sorted
+
+    def __bool__(self) -> bool:
+        return bool(self.tags)
+
+    def tag_of(self, stock: str) -> str | None:
+        """Return the tag of the datapoints a stock's log holds (None: ingest's)."""
+        return dict(self.tags).get(survey_of(stock))
+
+    def as_json(self) -> list[list[str]]:
+        """Return the tags as JSON-compatible data (for tracking names)."""
+        return [list(t) for t in self.tags]
 
 
 class ChannelKey(NamedTuple):
@@ -81,16 +114,22 @@ class StockLog:
     stock: str
     datapoints: list[DatapointAdded] = field(default_factory=list)
     decisions: list[FilterDecided] = field(default_factory=list)
+    tag: str | None = None  # the shaper whose datapoints these are (None: ingest's)
+    alerts: dict[str, int] = field(default_factory=dict)  # alert event id -> position
 
     @classmethod
-    def of(cls, stock: str, events: Iterable[Event]) -> StockLog:
-        """Return the log of a stock from its events (in position order)."""
-        log = cls(stock)
+    def of(cls, stock: str, events: Iterable[Event], shaping: Shaping | None = None) -> StockLog:
+        """Return the log of a stock from its events (in position order): the datapoints
+        of the shaping's shaper for the stock's survey."""
+        log = cls(stock, tag=shaping.tag_of(stock) if shaping else None)
         for event in events:
             if isinstance(event, DatapointAdded):
-                log.datapoints.append(event)
+                if event.shaper == log.tag:
+                    log.datapoints.append(event)
             elif isinstance(event, FilterDecided):
                 log.decisions.append(event)
+            elif isinstance(event, AlertReceived):
+                log.alerts[event.id] = event.position or 0
         return log
 
     def decisions_on(self, alert: str, channels: Channels) -> list[FilterDecided]:
@@ -128,7 +167,14 @@ class StockLog:
 
     def known_at(self, alert: str, alert_position: int) -> list[DatapointAdded]:
         """Return the datapoint events the ledger held at an alert: those appended before
-        it, and its own (later alerts' datapoints are left out)."""
+        it, and its own (later alerts' datapoints are left out). A replayed shaper's
+        datapoints come after every alert: theirs are those of this and earlier alerts."""
+        if self.tag is not None:
+            last = alert_position + 1
+            return [
+                e for e in self.datapoints
+                if self.alerts.get(e.causation[0] if e.causation else "", last) <= alert_position
+            ]  # fmt: skip
         return [
             e
             for e in self.datapoints
@@ -155,10 +201,16 @@ def as_datapoints(events: Sequence[DatapointAdded]) -> tuple[list[Datapoint], di
 
 
 def read_stocks(
-    ledger: Ledger, stocks: Iterable[str], until: int, batch: int = 200
+    ledger: Ledger,
+    stocks: Iterable[str],
+    until: int,
+    batch: int = 200,
+    shaping: Shaping | None = None,
 ) -> Iterator[StockLog]:
-    """Yield the log of each stock (in the order given) as the ledger held it at ``until``."""
-    for stock, events in ledger.stream_events(
-        stocks, types=[DatapointAdded, FilterDecided], batch=batch, until=until
-    ):
-        yield StockLog.of(stock, events)
+    """Yield the log of each stock (in the order given) as the ledger held it at ``until``
+    (with a shaping, the datapoints of its shapers, and the stocks' alerts)."""
+    types: list[type[Event]] = [DatapointAdded, FilterDecided]
+    if shaping:
+        types.append(AlertReceived)
+    for stock, events in ledger.stream_events(stocks, types=types, batch=batch, until=until):
+        yield StockLog.of(stock, events, shaping)

@@ -21,7 +21,7 @@ from ledger.codec import StoredRow, encode
 from projections.identity import provenance, tracking_name, unit_identity
 from projections.pool import Portable, Workers, each_chunk
 from projections.projector import Projector
-from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
+from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
 from units import Combiner
 
 __all__ = ["Combine"]
@@ -42,15 +42,22 @@ class Combine(Portable, Projector):
         decide: str = "",
         workers: Workers | None = None,
         batch_size: int = 2000,
+        shaping: Shaping | None = None,
+        reshape: str = "",
     ) -> None:
         self.ledger = ledger
         self.combiner = combiner
         self.channels = channels
         self.run_id = run_id
-        self.upstream = (decide,) if decide else ()  # the job's decisions are complete
+        # The job's decisions are complete, and so are a replayed shaper's datapoints.
+        self.upstream = tuple(n for n in (decide, reshape) if n)
         self.workers = workers
         self.batch_size = batch_size
-        self.name = tracking_name("t1", unit_identity(combiner), upstream=self.upstream)
+        self.shaping = shaping or Shaping()  # whose datapoints the states hold
+        parts: list[object] = [unit_identity(combiner)]
+        if self.shaping:
+            parts.append(self.shaping.as_json())
+        self.name = tracking_name("t1", *parts, upstream=self.upstream)
         self.counts: Counter[str] = Counter()
 
     def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
@@ -82,7 +89,7 @@ class Combine(Portable, Projector):
         low, high, bound, stocks = chunk
         rows: list[StoredRow] = []
         counts: Counter[str] = Counter()
-        for log in read_stocks(self.ledger, stocks, bound):
+        for log in read_stocks(self.ledger, stocks, bound, shaping=self.shaping):
             for alert, position in self._alerts(log, low, high):
                 counts["alerts"] += 1
                 states = self.states(log, alert, position)
@@ -119,5 +126,6 @@ class Combine(Portable, Projector):
                 stream=log.stock, state_id=state.id, datapoint_ids=state.datapoint_ids,
                 bodies=bodies_id(events), alert=alert, alert_position=position,
                 provenance=prov, causation=(alert, *decisions, *events), run_id=self.run_id,
+                shaper=log.tag,
             ))  # fmt: skip
         return made

@@ -45,7 +45,7 @@ from projections.identity import provenance, tracking_name, unit_identity
 from projections.pool import Portable, Workers, each_chunk
 from projections.projector import Deferral, Projector
 from projections.retry import Retry
-from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
+from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
 from units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = [
@@ -108,9 +108,13 @@ def failed_event_id(rid: str, attempt: int) -> str:
     return content_hash("event:ResultFailed", {"result_id": rid, "attempt": attempt})
 
 
-def made_by(state: StateCombined, combiner: Mapping[str, str]) -> bool:
-    """Return True if a combiner of this identity made the state."""
-    return state.provenance.identity() == combiner
+def made_by(
+    state: StateCombined, combiner: Mapping[str, str], shaping: Shaping | None = None
+) -> bool:
+    """Return True if a combiner of this identity made the state, of the datapoints of
+    the shaping's shapers (without one: of ingest's)."""
+    tag = shaping.tag_of(state.stream) if shaping else None
+    return state.shaper == tag and state.provenance.identity() == combiner
 
 
 def state_at(state: StateCombined) -> int:
@@ -186,8 +190,10 @@ class Augment(Portable, Projector):
         sleep: Callable[[float], None] = time.sleep,
         defer: bool = False,
         clock: Callable[[], float] = time.time,
+        shaping: Shaping | None = None,
     ) -> None:
         self.ledger = ledger
+        self.shaping = shaping or Shaping()  # whose datapoints its states hold
         self.entries = list(entries)
         self.combiner = dict(combiner)
         self.channels = channels
@@ -214,7 +220,7 @@ class Augment(Portable, Projector):
             return []
         by_stock: dict[str, list[StateCombined]] = defaultdict(list)
         for e in events:
-            if isinstance(e, StateCombined) and made_by(e, self.combiner):
+            if isinstance(e, StateCombined) and made_by(e, self.combiner, self.shaping):
                 by_stock[e.stream].append(e)
         stocks = list(by_stock)
         chunks = [
@@ -249,7 +255,7 @@ class Augment(Portable, Projector):
         self.counts, self.failures = Counter(), []
         try:
             work: list[tuple[StateCombined, list[Planned]]] = []
-            logs = read_stocks(self.ledger, [s for s, _ in stocks], bound)
+            logs = read_stocks(self.ledger, [s for s, _ in stocks], bound, shaping=self.shaping)
             for log, (_, states) in zip(logs, stocks, strict=True):
                 for state in states:
                     planned = self._plan(log, state)

@@ -34,7 +34,7 @@ from ledger import (
 from ledger.codec import StoredRow, encode
 from projections.identity import provenance, tracking_name, unit_identity
 from projections.projector import Projector
-from projections.stocks import Channels, StockLog, as_datapoints, read_stocks
+from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
 from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 from units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
 
@@ -95,8 +95,10 @@ class React(Projector):
         combine: str = "",
         augment: str = "",
         batch_size: int = 2000,
+        shaping: Shaping | None = None,
     ) -> None:
         self.ledger = ledger
+        self.shaping = shaping or Shaping()  # whose datapoints the job's states hold
         self.reactor = reactor
         self.entries = [e for e in entries if e.unit.binds != "datapoint"]
         self.combiner = dict(combiner)
@@ -119,7 +121,10 @@ class React(Projector):
     def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
         """Return the intents of a state reactor for the batch's states (a selection
         reactor notes each stock's latest state, for :meth:`finish`)."""
-        states = [e for e in events if isinstance(e, StateCombined) and made_by(e, self.combiner)]
+        states = [
+            e for e in events
+            if isinstance(e, StateCombined) and made_by(e, self.combiner, self.shaping)
+        ]  # fmt: skip
         if self.whole_pass:  # note the latest followed state: the decisions suffice
             stocks = list(dict.fromkeys(s.stream for s in states))
             logs = {
@@ -159,14 +164,16 @@ class React(Projector):
         latest: dict[str, str] = {}
         for stock, events in self.ledger.stream_events(stocks, [StateCombined], until=bound):
             for e in events:
-                if isinstance(e, StateCombined) and made_by(e, self.combiner):
+                if isinstance(e, StateCombined) and made_by(e, self.combiner, self.shaping):
                     latest[stock] = e.id
         return latest
 
     def _summaries(self, states: Sequence[StateCombined], bound: int) -> Iterable[_Seen]:
         """Yield the summary of each state a selected channel followed and the cuts pass."""
         stocks = list(dict.fromkeys(s.stream for s in states))
-        logs = {log.stock: log for log in read_stocks(self.ledger, stocks, bound)}
+        logs = {
+            log.stock: log for log in read_stocks(self.ledger, stocks, bound, shaping=self.shaping)
+        }
         chosen: list[tuple[StateCombined, StockLog, list[Datapoint], dict[str, str]]] = []
         for state in states:
             log = logs[state.stream]

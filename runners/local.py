@@ -33,6 +33,8 @@ from projections.pool import Workers
 from projections.projector import CatchUp, Projector, catch_up
 from projections.queries import RunFacts, run_facts
 from projections.readmodel import ReadModel, readmodel_url
+from projections.reshape import Reshape
+from projections.stocks import Shaping
 from projections.t0 import Ingest, Verdicts
 from runners.job import Job
 from runners.summary import RunSummary
@@ -79,6 +81,8 @@ class LocalRunner:
         self.sleep = sleep
         self.run_id = uuid.uuid4().hex
         self.variant: str | None = None  # what a replay records its output as
+        self.shaping: Shaping | None = None  # a replay's own shapers (projections.stocks)
+        self.reshape: Reshape | None = None  # and their projector, once built
         self.appended = 0  # events this run appended (others' may be appended meanwhile)
 
     def units(self) -> list[Unit]:
@@ -135,10 +139,12 @@ class LocalRunner:
         """Build the job's projectors and catch each up in turn."""
         verdicts: Verdicts = {}
         tiers = build_tiers(self.job_units, self.ledger, self.run_id, verdicts, pool,
-                            self.batch_size, self.sleep)  # fmt: skip
+                            self.batch_size, self.sleep, shaping=self.shaping)  # fmt: skip
         decide, combine, augment = tiers.decide, tiers.combine, tiers.augment
+        self.reshape = tiers.reshape
         self._t0(summary, decide, verdicts, pool, cause)
-        made = self._catch_up("T1 combine", combine, decide)
+        reshaped = [tiers.reshape] if tiers.reshape is not None else []
+        made = self._catch_up("T1 combine", combine, decide, *reshaped)
         summary.states = {"alerts": combine.counts["alerts"], "new": made.stored,
                           "made_before": made.produced - made.stored}  # fmt: skip
         self._catch_up("T2 augment", augment, decide)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -37,15 +37,16 @@ from projections.limits import Limits
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import Projector
-from projections.stocks import Channels
+from projections.reshape import shaper_tag
+from projections.stocks import Channels, Shaping
 from projections.t0 import Verdicts
 from runners.job import Job, load_job, parse_job
 from runners.local import LocalRunner, Progress
 from runners.summary import RunSummary
 from runners.tiers import JobUnits, unit_uses
-from units import Unit
+from units import Shaper, Unit
 
-__all__ = ["ReplayRunner", "as_recorded", "only_channels", "side_of"]
+__all__ = ["ReplayRunner", "as_recorded", "only_channels", "shaping_of", "side_of"]
 
 U = TypeVar("U", bound=Unit | None)
 
@@ -99,38 +100,25 @@ class ReplayRunner(LocalRunner):
         self.deliver = deliver
 
     def check(self) -> None:
-        """Refuse a bad variant name, one that names another job already, and a job whose
-        shapers differ from those that made the ledger's datapoints."""
+        """Refuse a bad variant name and one that names another job already; find the
+        surveys whose shaper differs from the one that made the ledger's datapoints at
+        ingest (their packets are shaped again, into the variant's own datapoints)."""
         variant = self.variant or ""
         if not _VARIANT.match(variant):
             msg = f"--variant {variant!r}: 1 to 64 letters, digits, '_', '.' or '-'"
             raise ConfigError(msg)
-        shapers: dict[str, set[tuple[str, ...]]] = {}
         for event in self.ledger.read(types=[RunStarted]):
-            if not isinstance(event, RunStarted):
-                continue
-            if event.variant == self.variant and event.job_hash != self.job.hash:
+            if (
+                isinstance(event, RunStarted)
+                and event.variant == self.variant
+                and event.job_hash != self.job.hash
+            ):
                 msg = (
                     f"--variant {self.variant}: already the name of another job (hash "
                     f"{event.job_hash[:12]}, run {event.run[:12]}); give this one another name"
                 )
                 raise ConfigError(msg)
-            for use in event.units:
-                if use.role.startswith("shaper:"):
-                    p = use.provenance
-                    identity = (p.unit, p.unit_version, p.unit_digest, p.config)
-                    shapers.setdefault(use.role.removeprefix("shaper:"), set()).add(identity)
-        for survey, shaper in sorted(self.shapers.items()):
-            p = provenance(shaper)
-            made = shapers.get(survey)
-            if made and (p.unit, p.unit_version, p.unit_digest, p.config) not in made:
-                msg = (
-                    f"shapers.{survey}: {p.unit} {p.unit_version} (configuration "
-                    f"{p.config[:12]}) is not the shaper that made the ledger's {survey} "
-                    "datapoints; replaying a new shaper over the stored packets is not built "
-                    "yet: run the job over the alert files instead (skyledger run)"
-                )
-                raise ConfigError(msg)
+        self.shaping = shaping_of(self.ledger, self.shapers)
 
     def _limited(self, projector: Projector) -> Projector:
         return self.limits.apply(projector)
@@ -147,16 +135,50 @@ class ReplayRunner(LocalRunner):
         pool: Workers | None,
         cause: tuple[str, ...],
     ) -> None:
-        """No ingest: the decisions go over the alerts the ledger holds."""
+        """No ingest: the decisions go over the alerts the ledger holds (and the job's
+        own shapers, if they differ from ingest's, over their stored packets)."""
+        if self.reshape is not None:
+            self._catch_up("T0 shaping again", self.reshape)
         done = self._catch_up("T0 decisions", decide)
         summary.replay = {
             "limits": self.limits.as_dict(),
             "channels": [c.name for c in self.job.channels],
             "alerts_gone_over": done.read,  # by the decisions (0: their filters unchanged)
             "deliver": self.deliver,
-        }
+            "reshaped": None if self.reshape is None else {
+                "shapers": dict(self.shaping.tags) if self.shaping else {},
+                "alerts": self.reshape.counts["alerts"],
+                "datapoints": self.reshape.counts["datapoints"],
+                "failed": self.reshape.counts["failed"],
+                "failures": self.reshape.failures[:20],
+            },
+        }  # fmt: skip
+        if self.reshape is not None:
+            summary.failures += [{"tier": "T0", "unit": "shaper", "stock": "", "error": f}
+                                 for f in self.reshape.failures]  # fmt: skip
         names = [c.name for c in decide.channels]
         summary.decided(names, [c.filter for c in decide.channels], decide.stats)
+
+
+def shaping_of(ledger: Ledger, shapers: Mapping[str, Shaper]) -> Shaping:
+    """Return which datapoints a job with these shapers reads: for each survey whose
+    shaper is not one that ingested alerts into the ledger (as its runs and live workers
+    recorded), those its own shaper makes again from the stored packets."""
+    ingested: dict[str, set[tuple[str, ...]]] = {}
+    for event in ledger.read(types=[RunStarted]):
+        if isinstance(event, RunStarted) and event.variant is None:  # replays ingest nothing
+            for use in event.units:
+                if use.role.startswith("shaper:"):
+                    p = use.provenance
+                    identity = (p.unit, p.unit_version, p.unit_digest, p.config)
+                    ingested.setdefault(use.role.removeprefix("shaper:"), set()).add(identity)
+    tags = []
+    for survey, shaper in sorted(shapers.items()):
+        p = provenance(shaper)
+        made = ingested.get(survey)
+        if made and (p.unit, p.unit_version, p.unit_digest, p.config) not in made:
+            tags.append((survey, shaper_tag(shaper)))
+    return Shaping(tuple(tags))
 
 
 def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
@@ -200,7 +222,9 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
     entries = [replace(e, unit=as_recorded(e.unit, ran.get(f"t2:{e.name}")))
                for e in units.entries]  # fmt: skip
     combiner = unit_identity(as_recorded(units.combiner, ran.get("combiner")))
-    side = Side(label=spec, channels=channels, combiner=combiner, entries=entries)
+    shapers = {k: as_recorded(u, ran.get(f"shaper:{k}")) for k, u in units.shapers.items()}
+    side = Side(label=spec, channels=channels, combiner=combiner, entries=entries,
+                shaping=shaping_of(ledger, shapers))  # fmt: skip
     return side, notes
 
 

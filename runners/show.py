@@ -46,6 +46,13 @@ def _replayed(row: Callable[..., None], replay: dict[str, Any]) -> None:
     row("  channels", escape(", ".join(replay["channels"])))
     row("  alerts read by the decisions (0: filters unchanged)",
         str(replay["alerts_gone_over"]))  # fmt: skip
+    reshaped = replay.get("reshaped")
+    if reshaped:
+        shapers = ", ".join(f"{k} {v}" for k, v in reshaped["shapers"].items())
+        row(f"  alerts shaped again ({escape(shapers)})", str(reshaped["alerts"]))
+        row("    their datapoints", str(reshaped["datapoints"]))
+        if reshaped["failed"]:
+            row("    the shaper failed on", str(reshaped["failed"]))
     row("  reactions", "delivered" if replay["deliver"] else "recorded, not delivered")
 
 

@@ -25,7 +25,9 @@ from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import Projector
+from projections.reshape import Reshape
 from projections.retry import Retry
+from projections.stocks import Shaping
 from projections.t0 import Verdicts
 from projections.t1 import Combine
 from projections.t2 import Augment, T2Entry
@@ -103,6 +105,7 @@ class Tiers:
     augment: Augment
     react: list[React] = field(default_factory=list)
     deliver: list[Deliver] = field(default_factory=list)
+    reshape: Reshape | None = None  # a replay's own shapers, over the stored packets
 
     def of(self, tier: str) -> list[Projector]:
         """Return the projectors of a tier (``t0`` is the decisions; ingest is apart)."""
@@ -142,19 +145,24 @@ def build_tiers(
     batch_size: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     defer: bool = False,
+    shaping: Shaping | None = None,
 ) -> Tiers:
     """Return the projectors of a job's tiers, over a ledger, for one run (or worker);
-    with ``defer``, T2 puts a state off until its retry is due instead of sleeping."""
+    with ``defer``, T2 puts a state off until its retry is due instead of sleeping; with
+    a ``shaping``, the job's shapers for its surveys shape the stored packets again
+    (a replay's) and its tiers read those datapoints."""
     size = batch_size or 2000
     decide = Decide(ledger, units.channels, run_id, verdicts, pool, size)
     mine = decide.mine
-    combine = Combine(ledger, units.combiner, mine, run_id, decide.name, pool, size)
+    reshape = Reshape(ledger, units.shapers, shaping, run_id) if shaping else None
+    combine = Combine(ledger, units.combiner, mine, run_id, decide.name, pool, size, shaping,
+                      reshape.name if reshape else "")  # fmt: skip
     combiner = unit_identity(units.combiner)
     augment = Augment(
         ledger, units.entries, combiner, mine, run_id, units.retry, decide.name, combine.name,
-        pool, size, sleep, defer,
+        pool, size, sleep, defer, shaping=shaping,
     )  # fmt: skip
-    tiers = Tiers(decide, combine, augment)
+    tiers = Tiers(decide, combine, augment, reshape=reshape)
     for spec, reactor in zip(units.job.t3, units.reactors, strict=True):
         selection = Selection(
             channels=frozenset(spec.select.channels) if spec.select.channels else None,
@@ -162,7 +170,7 @@ def build_tiers(
             every_stock=not spec.select.updated_since_last_run,
         )
         react = React(ledger, reactor, units.entries, combiner, mine, selection, run_id,
-                      decide.name, combine.name, augment.name, size)  # fmt: skip
+                      decide.name, combine.name, augment.name, size, shaping)  # fmt: skip
         tiers.react.append(react)
         tiers.deliver.append(Deliver(ledger, reactor, run_id, units.retry, react.name, sleep))
     return tiers

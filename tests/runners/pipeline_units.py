@@ -22,6 +22,7 @@ from units import (
     UnitConfig,
     register_unit,
 )
+from units.shapers.ztf import ZtfShaper
 
 
 @register_unit
@@ -196,3 +197,24 @@ t2:
   - unit: TotalFromCounts
 retry: {{max_attempts: {max_attempts}, backoff_s: {backoff_s}, factor: 2}}
 """
+
+
+@register_unit
+class ZtfDetectionsOnly(ZtfShaper):
+    """A ZTF shaper that keeps detections only (a shaper to replay: another variant)."""
+
+    version = "1"
+
+    def shape(self, alert: Alert) -> list[Datapoint]:
+        return [p for p in super().shape(alert) if p.kind == "detection"]
+
+
+@register_unit
+class CountAll(T2Unit):
+    """Counts the datapoints of a state, of every kind."""
+
+    version = "1"
+    binds: ClassVar = "state"
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        return {"n": len(view.datapoints)}
