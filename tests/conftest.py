@@ -5,13 +5,14 @@ the run (every test runs on a fresh clone with nothing beside it)."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger, LedgerSettings
-from runners.embedded import EmbeddedNats, EmbeddedPostgres
+from runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
 
 _db_numbers = itertools.count()
 
@@ -42,6 +43,8 @@ def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
     if not report.skipped or hasattr(report, "wasxfail"):  # an xfail is not a skip
         return
     if "privileged" in report.keywords:  # needs root (network namespaces): said, not failed
+        return
+    if "kafka" in report.keywords and shutil.which("java") is None:  # no JVM here: said
         return
     longrepr = report.longrepr
     if isinstance(longrepr, tuple):  # (path, lineno, "Skipped: reason")
@@ -89,6 +92,20 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
 def nats_server() -> Iterator[EmbeddedNats]:
     """Start one NATS server with JetStream for the whole session."""
     with EmbeddedNats() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[EmbeddedKafka]:
+    """Start one Apache Kafka broker (KRaft) for the whole session. Without Java the
+    Kafka tests are skipped, saying so; without the broker's jars they fail, naming the
+    install step that fetches them."""
+    problem = kafka_problem()
+    if problem is not None and shutil.which("java") is None:
+        pytest.skip(problem)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    with EmbeddedKafka() as server:
         yield server
 
 
