@@ -18,7 +18,7 @@ grows with the number of stocks, not of events.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,68 +101,77 @@ Bodies = dict[str, dict[str, dict[str, Any]]]
 
 def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:
     """Return what differs between two sides' results and channels (module doc)."""
-    accepted: dict[str, dict[str, set[str]]] = {s.label: defaultdict(set) for s in (a, b)}
+    sides = (a, b)
+    accepted: tuple[dict[str, set[str]], ...] = (defaultdict(set), defaultdict(set))
     stocks: dict[str, None] = {}
     for event in ledger.read(types=[FilterDecided]):
         if not isinstance(event, FilterDecided) or not event.accepted:
             continue
-        for side in (a, b):
+        for side, theirs in zip(sides, accepted, strict=True):
             for name, channels in side.channels.items():
                 if channels.owns(event):
-                    accepted[side.label][name].add(event.stream)
+                    theirs[name].add(event.stream)
                     stocks.setdefault(event.stream)
     found = Diff(a.label, b.label, stocks=len(stocks))
     for name in sorted(set(a.channels) | set(b.channels)):
-        in_a, in_b = accepted[a.label][name], accepted[b.label][name]
-        found.channels[name] = {"only_a": sorted(in_a - in_b), "only_b": sorted(in_b - in_a)}
-    bodies_a: Bodies = defaultdict(dict)
-    bodies_b: Bodies = defaultdict(dict)
-    for side, bodies in ((a, bodies_a), (b, bodies_b)):
-        for stock, entry, body in _results(ledger, side, list(stocks), batch):
-            bodies[entry][stock] = body
-    for entry in sorted(set(bodies_a) | set(bodies_b)):
-        found.changes += _compare(entry, bodies_a.get(entry, {}), bodies_b.get(entry, {}))
-        counts = {"added": 0, "removed": 0, "changed": 0}
-        for change in found.changes:
-            if change.entry == entry:
-                counts[change.kind] += 1
-        both = set(bodies_a.get(entry, {})) & set(bodies_b.get(entry, {}))
-        counts["same"] = len(both) - counts["changed"]
-        found.entries[entry] = counts
+        took_a, took_b = accepted[0][name], accepted[1][name]
+        found.channels[name] = {
+            "only_a": sorted(took_a - took_b),
+            "only_b": sorted(took_b - took_a),
+        }
+    bodies: tuple[Bodies, Bodies] = (defaultdict(dict), defaultdict(dict))
+    for index, stock, entry, body in _results(ledger, sides, list(stocks), batch):
+        bodies[index][entry][stock] = body
+    for entry in sorted(set(bodies[0]) | set(bodies[1])):
+        in_a, in_b = bodies[0].get(entry, {}), bodies[1].get(entry, {})
+        changes = _compare(entry, in_a, in_b)
+        counts = Counter(c.kind for c in changes)
+        found.entries[entry] = {
+            "added": counts["added"], "removed": counts["removed"],
+            "changed": counts["changed"], "same": len(set(in_a) & set(in_b)) - counts["changed"],
+        }  # fmt: skip
+        found.changes += changes
     return found
 
 
 def _results(
-    ledger: Ledger, side: Side, stocks: list[str], batch: int
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield (stock, entry, body) of each result a side holds at each stock's latest
-    state it made and follows."""
-    channels = side.all_channels
+    ledger: Ledger, sides: Sequence[Side], stocks: list[str], batch: int
+) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    """Yield (side's index, stock, entry, body) of each result a side holds at each
+    stock's latest state it made and follows (each stock's events read once for all)."""
+    types: list[type[Event]] = [AlertReceived, DatapointAdded, FilterDecided, StateCombined]
     for start in range(0, len(stocks), batch):
-        wanted: dict[str, tuple[str, str]] = {}  # event id -> (stock, entry)
+        wanted: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # id -> its uses
         chunk = stocks[start : start + batch]
-        types: list[type[Event]] = [AlertReceived, DatapointAdded, FilterDecided, StateCombined]
         for stock, events in ledger.stream_events(chunk, types, batch=batch):
-            log = StockLog.of(stock, events, side.shaping)
-            latest = None
-            for e in events:
-                if (
-                    isinstance(e, StateCombined)
-                    and made_by(e, side.combiner, side.shaping)
-                    and log.follows(e.alert, state_at(e), channels)
-                ):
-                    latest = e
-            if latest is None:
-                continue
-            points, source = as_datapoints(log.by_event(set(latest.causation)))
-            groups = log.groups(state_at(latest), channels)
-            for p in plan(side.entries, latest, groups, points, source):
-                if p.entry.unit.binds != "datapoint":  # per stock, not per datapoint
-                    wanted[derived_event_id(p.rid)] = (stock, p.entry.name)
+            for index, side in enumerate(sides):
+                for rid, entry in _owed(side, stock, events):
+                    wanted[derived_event_id(rid)].append((index, stock, entry))
         for event_id, event in ledger.get_many(wanted).items():
             if isinstance(event, ResultDerived):
-                stock, entry = wanted[event_id]
-                yield stock, entry, flatten(event.body)
+                for index, stock, entry in wanted[event_id]:
+                    yield index, stock, entry, flatten(event.body)
+
+
+def _owed(side: Side, stock: str, events: Sequence[Event]) -> list[tuple[str, str]]:
+    """Return (result id, entry) of what a side's entries owe the stock's latest state
+    that the side made and follows (entries bound to datapoints left out)."""
+    channels = side.all_channels
+    log = StockLog.of(stock, events, side.shaping)
+    latest = None
+    for e in events:
+        if (
+            isinstance(e, StateCombined)
+            and made_by(e, side.combiner, side.shaping)
+            and log.follows(e.alert, state_at(e), channels)
+        ):
+            latest = e
+    if latest is None:
+        return []
+    points, source = as_datapoints(log.by_event(set(latest.causation)))
+    groups = log.groups(state_at(latest), channels)
+    planned = plan(side.entries, latest, groups, points, source)
+    return [(p.rid, p.entry.name) for p in planned if p.entry.unit.binds != "datapoint"]
 
 
 def flatten(body: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
