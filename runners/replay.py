@@ -32,7 +32,7 @@ from typing import TypeVar
 from ledger import ConfigError, Ledger, Provenance, RunStarted
 from projections.decide import Decide
 from projections.diff import Side
-from projections.identity import provenance, unit_identity
+from projections.identity import unit_identity
 from projections.limits import Limits
 from projections.outbox import Deliver
 from projections.pool import Workers
@@ -46,7 +46,7 @@ from runners.summary import RunSummary
 from runners.tiers import JobUnits, unit_uses
 from units import Shaper, Unit
 
-__all__ = ["ReplayRunner", "as_recorded", "only_channels", "shaping_of", "side_of"]
+__all__ = ["ReplayRunner", "as_recorded", "only_channels", "runs_of", "shaping_of", "side_of"]
 
 U = TypeVar("U", bound=Unit | None)
 
@@ -107,18 +107,15 @@ class ReplayRunner(LocalRunner):
         if not _VARIANT.match(variant):
             msg = f"--variant {variant!r}: 1 to 64 letters, digits, '_', '.' or '-'"
             raise ConfigError(msg)
-        for event in self.ledger.read(types=[RunStarted]):
-            if (
-                isinstance(event, RunStarted)
-                and event.variant == self.variant
-                and event.job_hash != self.job.hash
-            ):
+        runs = runs_of(self.ledger)
+        for event in runs:
+            if event.variant == self.variant and event.job_hash != self.job.hash:
                 msg = (
                     f"--variant {self.variant}: already the name of another job (hash "
                     f"{event.job_hash[:12]}, run {event.run[:12]}); give this one another name"
                 )
                 raise ConfigError(msg)
-        self.shaping = shaping_of(self.ledger, self.shapers)
+        self.shaping = shaping_of(runs, self.shapers)
 
     def _limited(self, projector: Projector) -> Projector:
         return self.limits.apply(projector)
@@ -160,24 +157,27 @@ class ReplayRunner(LocalRunner):
         summary.decided(names, [c.filter for c in decide.channels], decide.stats)
 
 
-def shaping_of(ledger: Ledger, shapers: Mapping[str, Shaper]) -> Shaping:
+def runs_of(ledger: Ledger) -> list[RunStarted]:
+    """Return the record of every run, live worker and replay, in log order."""
+    return [e for e in ledger.read(types=[RunStarted]) if isinstance(e, RunStarted)]
+
+
+def shaping_of(runs: Sequence[RunStarted], shapers: Mapping[str, Shaper]) -> Shaping:
     """Return which datapoints a job with these shapers reads: for each survey whose
-    shaper is not one that ingested alerts into the ledger (as its runs and live workers
-    recorded), those its own shaper makes again from the stored packets."""
-    ingested: dict[str, set[tuple[str, ...]]] = {}
-    for event in ledger.read(types=[RunStarted]):
-        if isinstance(event, RunStarted) and event.variant is None:  # replays ingest nothing
+    shaper is not one that ingested alerts into the ledger (as ``runs``, its runs and
+    live workers, recorded), those its own shaper makes again from the stored packets."""
+    ingested: dict[str, list[dict[str, str]]] = {}
+    for event in runs:
+        if event.variant is None:  # replays ingest nothing
             for use in event.units:
                 if use.role.startswith("shaper:"):
-                    p = use.provenance
-                    identity = (p.unit, p.unit_version, p.unit_digest, p.config)
-                    ingested.setdefault(use.role.removeprefix("shaper:"), set()).add(identity)
-    tags = []
-    for survey, shaper in sorted(shapers.items()):
-        p = provenance(shaper)
-        made = ingested.get(survey)
-        if made and (p.unit, p.unit_version, p.unit_digest, p.config) not in made:
-            tags.append((survey, shaper_tag(shaper)))
+                    survey = use.role.removeprefix("shaper:")
+                    ingested.setdefault(survey, []).append(use.provenance.identity())
+    tags = [
+        (survey, shaper_tag(shaper))
+        for survey, shaper in sorted(shapers.items())
+        if ingested.get(survey) and unit_identity(shaper) not in ingested[survey]
+    ]
     return Shaping(tuple(tags))
 
 
@@ -187,10 +187,10 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
     recorded them (version and code digest); and notes, for the units recorded otherwise
     than they are installed."""
     recorded: RunStarted | None = None
+    runs = runs_of(ledger)
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
         job, _ = load_job(spec)
     else:
-        runs = [e for e in ledger.read(types=[RunStarted]) if isinstance(e, RunStarted)]
         named = [e for e in runs if e.variant == spec]
         if not named and len(spec) >= 6:
             named = [e for e in runs if e.run.startswith(spec)]
@@ -224,7 +224,7 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
     combiner = unit_identity(as_recorded(units.combiner, ran.get("combiner")))
     shapers = {k: as_recorded(u, ran.get(f"shaper:{k}")) for k, u in units.shapers.items()}
     side = Side(label=spec, channels=channels, combiner=combiner, entries=entries,
-                shaping=shaping_of(ledger, shapers))  # fmt: skip
+                shaping=shaping_of(runs, shapers))  # fmt: skip
     return side, notes
 
 
