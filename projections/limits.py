@@ -19,19 +19,11 @@ from typing import Any
 
 from ledger import AlertReceived, Event, FilterDecided, StateCombined, content_hash
 from projections.projector import Deferral, Projector
+from projections.stocks import alert_position
 
-__all__ = ["Limited", "Limits", "alert_position"]
+__all__ = ["Limited", "Limits"]
 
 _PLACED = (AlertReceived, FilterDecided, StateCombined)
-
-
-def alert_position(event: Event) -> int | None:
-    """Return the position of the alert an event is about (None: not about one alert)."""
-    if isinstance(event, AlertReceived):
-        return event.position
-    if isinstance(event, FilterDecided | StateCombined):
-        return event.alert_position if event.alert_position is not None else event.position
-    return None
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,26 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledger import AlertReceived, DatapointAdded, Event, FilterDecided, Ledger, Provenance
+from ledger import (
+    AlertReceived,
+    DatapointAdded,
+    Event,
+    FilterDecided,
+    Ledger,
+    Provenance,
+    StateCombined,
+)
 from units import Datapoint, latest_bodies
 
-__all__ = ["ChannelKey", "Channels", "Shaping", "StockLog", "read_stocks", "survey_of"]
+__all__ = [
+    "ChannelKey",
+    "Channels",
+    "Shaping",
+    "StockLog",
+    "alert_position",
+    "read_stocks",
+    "survey_of",
+]
 
 
 def survey_of(stock: str) -> str:
@@ -101,10 +117,15 @@ class Channels:
         return sorted(k.name for k in self.keys)
 
 
-def _at(d: FilterDecided) -> int:
-    """Return the position of the alert a decision is about (for version-1 decisions,
-    which do not record it, the decision's own position: a later bound, never earlier)."""
-    return d.alert_position if d.alert_position is not None else (d.position or 0)
+def alert_position(event: Event) -> int | None:
+    """Return the position of the alert an event is about: an AlertReceived's own, a
+    decision's or a state's alert's (for those of schema version 1, which do not record
+    it, the event's own position: a later bound, never earlier); None for other events."""
+    if isinstance(event, AlertReceived):
+        return event.position
+    if isinstance(event, FilterDecided | StateCombined):
+        return event.alert_position if event.alert_position is not None else event.position
+    return None
 
 
 @dataclass
@@ -140,12 +161,12 @@ class StockLog:
         """Return the channels' acceptances of one alert, in log order."""
         return [d for d in self.decisions_on(alert, channels) if d.accepted]
 
-    def accepted_until(self, alert_position: int, channels: Channels) -> list[FilterDecided]:
+    def accepted_until(self, position: int, channels: Channels) -> list[FilterDecided]:
         """Return the channels' acceptances of this stock's alerts at or before a position."""
         return [
             d
             for d in self.decisions
-            if d.accepted and _at(d) <= alert_position and channels.owns(d)
+            if d.accepted and (alert_position(d) or 0) <= position and channels.owns(d)
         ]
 
     def follows(self, alert: str | None, alert_position: int | None, channels: Channels) -> bool:

@@ -45,7 +45,14 @@ from projections.identity import provenance, tracking_name, unit_identity
 from projections.pool import Portable, Workers, each_chunk
 from projections.projector import Deferral, Projector
 from projections.retry import Retry
-from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
+from projections.stocks import (
+    Channels,
+    Shaping,
+    StockLog,
+    alert_position,
+    as_datapoints,
+    read_stocks,
+)
 from units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = [
@@ -120,7 +127,7 @@ def made_by(
 def state_at(state: StateCombined) -> int:
     """Return the position of the alert a state was made at (a state made before states
     named their alert: its own position)."""
-    return state.alert_position if state.alert_position is not None else state.position or 0
+    return alert_position(state) or 0
 
 
 def plan(

@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import AlertReceived, Event, FilterDecided, ReactionIntended, StateCombined
-from projections.limits import Limited, Limits, alert_position
+from projections.limits import Limited, Limits
 from projections.projector import Projector
+from projections.stocks import alert_position
 from tests.ledger.samples import one_of_each
 
 EVENTS = one_of_each()
