@@ -374,16 +374,11 @@ def simulate(
         {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
          "cutouts": cutouts}
     )  # fmt: skip
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True,
-            disable=as_json or not console.is_terminal,
-    ) as bar:  # fmt: skip
-        task = bar.add_task("simulating", total=None)
+    with _progress(as_json) as progress:
 
         def alerts() -> Iterator[Alert]:
             for n, packet in enumerate(source.packets(), 1):
-                bar.update(task, completed=n)
+                progress("simulating", n, None)
                 if isinstance(packet, Alert):
                     yield packet
 

@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import IO, Any
 
@@ -189,7 +190,7 @@ def check_determinism(
     chosen: list[Survey] = list(surveys or own)
     reorder = _order_free(unit) if order_matters is None else not order_matters
     cls, config = type(unit), unit.config.model_dump(mode="json")
-    with _OtherProcess() if other_process else _NoPool() as pool:
+    with _OtherProcess() if other_process else nullcontext() as pool:
         for survey in chosen:
             checked = _checker(unit, cls, config, pool, reorder)
             run = settings(
@@ -218,11 +219,3 @@ def _checker(
                 raise _differs("the inputs in another order", unit, expected, got)
 
     return checked
-
-
-class _NoPool:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
