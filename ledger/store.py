@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -171,11 +171,18 @@ class Ledger:
         return result
 
     def writer(
-        self, batch_size: int = 5000, depth: int = 1, tracking: str | None = None, after: int = 0
+        self,
+        batch_size: int = 5000,
+        depth: int = 1,
+        tracking: str | None = None,
+        after: int = 0,
+        on_stored: Callable[[Sequence[Tracking]], None] | None = None,
     ) -> BatchWriter:
         """Return a writer that appends in batches on a background thread, moving the
-        position ``tracking`` from ``after`` with each batch if given (see ledger.writer)."""
-        return BatchWriter(self, batch_size, depth, tracking=tracking, after=after)
+        position ``tracking`` from ``after`` with each batch if given (see ledger.writer);
+        ``on_stored`` is called (on that thread) with the moves of each batch stored."""
+        return BatchWriter(self, batch_size, depth, tracking=tracking, after=after,
+                           on_stored=on_stored)  # fmt: skip
 
     def register_config(self, unit: str, config: dict[str, Any], run_id: str | None = None) -> str:
         """Record a unit configuration once, under its hash, and return the hash."""

@@ -15,7 +15,9 @@ A writer given a tracking name (``ledger.writer(tracking="t0:...", after=positio
 hands batches over only at the positions the caller marks (:meth:`BatchWriter.mark`,
 after each whole item: a batch never splits one), each batch moving the position to
 its last mark in the same transaction, so an interrupted writer resumes where its last
-stored batch ended.
+stored batch ended. A writer may keep several positions (a stream's partitions): each
+is given with its starting point (``positions={name: after}``) and marked by name; a
+batch moves every position marked since the one before.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import gc
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -35,7 +37,7 @@ from ledger.rows import AppendResult, PreparedBatch, Tracking
 
 __all__ = ["BatchTarget", "BatchWriter"]
 
-_Batch = tuple[PreparedBatch, list[tuple[str, bytes]], Tracking | None]
+_Batch = tuple[PreparedBatch, list[tuple[str, bytes]], list[Tracking]]
 _MAX_REMEMBERED = 2_000_000
 
 
@@ -54,9 +56,9 @@ class BatchTarget(Protocol):
         self,
         batch: PreparedBatch,
         packets: Sequence[tuple[str, bytes]] = (),
-        tracking: Tracking | None = None,
+        tracking: Sequence[Tracking] | None = None,
     ) -> AppendResult:
-        """Store a prepared batch, its packets and a tracking move in one transaction."""
+        """Store a prepared batch, its packets and tracking moves in one transaction."""
         ...
 
 
@@ -71,6 +73,8 @@ class BatchWriter:
         switch_interval_s: float | None = 0.0005,
         tracking: str | None = None,
         after: int = 0,
+        positions: Mapping[str, int] | None = None,
+        on_stored: Callable[[Sequence[Tracking]], None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise LedgerError(f"batch_size must be at least 1, got {batch_size}")
@@ -94,7 +98,13 @@ class BatchWriter:
         self._repeats = 0
         self._packets: list[tuple[str, bytes]] = []
         self._tracking = tracking
-        self._after = self._marked = after
+        # name -> (stored or handed over, marked): the positions this writer moves
+        self._positions: dict[str, list[int]] = {}
+        if tracking is not None:
+            self._positions[tracking] = [after, after]
+        for name, start in (positions or {}).items():
+            self._positions[name] = [start, start]
+        self._on_stored = on_stored
         self.handed_over = 0  # batches handed to the background thread so far
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -106,6 +116,8 @@ class BatchWriter:
             try:
                 if self._error is None:
                     self.result = self.result + self.ledger.write(*batch)
+                    if self._on_stored is not None and batch[2]:
+                        self._on_stored(batch[2])
             except BaseException as exc:
                 self._error = exc
             finally:
@@ -153,13 +165,29 @@ class BatchWriter:
         self._rows.append(row)
         if packet is not None:
             self._packets.append(packet)
-        if self._tracking is None and len(self._rows) >= self.batch_size:
+        if not self._positions and len(self._rows) >= self.batch_size:
             self._hand_over()
 
-    def mark(self, position: int) -> bool:
-        """Mark the end of an item at source ``position`` (tracking writers only): if the
-        batch is full, hand it over, moving the position to here; return True if so."""
-        self._marked = position
+    def keep(self, name: str, after: int) -> None:
+        """Keep the position ``name`` too, from ``after`` (its stored position), unless
+        this writer keeps it already (a stream's partition seen for the first time)."""
+        self._positions.setdefault(name, [after, after])
+
+    @property
+    def pending(self) -> bool:
+        """Return whether events or position marks wait to be handed over."""
+        return bool(self._rows or self._packets) or any(
+            marks[1] > marks[0] for marks in self._positions.values()
+        )
+
+    def mark(self, position: int, name: str | None = None) -> bool:
+        """Mark the end of an item at source ``position`` (tracking writers only), of the
+        position ``name`` (default: the writer's ``tracking``): if the batch is full, hand
+        it over, moving every marked position to its mark; return True if so."""
+        marks = self._positions.get(name if name is not None else self._tracking or "")
+        if marks is None:
+            raise LedgerError(f"writer: no position {name!r} to mark (give it in positions)")
+        marks[1] = max(marks[1], position)
         if len(self._rows) >= self.batch_size:
             self._hand_over()
             return True
@@ -173,11 +201,12 @@ class BatchWriter:
 
     def _hand_over(self) -> None:
         self._raise_pending()
-        tracking = None
-        if self._tracking is not None and self._marked > self._after:
-            tracking = Tracking(self._tracking, self._after, self._marked)
-            self._after = self._marked
-        if self._rows or self._packets or tracking is not None:
+        tracking = []
+        for name, marks in self._positions.items():
+            if marks[1] > marks[0]:
+                tracking.append(Tracking(name, marks[0], marks[1]))
+                marks[0] = marks[1]
+        if self._rows or self._packets or tracking:
             self._queue.put((self.ledger.prepare_rows(self._rows), self._packets, tracking))
             self._rows, self._packets = [], []
             self.handed_over += 1

@@ -14,18 +14,21 @@ projector then needs no second decoding of packets this run read.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ledger import AlertReceived, DatapointAdded, Ledger
 from ledger.codec import StoredRow, encode, encode_datapoint
-from ledger.errors import EncodingError
+from ledger.errors import EncodingError, TrackingConflict
+from ledger.rows import Tracking
 from ledger.writer import BatchWriter
 from projections.identity import tracking_name, unit_identity
 from projections.pool import Workers, pickled
 from units import Alert, Blob, Datapoint, Filter, Shaper, Source, Unreadable
+from units.contracts import Message, Stream, StreamSource
 from units.sources import iter_blob
 
 __all__ = [
@@ -182,7 +185,9 @@ class PacketShaper:
         done = []
         for item in chunk:
             packets: list[Alert | Unreadable] = (
-                [item] if isinstance(item, Unreadable) else list(iter_blob(item.data, item.locator))
+                [item]
+                if isinstance(item, Unreadable)
+                else list(iter_blob(item.data, item.locator, item.schema))
             )
             shaped = []
             for packet in packets:
@@ -204,6 +209,8 @@ class IngestStats:
     stocks: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
     resumed: dict[str, int] = field(default_factory=dict)  # source -> position resumed at
+    partitions: dict[str, int] = field(default_factory=dict)  # stream partition -> resumed at
+    notes: list[str] = field(default_factory=list)  # what a reader of the summary must know
     appended: int = 0  # events new to the ledger
     read: Counter[str] = field(default_factory=Counter)  # source -> packets read
     unreadable_inputs: list[str] = field(default_factory=list)  # where, and why
@@ -275,6 +282,82 @@ class Ingest:
         self.stats.appended += out.result.appended
         return self.stats
 
+    def run_stream(
+        self,
+        source: StreamSource,
+        label: str,
+        on_batch: Callable[[], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        to_end: bool = True,
+        stop: Callable[[], bool] | None = None,
+        max_alerts: int | None = None,
+        until_ms: int | None = None,
+    ) -> IngestStats:
+        """Ingest a partitioned stream (Kafka), each partition from the ledger's position.
+
+        Each partition's position (the offset after the last message appended, under
+        :meth:`stream_tracking_name` of the partition's name) moves with the events of
+        each batch, in the same transaction; the stream asks for them whenever
+        partitions are assigned to this process, so a crash neither loses nor doubles a
+        message. If another process of the group appended some of a batch's messages
+        first (a rebalance), the batch fails whole and every partition is read again
+        from the ledger's positions. Stops at the end of the partitions (``to_end``),
+        after ``max_alerts`` messages, at the first message of each partition written
+        at or after ``until_ms``, or when ``stop()`` says so (live: ``to_end`` False,
+        and each poll's messages are appended, decided and committed before the next).
+        """
+        reading = _StreamReading(self, source, to_end, stop, max_alerts, until_ms)
+        try:
+            while True:
+                try:
+                    self._stream_pass(reading, label, on_batch, progress)
+                    return self.stats
+                except TrackingConflict:
+                    reading.rewind()  # another process took some of them first
+        finally:
+            reading.close()
+
+    def _stream_pass(
+        self,
+        reading: _StreamReading,
+        label: str,
+        on_batch: Callable[[], None] | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Read, shape and append until the stream's end (or a stop), in one writer."""
+        shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
+        sent: deque[list[Message]] = deque()
+
+        def blobs() -> Iterator[list[Blob | Unreadable]]:
+            for chunk in reading.chunks():
+                sent.append(chunk)
+                yield [m.blob for m in chunk]
+
+        with self.ledger.writer(self.batch_size, on_stored=reading.on_stored) as out:
+            for _, shaped in self._shaped(shaper, blobs()):
+                messages = sent.popleft()
+                if not messages:  # the end of a poll: live appends what it has
+                    if out.pending:
+                        out.flush()
+                        if on_batch:
+                            on_batch()
+                        reading.commit()
+                    continue
+                for message, packets in zip(messages, shaped, strict=True):
+                    name = reading.keep(out, message.partition)
+                    blob = message.blob.data if isinstance(message.blob, Blob) else None
+                    for one in packets:
+                        self._take(out, one, blob)
+                        self.stats.read[label] += 1
+                    if progress is not None:
+                        progress(1)
+                    reading.marked[name] = message.offset + 1
+                    if out.mark(message.offset + 1, name) and on_batch:
+                        on_batch()
+        self.stats.appended += out.result.appended
+        reading.commit()
+
     def stream_tracking_name(self, stream_key: str) -> str:
         """Return the name of the position in a source or a stream of packets (a NATS
         stream and subject, say) known by ``stream_key``: the key and the shapers."""
@@ -295,13 +378,7 @@ class Ingest:
         taken again from there, in order, and a batch another process took first fails
         with TrackingConflict, storing nothing."""
         shaper = PacketShaper(self.shapers, self.filters, self.run_id, label, self.cause)
-        chunks = list(_chunks(iter(blobs)))
-        done: Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]
-        if self.workers is None:
-            done = ((chunk, shaper.shape_chunk(chunk)) for chunk in chunks)
-        else:
-            spec = pickled(shaper, "workers: the job's shapers and filters")
-            done = self.workers.map(spec, "shape_chunk", chunks)
+        done = self._shaped(shaper, _chunks(iter(blobs)))
         at = iter(positions)
         size = max(self.batch_size, len(blobs) * 100)  # one transaction for the batch
         with self.ledger.writer(size, tracking=tracking, after=after) as out:
@@ -324,17 +401,20 @@ class Ingest:
                     yield index, None, [shaper.shape(packet)]
             return
         index = first
-        chunks = _chunks(blobs)
-        done: Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]
-        if self.workers is None:
-            done = ((chunk, shaper.shape_chunk(chunk)) for chunk in chunks)
-        else:
-            spec = pickled(shaper, "workers: the job's shapers and filters")
-            done = self.workers.map(spec, "shape_chunk", chunks)
-        for chunk, shaped in done:
+        for chunk, shaped in self._shaped(shaper, _chunks(blobs)):
             for item, packets in zip(chunk, shaped, strict=True):
                 yield index, (item.data if isinstance(item, Blob) else None), packets
                 index += 1
+
+    def _shaped(
+        self, shaper: PacketShaper, chunks: Iterator[list[Blob | Unreadable]]
+    ) -> Iterator[tuple[list[Blob | Unreadable], list[list[Shaped]]]]:
+        """Yield each chunk with its blobs' packets shaped, in order: in the worker
+        processes if there are any (several chunks in flight), else here."""
+        if self.workers is None:
+            return ((chunk, shaper.shape_chunk(chunk)) for chunk in chunks)
+        spec = pickled(shaper, "workers: the job's shapers and filters")
+        return self.workers.map(spec, "shape_chunk", chunks)
 
     def _take(self, out: BatchWriter, shaped: Shaped, blob: bytes | None) -> None:
         """Queue one shaped packet's events and keep its verdicts for the decisions."""
@@ -354,6 +434,133 @@ class Ingest:
         for row in rows[1:]:
             out.add_row(row)
         self.verdicts[shaped.digest] = shaped.verdicts
+
+
+class _StreamReading:
+    """One stream read by :meth:`Ingest.run_stream`: its positions in the ledger, what
+    this process marked, what the ledger holds (to tell the broker), and when to stop."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        source: StreamSource,
+        to_end: bool,
+        stop: Callable[[], bool] | None,
+        max_alerts: int | None,
+        until_ms: int | None,
+    ) -> None:
+        self.ingest = ingest
+        self.to_end = to_end
+        self.stop = stop or (lambda: False)
+        self.max_alerts = max_alerts
+        self.until_ms = until_ms
+        self.names: dict[str, str] = {}  # partition -> tracking name
+        self.partitions: dict[str, str] = {}  # tracking name -> partition
+        self.stored_at: dict[str, int] = {}  # tracking name -> the ledger's, when assigned
+        self.marked: dict[str, int] = {}  # tracking name -> last marked by this process
+        self.read = 0
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._to_commit: dict[str, int] = {}
+        self.stream: Stream = source.open(self.start)
+
+    def start(self, partitions: Sequence[str]) -> dict[str, int]:
+        """Return where to read each partition from: the ledger's position, or further
+        if this process marked more (a partition handed back to it while in flight)."""
+        ingest = self.ingest
+        for partition in partitions:
+            name = ingest.stream_tracking_name(partition)
+            self.names[partition], self.partitions[name] = name, partition
+        stored = ingest.ledger.tracked_many(self.names[p] for p in partitions)
+        found = {}
+        for partition in partitions:
+            name = self.names[partition]
+            self.stored_at[name] = stored[name]
+            at = max(stored[name], self.marked.get(name, 0))
+            if at:
+                found[partition] = at
+                ingest.stats.partitions.setdefault(partition, at)
+        return found
+
+    def keep(self, out: BatchWriter, partition: str) -> str:
+        """Return a partition's tracking name, kept by the writer from the ledger's."""
+        name = self.names[partition]
+        out.keep(name, self.stored_at[name])
+        return name
+
+    def chunks(self) -> Iterator[list[Message]]:
+        """Yield the messages to take in chunks, and an empty chunk after each poll."""
+        stream = self.stream
+        while not self.stop():
+            self.commit()
+            if self.to_end and stream.at_end():
+                return
+            kept = []
+            for message in stream.poll(500, 0.2):
+                if message.partition in self._held:
+                    continue
+                stamp = message.timestamp_ms
+                if self.until_ms is not None and stamp is not None and stamp >= self.until_ms:
+                    self._held.add(message.partition)
+                    stream.hold(message.partition)
+                    continue
+                kept.append(message)
+                self.read += 1
+                if self.max_alerts is not None and self.read >= self.max_alerts:
+                    break
+            yield from _message_chunks(kept)
+            if not self.to_end:
+                yield []  # live: what this poll gave is appended before the next
+            if self.max_alerts is not None and self.read >= self.max_alerts:
+                return
+
+    def on_stored(self, moves: Sequence[Tracking]) -> None:
+        """Note what the ledger holds now (called by the writer's thread)."""
+        with self._lock:
+            for move in moves:
+                if move.name in self.partitions:
+                    self._to_commit[move.name] = move.position
+                    self.stored_at[move.name] = move.position
+
+    def commit(self) -> None:
+        """Tell the broker the offsets the ledger holds."""
+        with self._lock:
+            moves, self._to_commit = self._to_commit, {}
+        if moves:
+            self.stream.stored({self.partitions[name]: at for name, at in moves.items()})
+
+    def rewind(self) -> None:
+        """After a batch another process took first: read on from the ledger's positions."""
+        self.marked.clear()
+        self.read = 0
+        self.ingest.stats.notes.append(
+            "a batch was taken first by another process of the group; read again from "
+            "the ledger's positions"
+        )
+        self.stream.rewind()
+
+    def close(self) -> None:
+        """Leave the stream, noting the errors its client got over."""
+        self.stream.close()
+        errors = self.stream.errors
+        if errors:
+            self.ingest.stats.notes.append(
+                f"the stream's client met {len(errors)} errors and got over them (a broker "
+                f"restarting, say); the last: {errors[-1]}"
+            )
+
+
+def _message_chunks(messages: list[Message]) -> Iterator[list[Message]]:
+    chunk: list[Message] = []
+    size = 0
+    for message in messages:
+        chunk.append(message)
+        size += len(message.blob.data) if isinstance(message.blob, Blob) else 0
+        if size >= _CHUNK_BYTES or len(chunk) >= _CHUNK_BLOBS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _chunks(blobs: Iterator[Blob | Unreadable]) -> Iterator[list[Blob | Unreadable]]:

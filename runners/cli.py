@@ -163,18 +163,39 @@ def _show(summary: RunSummary, as_json: bool) -> None:
         show_summary(out, summary)
 
 
-def _run(job_path: Path, sources: list[str], url: str, as_json: bool, workers: int) -> RunSummary:
+def _run(
+    job_path: Path,
+    sources: list[str],
+    url: str,
+    as_json: bool,
+    workers: int,
+    max_alerts: int | None = None,
+    until: str | None = None,
+) -> RunSummary:
     from runners.job import load_job
     from runners.local import LocalRunner
+    from units.contracts import StreamSource
     from units.sources import FileSource
 
     job, text = load_job(job_path)
     missing = [path for path in sources if not Path(path).exists()]
     if missing:
         raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
+    until_ms = None
+    if until is not None:
+        when = _when("--until", until)
+        if isinstance(when, int):
+            raise ConfigError(f"--until: {until!r} is not a time (ISO 8601, for example "
+                              "2026-12-01T09:30:00Z)")  # fmt: skip
+        until_ms = int(when.timestamp() * 1000)
     file_sources = [FileSource({"paths": sources})] if sources else []
     with _open(url) as ledger, _progress(as_json) as progress:
         runner = LocalRunner(job, text, ledger, file_sources, progress, workers=workers)
+        streams = any(isinstance(s, StreamSource) for s in runner.sources)
+        if (max_alerts is not None or until is not None) and not streams:
+            raise ConfigError("--max-alerts and --until stop stream sources (Kafka); this "
+                              "run reads files, which it reads to the end")  # fmt: skip
+        runner.max_alerts, runner.until_ms = max_alerts, until_ms
         summary = runner.run()
     _show(summary, as_json)
     return summary
@@ -217,9 +238,23 @@ def run(
         ),
     ] = 1,
     strict: StrictOption = False,
+    max_alerts: Annotated[
+        int | None,
+        typer.Option(min=1, help="stream sources (Kafka): stop after this many messages"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="stream sources (Kafka): stop each partition at its first message written "
+            "at or after this time (ISO 8601)"
+        ),
+    ] = None,
 ) -> None:
-    """Run a job locally: every tier in turn, with progress bars, then a summary."""
-    _strict(_run(job, list(source or []), ledger, as_json, workers), strict)
+    """Run a job locally: every tier in turn, with progress bars, then a summary. Files
+    are read to their end, Kafka topics to the end of their partitions (or --max-alerts,
+    --until)."""
+    summary = _run(job, list(source or []), ledger, as_json, workers, max_alerts, until)
+    _strict(summary, strict)
 
 
 @app.command()
@@ -340,9 +375,15 @@ def simulate(
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", help="publish them to NATS instead (nats://HOST:PORT), one per message"
+            "--to",
+            help="publish them instead, one per message: to NATS (nats://HOST:PORT) or to a "
+            "Kafka topic (kafka://HOST:PORT/TOPIC; ZTF alerts as Avro containers, Rubin "
+            "alerts Confluent-framed, keyed by object)",
         ),
     ] = None,
+    partitions: Annotated[
+        int, typer.Option(min=1, help="--to kafka: partitions of a topic it makes")
+    ] = 4,
     rate: Annotated[
         float | None, typer.Option(min=0.001, help="--to: alerts per second (default: at once)")
     ] = None,
@@ -358,7 +399,8 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Replay real ZTF alerts as new ones (new stocks, new ids, shifted times) into files,
-    or onto NATS (--to) at a rate, for `skyledger live` or workers to ingest.
+    or onto NATS or a Kafka topic (--to) at a rate, for `skyledger live`, workers or a job
+    with a KafkaSource to ingest.
 
     For a paced stream inside a local job, name SimulatedSource with a rate in its sources.
     """
@@ -369,7 +411,10 @@ def simulate(
     if missing:
         raise ConfigError("\n".join(f"PATH {p}: no such file or directory" for p in missing))
     if (out_dir is None) == (to is None):
-        raise ConfigError("give one of --out FOLDER (files) or --to nats://HOST:PORT (a stream)")
+        raise ConfigError(
+            "give one of --out FOLDER (files), --to nats://HOST:PORT or --to "
+            "kafka://HOST:PORT/TOPIC (a stream)"
+        )
     source = SimulatedSource(
         {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
          "cutouts": cutouts}
@@ -382,6 +427,22 @@ def simulate(
                 if isinstance(packet, Alert):
                     yield packet
 
+        if to is not None and to.startswith("kafka:"):
+            from runners.kafka import KafkaTarget, kafka_packet, publish_kafka
+
+            target = KafkaTarget.parse(to)
+            try:
+                sent = publish_kafka(
+                    target, ((a.stock, kafka_packet(a)) for a in alerts()), rate=rate,
+                    partitions=partitions,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise ConfigError(f"PATH: {exc}") from None
+            if as_json:
+                _print_json({"to": to, "topic": target.topic, "published": sent})
+            else:
+                out.print(f"published {sent} alerts to {to}", highlight=False)
+            return
         if to is not None:
             import asyncio
 

@@ -40,6 +40,7 @@ from runners.job import Job
 from runners.summary import RunSummary
 from runners.tiers import JobUnits, build_tiers, register_configs, run_started, unit_uses
 from units import Source, Unit
+from units.contracts import StreamSource
 
 __all__ = ["LocalRunner", "Progress", "RunSummary"]  # RunSummary: from runners.summary
 
@@ -84,6 +85,8 @@ class LocalRunner:
         self.shaping: Shaping | None = None  # a replay's own shapers (projections.stocks)
         self.reshape: Reshape | None = None  # and their projector, once built
         self.appended = 0  # events this run appended (others' may be appended meanwhile)
+        self.max_alerts: int | None = None  # a stream source stops after so many messages
+        self.until_ms: int | None = None  # or at the first written then (ms since the epoch)
 
     def units(self) -> list[Unit]:
         """Return every unit the job names (sources included), as built for this run."""
@@ -223,7 +226,11 @@ class LocalRunner:
             self._drive(decide)
 
         for source in self.sources:
-            ingest.run(source, source_label(source), decisions, tick)
+            if isinstance(source, StreamSource):
+                ingest.run_stream(source, source.label(), decisions, tick,
+                                  max_alerts=self.max_alerts, until_ms=self.until_ms)  # fmt: skip
+            else:
+                ingest.run(source, source_label(source), decisions, tick)
             decisions()
             verdicts.clear()  # what is left was read again: its alerts were decided before
         self._catch_up("T0 decisions", decide)  # alerts other runs or jobs received

@@ -70,6 +70,14 @@ def _ingested(row: Callable[..., None], summary: RunSummary) -> None:
                 f", record {resumed['record']}" if resumed["record"] else ""
             )
             row(f"  resumed {escape(source['source'])} after {at}", str(source["read"]))
+    partitions = list(summary.partitions.items())
+    for partition, offset in partitions[:8]:
+        _, topic, number = partition.rsplit(":", 2)  # kafka:<cluster id>:<topic>:<number>
+        row(f"  resumed {escape(topic)}/{number} at offset {offset}", "")
+    if len(partitions) > 8:
+        row(f"  and {len(partitions) - 8} more partitions resumed (--json lists them)", "")
+    for note in summary.notes:
+        row(f"  note: {escape(note)}", "")
     row("unreadable", str(bad["read"]))
     for reason, n in bad["reasons"].items():
         row(f"  {escape(reason)}", str(n))

@@ -41,6 +41,8 @@ class RunSummary:
         default_factory=lambda: {"read": 0, "new": None, "reasons": {}, "inputs": []}
     )
     sources: list[dict[str, Any]] = field(default_factory=list)
+    partitions: dict[str, int] = field(default_factory=dict)  # stream partition -> resumed at
+    notes: list[str] = field(default_factory=list)
     datapoints: dict[str, dict[str, int]] = field(default_factory=dict)
     stocks: int = 0
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -74,6 +76,8 @@ class RunSummary:
             read, at = stats.read.get(label, 0), stats.resumed.get(label)
             resumed = None if at is None else {"item": at // ITEM, "record": at % ITEM}
             self.sources.append({"source": label, "read": read, "resumed_after": resumed})
+        self.partitions = dict(stats.partitions)
+        self.notes = list(dict.fromkeys(stats.notes))
 
     def decided(self, names: list[str], filters: list[Filter | None], stats: DecideStats) -> None:
         """Take the decisions per channel: acceptances, and rejections by code with what

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,6 +62,7 @@ from runners.job import Job
 from runners.metrics import LiveMetrics
 from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
 from units import Blob
+from units.contracts import StreamSource
 
 __all__ = ["TierWorker", "WorkerStats", "fetch_soon", "stream_position_name"]
 
@@ -205,6 +207,8 @@ class TierWorker:
             loops = [self._events_loop(js, stop, reconnected)]
             if self.tier == "t0":
                 loops.append(self._alerts_loop(js, stop, alerts_reconnected))
+                streams = [s for s in self.units.sources if isinstance(s, StreamSource)]
+                loops += [self._stream_loop(source, stop) for source in streams]
             await asyncio.gather(*loops)
         except BaseException as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -374,6 +378,45 @@ class TierWorker:
                 sub, after = None, -1  # read the position again, subscribe again
                 await asyncio.sleep(1.0)
 
+    async def _stream_loop(self, source: StreamSource, stop: asyncio.Event) -> None:
+        """Ingest a stream source of the job (Kafka) until ``stop``, on a thread of its
+        own: each poll's messages are appended with the partitions' positions, decided
+        (on the worker's thread, which holds the claims) and committed to the broker
+        before the next. T0 processes of a job share the source's consumer group, so
+        they split its partitions; one that dies hands its partitions on, and they are
+        read on from the ledger's positions."""
+        loop = asyncio.get_running_loop()
+        halt = threading.Event()
+        ingest = Ingest(
+            self.ledger, self.units.shapers, self.units.filters, self.run_id,
+            self.tiers.decide.verdicts, (self._started_id,), self.batch_size or 5000,
+        )  # fmt: skip
+
+        def decide() -> None:
+            work = self._blocking(self._decide, ingest.stats.stocks)
+            asyncio.run_coroutine_threadsafe(work, loop).result()
+
+        def read(n: int) -> None:
+            self.stats.alerts += n
+            self.metrics.alerts.inc(n)
+            self.metrics.beat()
+
+        def work() -> None:
+            while not halt.is_set():
+                try:
+                    ingest.run_stream(source, source.label(), decide, read, to_end=False,
+                                      stop=halt.is_set)  # fmt: skip
+                except Exception as exc:  # the broker or the ledger away: try again
+                    self._error(exc)
+                    halt.wait(1.0)
+
+        done = loop.run_in_executor(None, work)
+        try:
+            await stop.wait()
+        finally:
+            halt.set()
+            await done
+
     async def _stream_from(
         self, js: JetStreamContext, subject: str, start: int
     ) -> JetStreamContext.PullSubscription:
@@ -397,7 +440,10 @@ class TierWorker:
         blobs = [Blob(msg.data, f"nats:{msg.subject}#{_seq(msg)}") for msg in msgs]
         positions = [_seq(msg) for msg in msgs]
         self.ingest.take(blobs, f"nats:{self.alerts_subject}", positions, name, after)
-        stocks = self.ingest.stats.stocks
+        self._decide(self.ingest.stats.stocks)
+
+    def _decide(self, stocks: set[str]) -> None:
+        """Decide on the alerts of ``stocks`` just appended (and forget the stocks)."""
         shards: list[Shard | None] = [None]
         if self.shards > 1:
             touched = sorted({shard_of(stock, self.shards) for stock in stocks})

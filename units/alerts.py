@@ -54,10 +54,14 @@ class Blob:
     Attributes:
         data: The bytes (gzip-compressed or not).
         locator: Where they were read, e.g. ``/data/night/x.avro`` or ``night.tar!x.avro``.
+        schema: For Confluent-framed bytes whose schema id is not one of the official
+            schemas shipped with skyledger: the writer schema (JSON text) registered
+            under that id, as a schema registry gave it; None otherwise.
     """
 
     data: bytes = field(repr=False)
     locator: str
+    schema: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 | tier | contract   | method                                   |
 |------|------------|------------------------------------------|
 | T0   | Source     | ``packets() -> Iterator[Alert | Unreadable]`` |
+| T0   | StreamSource | ``open(start) -> Stream`` (partitioned, endless: Kafka) |
 | T0   | Shaper     | ``shape(alert) -> list[Datapoint]``      |
 | T0   | Filter     | ``decide(alert) -> Decision``            |
 | T1   | Combiner   | ``combine(stock, datapoints) -> list[State]`` |
@@ -16,14 +17,26 @@ be deterministic (same inputs, same output). Only ``Reactor.deliver`` has effect
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 from units.alerts import Alert, Blob, Datapoint, Unreadable
 from units.base import Unit
 from units.views import Decision, Reaction, State, StockSummary, T2View
 
-__all__ = ["Combiner", "Filter", "Reactor", "Shaper", "Source", "T2Binding", "T2Unit"]
+__all__ = [
+    "Combiner",
+    "Filter",
+    "Message",
+    "Reactor",
+    "Shaper",
+    "Source",
+    "Stream",
+    "StreamSource",
+    "T2Binding",
+    "T2Unit",
+]
 
 T2Binding = Literal["stock", "datapoint", "state", "lightcurve"]
 
@@ -58,6 +71,83 @@ class Source(Unit, ABC):
         means the same items, so a recorded position can be resumed. By default, the
         unit's name and configuration hash."""
         return f"{self.name}:{self.config_hash}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a partitioned stream.
+
+    Attributes:
+        partition: The partition's name, unique among every stream's (a Kafka topic's
+            partition: ``kafka:<cluster id>:<topic>:<partition>``); a position is kept
+            per partition.
+        offset: The message's offset in its partition (0 for the first).
+        blob: Its bytes, undecoded, with a locator naming topic, partition and offset
+            (or why they cannot be decoded, said before decoding: a schema the
+            registry would not give).
+        timestamp_ms: When the stream says it was written (milliseconds since the
+            epoch), or None.
+    """
+
+    partition: str
+    offset: int
+    blob: Blob | Unreadable
+    timestamp_ms: int | None = None
+
+
+class Stream(Protocol):
+    """A stream a :class:`StreamSource` opened: messages from the partitions assigned to
+    this process, each partition from the offset its ``start`` said."""
+
+    errors: list[str]
+    """Errors the client met and got over by itself (a broker restarting), latest last."""
+
+    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """Return up to ``max_messages`` messages, waiting up to ``timeout_s`` for the
+        first; never raise on a message's content."""
+        ...
+
+    def at_end(self) -> bool:
+        """Return whether every partition assigned to this process has been read to its
+        end (or held); a run that stops at the end stops then."""
+        ...
+
+    def hold(self, partition: str) -> None:
+        """Stop reading ``partition`` for the rest of this stream (its end, for
+        :meth:`at_end`): a run that stops at a time holds each partition that got there."""
+        ...
+
+    def rewind(self) -> None:
+        """Read every assigned partition again from the offset ``start`` gives now."""
+        ...
+
+    def stored(self, positions: Mapping[str, int]) -> None:
+        """Say that the ledger holds each partition's messages before ``positions[p]``
+        (the broker is told, for monitoring tools; the ledger's positions are the truth)."""
+        ...
+
+    def close(self) -> None:
+        """Leave the stream (a consumer group hands this process's partitions on)."""
+        ...
+
+
+class StreamSource(Source):
+    """T0: a partitioned, possibly endless stream (Kafka topics), read from where the
+    ledger says.
+
+    The runner keeps a position per partition in the ledger, moved with the events of
+    each batch in the same transaction, and :meth:`open` asks it (``start``) where to
+    begin each partition assigned to this process, whenever partitions are assigned.
+    """
+
+    @abstractmethod
+    def open(self, start: Callable[[Sequence[str]], Mapping[str, int]]) -> Stream:
+        """Connect and return the stream; ``start(partitions)`` gives the offset to read
+        each partition from (a partition it leaves out: the source's own start)."""
+
+    def label(self) -> str:
+        """Return what AlertReceived.source records (by default, the unit's name)."""
+        return self.name
 
 
 class Shaper(Unit, ABC):

@@ -49,7 +49,7 @@ def iter_packets(paths: Iterable[str | Path]) -> Iterator[Alert | Unreadable]:
     """Yield every alert (or unreadable packet) found under ``paths``, in a fixed order."""
     for item in iter_blobs(paths):
         if isinstance(item, Blob):
-            yield from iter_blob(item.data, item.locator)
+            yield from iter_blob(item.data, item.locator, item.schema)
         else:
             yield item
 
@@ -93,15 +93,16 @@ def listing(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
     return found
 
 
-def iter_blob(data: bytes, locator: str) -> Iterator[Alert | Unreadable]:
-    """Yield the alerts in one blob of bytes (gzip, container or Confluent-framed)."""
+def iter_blob(data: bytes, locator: str, schema: str | None = None) -> Iterator[Alert | Unreadable]:
+    """Yield the alerts in one blob of bytes (gzip, container or Confluent-framed);
+    ``schema``: see :attr:`units.alerts.Blob.schema`."""
     if data.startswith(_GZIP_MAGIC):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             yield unreadable(data, f"{locator}#0", f"corrupt gzip data: {exc}")
             return
-    for item in decode(data, locator):
+    for item in decode(data, locator, schema):
         yield item if isinstance(item, Unreadable) else identify(item)
 
 

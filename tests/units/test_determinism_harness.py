@@ -19,6 +19,7 @@ from units.testing.strategies import SURVEYS, alert_packets, datapoints, light_c
 CONFIGS: dict[str, dict[str, Any]] = {
     "FileSource": {"paths": ["."]},
     "SimulatedSource": {"paths": ["."]},
+    "KafkaSource": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"]},
     "ReportReactor": {"path": "report.html"},
     "WebhookReactor": {"url": "http://127.0.0.1:9/hook"},
 }

@@ -60,12 +60,15 @@ def unreadable(packet: bytes, locator: str, reason: str) -> Unreadable:
     return Unreadable(digest=digest_bytes(packet), locator=locator, reason=reason, packet=packet)
 
 
-def decode(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
-    """Yield the records of a container or Confluent-framed blob; never raises on bad bytes."""
+def decode(data: bytes, locator: str, schema: str | None = None) -> Iterator[Decoded | Unreadable]:
+    """Yield the records of a container or Confluent-framed blob; never raises on bad bytes.
+
+    ``schema`` is the writer schema (JSON text) of Confluent-framed packets whose id is
+    not an official Rubin one, as a schema registry gave it."""
     if data.startswith(CONTAINER_MAGIC):
         yield from _decode_container(data, locator)
     elif len(data) >= 5 and data[0] == 0:
-        yield from _decode_confluent(data, locator)
+        yield from _decode_confluent(data, locator, schema)
     elif not data:
         yield unreadable(data, locator, "empty file: no Avro packet in it")
     else:
@@ -77,7 +80,9 @@ def decode(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
         )
 
 
-def _decode_confluent(data: bytes, locator: str) -> Iterator[Decoded | Unreadable]:
+def _decode_confluent(
+    data: bytes, locator: str, given: str | None = None
+) -> Iterator[Decoded | Unreadable]:
     stream = io.BytesIO(data)
     pos = index = 0
     while pos < len(data):
@@ -88,16 +93,27 @@ def _decode_confluent(data: bytes, locator: str) -> Iterator[Decoded | Unreadabl
             return
         schema_id = int.from_bytes(data[pos + 1 : pos + 5], "big")
         schema = registry_schema(schema_id)
+        label = LSST_SCHEMA_IDS.get(schema_id, f"registry id {schema_id}")
+        name = label + ".alert"
+        if schema is None and given is not None:
+            try:
+                schema, name, _ = _writer_schema(given)
+            except Exception as exc:  # a registry's schema that does not parse
+                reason = f"schema id {schema_id} from the registry does not parse: {exc!r}"
+                yield unreadable(data[pos:], here, reason)
+                return
         if schema is None:
             known = ", ".join(f"{k} ({v})" for k, v in LSST_SCHEMA_IDS.items())
-            reason = f"unknown schema id {schema_id} in Confluent-framed packet; known: {known}"
+            reason = (
+                f"unknown schema id {schema_id} in Confluent-framed packet; known: {known} "
+                "(a source with a schema registry fetches others)"
+            )
             yield unreadable(data[pos:], here, reason)
             return
         stream.seek(pos + 5)
         try:
             record = fastavro.schemaless_reader(stream, schema, None)
         except Exception as exc:  # any decoding failure is reported, not raised
-            label = LSST_SCHEMA_IDS[schema_id]
             reason = (
                 f"cannot decode Confluent-framed packet with schema id {schema_id} "
                 f"({label}): {exc!r}"
@@ -105,7 +121,6 @@ def _decode_confluent(data: bytes, locator: str) -> Iterator[Decoded | Unreadabl
             yield unreadable(data[pos:], here, reason)
             return
         end = stream.tell()
-        name = LSST_SCHEMA_IDS[schema_id] + ".alert"
         yield Decoded(record=record, packet=data[pos:end], locator=here, schema_name=name)
         pos, index = end, index + 1
 
