@@ -56,14 +56,16 @@ def topic_name(what: str) -> str:
     return f"{what}_{os.getpid()}_{next(_names)}"
 
 
-def job_text(bootstrap: str, topics: list[str], group: str, **extra: Any) -> str:
-    """Return a job reading ``topics`` with one channel taking every alert."""
+def job_text(
+    bootstrap: str, topics: list[str], group: str, combine: bool = True, **extra: Any
+) -> str:
+    """Return a job reading ``topics`` with one channel taking every alert (and the
+    light-curve combiner, if ``combine``: T0 alone where T0 is what a test is about)."""
     config = {"bootstrap_servers": bootstrap, "topics": topics, "group_id": group} | extra
     return (
         "name: kafka\n"
         f"sources:\n  - unit: KafkaSource\n    config: {json.dumps(config)}\n"
-        "channels:\n  - name: ALL\n"
-        "combiner: {unit: LightCurveCombiner}\n"
+        "channels:\n  - name: ALL\n" + ("combiner: {unit: LightCurveCombiner}\n" if combine else "")
     )
 
 
@@ -265,18 +267,18 @@ def test_a_consumer_killed_mid_stream_leaves_the_ledger_an_undisturbed_run_makes
 ) -> None:
     bootstrap = kafka_server.bootstrap
     topic = topic_name("killed")
-    total = simulate_to(bootstrap, topic, copies=3)
-    assert total == 3 * 699
+    total = simulate_to(bootstrap, topic, copies=1)
+    assert total == 699
     client = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
     job = tmp_path / "job.yaml"
-    job.write_text(job_text(bootstrap, [topic], topic_name("g"), client=client))
+    job.write_text(job_text(bootstrap, [topic], topic_name("g"), False, client=client))
     command = [skyledger(), "run", str(job), "--ledger", pg_url, "--json"]
     log = tmp_path / "killed.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + TIMEOUT_S
-            while count_alerts(pg_url) < 300 and proc.poll() is None:
+            while count_alerts(pg_url) < 100 and proc.poll() is None:
                 assert time.monotonic() < deadline, "the run appended no alerts"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGKILL)
@@ -291,11 +293,11 @@ def test_a_consumer_killed_mid_stream_leaves_the_ledger_an_undisturbed_run_makes
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout)
     assert summary["partitions"], "the second run resumed from the ledger's positions"
-    assert summary["alerts"]["read"] <= total - at_kill + 300  # not the whole topic again
+    assert summary["alerts"]["read"] < total  # not the whole topic again
 
     undisturbed = pg_server.create_database(f"undisturbed_{os.getpid()}_{next(_names)}")
     other = tmp_path / "other.yaml"
-    other.write_text(job_text(bootstrap, [topic], topic_name("g"), client=client))
+    other.write_text(job_text(bootstrap, [topic], topic_name("g"), False, client=client))
     done = subprocess.run(
         [skyledger(), "run", str(other), "--ledger", undisturbed, "--json"],
         capture_output=True, timeout=TIMEOUT_S, check=False,
@@ -308,31 +310,26 @@ def test_a_consumer_killed_mid_stream_leaves_the_ledger_an_undisturbed_run_makes
 
 
 def test_a_broker_restarted_mid_stream_is_reconnected_to_and_the_run_finishes(
-    pg_url: str,
+    kafka_server: EmbeddedKafka, pg_url: str
 ) -> None:
-    if shutil.which("java") is None:
-        pytest.skip("no java on PATH: the Kafka broker cannot run here")
-    with EmbeddedKafka() as broker:
-        topic = topic_name("restart")
-        total = simulate_to(broker.bootstrap, topic, copies=2)
-        client = {"reconnect.backoff.max.ms": "1000", "session.timeout.ms": "6000"}
-        text = job_text(broker.bootstrap, [topic], topic_name("g"), client=client)
-        read = 0
-        restarted = threading.Event()
+    broker = kafka_server  # the tests of one process run one at a time: it is ours now
+    topic = topic_name("restart")
+    total = simulate_to(broker.bootstrap, topic, copies=2)
+    client = {"reconnect.backoff.max.ms": "1000", "session.timeout.ms": "6000"}
+    text = job_text(broker.bootstrap, [topic], topic_name("g"), False, client=client)
+    restarted = threading.Event()
 
-        def progress(stage: str, done: int, _total: int | None) -> None:
-            nonlocal read
-            if stage == "T0 ingest":
-                read = done
-                time.sleep(0.004)  # slow enough for the broker to go down mid-stream
-                if done == 300:
-                    threading.Thread(target=lambda: (broker.restart(down_s=2.0),
-                                                     restarted.set())).start()  # fmt: skip
+    def progress(stage: str, done: int, _total: int | None) -> None:
+        if stage == "T0 ingest":
+            time.sleep(0.004)  # slow enough for the broker to go down mid-stream
+            if done == 300:
+                threading.Thread(target=lambda: (broker.restart(down_s=2.0),
+                                                 restarted.set())).start()  # fmt: skip
 
-        with Ledger.open(pg_url) as ledger:
-            summary = LocalRunner(parse_job(text), text, ledger, progress=progress).run()
-            alerts = received(ledger)
-        assert restarted.wait(60)
+    with Ledger.open(pg_url) as ledger:
+        summary = LocalRunner(parse_job(text), text, ledger, progress=progress).run()
+        alerts = received(ledger)
+    assert restarted.wait(60)
     assert summary.status == "ok"
     assert len({a.digest for a in alerts}) == len(alerts) == total
     assert any("errors and got over them" in note for note in summary.notes), summary.notes
