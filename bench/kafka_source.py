@@ -11,9 +11,11 @@ does, and written as Avro container files of 1,000 alerts (as ``skyledger simula
 appending with the positions) into a fresh PostgreSQL ledger each time, with
 ``--workers`` worker processes: from the files (``Ingest.run``, FileSource) and from
 Kafka (``Ingest.run_stream``, KafkaSource, a new consumer group: the consumer joins its
-group, reads every partition to its end and commits the offsets). Rounds alternate
-files and Kafka; each figure is the mean of its rounds' rates (alerts over the wall
-time of the whole ingest, joining the group included).
+group, reads every partition to its end and commits the offsets). Each round ingests
+both, files first in odd rounds and Kafka first in even ones (these machines drift in
+speed over minutes); each figure is the mean of its rounds' rates (alerts over the wall
+time of the whole ingest, joining the group included). The CPU seconds of this process,
+its worker processes and the broker are printed for each ingest.
 
 Target: ``kafka_ratio`` (Kafka over files) at least 0.9. The last line:
 
@@ -23,11 +25,14 @@ Target: ``kafka_ratio`` (Kafka over files) at least 0.9. The last line:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from ledger import AlertReceived, Ledger
 from projections.pool import Workers
@@ -71,6 +76,25 @@ def ingest(url: str, source: Source, workers: Workers) -> tuple[int, float]:
     return stats.alerts, seconds
 
 
+def cpu_seconds(broker_pid: int) -> dict[str, float]:
+    """Return the CPU seconds used so far by this process, its worker processes and the
+    broker (the database's are not counted)."""
+    me = psutil.Process()
+    workers = [p for p in me.children(recursive=True) if p.pid != broker_pid and
+               "python" in p.name()]  # fmt: skip
+
+    def of(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return float(times.user + times.system)
+
+    own = os.times()
+    return {"runner": own.user + own.system, "workers": sum(of(p) for p in workers),
+            "broker": of(psutil.Process(broker_pid))}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=50_000)
@@ -103,7 +127,8 @@ def main() -> None:
         del alerts
         rates: dict[str, list[float]] = {"files": [], "kafka": []}
         for round_ in range(args.rounds):
-            for kind in ("files", "kafka"):
+            order = ("files", "kafka") if round_ % 2 == 0 else ("kafka", "files")
+            for kind in order:
                 url = pg.create_database(f"bench_{kind}_{round_}")
                 source: Source
                 if kind == "files":
@@ -112,10 +137,13 @@ def main() -> None:
                     config = {"bootstrap_servers": kafka.bootstrap, "topics": [topic],
                               "group_id": f"bench{round_}"}  # fmt: skip
                     source = KafkaSource(config)
+                before = cpu_seconds(kafka.proc.pid)
                 n, seconds = ingest(url, source, workers)
+                used = {k: v - before.get(k, 0.0) for k, v in cpu_seconds(kafka.proc.pid).items()}
                 rates[kind].append(n / seconds)
                 print(f"round {round_ + 1} {kind:5}: {n} alerts in {seconds:.2f} s, "
-                      f"{n / seconds:.0f} alerts/s", flush=True)  # fmt: skip
+                      f"{n / seconds:.0f} alerts/s; CPU s: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in used.items()), flush=True)  # fmt: skip
     kafka_aps, file_aps = statistics.mean(rates["kafka"]), statistics.mean(rates["files"])
     ratio = kafka_aps / file_aps
     verdict = "meets" if ratio >= RATIO_TARGET else "misses"

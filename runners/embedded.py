@@ -311,13 +311,20 @@ def kafka_problem() -> str | None:
 
 class EmbeddedKafka(_Server):
     """An Apache Kafka broker in KRaft mode (broker and controller in one process) in a
-    temporary folder, listening on 127.0.0.1 only, with topics of one replica."""
+    temporary folder, listening on 127.0.0.1 only, with topics of one replica.
 
-    def __init__(self, *, partitions: int = 1, heap_mb: int = 512) -> None:
+    With ``scram=(user, password)`` it also listens on :attr:`sasl_bootstrap` for
+    clients that authenticate with SASL/SCRAM-SHA-512 as that user (as Rubin's brokers
+    ask, there over TLS)."""
+
+    def __init__(
+        self, *, partitions: int = 1, heap_mb: int = 512, scram: tuple[str, str] | None = None
+    ) -> None:
         problem = kafka_problem()
         if problem is not None:
             raise RuntimeError(problem)
         self.port, self.controller_port = free_port(), free_port()
+        self.sasl_port = free_port() if scram else None
         self.root = Path(tempfile.mkdtemp(prefix="skyledger-kafka-"))
         self.log = self.root / "kafka.log"
         config = self.root / "server.properties"
@@ -340,11 +347,24 @@ class EmbeddedKafka(_Server):
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
+        scram_args: list[str] = []
+        if scram is not None:
+            user, password = scram
+            sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            settings["listeners"] += f",{sasl}"
+            settings["advertised.listeners"] += f",{sasl}"
+            settings["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            settings["inter.broker.listener.name"] = "PLAINTEXT"
+            settings["sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+            settings["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+            scram_args = ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         java = ["java", f"-Xmx{heap_mb}m", "-cp", str(_kafka_jars() / "*")]
         fmt = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", _KAFKA_CLUSTER_ID, "-c",
-             str(config)],
+             str(config), *scram_args],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:
@@ -371,6 +391,13 @@ class EmbeddedKafka(_Server):
     def bootstrap(self) -> str:
         """Return the bootstrap servers for clients: ``127.0.0.1:PORT``."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """Return the bootstrap servers of the SASL/SCRAM listener (``scram`` given)."""
+        if self.sasl_port is None:
+            raise RuntimeError("this broker was started without scram=(user, password)")
+        return f"127.0.0.1:{self.sasl_port}"
 
     def __enter__(self) -> EmbeddedKafka:
         return self

@@ -237,10 +237,30 @@ class KafkaSource(StreamSource):
 
 
 def _topics(source: KafkaSource) -> set[str]:
-    """Return the topics a broker has (raise KafkaException if none answers in time)."""
-    settings: dict[str, Any] = {"bootstrap.servers": source.config.bootstrap_servers, "logger": log}
+    """Return the topics a broker has; raise KafkaException if none answers in time, with
+    the client's own last complaint (refused credentials, say) when it made one."""
+    heard = _Heard()
+    listening = logging.Logger("skyledger.kafka.check", logging.WARNING)
+    listening.addHandler(heard)
+    settings: dict[str, Any] = {"bootstrap.servers": source.config.bootstrap_servers}
     settings |= {key: _expand(value) for key, value in source.config.client.items()}
-    return set(AdminClient(settings).list_topics(timeout=_REACH_S).topics)
+    admin = AdminClient(settings | {"logger": listening})
+    try:
+        return set(admin.list_topics(timeout=_REACH_S).topics)
+    except KafkaException as exc:
+        admin.poll(1.0)  # the client's logs are handed over here
+        error = exc.args[0]
+        text = error.str() if isinstance(error, KafkaError) else str(error)
+        raise KafkaException(f"{text}; {heard.last}" if heard.last else text) from None
+
+
+class _Heard(logging.Handler):
+    """Keeps the last thing a client complained of."""
+
+    last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
 
 
 class KafkaStream:

@@ -456,3 +456,30 @@ def test_simulated_copies_are_published_keyed_by_stock(kafka_server: EmbeddedKaf
             by_stock.setdefault(key, set()).add(partition)
     assert all(len(parts) == 1 for parts in by_stock.values())  # a stock keeps one partition
     assert sorted(v for msgs in got.values() for _, v in msgs) == sorted(a.packet for a in expected)
+
+
+def test_a_scram_broker_is_read_with_the_password_from_the_environment_and_never_recorded(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("java") is None:
+        pytest.skip("no java on PATH: the Kafka broker cannot run here")
+    with EmbeddedKafka(scram=("rubin-broker", "s3cret-pw")) as broker:
+        topic = topic_name("rubin")
+        publish(broker.bootstrap, topic, alerts_of(RUBIN), partitions=1)
+        client = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                  "sasl.username": "rubin-broker",
+                  "sasl.password": "${SKYLEDGER_TEST_KAFKA_PASSWORD}"}  # fmt: skip
+        text = job_text(broker.sasl_bootstrap, [topic], topic_name("g"), client=client)
+        job = parse_job(text)
+        monkeypatch.setenv("SKYLEDGER_TEST_KAFKA_PASSWORD", "wrong")
+        (problem,) = KafkaSource(job.sources[0].config).problems()
+        assert problem.startswith("bootstrap_servers: no broker answered")
+        assert "uthentication" in problem, problem
+        monkeypatch.setenv("SKYLEDGER_TEST_KAFKA_PASSWORD", "s3cret-pw")
+        with Ledger.open(pg_url) as ledger:
+            summary = LocalRunner(job, text, ledger).run()
+            recorded = [e.model_dump_json() for e in ledger.read()]
+    assert summary.alerts["read"] == 7
+    assert summary.status == "ok"
+    assert not any("s3cret-pw" in e for e in recorded)
+    assert any("${SKYLEDGER_TEST_KAFKA_PASSWORD}" in e for e in recorded)
