@@ -483,3 +483,43 @@ def test_a_scram_broker_is_read_with_the_password_from_the_environment_and_never
     assert summary.status == "ok"
     assert not any("s3cret-pw" in e for e in recorded)
     assert any("${SKYLEDGER_TEST_KAFKA_PASSWORD}" in e for e in recorded)
+
+
+def test_a_run_stops_after_max_alerts_or_at_a_time_and_the_next_reads_on(
+    kafka_server: EmbeddedKafka, pg_url: str, tmp_path: Path
+) -> None:
+    bootstrap = kafka_server.bootstrap
+    topic = topic_name("stops")
+    night = alerts_of(NIGHT)
+    publish(bootstrap, topic, night[:60], partitions=1)
+    time.sleep(1.5)
+    between = time.time()
+    time.sleep(1.5)
+    publish(bootstrap, topic, night[60:], partitions=1)
+    job = tmp_path / "job.yaml"
+    job.write_text(job_text(bootstrap, [topic], topic_name("g"), False))
+
+    def run(*options: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [skyledger(), "run", str(job), "--ledger", pg_url, "--json", *options],
+            capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary: dict[str, Any] = json.loads(done.stdout)
+        return summary
+
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(between))
+    assert run("--max-alerts", "25")["alerts"]["read"] == 25
+    assert run("--until", until)["alerts"]["read"] == 35  # the rest written before then
+    assert run()["alerts"]["read"] == len(night) - 60
+    with Ledger.open(pg_url) as ledger:
+        digests = [a.digest for a in received(ledger)]
+    assert digests == [a.digest for a in night]  # once each, in the partition's order
+
+    files = subprocess.run(
+        [skyledger(), "run", str(job), "--source", str(NIGHT), "--ledger", pg_url,
+         "--max-alerts", "3"],
+        capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert files.returncode != 0
+    assert "error: --max-alerts and --until stop stream sources (Kafka)" in files.stderr
