@@ -149,6 +149,7 @@ class AlertReceived(Event):
     """A packet arrived: its digest and where it came from, or why it could not be read."""
 
     identity = ("digest",)
+    unstored_if_none = ("schema_digest",)
 
     def compute_id(self) -> str:
         """Return the id: a packet's digest, or for one that could not be read, the digest
@@ -164,6 +165,12 @@ class AlertReceived(Event):
     alert_id: str | None = Field(default=None, description="the survey's alert id")
     schema_name: str | None = Field(default=None, description="packet schema and version")
     error: str | None = Field(default=None, description="why it could not be decoded")
+    schema_digest: str | None = Field(
+        default=None,
+        description="the digest of the writer schema (JSON text, kept with the packets) a "
+        "schema registry gave for a framed packet whose id skyledger does not ship; None "
+        "for every other packet",
+    )
 
 
 class DatapointAdded(Event):

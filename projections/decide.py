@@ -22,7 +22,7 @@ from projections.identity import ACCEPT_ALL, provenance, tracking_name
 from projections.pool import Workers, each_chunk
 from projections.projector import Projector
 from projections.stocks import ChannelKey, Channels
-from projections.t0 import Verdict, Verdicts, judge
+from projections.t0 import Verdict, Verdicts, judge, stored_schema
 from units import Alert, Filter
 from units.sources import iter_blob
 
@@ -64,12 +64,13 @@ class _Judge:
     filters: Sequence[Filter | None]
 
     def verdicts(
-        self, chunk: Sequence[tuple[str, str, bytes]]
+        self, chunk: Sequence[tuple[str, str, bytes, str | None]]
     ) -> list[tuple[str, tuple[Verdict | None, ...] | None]]:
         """Return each packet's verdicts by digest (None if it no longer decodes)."""
         found: list[tuple[str, tuple[Verdict | None, ...] | None]] = []
-        for digest, locator, data in chunk:
-            alert = next((a for a in iter_blob(data, locator) if isinstance(a, Alert)), None)
+        for digest, locator, data, schema in chunk:
+            decoded = iter_blob(data, locator, schema)
+            alert = next((a for a in decoded if isinstance(a, Alert)), None)
             found.append((digest, None if alert is None else judge(self.filters, alert)))
         return found
 
@@ -116,7 +117,7 @@ class Decide(Projector):
         """Return the filters' verdicts on each alert: handed over by ingest, or judged
         from the packet's stored bytes."""
         found: dict[str, tuple[Verdict | None, ...]] = {}
-        missing: list[tuple[str, str, bytes]] = []
+        missing: list[tuple[str, str, bytes, str | None]] = []
         for alert in alerts:
             given = self.verdicts.pop(alert.digest, None)
             if given is not None:
@@ -132,7 +133,9 @@ class Decide(Projector):
                         "and this run did not read it"
                     )
                     raise ProjectionError(msg)
-                missing.append((alert.digest, alert.locator, data))
+                missing.append(
+                    (alert.digest, alert.locator, data, stored_schema(self.ledger, alert))
+                )
         chunks = [
             missing[i : i + _PACKETS_PER_CHUNK] for i in range(0, len(missing), _PACKETS_PER_CHUNK)
         ]

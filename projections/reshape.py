@@ -22,6 +22,7 @@ from ledger.codec import StoredRow, encode
 from projections.identity import tracking_name, unit_identity
 from projections.projector import Projector
 from projections.stocks import Shaping, survey_of
+from projections.t0 import stored_schema
 from units import Alert, Shaper
 from units.sources import iter_blob
 
@@ -94,7 +95,8 @@ class Reshape(Projector):
                 f"{alert.digest} is not kept (the ledger's packets setting is 'digest')"
             )
             raise ProjectionError(msg)
-        found = [a for a in iter_blob(data, alert.locator) if isinstance(a, Alert)]
+        schema = stored_schema(self.ledger, alert)
+        found = [a for a in iter_blob(data, alert.locator, schema) if isinstance(a, Alert)]
         if len(found) != 1 or found[0].stock != alert.stream:
             raise ProjectionError(f"the stored packet {alert.digest} no longer decodes as it did")
         return found[0]

@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ledger import AlertReceived, DatapointAdded, Ledger
+from ledger import AlertReceived, DatapointAdded, Ledger, ProjectionError, digest_bytes
 from ledger.codec import StoredRow, encode, encode_datapoint
 from ledger.errors import EncodingError, TrackingConflict
 from ledger.rows import Tracking
@@ -43,6 +43,7 @@ __all__ = [
     "Verdicts",
     "judge",
     "shape_packet",
+    "stored_schema",
 ]
 
 FILTER_RAISED = -1000  # framework codes are -1000 and below; filters own -1 to -999
@@ -83,6 +84,7 @@ class Shaped:
     kinds: Counter[str]
     error: str | None  # why the packet could not be read or shaped
     verdicts: tuple[Verdict | None, ...]  # one per channel (None: no filter); () on error
+    schema: str | None = None  # the registry's writer schema it was decoded with, to keep
 
 
 def datapoint_row(point: Datapoint, cause: tuple[str, ...], run_id: str) -> StoredRow:
@@ -100,6 +102,22 @@ def datapoint_row(point: Datapoint, cause: tuple[str, ...], run_id: str) -> Stor
         causation=cause, run_id=run_id,
     )  # fmt: skip
     return encode(added)
+
+
+def stored_schema(ledger: Ledger, alert: AlertReceived) -> str | None:
+    """Return the writer schema a registry gave for an alert's packet, as kept with the
+    packets (None for the packets skyledger decodes on its own); raise ProjectionError if
+    it is not kept."""
+    if alert.schema_digest is None:
+        return None
+    text = ledger.packet(alert.schema_digest)
+    if text is None:
+        msg = (
+            f"cannot decode alert {alert.alert_id} ({alert.locator}) again: the writer schema "
+            f"{alert.schema_digest} its schema registry gave is not kept"
+        )
+        raise ProjectionError(msg)
+    return text.decode()
 
 
 def judge(filters: Sequence[Filter | None], alert: Alert) -> tuple[Verdict | None, ...]:
@@ -124,10 +142,13 @@ def shape_packet(
     run_id: str,
     source: str,
     cause: tuple[str, ...] = (),
+    schema: str | None = None,
 ) -> Shaped:
     """Decide and encode everything one packet says that needs no other packet.
 
-    ``cause`` is the causation of the AlertReceived event (the run that read it).
+    ``cause`` is the causation of the AlertReceived event (the run that read it);
+    ``schema`` the writer schema a registry gave for it (kept, so that the packet can be
+    decoded again: see :func:`stored_schema`).
     """
     if isinstance(item, Unreadable):
         event = AlertReceived(
@@ -146,10 +167,12 @@ def shape_packet(
             points = shaper.shape(item)
         except Exception as exc:
             error = f"shaper {shaper.name} failed: {type(exc).__name__}: {exc}"
+    kept = schema if error is None else None
     received = AlertReceived(
         stream=item.stock if error is None else UNREADABLE_STREAM, digest=item.digest,
         source=source, locator=item.locator, alert_id=item.alert_id, schema_name=item.schema,
         error=error, run_id=run_id, causation=cause,
+        schema_digest=None if kept is None else digest_bytes(kept.encode()),
     )  # fmt: skip
     rows = [encode(received)]
     if error is not None:
@@ -162,7 +185,7 @@ def shape_packet(
         rows.append(datapoint_row(point, alert_cause, run_id))
     verdicts = judge(filters, item)
     return Shaped(item.stock, item.digest, item.locator, received.id, rows, item.packet, kinds,
-                  None, verdicts)  # fmt: skip
+                  None, verdicts, kept)  # fmt: skip
 
 
 @dataclass
@@ -175,10 +198,10 @@ class PacketShaper:
     source: str
     cause: tuple[str, ...]
 
-    def shape(self, item: Alert | Unreadable) -> Shaped:
-        """Return one packet shaped."""
+    def shape(self, item: Alert | Unreadable, schema: str | None = None) -> Shaped:
+        """Return one packet shaped (``schema``: see :func:`shape_packet`)."""
         return shape_packet(item, self.shapers, self.filters, self.run_id, self.source,
-                            self.cause)  # fmt: skip
+                            self.cause, schema)  # fmt: skip
 
     def shape_chunk(self, chunk: Sequence[Blob | Unreadable]) -> list[list[Shaped]]:
         """Return, for each blob of a chunk, its packets shaped."""
@@ -190,8 +213,9 @@ class PacketShaper:
                 else list(iter_blob(item.data, item.locator, item.schema))
             )
             shaped = []
+            schema = item.schema if isinstance(item, Blob) else None
             for packet in packets:
-                one = self.shape(packet)
+                one = self.shape(packet, schema)
                 if isinstance(item, Blob) and one.packet == item.data:
                     one = replace(one, packet=None)  # the caller has these bytes already
                 shaped.append(one)
@@ -243,6 +267,7 @@ class Ingest:
         self.batch_size = batch_size
         self.workers = workers
         self.stats = IngestStats()
+        self._schemas: set[str] = set()  # digests of registry schemas kept by this process
 
     def tracking_name(self, source: Source) -> str:
         """Return the name of the position in a source: its key and the shapers."""
@@ -428,6 +453,12 @@ class Ingest:
             if len(stats.unreadable_inputs) < 100:
                 stats.unreadable_inputs.append(f"{shaped.locator}: {shaped.error}")
             return
+        if shaped.schema is not None:  # a registry's schema: kept once, by its digest
+            text = shaped.schema.encode()
+            digest = digest_bytes(text)
+            if digest not in self._schemas:
+                self._schemas.add(digest)
+                out.extend([], [(digest, text)])
         stats.alerts += 1
         stats.stocks.add(shaped.stock)
         stats.datapoints.update(shaped.kinds)

@@ -24,7 +24,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastavro.schema import to_parsing_canonical_form
 
-from ledger import AlertReceived, DatapointAdded, Ledger, StateCombined, digest_bytes
+from ledger import (
+    AlertReceived,
+    DatapointAdded,
+    FilterDecided,
+    Ledger,
+    StateCombined,
+    digest_bytes,
+)
 from projections.t0 import Ingest
 from runners.bus import Bus
 from runners.embedded import EmbeddedKafka, EmbeddedNats
@@ -32,6 +39,7 @@ from runners.job import parse_job
 from runners.kafka import KafkaSource, KafkaStream, KafkaTarget, kafka_packet, publish_kafka
 from runners.live import LiveProcesses
 from runners.local import LocalRunner
+from runners.replay import ReplayRunner
 from runners.simulate import SimulatedSource
 from units import Alert
 from units.packets.confluent import frame_confluent, registry_schema
@@ -192,6 +200,14 @@ def test_a_run_reads_ztf_and_rubin_messages_as_it_reads_files_and_sets_bad_ones_
         errors = {a.locator.split("#")[0]: a.error for a in alerts if a.error is not None}
         kafka_points, kafka_states = ids_of(ledger, DatapointAdded), ids_of(ledger, StateCombined)
         again = LocalRunner(job, text, ledger).run()
+        # A new filter decides on every alert again, from the stored packets: the one
+        # decoded with the registry's schema too (the schema is kept with the packets).
+        filtered = "name: rubin\nchannels:\n  - name: RUBIN\n    filter: {unit: LsstFilter}\n"
+        ReplayRunner(parse_job(filtered), filtered, ledger, "rubin", read_model=False).run()
+        (registry_alert,) = [a for a in received(ledger)
+                             if a.digest == digest_bytes(from_registry)]  # fmt: skip
+        decided = {d.alert_digest for d in ledger.read(types=[FilterDecided])
+                   if isinstance(d, FilterDecided) and d.channel == "RUBIN"}  # fmt: skip
         ingest = Ingest(ledger, LocalRunner(job, text, ledger).shapers, [], "", {})
         stream = KafkaStream(KafkaSource(job.sources[0].config), lambda ps: {})
         cluster = stream.cluster
@@ -201,6 +217,8 @@ def test_a_run_reads_ztf_and_rubin_messages_as_it_reads_files_and_sets_bad_ones_
     assert summary.status == "ok"
     assert summary.alerts["read"] == 148  # 140 ZTF, 7 Rubin, one from the registry's schema
     assert readable == {digest_bytes(p) for p in [*packets, from_registry]}
+    assert registry_alert.schema_digest is not None
+    assert registry_alert.digest in decided
     assert registry.asked == ["/schemas/ids/4343", "/schemas/ids/4242"]  # once per id
     assert sorted(errors) == [f"kafka:{bad}/0@{n}" for n in (0, 1, 2, 4)]
     assert errors[f"kafka:{bad}/0@0"].startswith("neither an Avro container")
