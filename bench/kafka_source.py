@@ -36,6 +36,7 @@ import psutil
 
 from ledger import AlertReceived, Ledger
 from projections.pool import Workers
+from projections.t0 import Ingest
 from runners.embedded import EmbeddedKafka, EmbeddedPostgres
 from runners.job import parse_job
 from runners.kafka import KafkaSource, KafkaTarget, kafka_packet, publish_kafka
@@ -59,8 +60,6 @@ channels:
 
 def ingest(url: str, source: Source, workers: Workers) -> tuple[int, float]:
     """Ingest a source into the ledger at ``url``; return the alerts and the seconds."""
-    from projections.t0 import Ingest
-
     units = JobUnits(parse_job(JOB), [source])
     with Ledger.open(url) as ledger:
         started = time.perf_counter()

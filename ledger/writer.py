@@ -16,7 +16,7 @@ hands batches over only at the positions the caller marks (:meth:`BatchWriter.ma
 after each whole item: a batch never splits one), each batch moving the position to
 its last mark in the same transaction, so an interrupted writer resumes where its last
 stored batch ended. A writer may keep several positions (a stream's partitions): each
-is given with its starting point (``positions={name: after}``) and marked by name; a
+is added with its starting point (:meth:`BatchWriter.keep`) and marked by name; a
 batch moves every position marked since the one before.
 """
 
@@ -26,7 +26,7 @@ import gc
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -73,7 +73,6 @@ class BatchWriter:
         switch_interval_s: float | None = 0.0005,
         tracking: str | None = None,
         after: int = 0,
-        positions: Mapping[str, int] | None = None,
         on_stored: Callable[[Sequence[Tracking]], None] | None = None,
     ) -> None:
         if batch_size < 1:
@@ -102,8 +101,6 @@ class BatchWriter:
         self._positions: dict[str, list[int]] = {}
         if tracking is not None:
             self._positions[tracking] = [after, after]
-        for name, start in (positions or {}).items():
-            self._positions[name] = [start, start]
         self._on_stored = on_stored
         self.handed_over = 0  # batches handed to the background thread so far
         self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=depth)
@@ -186,7 +183,7 @@ class BatchWriter:
         it over, moving every marked position to its mark; return True if so."""
         marks = self._positions.get(name if name is not None else self._tracking or "")
         if marks is None:
-            raise LedgerError(f"writer: no position {name!r} to mark (give it in positions)")
+            raise LedgerError(f"writer: no position {name!r} to mark (add it with keep)")
         marks[1] = max(marks[1], position)
         if len(self._rows) >= self.batch_size:
             self._hand_over()

@@ -17,8 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from ledger import AlertReceived, DatapointAdded, Ledger, ProjectionError, digest_bytes
 from ledger.codec import StoredRow, encode, encode_datapoint
@@ -240,6 +241,7 @@ class IngestStats:
     unreadable_inputs: list[str] = field(default_factory=list)  # where, and why
 
 
+_Item = TypeVar("_Item", Blob | Unreadable, Message)
 _CHUNK_BYTES = 2_000_000  # about 25 ZTF packets with cutouts
 _CHUNK_BLOBS = 64
 
@@ -539,7 +541,7 @@ class _StreamReading:
                 self.read += 1
                 if self.max_alerts is not None and self.read >= self.max_alerts:
                     break
-            yield from _message_chunks(kept)
+            yield from _chunks(kept)
             if not self.to_end:
                 yield []  # live: what this poll gave is appended before the next
             if self.max_alerts is not None and self.read >= self.max_alerts:
@@ -551,7 +553,6 @@ class _StreamReading:
             for move in moves:
                 if move.name in self.partitions:
                     self._to_commit[move.name] = move.position
-                    self.stored_at[move.name] = move.position
 
     def commit(self) -> None:
         """Tell the broker the offsets the ledger holds."""
@@ -581,25 +582,15 @@ class _StreamReading:
             )
 
 
-def _message_chunks(messages: list[Message]) -> Iterator[list[Message]]:
-    chunk: list[Message] = []
+def _chunks(items: Iterable[_Item]) -> Iterator[list[_Item]]:
+    """Yield ``items`` (blobs, or stream messages holding them) in chunks of at most
+    ``_CHUNK_BLOBS`` items, cut once the blobs' bytes reach ``_CHUNK_BYTES``."""
+    chunk: list[_Item] = []
     size = 0
-    for message in messages:
-        chunk.append(message)
-        size += len(message.blob.data) if isinstance(message.blob, Blob) else 0
-        if size >= _CHUNK_BYTES or len(chunk) >= _CHUNK_BLOBS:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-def _chunks(blobs: Iterator[Blob | Unreadable]) -> Iterator[list[Blob | Unreadable]]:
-    chunk: list[Blob | Unreadable] = []
-    size = 0
-    for item in blobs:
+    for item in items:
         chunk.append(item)
-        size += len(item.data) if isinstance(item, Blob) else 0
+        blob = item.blob if isinstance(item, Message) else item
+        size += len(blob.data) if isinstance(blob, Blob) else 0
         if size >= _CHUNK_BYTES or len(chunk) >= _CHUNK_BLOBS:
             yield chunk
             chunk, size = [], 0

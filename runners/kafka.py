@@ -52,7 +52,7 @@ from units.base import UnitConfig
 from units.contracts import Message, StreamSource
 from units.packets.confluent import LSST_SCHEMA_IDS, frame_confluent
 from units.packets.decode import unreadable
-from units.sources import iter_blob
+from units.sources import iter_decoded
 
 __all__ = [
     "KafkaSource",
@@ -220,12 +220,7 @@ class KafkaSource(StreamSource):
         stream = self.open(lambda partitions: {})
         try:
             while not stream.at_end():
-                for message in stream.poll(500, 0.5):
-                    blob = message.blob
-                    if isinstance(blob, Unreadable):
-                        yield blob
-                    else:
-                        yield from iter_blob(blob.data, blob.locator, blob.schema)
+                yield from iter_decoded(m.blob for m in stream.poll(500, 0.5))
         finally:
             stream.close()
 

@@ -34,6 +34,7 @@ __all__ = [
     "FileSource",
     "iter_blob",
     "iter_blobs",
+    "iter_decoded",
     "iter_packets",
     "listing",
 ]
@@ -47,7 +48,13 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def iter_packets(paths: Iterable[str | Path]) -> Iterator[Alert | Unreadable]:
     """Yield every alert (or unreadable packet) found under ``paths``, in a fixed order."""
-    for item in iter_blobs(paths):
+    return iter_decoded(iter_blobs(paths))
+
+
+def iter_decoded(items: Iterable[Blob | Unreadable]) -> Iterator[Alert | Unreadable]:
+    """Yield the alerts of each blob (see :func:`iter_blob`), and what was unreadable
+    already as it is."""
+    for item in items:
         if isinstance(item, Blob):
             yield from iter_blob(item.data, item.locator, item.schema)
         else:

@@ -42,7 +42,7 @@ from runners.local import LocalRunner
 from runners.replay import ReplayRunner
 from runners.simulate import SimulatedSource
 from units import Alert
-from units.packets.confluent import frame_confluent, registry_schema
+from units.packets.confluent import registry_schema
 from units.sources import FileSource, iter_packets
 
 from .live_kit import differences, facts
@@ -175,9 +175,7 @@ def test_a_run_reads_ztf_and_rubin_messages_as_it_reads_files_and_sets_bad_ones_
     ztf, rubin = alerts_of(ZTF21, NIGHT), alerts_of(RUBIN)
     assert (len(ztf), len(rubin)) == (140, 7)
     packets = publish(bootstrap, main, ztf + rubin, partitions=3)
-    record = dict(rubin[0].payload)
-    v10 = frame_confluent(1000, {k: None if isinstance(v, dict) and not any(v.values()) else v
-                                 for k, v in record.items()})  # fmt: skip
+    v10 = kafka_packet(rubin[0])  # framed with schema id 1000 (lsst.v10_0)
     from_registry = b"\x00" + (4242).to_bytes(4, "big") + v10[5:]
     unknown = b"\x00" + (4343).to_bytes(4, "big") + v10[5:]
     truncated = ztf[0].packet[: len(ztf[0].packet) * 6 // 10]

@@ -10,15 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fastavro
 import pytest
 
 from ledger import AlertReceived, Ledger, StateCombined, digest_bytes
 from runners.bus import Bus, connect
 from runners.embedded import EmbeddedNats
 from runners.job import parse_job
+from runners.kafka import kafka_packet
 from runners.live import LiveProcesses, publish_packets, settle
-from units.packets.confluent import frame_confluent
+from units import Alert
+from units.sources import iter_packets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -40,16 +41,7 @@ _prefixes = itertools.count()
 
 def rubin_frames() -> list[bytes]:
     """Return the real Rubin alerts, each framed as Rubin's Kafka stream frames them."""
-    frames = []
-    for path in sorted(RUBIN.glob("*.avro")):
-        with path.open("rb") as fh:
-            for record in fastavro.reader(fh):
-                assert isinstance(record, dict)
-                for key, value in list(record.items()):  # Fink's re-serialization fills
-                    if isinstance(value, dict) and all(v is None for v in value.values()):
-                        record[key] = None  # absent records with nulls: Rubin sends null
-                frames.append(frame_confluent(1000, record))
-    return frames
+    return [kafka_packet(a) for a in iter_packets([RUBIN]) if isinstance(a, Alert)]
 
 
 def test_confluent_framed_rubin_alerts_on_nats_are_ingested_and_a_corrupt_one_set_aside(
