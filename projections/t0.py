@@ -85,7 +85,8 @@ class Shaped:
     kinds: Counter[str]
     error: str | None  # why the packet could not be read or shaped
     verdicts: tuple[Verdict | None, ...]  # one per channel (None: no filter); () on error
-    schema: str | None = None  # the registry's writer schema it was decoded with, to keep
+    schema: tuple[str, bytes] | None = None
+    """The registry's writer schema it was decoded with, to keep: (digest, JSON text)."""
 
 
 def datapoint_row(point: Datapoint, cause: tuple[str, ...], run_id: str) -> StoredRow:
@@ -168,12 +169,15 @@ def shape_packet(
             points = shaper.shape(item)
         except Exception as exc:
             error = f"shaper {shaper.name} failed: {type(exc).__name__}: {exc}"
-    kept = schema if error is None else None
+    kept = None
+    if schema is not None and error is None:
+        text = schema.encode()
+        kept = (digest_bytes(text), text)
     received = AlertReceived(
         stream=item.stock if error is None else UNREADABLE_STREAM, digest=item.digest,
         source=source, locator=item.locator, alert_id=item.alert_id, schema_name=item.schema,
         error=error, run_id=run_id, causation=cause,
-        schema_digest=None if kept is None else digest_bytes(kept.encode()),
+        schema_digest=None if kept is None else kept[0],
     )  # fmt: skip
     rows = [encode(received)]
     if error is not None:
@@ -455,12 +459,9 @@ class Ingest:
             if len(stats.unreadable_inputs) < 100:
                 stats.unreadable_inputs.append(f"{shaped.locator}: {shaped.error}")
             return
-        if shaped.schema is not None:  # a registry's schema: kept once, by its digest
-            text = shaped.schema.encode()
-            digest = digest_bytes(text)
-            if digest not in self._schemas:
-                self._schemas.add(digest)
-                out.extend([], [(digest, text)])
+        if shaped.schema is not None and shaped.schema[0] not in self._schemas:
+            self._schemas.add(shaped.schema[0])  # a registry's schema: kept once, by digest
+            out.extend([], [shaped.schema])
         stats.alerts += 1
         stats.stocks.add(shaped.stock)
         stats.datapoints.update(shaped.kinds)
