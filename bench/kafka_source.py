@@ -110,8 +110,9 @@ def cpu_seconds(broker_pid: int, database_pid: int) -> dict[str, float]:
     workers = [p for p in psutil.Process().children(recursive=True) if python(p)]
 
     server = psutil.Process(database_pid)
-    database = of(server) + sum(of(p) for p in server.children())
-    database += server.cpu_times().children_user + server.cpu_times().children_system
+    times = server.cpu_times()  # its own and its ended connections' processes'
+    database = times.user + times.system + times.children_user + times.children_system
+    database += sum(of(p) for p in server.children())
     own = os.times()
     return {"runner": own.user + own.system, "workers": sum(of(p) for p in workers),
             "broker": of(psutil.Process(broker_pid)), "database": database}  # fmt: skip
@@ -156,11 +157,15 @@ def main() -> None:
         print(f"published to {PARTITIONS} partitions in {time.perf_counter() - started:.1f} s; "
               f"{len(files)} files written")  # fmt: skip
         del alerts
+
+        def from_kafka(group: str) -> KafkaSource:
+            return KafkaSource({"bootstrap_servers": kafka.bootstrap, "topics": [topic],
+                                "group_id": group})  # fmt: skip
+
         # A broker that has just been formatted makes its group coordinator on the first
         # group's join (a second or three); the worker processes start on their first
         # chunk. Neither is what a running system pays, so a few messages are read first.
-        warm = {"bootstrap_servers": kafka.bootstrap, "topics": [topic], "group_id": "warm-up"}
-        ingest(pg.create_database("bench_warm_up"), KafkaSource(warm), workers, max_alerts=500)
+        ingest(pg.create_database("bench_warm_up"), from_kafka("warm-up"), workers, 500)
         settle(pg, "bench_warm_up")
         rates: dict[str, list[float]] = {"files": [], "kafka": []}
         assert kafka.proc is not None
@@ -174,9 +179,7 @@ def main() -> None:
                 if kind == "files":
                     source = FileSource({"paths": [str(Path(tmp) / "files")]})
                 else:
-                    config = {"bootstrap_servers": kafka.bootstrap, "topics": [topic],
-                              "group_id": f"bench{round_}"}  # fmt: skip
-                    source = KafkaSource(config)
+                    source = from_kafka(f"bench{round_}")
                 before = cpu_seconds(*servers)
                 n, seconds = ingest(url, source, workers)
                 used = {k: v - before[k] for k, v in cpu_seconds(*servers).items()}
