@@ -46,9 +46,14 @@ def free_port() -> int:
 
 
 def _wait_for_port(
-    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, host: str = "127.0.0.1"
+    port: int,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    log: Path,
+    host: str = "127.0.0.1",
+    within_s: float = 30.0,
 ) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             msg = f"{what} exited with code {proc.returncode}; log {log}:\n{_tail(log)}"
@@ -59,7 +64,8 @@ def _wait_for_port(
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"{what} did not listen on {host}:{port} within 30 s:\n{_tail(log)}")
+    msg = f"{what} did not listen on {host}:{port} within {within_s:g} s:\n{_tail(log)}"
+    raise RuntimeError(msg)
 
 
 def _tail(log: Path) -> str:
@@ -292,6 +298,20 @@ KAFKA_JARS = Path(__file__).resolve().parent / "kafka_broker" / "jars"
 """Where the install step puts the broker's jars (``SKYLEDGER_KAFKA_JARS`` overrides)."""
 _KAFKA_FETCH = "mvn -q -B -f runners/kafka_broker/pom.xml dependency:copy-dependencies"
 _KAFKA_CLUSTER_ID = "c2t5bGVkZ2VyLWJyb2tlcg"  # any 22-character base64 UUID
+_KAFKA_LOGGING = """\
+# The broker's log (Log4j 2, through the log4j-slf4j-impl binding): to its stdout, which
+# EmbeddedKafka writes to kafka.log; INFO from the broker's own start-up and shutdown.
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka.server
+logger.kafka.level = INFO
+logger.raft.name = org.apache.kafka.raft
+logger.raft.level = WARN
+"""
 
 
 def _kafka_jars() -> Path:
@@ -361,7 +381,10 @@ class EmbeddedKafka(_Server):
             )
             scram_args = ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        java = ["java", f"-Xmx{heap_mb}m", "-cp", str(_kafka_jars() / "*")]
+        logging = self.root / "log4j2.properties"
+        logging.write_text(_KAFKA_LOGGING)
+        java = ["java", f"-Xmx{heap_mb}m", f"-Dlog4j2.configurationFile={logging}",
+                "-cp", str(_kafka_jars() / "*")]  # fmt: skip
         fmt = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", _KAFKA_CLUSTER_ID, "-c",
              str(config), *scram_args],
@@ -378,7 +401,8 @@ class EmbeddedKafka(_Server):
             self.proc = subprocess.Popen(
                 self._args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        _wait_for_port(self.port, self.proc, "the Kafka broker", self.log)
+        # A JVM starting beside a busy test suite on two cores can take a while.
+        _wait_for_port(self.port, self.proc, "the Kafka broker", self.log, within_s=90.0)
 
     def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
         """Stop the broker (SIGINT, or SIGKILL: a crash), keep its logs, wait
