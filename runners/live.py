@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import subprocess
@@ -43,6 +44,7 @@ __all__ = [
     "run_live",
     "run_until_signal",
     "settle",
+    "stop_stuck",
 ]
 
 T = TypeVar("T")
@@ -50,7 +52,10 @@ T = TypeVar("T")
 
 def run_until_signal(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     """Run ``work(stop)`` in an event loop; SIGTERM or SIGINT sets ``stop``, so the work
-    finishes its batch, acknowledges and returns."""
+    finishes its batch, acknowledges and returns. SIGUSR1 writes every thread's Python
+    stack to stderr (the process's log) and the work goes on: where a process that seems
+    stuck is (it works even while the event loop is blocked)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     async def main() -> T:
         stop = asyncio.Event()
@@ -60,6 +65,16 @@ def run_until_signal(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         return await work(stop)
 
     return asyncio.run(main())
+
+
+def stop_stuck(proc: subprocess.Popen[bytes]) -> int:
+    """SIGKILL a process that did not stop when asked, after SIGUSR1 had it write its
+    threads' stacks to its log (:func:`run_until_signal`); return its exit code."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+    proc.kill()
+    return proc.wait(10)
 
 
 async def publish_packets(
@@ -333,8 +348,7 @@ class LiveProcesses:
             try:
                 codes[role] = proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[role] = proc.wait(5)
+                codes[role] = stop_stuck(proc)
         return codes
 
     def __enter__(self) -> LiveProcesses:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,35 @@ def test_informational_commands_work(tmp_path: Path, command: str) -> None:
     assert done.returncode == 0, done.stderr
     if command == "units":
         assert "T2LightCurveFeatures" in done.stdout
+
+
+STUCK = """\
+import asyncio, sys, time
+from runners.live import run_until_signal
+
+async def work(stop: asyncio.Event) -> int:
+    print("ready", flush=True)
+    time.sleep(4)  # the event loop blocked, as by a call that hangs
+    await stop.wait()
+    return 0
+
+sys.exit(run_until_signal(work))
+"""
+
+
+def test_sigusr1_writes_the_stacks_of_a_blocked_process_which_goes_on(tmp_path: Path) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2], text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR1)  # while the loop is blocked in time.sleep
+    proc.send_signal(signal.SIGTERM)  # handled once the loop runs again
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "most recent call first" in err
+    assert 'stuck.py", line 6 in work' in err, err

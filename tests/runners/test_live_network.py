@@ -29,7 +29,7 @@ from ledger import Ledger
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from runners.job import parse_job
-from runners.live import LiveProcesses, publish_packets, settle
+from runners.live import LiveProcesses, publish_packets, settle, stop_stuck
 from runners.local import LocalRunner
 from runners.simulate import SimulatedSource
 from tests.runners.live_kit import MemorySource, differences, facts
@@ -160,7 +160,10 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
                 found = facts(ledger)
             finally:
                 host2.terminate()
-                code = host2.wait(60)
+                try:
+                    code = host2.wait(60)
+                except subprocess.TimeoutExpired:  # its stacks to its log, then a kill
+                    code = stop_stuck(host2)
     only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local
