@@ -15,6 +15,7 @@ and across processes. Packet bytes go into
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
@@ -487,7 +488,8 @@ class _ListenWaiter:
     def __init__(self, recorder: PostgresLedgerRecorder) -> None:
         self._recorder = recorder
         self._conn: psycopg.Connection[Any] | None = None
-        self._connect()
+        with contextlib.suppress(psycopg.OperationalError):  # the server away: wait() tries
+            self._connect()
 
     def _connect(self) -> None:
         conn = _own_connection(self._recorder)

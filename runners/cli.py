@@ -775,6 +775,15 @@ def worker(
             "worker (a worker that died); long work tells it it is still going",
         ),
     ] = 30.0,
+    stuck_after: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="seconds one batch may take before the worker takes it for stuck: it "
+            "writes its threads' stacks to the log, /healthz answers 503, and the batch's "
+            "messages go to other workers (0: never)",
+        ),
+    ] = 900.0,
     imports: Annotated[
         list[str] | None,
         typer.Option(
@@ -808,7 +817,7 @@ def worker(
     with _open(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
         work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
                           alerts_subject=subject, ack_wait_s=ack_wait,
-                          metrics=metrics)  # fmt: skip
+                          metrics=metrics, stuck_after_s=stuck_after)  # fmt: skip
         stats = run_until_signal(work.run)
     if as_json:
         _print_json(stats.as_dict())

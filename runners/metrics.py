@@ -2,7 +2,8 @@
 
 ``serve(metrics, port)`` answers ``GET /metrics`` (Prometheus text format) and
 ``GET /healthz``: 200 while the process's loop has gone round within ``stale_s``
-seconds, 503 with the reason otherwise (a worker stuck on a dead server, say). Each
+seconds, 503 with the reason otherwise (a worker stuck on a dead server, say, or one
+batch past the worker's ``--stuck-after``). Each
 process has a registry of its own, so several may run in one interpreter (tests).
 
     skyledger_events_processed_total{tier}   ledger events its projectors read
@@ -63,13 +64,25 @@ class LiveMetrics:
                               registry=r).labels(tier)  # fmt: skip
         self._beat = time.monotonic()
         self.problem = ""
+        self._stuck = ""
 
     def beat(self) -> None:
         """Note that the process's loop went round (it is alive and not stuck)."""
         self._beat = time.monotonic()
 
+    def stuck(self, why: str) -> None:
+        """Note that the process's work is stuck (unhealthy until :meth:`unstuck`)."""
+        self._stuck = why
+
+    def unstuck(self) -> None:
+        """Note that the stuck work ended."""
+        self._stuck = ""
+        self.beat()
+
     def health(self) -> tuple[bool, str]:
         """Return (healthy, why)."""
+        if self._stuck:
+            return False, f"stuck: {self._stuck}"
         age = time.monotonic() - self._beat
         if age > self.stale_s:
             why = f": {self.problem}" if self.problem else ""

@@ -65,6 +65,25 @@ class Relay:
         self.stats = RelayStats()
         self.metrics = metrics or LiveMetrics("relay")
 
+    async def _tracked(self, stop: asyncio.Event) -> int:
+        """Return the relay's recorded position, waiting for a database that restarts
+        as the relay starts (until ``stop``)."""
+        while True:
+            try:
+                return await asyncio.to_thread(self.ledger.tracked, self.name)
+            except LedgerError as exc:
+                if stop.is_set():
+                    raise
+                self._retrying(exc)
+                await asyncio.sleep(1.0)
+
+    def _retrying(self, exc: LedgerError) -> None:
+        """Count and log a database error to retry after, with fresh connections."""
+        self.stats.errors += 1
+        self.metrics.transient.inc()
+        log.warning("relay: %s (will retry)", exc)
+        self.ledger.reconnect()
+
     async def run(self, stop: asyncio.Event, *, until: int | None = None) -> RelayStats:
         """Relay until ``stop`` is set (or, for tests and benchmarks, until the position
         ``until`` is published)."""
@@ -73,17 +92,14 @@ class Relay:
         try:
             js = client.jetstream()
             shards = await self.bus.ensure_events_stream(js)
-            after = await asyncio.to_thread(self.ledger.tracked, self.name)
+            after = await self._tracked(stop)
             self.stats.position = after
             while not stop.is_set() and (until is None or after < until):
                 self.metrics.beat()
                 try:
                     marks = await asyncio.to_thread(self.ledger.marks, after, self.batch)
                 except LedgerError as exc:  # the database restarts: wait for it
-                    self.stats.errors += 1
-                    self.metrics.transient.inc()
-                    log.warning("relay: %s (will retry)", exc)
-                    self.ledger.reconnect()
+                    self._retrying(exc)
                     await asyncio.sleep(1.0)
                     continue
                 if not marks:
@@ -112,10 +128,7 @@ class Relay:
                     log.warning("another relay moved %s; going on from %d", self.name, after)
                     continue
                 except LedgerError as exc:
-                    self.stats.errors += 1
-                    self.metrics.transient.inc()
-                    log.warning("relay: %s (will retry)", exc)
-                    self.ledger.reconnect()
+                    self._retrying(exc)
                     await asyncio.sleep(1.0)
                     continue
                 after = end

@@ -20,7 +20,9 @@ lost or never sent delays work, never loses it. A projector's output and its pos
 are recorded in one transaction (``projections.projector``), so a worker killed at any
 moment leaves nothing half-done; its claims die with its connection and its
 unacknowledged messages are redelivered after ``ack_wait_s``. While a long catch-up
-runs, the worker tells JetStream it is still working on the messages (``in_progress``).
+runs, the worker tells JetStream it is still working on the messages (``in_progress``),
+for up to ``stuck_after_s``: past that it takes the work for stuck, writes its threads'
+stacks to its log, answers /healthz with 503 and lets the messages go to other workers.
 
 T0 workers also ingest alert packets from the alerts stream: a batch of messages is
 decoded, shaped and appended, then the channels decide on the new alerts (with the
@@ -37,11 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -72,6 +76,7 @@ T = TypeVar("T")
 _TRANSIENT = (LedgerError, OSError, TrackingConflict)
 _MORE_S = 0.05  # how long fetch_soon waits for more once it has a first message
 _RESUBSCRIBE_AFTER = 15  # empty fetches (of a second each) before subscribing afresh
+_REPLY_S = 5.0  # the longest an acknowledgement (or nak, or in-progress) is waited on
 
 
 @dataclass
@@ -118,6 +123,7 @@ class TierWorker:
         alerts_subject: str | None = None,
         wait_for_relay_s: float = 60.0,
         metrics: LiveMetrics | None = None,
+        stuck_after_s: float | None = 900.0,
     ) -> None:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}: one of {', '.join(TIERS)}")
@@ -134,6 +140,7 @@ class TierWorker:
         self.nak_delay_s = nak_delay_s
         self.alerts_subject = alerts_subject or bus.alerts_subject
         self.wait_for_relay_s = wait_for_relay_s
+        self.stuck_after_s = stuck_after_s or None
         self.run_id = uuid.uuid4().hex
         self.units = JobUnits(job, sources=[])
         # A T2 retry is a delayed redelivery, not a sleep: the consumer goes on meanwhile.
@@ -179,12 +186,24 @@ class TierWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, fn, *args)
 
+    async def _until_done(self, stop: asyncio.Event, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn`` on the worker's thread until it does not fail for a transient
+        reason (a database restarting as the worker starts), or until ``stop``."""
+        while True:
+            try:
+                return await self._blocking(fn, *args)
+            except _TRANSIENT as exc:
+                if stop.is_set():
+                    raise
+                self._error(exc)
+                await asyncio.sleep(1.0)
+
     async def run(self, stop: asyncio.Event) -> WorkerStats:
         """Work until ``stop`` is set: finish the batch in hand, acknowledge, return."""
         started = run_started(self.job, self.job_text, self.units, self.run_id)
         self._started_id = started.id
-        await self._blocking(self.ledger.append, [started])
-        await self._blocking(register_configs, self.ledger, self.units.all(), self.run_id)
+        await self._until_done(stop, self.ledger.append, [started])
+        await self._until_done(stop, register_configs, self.ledger, self.units.all(), self.run_id)
         if self.tier == "t0":
             self.ingest = Ingest(
                 self.ledger, self.units.shapers, self.units.filters, self.run_id,
@@ -476,16 +495,49 @@ class TierWorker:
 
     async def _with_progress(self, msgs: Sequence[Msg], work: Any) -> Any:
         """Await ``work``, telling JetStream every third of ``ack_wait`` that these
-        messages are still being worked on."""
+        messages are still being worked on, for up to ``stuck_after_s``.
+
+        Past that the work is taken to be stuck (a call that never returns): the worker
+        writes every thread's stack to its log, /healthz says so, and the messages are
+        no longer kept, so JetStream gives them to another worker after ``ack_wait``.
+        If the work ends after all, the worker goes on as before."""
         task = asyncio.ensure_future(work)
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self.ack_wait_s / 3)
-            if done:
-                return task.result()
-            self.metrics.beat()  # long work is still progress (for /healthz)
-            for msg in msgs:
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.in_progress()
+        started = time.monotonic()
+        stuck = False
+        try:
+            while True:
+                wait = self.ack_wait_s / 3
+                if self.stuck_after_s is not None and not stuck:
+                    left = self.stuck_after_s - (time.monotonic() - started)
+                    wait = min(wait, max(left, 0.05))
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                if done:
+                    return task.result()
+                took = time.monotonic() - started
+                if self.stuck_after_s is not None and took >= self.stuck_after_s:
+                    if not stuck:
+                        stuck = True
+                        self._stuck(took)
+                    continue
+                self.metrics.beat()  # long work is still progress (for /healthz)
+                for msg in msgs:
+                    await _reply(msg.in_progress())
+        finally:
+            if stuck:
+                took = time.monotonic() - started
+                log.warning("%s worker: the batch taken for stuck ended after %.0f s",
+                            self.tier, took)  # fmt: skip
+                self.metrics.unstuck()
+
+    def _stuck(self, took: float) -> None:
+        """Report a batch that has run for ``took`` seconds, past ``stuck_after_s``."""
+        why = f"one batch has run for {took:.0f} s (more than --stuck-after)"
+        log.error("%s worker: %s; every thread's stack follows; its messages are left "
+                  "to other workers", self.tier, why)  # fmt: skip
+        with contextlib.suppress(OSError, ValueError):  # no stderr to write to
+            sys.stderr.flush()
+            faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        self.metrics.stuck(why)
 
     def _drive(self, projector: Projector, shard: Shard | None, passes: int = 8) -> bool:
         """Catch a projector up in a shard (or everywhere, for a whole-pass one) if this
@@ -601,7 +653,7 @@ class TierWorker:
         """Catch every projector up in every shard this process can claim."""
         order = [(i, s) for i, p in enumerate(self.projectors) for s in self._shards_of(p)]
         try:
-            await self._blocking(self._work, order)
+            await self._with_progress((), self._blocking(self._work, order))
             self.stats.sweeps += 1
         except _TRANSIENT as exc:
             self._error(exc)
@@ -636,14 +688,20 @@ async def fetch_soon(
 
 async def _ack(msg: Msg) -> None:
     """Acknowledge; if the connection is down, the message comes again and is passed."""
-    with contextlib.suppress(nats.errors.Error):
-        await msg.ack()
+    await _reply(msg.ack())
 
 
 async def _nak(msg: Msg, delay: float) -> None:
     """Hand a message back for later; if the connection is down, it comes back anyway."""
-    with contextlib.suppress(nats.errors.Error):
-        await msg.nak(delay=delay)
+    await _reply(msg.nak(delay=delay))
+
+
+async def _reply(reply: Awaitable[None]) -> None:
+    """Send an acknowledgement (or a nak, or an in-progress) for at most ``_REPLY_S``:
+    one lost is only a redelivery, one waited on forever (a client whose buffers never
+    drain while a network is cut) would stop the loop that sent it."""
+    with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+        await asyncio.wait_for(reply, _REPLY_S)
 
 
 def _seq(msg: Msg) -> int:

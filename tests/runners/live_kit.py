@@ -5,6 +5,8 @@ runs, workers and delivery attempts)."""
 from __future__ import annotations
 
 import threading
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -105,3 +107,14 @@ def differences(found: dict[str, str], expected: dict[str, str]) -> tuple[Counte
         Counter(found[i] for i in set(found) - set(expected)),
         Counter(expected[i] for i in set(expected) - set(found)),
     )
+
+
+def get(url: str) -> tuple[int, str]:
+    """Return the status and text of a GET (an error status too; 0 if none answered)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:  # not listening (yet)
+        return 0, str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -217,4 +218,21 @@ class CountAll(T2Unit):
     binds: ClassVar = "state"
 
     def process(self, view: T2View) -> Mapping[str, Any]:
+        return {"n": len(view.datapoints)}
+
+
+@register_unit
+class Sleeps(T2Unit):
+    """Counts datapoints after ``seconds`` asleep (a unit stuck in a call for a while)."""
+
+    version = "1"
+    binds: ClassVar = "state"
+
+    class Config(UnitConfig):
+        seconds: float = 5.0
+
+    config: Config
+
+    def process(self, view: T2View) -> Mapping[str, Any]:
+        time.sleep(self.config.seconds)
         return {"n": len(view.datapoints)}

@@ -24,7 +24,7 @@ from runners.embedded import EmbeddedNats
 from runners.job import parse_job
 from runners.live import LiveProcesses, packets_of, publish_packets, settle
 from runners.local import LocalRunner
-from tests.runners.live_kit import Keys, differences, facts, serving
+from tests.runners.live_kit import Keys, differences, facts, get, serving
 from tests.runners.pipeline_units import retrying_job  # (and registers the test units)
 from units import Alert
 from units.sources import FileSource, iter_packets
@@ -230,3 +230,49 @@ def value_of(metrics: str, sample: str) -> float:
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+STUCK_JOB = """\
+name: stuck
+channels:
+  - name: ALL
+combiner: {unit: AllPoints}
+t2:
+  - unit: Sleeps
+    config: {seconds: 8}
+"""
+
+
+def test_a_batch_past_stuck_after_is_reported_with_the_stacks_and_the_work_goes_on(
+    tmp_path: Path, pg_url: str, nats_server: EmbeddedNats
+) -> None:
+    """A T2 unit asleep for 8 s on a worker given ``--stuck-after 2``: the worker writes
+    its threads' stacks to its log, /healthz answers 503 saying so, and when the call
+    returns the worker finishes the batch and is healthy again."""
+    alert = next(p for p in iter_packets([DATA / "night"]) if isinstance(p, Alert))
+    job_path = tmp_path / "job.yaml"
+    job_path.write_text(STUCK_JOB)
+    bus = Bus(nats_server.url, prefix=f"stuck{next(_prefixes)}", shards=SHARDS)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    args = ["--import", "tests.runners.pipeline_units", "--stuck-after", "2"]
+    with (
+        Ledger.open(pg_url) as ledger,
+        LiveProcesses(str(job_path), pg_url, bus, None, str(logs), worker_args=args,
+                      metrics=True) as procs,
+    ):  # fmt: skip
+        procs.start_all()
+        asyncio.run(publish_packets(bus, [alert.packet]))
+        health = procs.metrics_url("t2#0") + "/healthz"
+        wait_for(lambda: get(health)[0] == 503, procs, lambda: get(health))
+        code, why = get(health)
+        assert code == 503
+        assert why.startswith("stuck: one batch has run for"), why
+        log = (logs / "t2-0.log").read_text()
+        assert "every thread's stack follows" in log
+        assert 'pipeline_units.py", line' in log  # the unit, asleep
+        assert "in process" in log
+        wait_for(lambda: get(health)[0] == 200, procs, lambda: get(health))
+        settle(ledger, bus, parse_job(STUCK_JOB), SHARDS, alive=procs.check)
+        assert sum(1 for _ in ledger.read(types=[ResultDerived])) == 1
+        assert "the batch taken for stuck ended after" in (logs / "t2-0.log").read_text()

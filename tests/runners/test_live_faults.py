@@ -6,7 +6,7 @@ a steady rate while processes are killed and restarted; at the end the ledger ho
 facts a local run of the same job over the same packets holds (event ids; run records
 and delivery attempts aside: a delivery cut short is tried again, with the same key),
 every intended reaction has exactly one delivered outcome, and the receiver saw only
-keys the ledger intended. ``SKYLEDGER_FAULT_ALERTS`` sets the stream's length: 3,000
+keys the ledger intended. ``SKYLEDGER_FAULT_ALERTS`` sets the stream's length: 2,000
 by default, to keep the suite short; the 20,000 of issue 11 with
 ``SKYLEDGER_FAULT_ALERTS=20000`` (about 9 minutes on a 2-core machine).
 """
@@ -14,10 +14,12 @@ by default, to keep the suite short; the 20,000 of issue 11 with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -29,16 +31,21 @@ import pytest
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units here)
 from ledger import (
     Ledger,
+    LedgerError,
     ReactionIntended,
     ReactionIssued,
     ResultFailed,
+    RunFinished,
+    RunStarted,
 )
 from runners.bus import Bus
 from runners.embedded import EmbeddedNats, EmbeddedPostgres
 from runners.job import parse_job
 from runners.live import LiveProcesses, publish_packets, settle
 from runners.local import LocalRunner
+from runners.relay import Relay
 from runners.simulate import SimulatedSource
+from runners.worker import TierWorker
 from tests.runners.live_kit import Keys, MemorySource, differences, facts, serving
 from units import Alert
 
@@ -46,7 +53,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
 ROOT = Path(__file__).resolve().parents[2]
 NIGHT = ROOT / "tests" / "data" / "ztf" / "night"
-ALERTS = int(os.environ.get("SKYLEDGER_FAULT_ALERTS", "3000"))
+ALERTS = int(os.environ.get("SKYLEDGER_FAULT_ALERTS", "2000"))
 SHARDS = 8
 WORKER_ARGS = ["--ack-wait", "3", "--import", "tests.runners.pipeline_units"]
 
@@ -176,7 +183,7 @@ def test_sigkilled_relay_and_workers_of_every_tier_lose_and_double_nothing(
 def test_workers_ride_out_restarts_of_nats_and_postgresql(
     tmp_path: Path, receiver: Keys, stream: list[Alert]
 ) -> None:
-    alerts = stream[:2000]
+    alerts = stream[:1200]
     text = JOB.replace("URL", receiver.url).replace("STOCK", alerts[0].stock)
     expected = reference(tmp_path, text, alerts)
     receiver.keys.clear()
@@ -192,13 +199,13 @@ def test_workers_ride_out_restarts_of_nats_and_postgresql(
                           worker_args=WORKER_ARGS) as procs,
         ):  # fmt: skip
             procs.start_all()
-            publisher = publish(bus, alerts[:1000], rate=250)
+            publisher = publish(bus, alerts[:600], rate=150)
             time.sleep(2.0)
             nats.restart(down_s=1.0)  # mid-stream: the publisher waits for it too
             publisher.join()
             time.sleep(1.0)
             pg.restart(down_s=1.0)
-            publisher = publish(bus, alerts[1000:], rate=250)
+            publisher = publish(bus, alerts[600:], rate=150)
             time.sleep(1.5)
             nats.restart(down_s=0.5, kill=True)
             time.sleep(1.5)
@@ -210,3 +217,52 @@ def test_workers_ride_out_restarts_of_nats_and_postgresql(
     only_live, only_local = differences(found, expected)
     assert not only_live, only_live
     assert not only_local, only_local
+
+
+def test_a_worker_and_a_relay_started_while_postgresql_restarts_wait_for_it(
+    nats_server: EmbeddedNats,
+) -> None:
+    """A T1 worker and a relay whose first ledger calls meet PostgreSQL down (it was
+    reached a moment before, as the CLI checks): they retry until it is back, record
+    their start and stop as usual, and do not exit with an error."""
+    text = "name: startup\nchannels:\n  - name: ALL\ncombiner: {unit: AllPoints}\n"
+    with EmbeddedPostgres(fsync=False) as pg:
+        url = pg.create_database("startup")
+        bus = Bus(nats_server.url, prefix=f"startup{next(_prefixes)}", shards=2)
+        with Ledger.open(url) as ledger, Ledger.open(url) as relay_ledger:
+            worker = TierWorker(parse_job(text), text, ledger, bus, "t1")
+            relay = Relay(relay_ledger, bus)
+            restart = threading.Thread(target=pg.restart, kwargs={"down_s": 3.0})
+            restart.start()
+            while port_open(pg.port):  # the fast shutdown under way
+                time.sleep(0.05)
+
+            async def main() -> None:
+                stop = asyncio.Event()
+                working = asyncio.gather(worker.run(stop), relay.run(stop))
+                while not started(ledger, worker.run_id):
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(1.0)  # the relay reads its position, and follows
+                stop.set()
+                await working
+
+            asyncio.run(asyncio.wait_for(main(), 120))
+            restart.join()
+            finished = [e for e in ledger.read(types=[RunFinished]) if e.run == worker.run_id]
+    assert worker.stats.errors >= 1  # it met the database away
+    assert relay.stats.errors >= 1
+    assert [e.status for e in finished] == ["ok"]
+
+
+def port_open(port: int) -> bool:
+    """Return whether something listens on 127.0.0.1:``port``."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
+def started(ledger: Ledger, run_id: str) -> bool:
+    """Return whether a run's start is in the ledger (False while it cannot be read)."""
+    with contextlib.suppress(LedgerError):
+        return any(e.run == run_id for e in ledger.read(types=[RunStarted]))
+    return False

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import pytest
 
 from runners.metrics import LiveMetrics, serve
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from tests.runners.live_kit import get
 
 
 def test_metrics_and_health_are_served() -> None:
@@ -55,3 +45,14 @@ def test_a_process_that_stopped_going_round_is_unhealthy(monkeypatch: pytest.Mon
         assert "no progress for 60 s: LedgerError: connection refused" in text
     finally:
         server.close()
+
+
+def test_stuck_work_is_unhealthy_at_once_and_healthy_again_when_it_ends() -> None:
+    metrics = LiveMetrics("t2", stale_s=60)
+    metrics.beat()
+    why = "one batch has run for 900 s (more than --stuck-after)"
+    metrics.stuck(why)
+    assert metrics.health() == (False, f"stuck: {why}")
+    metrics.unstuck()
+    healthy, now = metrics.health()
+    assert healthy, now
