@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from ledger import Ledger, LedgerError, Tracking, TrackingConflict, shard_of
 from runners.bus import Bus, connect
 from runners.metrics import LiveMetrics
+from runners.retrying import until_done
 
 __all__ = ["Relay", "RelayStats"]
 
@@ -65,19 +66,7 @@ class Relay:
         self.stats = RelayStats()
         self.metrics = metrics or LiveMetrics("relay")
 
-    async def _tracked(self, stop: asyncio.Event) -> int:
-        """Return the relay's recorded position, waiting for a database that restarts
-        as the relay starts (until ``stop``)."""
-        while True:
-            try:
-                return await asyncio.to_thread(self.ledger.tracked, self.name)
-            except LedgerError as exc:
-                if stop.is_set():
-                    raise
-                self._retrying(exc)
-                await asyncio.sleep(1.0)
-
-    def _retrying(self, exc: LedgerError) -> None:
+    def _retrying(self, exc: BaseException) -> None:
         """Count and log a database error to retry after, with fresh connections."""
         self.stats.errors += 1
         self.metrics.transient.inc()
@@ -92,7 +81,11 @@ class Relay:
         try:
             js = client.jetstream()
             shards = await self.bus.ensure_events_stream(js)
-            after = await self._tracked(stop)
+            # The database may be restarting as the relay starts: wait for it.
+            after = await until_done(
+                lambda: asyncio.to_thread(self.ledger.tracked, self.name),
+                stop, (LedgerError,), self._retrying,
+            )  # fmt: skip
             self.stats.position = after
             while not stop.is_set() and (until is None or after < until):
                 self.metrics.beat()

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import faulthandler
 import logging
+import math
 import sys
 import threading
 import time
@@ -64,6 +65,7 @@ from projections.t0 import Ingest
 from runners.bus import Bus, connect
 from runners.job import Job
 from runners.metrics import LiveMetrics
+from runners.retrying import until_done
 from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
 from units import Blob
 from units.contracts import StreamSource
@@ -189,14 +191,7 @@ class TierWorker:
     async def _until_done(self, stop: asyncio.Event, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn`` on the worker's thread until it does not fail for a transient
         reason (a database restarting as the worker starts), or until ``stop``."""
-        while True:
-            try:
-                return await self._blocking(fn, *args)
-            except _TRANSIENT as exc:
-                if stop.is_set():
-                    raise
-                self._error(exc)
-                await asyncio.sleep(1.0)
+        return await until_done(lambda: self._blocking(fn, *args), stop, _TRANSIENT, self._error)
 
     async def run(self, stop: asyncio.Event) -> WorkerStats:
         """Work until ``stop`` is set: finish the batch in hand, acknowledge, return."""
@@ -503,21 +498,20 @@ class TierWorker:
         If the work ends after all, the worker goes on as before."""
         task = asyncio.ensure_future(work)
         started = time.monotonic()
+        stuck_at = math.inf if self.stuck_after_s is None else started + self.stuck_after_s
         stuck = False
         try:
             while True:
                 wait = self.ack_wait_s / 3
-                if self.stuck_after_s is not None and not stuck:
-                    left = self.stuck_after_s - (time.monotonic() - started)
-                    wait = min(wait, max(left, 0.05))
+                if not stuck:  # wake when it would become stuck, to say so then
+                    wait = min(wait, max(stuck_at - time.monotonic(), 0.05))
                 done, _ = await asyncio.wait({task}, timeout=wait)
                 if done:
                     return task.result()
-                took = time.monotonic() - started
-                if self.stuck_after_s is not None and took >= self.stuck_after_s:
-                    if not stuck:
-                        stuck = True
-                        self._stuck(took)
+                if not stuck and time.monotonic() >= stuck_at:
+                    stuck = True
+                    self._stuck(time.monotonic() - started)
+                if stuck:
                     continue
                 self.metrics.beat()  # long work is still progress (for /healthz)
                 for msg in msgs:
