@@ -2,6 +2,8 @@
 
 SkyledgerError
 +-- ConfigError            a setting, job or unit configuration is invalid (names the field)
+|   +-- QueryError         a query's filter, cursor or id is invalid or ambiguous
+|       +-- NotFound       what a query names is not there (or not the caller's to see)
 +-- LedgerError            the ledger cannot do what was asked
 |   +-- LedgerUnavailable  the store cannot be reached (names the URL, password hidden)
 |   +-- EventRejected      an event failed validation (names the event type and field)
@@ -21,7 +23,9 @@ __all__ = [
     "EventRejected",
     "LedgerError",
     "LedgerUnavailable",
+    "NotFound",
     "ProjectionError",
+    "QueryError",
     "RunnerError",
     "SkyledgerError",
     "TrackingConflict",
@@ -36,6 +40,14 @@ class SkyledgerError(Exception):
 
 class ConfigError(SkyledgerError):
     """A setting, job or unit configuration is invalid."""
+
+
+class QueryError(ConfigError):
+    """A query's filter, cursor or id is invalid or ambiguous."""
+
+
+class NotFound(QueryError):
+    """What a query names is not there, or not the caller's to see."""
 
 
 class LedgerError(SkyledgerError):

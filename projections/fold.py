@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
+import yaml
 from sqlalchemy import (
     JSON,
     Connection,
@@ -46,6 +48,7 @@ from ledger import (
 )
 from ledger.errors import ProjectionError
 from projections import models as m
+from projections.sky import cells_of, mean_direction, unit_vector
 
 __all__ = ["Fold", "fetch", "json_text", "position_of", "stock_of", "summarise", "table_of"]
 
@@ -142,6 +145,9 @@ _REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
 _NOT_STOCK_EVENTS = (RunStarted, RunFinished, ConfigurationRegistered)
 _NOT_STOCKS = ("run:", "config:", "reaction:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
+_SUMS = ("pos_x", "pos_y", "pos_z", "pos_n")  # added up like the counts
+_UNPLACED = {"ra": None, "dec": None, "hpx": None}
+_FIXED = 2**40  # unit vectors in fixed point (1e-12), so that sums are exact
 _KIND_COUNT = {"detection": "n_detections", "upper_limit": "n_upper_limits", "forced": "n_forced"}
 _NUMBERS = frozenset({int, float})
 _PHOTOMETRY = ("jd", "mag", "magerr", "flux", "fluxerr", "limmag")
@@ -232,7 +238,8 @@ class Fold:
             row = self.stocks.get(stock)
             if row is None:
                 row = {"stock": stock, "first_position": e.position, "first_time": e.time}
-                row = self.stocks[stock] = row | dict.fromkeys(_COUNTS, 0)
+                row |= dict.fromkeys(_COUNTS + _SUMS, 0) | _UNPLACED
+                self.stocks[stock] = row
             row.update(last_position=e.position, last_time=e.time)
             entry = {"stock": stock, "event_type": type(e).__name__, "summary": summarise(e)}
             rows.append(_row(e, "run_id") | entry)
@@ -269,6 +276,8 @@ class Fold:
                 if prior is not None:
                     counts[_KIND_COUNT.get(prior[0], "n_other")] -= 1
                 counts[_KIND_COUNT.get(e.kind, "n_other")] += 1
+                if prior is None and e.kind == "detection":
+                    _place(counts, e.body)
             seen[key] = (e.kind, superseded)
             body = e.body
             band = body.get("band")
@@ -341,8 +350,12 @@ class Fold:
         for r in self.fetch(m.Decision, "alert", {e.alert for e in events if e.alert}):
             if r["accepted"]:
                 channels.setdefault(r["alert"], set()).add(r["channel"])
-        rows = []
+        rows, followers = [], dict[tuple[str, str], Row]()
         for e in events:
+            for channel in sorted(channels.get(e.alert or "", ())):
+                key = (e.state_id, channel)
+                followers.setdefault(key, {"state_id": e.state_id, "channel": channel,
+                                           "position": e.position})  # fmt: skip
             ids = {"datapoint_ids": list(e.datapoint_ids), "n_datapoints": len(e.datapoint_ids)}
             picked = _pick(e.provenance, "unit", "config", "unit_version")
             rows.append(
@@ -350,6 +363,7 @@ class Fold:
                 | {"channels": sorted(channels.get(e.alert or "", ()))}
             )  # fmt: skip
         self.insert(m.State, rows)
+        self.insert(m.StateChannel, list(followers.values()))
 
     def results(self, events: list[ResultDerived | ResultFailed]) -> None:
         """Record T2 results: a derivation makes (and keeps) one ``ok``, a failure records
@@ -411,7 +425,8 @@ class Fold:
         for e in events:
             row = rows.setdefault(e.run, empty | {"run_id": e.run, "status": "running"})
             if isinstance(e, RunStarted):
-                row |= _pick(e, "job_hash", "job_text", "packages", "host", "user")
+                row |= _pick(e, "job_hash", "job_text", "packages", "host", "user", "variant")
+                row["job_name"] = _job_name(e.job_text)
                 row["units"] = [{"role": u.role} | u.provenance.identity() for u in e.units]
                 row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
             else:
@@ -439,9 +454,39 @@ class Fold:
         for stored in self.fetch(m.Stock, "stock", self.stocks):
             row = self.stocks[stored["stock"]]
             row.update(first_position=stored["first_position"], first_time=stored["first_time"])
-            for name in _COUNTS:
+            for name in _COUNTS + _SUMS:
                 row[name] += stored[name]
+            row.update(ra=stored["ra"], dec=stored["dec"], hpx=stored["hpx"])
+        moved = []
+        for row in self.stocks.values():
+            found = mean_direction(row["pos_x"], row["pos_y"], row["pos_z"])
+            if row["pos_n"] and found is not None and found != (row["ra"], row["dec"]):
+                row["ra"], row["dec"] = found
+                moved.append(row)
+        for row, cell in zip(moved, cells_of([r["ra"] for r in moved],
+                                             [r["dec"] for r in moved]), strict=True):  # fmt: skip
+            row["hpx"] = cell
         self.upsert(m.Stock, list(self.stocks.values()))
+
+
+def _job_name(text: str) -> str | None:
+    """Return the ``name`` a job's text gives, None if it gives none (or is not YAML)."""
+    try:
+        job = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    name = job.get("name") if isinstance(job, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _place(counts: Row, body: dict[str, Any]) -> None:
+    """Add a detection's direction (``ra`` and ``dec`` or ``decl``, degrees) to its stock's."""
+    ra, dec = _number(body.get("ra")), _number(body.get("dec", body.get("decl")))
+    if ra is None or dec is None or not (-90.0 <= dec <= 90.0) or not math.isfinite(ra):
+        return
+    for name, value in zip(("pos_x", "pos_y", "pos_z"), unit_vector(ra, dec), strict=True):
+        counts[name] += round(value * _FIXED)  # integers: sums in any order are equal
+    counts["pos_n"] += 1
 
 
 def summarise(e: Event) -> str:

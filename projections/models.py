@@ -30,6 +30,7 @@ __all__ = [
     "RunCount",
     "RunDatapoints",
     "State",
+    "StateChannel",
     "Stock",
     "StockChannel",
     "Tracking",
@@ -82,10 +83,17 @@ class Base(DeclarativeBase):
 
 
 class Stock(Base):
-    """One stock: where it appears in the ledger and how many alerts and datapoints it has."""
+    """One stock: where it appears in the ledger, how many alerts and datapoints it has, and
+    where it is on the sky: the mean direction of its detections (``ra``, ``dec`` in
+    degrees; ``pos_x/y/z`` the sum of their unit vectors in units of 2**-40, ``pos_n``
+    how many) and its
+    HEALPix cell at depth 29, nested scheme (``hpx``: the index cone searches use)."""
 
     __tablename__ = "rm_stocks"
-    __table_args__ = (Index("rm_stocks_last_position", "last_position"),)
+    __table_args__ = (
+        Index("rm_stocks_last_position", "last_position"),
+        Index("rm_stocks_hpx", "hpx"),
+    )
 
     stock: Mapped[str] = _key()
     first_position: Mapped[int]
@@ -97,6 +105,13 @@ class Stock(Base):
     n_upper_limits: Mapped[int] = mapped_column(default=0)
     n_forced: Mapped[int] = mapped_column(default=0)
     n_other: Mapped[int] = mapped_column(default=0)
+    ra: Mapped[float | None] = mapped_column(default=None)
+    dec: Mapped[float | None] = mapped_column(default=None)
+    hpx: Mapped[int | None] = mapped_column(default=None)
+    pos_x: Mapped[int] = mapped_column(default=0)
+    pos_y: Mapped[int] = mapped_column(default=0)
+    pos_z: Mapped[int] = mapped_column(default=0)
+    pos_n: Mapped[int] = mapped_column(default=0)
 
 
 class StockChannel(Base):
@@ -206,6 +221,19 @@ class State(Base):
     time: Mapped[dt.datetime]
 
 
+class StateChannel(Base):
+    """A channel that accepted an alert a state was made at (a state made at alerts of
+    several channels has a row for each), from the first such state's position: the
+    results about a state belong to these channels."""
+
+    __tablename__ = "rm_state_channels"
+    __table_args__ = (Index("rm_state_channels_channel", "channel", "state_id"),)
+
+    state_id: Mapped[str] = _key()
+    channel: Mapped[str] = _key()
+    position: Mapped[int]
+
+
 class Result(Base):
     """A T2 result: ``ok`` with its body once derived, else ``failed`` with the last error."""
 
@@ -263,6 +291,8 @@ class Run(Base):
 
     run_id: Mapped[str] = _key()
     job_hash: Mapped[str | None]
+    job_name: Mapped[str | None]
+    variant: Mapped[str | None]
     job_text: Mapped[str | None]
     packages: Mapped[dict[str, Any] | None]
     argv: Mapped[list[Any] | None]

@@ -36,9 +36,11 @@ __all__ = [
     "failed_results",
     "find_configs",
     "list_runs",
-    "list_stocks",
+    "reading",
+    "rows_of",
     "run_facts",
     "run_summary",
+    "stock_rows",
     "stock_view",
 ]
 
@@ -63,6 +65,8 @@ class StockRow(_Row):
     n_upper_limits: int
     n_forced: int
     n_other: int
+    ra: float | None = None
+    dec: float | None = None
     channels: tuple[str, ...] = ()
 
 
@@ -137,6 +141,7 @@ class ResultRow(_Row):
     entries: tuple[str, ...] = ()  # the job entries (t2 names) that ran this configuration
     config_values: dict[str, Any] | None = None  # the registered configuration
     state_alert_position: int | None = None  # where the subject state was made, if a state
+    value: float | None = None  # the value a listing sorted or filtered by
 
 
 class ReactionRow(_Row):
@@ -209,8 +214,9 @@ class RunView(_Row):
 
 
 @contextmanager
-def _reader(source: Source) -> Iterator[Connection | Session]:
-    """Yield the connection to read with: a read model's reads see one snapshot."""
+def reading(source: Source) -> Iterator[Connection | Session]:
+    """Yield the connection to read with: a read model's reads see one snapshot (a
+    connection or session given is used as it is)."""
     if not isinstance(source, ReadModel):
         yield source
         return
@@ -220,7 +226,8 @@ def _reader(source: Source) -> Iterator[Connection | Session]:
         yield conn
 
 
-def _rows(conn: Connection | Session, query: Select[Any]) -> list[dict[str, Any]]:
+def rows_of(conn: Connection | Session, query: Select[Any]) -> list[dict[str, Any]]:
+    """Return a query's rows as dicts."""
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
@@ -243,14 +250,14 @@ def event_ids_of(source: Source, ident: str) -> list[str]:
         select(m.Datapoint.event_id).where(m.Datapoint.datapoint_id == ident),
         select(m.Alert.event_id).where(m.Alert.alert_id == ident),
     ]
-    with _reader(source) as conn:
+    with reading(source) as conn:
         return [str(i) for q in queries for i in conn.execute(q).scalars()]
 
 
 def stock_view(source: Source, stock: str) -> StockView | None:
     """Return one stock's row, channels, datapoints, states, results, reactions and journal."""
-    with _reader(source) as conn:
-        found = _rows(conn, select(m.Stock.__table__).where(m.Stock.stock == stock))
+    with reading(source) as conn:
+        found = rows_of(conn, select(m.Stock.__table__).where(m.Stock.stock == stock))
         if not found:
             return None
         dps = select(m.Datapoint.__table__).where(m.Datapoint.stock == stock)
@@ -260,24 +267,24 @@ def stock_view(source: Source, stock: str) -> StockView | None:
         reactions = select(m.Reaction.__table__).where(m.Reaction.stock == stock)
         journal = select(m.JournalEntry.__table__).where(m.JournalEntry.stock == stock)
         by_jd = m.Datapoint.jd.asc().nulls_last()
-        state_rows = _rows(conn, states.order_by(m.State.position))
+        state_rows = rows_of(conn, states.order_by(m.State.position))
         followers = tuple(
-            ChannelRow(**r) for r in _rows(conn, channels.order_by(m.StockChannel.channel))
+            ChannelRow(**r) for r in rows_of(conn, channels.order_by(m.StockChannel.channel))
         )
         return StockView(
             stock=StockRow(**found[0], channels=tuple(c.channel for c in followers)),
             channels=followers,
             datapoints=tuple(
                 DatapointRow(**r)
-                for r in _rows(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
+                for r in rows_of(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
             ),
             states=tuple(StateRow(**r) for r in state_rows),
-            results=_results(conn, _rows(conn, results.order_by(m.Result.position)), state_rows),
+            results=_results(conn, rows_of(conn, results.order_by(m.Result.position)), state_rows),
             reactions=tuple(
-                ReactionRow(**r) for r in _rows(conn, reactions.order_by(m.Reaction.position))
+                ReactionRow(**r) for r in rows_of(conn, reactions.order_by(m.Reaction.position))
             ),
             journal=tuple(
-                JournalRow(**r) for r in _rows(conn, journal.order_by(m.JournalEntry.position))
+                JournalRow(**r) for r in rows_of(conn, journal.order_by(m.JournalEntry.position))
             ),
         )
 
@@ -288,7 +295,7 @@ def _results(
     """Return result rows with their entry names, configuration values and state."""
     configs = {
         r["config_hash"]: r["config"]
-        for r in _rows(conn, select(m.Config.__table__).where(
+        for r in rows_of(conn, select(m.Config.__table__).where(
             m.Config.config_hash.in_({r["config"] for r in rows})
         ))
     }  # fmt: skip
@@ -320,11 +327,11 @@ def list_runs(source: Source, limit: int | None = None) -> list[RunView]:
     """Return the runs, the latest first, with the events each recorded by type."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
     order = runs.c.start_position.desc().nulls_last()
-    with _reader(source) as conn:
-        rows = _rows(conn, select(runs).order_by(order, runs.c.run_id).limit(limit))
+    with reading(source) as conn:
+        rows = rows_of(conn, select(runs).order_by(order, runs.c.run_id).limit(limit))
         by_run: dict[str, dict[str, int]] = {}
         query = select(counts).where(counts.c.run_id.in_([r["run_id"] for r in rows]))
-        for c in _rows(conn, query):
+        for c in rows_of(conn, query):
             by_run.setdefault(c["run_id"], {})[c["event_type"]] = int(c["count"])
     return [RunView(**r, counts=by_run.get(r["run_id"], {})) for r in rows]
 
@@ -338,8 +345,8 @@ def failed_results(
     query = select(table).where(table.c.status == "failed")
     if stock is not None:
         query = query.where(table.c.stock == stock)
-    with _reader(source) as conn:
-        rows = _rows(conn, query.order_by(table.c.position.desc()))
+    with reading(source) as conn:
+        rows = rows_of(conn, query.order_by(table.c.position.desc()))
         if run_id is not None:
             events = m.JournalEntry.__table__
             mine = set(conn.execute(select(events.c.event_id).where(events.c.run_id == run_id))
@@ -352,26 +359,26 @@ def find_configs(source: Source, prefix: str) -> list[ConfigRow]:
     """Return the registered configurations whose hash starts with ``prefix``."""
     table = m.Config.__table__
     query = select(table).where(table.c.config_hash.startswith(prefix)).order_by(table.c.position)
-    with _reader(source) as conn:
-        return [ConfigRow(**r) for r in _rows(conn, query.limit(20))]
+    with reading(source) as conn:
+        return [ConfigRow(**r) for r in rows_of(conn, query.limit(20))]
 
 
-def list_stocks(
-    source: Source, channel: str | None = None, since: int = 0, limit: int | None = None
-) -> list[StockRow]:
-    """Return the stocks updated after ledger position ``since`` (followed by ``channel`` if
-    given), in the order they were last updated."""
-    table, followers = m.Stock.__table__, m.StockChannel.__table__
-    query = select(table).where(table.c.last_position > since)
-    if channel is not None:
-        query = query.where(
-            table.c.stock.in_(select(followers.c.stock).where(followers.c.channel == channel))
-        )
-    query = query.order_by(table.c.last_position, table.c.stock).limit(limit)
-    with _reader(source) as conn:
-        rows = _rows(conn, query)
-        channels = _channels(conn, [r["stock"] for r in rows])
-    return [StockRow(**r, channels=tuple(channels.get(r["stock"], ()))) for r in rows]
+def stock_rows(
+    source: Source, stocks: Sequence[str], channels: frozenset[str] | None = None
+) -> dict[str, StockRow]:
+    """Return the rows of these stocks that exist, each with the channels that follow it
+    (only those in ``channels``, if given)."""
+    table = m.Stock.__table__
+    found: dict[str, StockRow] = {}
+    with reading(source) as conn:
+        following = _channels(conn, list(stocks))
+        for start in range(0, len(stocks), _IN_CHUNK):
+            query = select(table).where(table.c.stock.in_(stocks[start : start + _IN_CHUNK]))
+            for r in rows_of(conn, query):
+                names = [c for c in following.get(r["stock"], ()) if channels is None
+                         or c in channels]  # fmt: skip
+                found[r["stock"]] = StockRow(**r, channels=tuple(names))
+    return found
 
 
 class RunFacts(_Row):
@@ -386,13 +393,13 @@ class RunFacts(_Row):
 def run_facts(source: Source, run_id: str) -> RunFacts:
     """Return what a run added (its events as the read model has folded them)."""
     alerts, points = m.Alert.__table__, m.RunDatapoints.__table__
-    with _reader(source) as conn:
+    with reading(source) as conn:
         found = conn.execute(
             select(alerts.c.error.is_(None), func.count())
             .where(alerts.c.run_id == run_id)
             .group_by(alerts.c.error.is_(None))
         ).all()
-        rows = _rows(conn, select(points).where(points.c.run_id == run_id))
+        rows = rows_of(conn, select(points).where(points.c.run_id == run_id))
     readable = dict(found)
     return RunFacts(
         alerts_new=int(readable.get(True, 0)),
@@ -407,8 +414,8 @@ def run_facts(source: Source, run_id: str) -> RunFacts:
 def run_summary(source: Source, run_id: str) -> RunView | None:
     """Return a run's record and how many events of each type it recorded, or None."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
-    with _reader(source) as conn:
-        found = _rows(conn, select(runs).where(runs.c.run_id == run_id))
+    with reading(source) as conn:
+        found = rows_of(conn, select(runs).where(runs.c.run_id == run_id))
         query = select(counts.c.event_type, counts.c.count).where(counts.c.run_id == run_id)
         by_type = {t: int(n) for t, n in conn.execute(query.order_by(counts.c.event_type))}
     if not found:

@@ -1,0 +1,402 @@
+"""Listings of stocks and results by value, each page pinned to a ledger position.
+
+``list_stocks`` finds stocks by channel, by position on the sky (a cone, through the
+HEALPix index of each stock's mean position), by the time of their last change, in the
+order of their last change (latest first), of their ids, or of their distance from a
+cone's centre. ``list_results`` finds T2 results by entry (or unit), variant, channel,
+stock and a numeric value at a path into their bodies (a range, sorted either way),
+optionally only each stock's latest.
+
+Every listing is read as of one position P (see :mod:`projections.paging`): the read
+model's own position for a first page, or the ``as_of`` asked for (never past the read
+model's). A row that existed at P is shown as it was at P: rows the ledger changed
+after P (a stock's newer alerts) are folded again from the ledger's events up to P
+(:mod:`projections.asof`), so a page read later shows the same rows. Results are
+immutable once derived, so a result listing only leaves out what came after P.
+What a caller may see is given by its :class:`~projections.scope.Scope`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import Float, Text
+
+from ledger import Ledger
+from ledger.errors import NotFound, QueryError
+from projections import models as m
+from projections.asof import folded_as_of
+from projections.paging import Cursor, Page, query_digest
+from projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
+from projections.readmodel import ReadModel
+from projections.scope import Scope
+from projections.sky import Cone, separation_deg
+
+__all__ = [
+    "ResultQuery",
+    "StockQuery",
+    "entry_keys",
+    "list_results",
+    "list_stocks",
+    "pinned_position",
+]
+
+MAX_LIMIT = 1000
+_PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+UnitKey = tuple[str, str, str, str]  # unit, version, code digest, configuration hash
+
+
+class StockQuery(BaseModel):
+    """What stocks to list: filters (all optional) and the order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: str | None = Field(default=None, description="only stocks this channel follows")
+    ra: float | None = Field(default=None, description="cone centre, degrees (with dec, radius)")
+    dec: float | None = Field(default=None, description="cone centre, degrees")
+    radius_arcsec: float | None = Field(default=None, description="cone radius, arcseconds")
+    since: int | None = Field(default=None, description="only stocks changed after this position")
+    order: Literal["last_change", "stock", "distance"] | None = Field(
+        default=None, description="default: distance for a cone, else last_change (latest first)"
+    )
+
+    def cone(self) -> Cone | None:
+        """Return the cone asked for, None if none; refuse a partial or impossible one."""
+        given = [self.ra is not None, self.dec is not None, self.radius_arcsec is not None]
+        if not any(given):
+            return None
+        if not all(given):
+            raise QueryError("a cone search needs ra, dec and radius together")
+        try:
+            return Cone(float(self.ra or 0), float(self.dec or 0), float(self.radius_arcsec or 0))
+        except ValueError as exc:
+            raise QueryError(f"cone: {exc}") from None
+
+    def ordering(self) -> str:
+        """Return the order, refusing ``distance`` without a cone."""
+        if self.order == "distance" and self.cone() is None:
+            raise QueryError("order 'distance' needs a cone (ra, dec, radius)")
+        return self.order or ("distance" if self.cone() is not None else "last_change")
+
+
+class ResultQuery(BaseModel):
+    """What T2 results to list: filters (all optional), a value and the order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entry: str | None = Field(default=None, description="the job's T2 entry name")
+    unit: str | None = Field(default=None, description="the T2 unit's name")
+    variant: str | None = Field(default=None, description="a replay's variant (its entries)")
+    channel: str | None = Field(default=None, description="only results of this channel")
+    stock: str | None = Field(default=None, description="only this stock's results")
+    path: str | None = Field(default=None, description="dotted path to a number in the body")
+    min: float | None = Field(default=None, description="the value at least this")
+    max: float | None = Field(default=None, description="the value at most this")
+    order: Literal["asc", "desc"] = Field(default="desc", description="by the value (or time)")
+    latest: bool = Field(default=False, description="each stock's latest result only")
+    status: Literal["ok", "failed"] = Field(default="ok", description="derived, or failed")
+
+    def keys(self) -> list[str]:
+        """Return the path's keys, refusing a malformed path or a range without one."""
+        if self.path is None:
+            if self.min is not None or self.max is not None:
+                raise QueryError("a value range (min, max) needs a path into the body")
+            return []
+        if not _PATH.match(self.path):
+            msg = f"path {self.path!r}: give keys joined by dots, e.g. per_band.r.peak_mag"
+            raise QueryError(msg)
+        return self.path.split(".")
+
+
+def pinned_position(conn: Connection, as_of: int | None, cursor: Cursor | None) -> int:
+    """Return the position a listing is read as of: the cursor's, else ``as_of``, else
+    the read model's (never past the read model's)."""
+    tracked = conn.execute(
+        select(m.Tracking.position).where(m.Tracking.name == ReadModel.name)
+    ).scalar_one_or_none()
+    built = int(tracked or 0)
+    if cursor is not None:
+        return cursor.position
+    if as_of is not None:
+        if as_of < 0:
+            raise QueryError(f"as_of {as_of}: a position is 0 or more")
+        return min(as_of, built)
+    return built
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit {limit}: give 1 to {MAX_LIMIT}")
+    return limit
+
+
+def _after(
+    keys: Sequence[ColumnElement[Any]], after: Sequence[Any], desc: Sequence[bool]
+) -> ColumnElement[bool]:
+    """Return the keyset condition 'sorts after ``after``' for mixed directions."""
+    terms = []
+    for i, (key, value) in enumerate(zip(keys, after, strict=True)):
+        past = key < value if desc[i] else key > value
+        same = [k == v for k, v in zip(keys[:i], after[:i], strict=True)]
+        terms.append(and_(*same, past))
+    return or_(*terms)
+
+
+# ---------------------------------------------------------------------------- stocks
+
+
+def list_stocks(
+    model: ReadModel,
+    ledger: Ledger,
+    query: StockQuery,
+    scope: Scope | None = None,
+    as_of: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[StockRow]:
+    """Return a page of stocks (module doc), read as of one position."""
+    scope = scope or Scope()
+    limit = _limit(limit)
+    order = query.ordering()
+    cone = query.cone()
+    digest = query_digest(what="stocks", query=query.model_dump(), scope=scope.model_dump())
+    pin = None if cursor is None else Cursor.decode(cursor, digest)
+    channels = scope.narrow(query.channel)
+    with reading(model) as conn:
+        assert isinstance(conn, Connection)
+        position = pinned_position(conn, as_of, pin)
+        s, j, c = m.Stock.__table__, m.JournalEntry.__table__, m.StockChannel.__table__
+        at: Any = bindparam("at", position)
+        last = case(
+            (s.c.last_position <= at, s.c.last_position),
+            else_=select(func.max(j.c.position))
+            .where(j.c.stock == s.c.stock, j.c.position <= at)
+            .scalar_subquery(),
+        ).label("as_of_last")
+        sql = select(s.c.stock, s.c.last_position, last).where(s.c.first_position <= at)
+        if channels is not None:
+            sql = sql.where(exists(select(literal(1)).where(
+                c.c.stock == s.c.stock, c.c.channel.in_(sorted(channels)),
+                c.c.first_accepted_position <= at,
+            )))  # fmt: skip
+        if query.since is not None:
+            sql = sql.where(s.c.last_position > query.since, last > query.since)
+        if cone is not None:
+            ranges = [and_(s.c.hpx >= a, s.c.hpx < b) for a, b in cone.ranges()]
+            sql = sql.where(or_(*ranges))
+            return _cone_page(model, ledger, conn, sql, cone, order, scope.channels,
+                              position, pin, digest, limit)  # fmt: skip
+        if order == "stock":
+            keys, desc = [s.c.stock], [False]
+        else:
+            keys, desc = [last, s.c.stock], [True, False]
+        if pin is not None:
+            sql = sql.where(_after(keys, pin.after, desc))
+        sql = sql.order_by(*(k.desc() if d else k.asc() for k, d in zip(keys, desc, strict=True)))
+        found = conn.execute(sql.limit(limit + 1)).all()
+    names = [r.stock for r in found]
+    rows = _as_of(model, ledger, names, {r.stock for r in found if r.last_position > position},
+                  position, scope.channels)  # fmt: skip
+    ordered = [rows[n] for n in names]
+    keyed = [(r.stock,) if order == "stock" else (r.last_position, r.stock) for r in ordered]
+    return Page[StockRow].of(ordered, keyed, limit, position, digest)
+
+
+def _cone_page(
+    model: ReadModel,
+    ledger: Ledger,
+    conn: Connection,
+    sql: Select[Any],
+    cone: Cone,
+    order: str,
+    channels: frozenset[str] | None,
+    position: int,
+    pin: Cursor | None,
+    digest: str,
+    limit: int,
+) -> Page[StockRow]:
+    """Return a page of a cone search: the index's candidates, placed as of the position,
+    kept within the radius, sorted by distance (or as asked) and paged in order."""
+    found = conn.execute(sql).all()
+    moved = {r.stock for r in found if r.last_position > position}
+    rows = _as_of(model, ledger, [r.stock for r in found], moved, position, channels)
+    hits: list[tuple[tuple[Any, ...], StockRow]] = []
+    for row in rows.values():
+        if row.ra is None or row.dec is None or not cone.contains(row.ra, row.dec):
+            continue
+        distance = separation_deg(cone.ra, cone.dec, row.ra, row.dec) * 3600.0
+        key: tuple[Any, ...]
+        if order == "distance":
+            key = (round(distance, 9), row.stock)
+        elif order == "stock":
+            key = (row.stock,)
+        else:
+            key = (-row.last_position, row.stock)
+        hits.append((key, row))
+    hits.sort(key=lambda h: h[0])
+    if pin is not None:
+        after = tuple(pin.after)
+        hits = [h for h in hits if h[0] > after]
+    taken = hits[: limit + 1]
+    return Page[StockRow].of([h[1] for h in taken], [h[0] for h in taken], limit, position,
+                             digest)  # fmt: skip
+
+
+def _as_of(
+    model: ReadModel,
+    ledger: Ledger,
+    stocks: Sequence[str],
+    moved: set[str],
+    position: int,
+    channels: frozenset[str] | None,
+) -> dict[str, StockRow]:
+    """Return the stocks' rows as of the position: today's rows for those unchanged
+    since, the others folded again from the ledger's events up to the position."""
+    rows = stock_rows(model, [s for s in stocks if s not in moved], channels)
+    if moved:
+        keys: dict[str, list[str]] = {s: [] for s in sorted(moved)}
+        table = m.Reaction.__table__
+        with reading(model) as conn:
+            query = select(table.c.stock, table.c.idempotency_key).where(
+                table.c.stock.in_(sorted(moved))
+            )
+            for stock, key in conn.execute(query):
+                keys[stock].append(key)
+        with folded_as_of(ledger, keys, position) as then:
+            rows.update(stock_rows(then, sorted(moved), channels))
+    return rows
+
+
+# --------------------------------------------------------------------------- results
+
+
+def entry_keys(
+    conn: Connection, entry: str | None, unit: str | None, variant: str | None
+) -> list[UnitKey] | None:
+    """Return the unit keys of a T2 entry (or unit), as the runs (of a variant) recorded
+    them; None if no entry, unit or variant narrows the results."""
+    if entry is None and variant is None:
+        return None
+    runs = m.Run.__table__
+    sql = select(runs.c.units, runs.c.variant)
+    if variant is not None:
+        sql = sql.where(runs.c.variant == variant)
+    keys: set[UnitKey] = set()
+    entries: set[str] = set()
+    for units, _ in conn.execute(sql):
+        for u in units or ():
+            role = str(u.get("role", ""))
+            if not role.startswith("t2:"):
+                continue
+            entries.add(role[3:])
+            if (entry is None or role[3:] == entry) and (unit is None or u["unit"] == unit):
+                keys.add((u["unit"], u["unit_version"], u["unit_digest"], u["config"]))
+    if not keys:
+        where = f" of variant {variant!r}" if variant is not None else ""
+        if variant is not None and not entries:
+            raise NotFound(f"no variant {variant!r} in the ledger's runs")
+        raise NotFound(f"no T2 entry {entry!r} in the runs{where} (entries: "
+                       f"{', '.join(sorted(entries)) or 'none'})")  # fmt: skip
+    return sorted(keys)
+
+
+def _number_at(conn: Connection, body: Any, keys: list[str]) -> ColumnElement[Any]:
+    """Return the number at a path into a JSON column, NULL where it is not a number."""
+    if conn.dialect.name == "postgresql":
+        path: Any = bindparam(None, keys, type_=ARRAY(Text))
+        node = body.op("#>")(path)
+        text = body.op("#>>")(path)
+        is_number = func.jsonb_typeof(node) == "number"
+        return case((is_number, cast(text, Float)), else_=None)
+    path = bindparam(None, "$." + ".".join(f'"{k}"' for k in keys))
+    kind = func.json_type(body, path)
+    return case((kind.in_(["integer", "real"]), func.json_extract(body, path)), else_=None)
+
+
+def _visible(r: Any, at: Any, channels: frozenset[str]) -> ColumnElement[bool]:
+    """Return 'a result of these channels': about a state made at an alert one of them
+    accepted, or, for results about no state, of a stock one of them followed."""
+    sc, c = m.StateChannel.__table__, m.StockChannel.__table__
+    names = sorted(channels)
+    of_state = exists(select(literal(1)).where(
+        sc.c.state_id == r.c.subject, sc.c.channel.in_(names), sc.c.position <= at
+    ))  # fmt: skip
+    not_a_state = ~exists(select(literal(1)).where(sc.c.state_id == r.c.subject))
+    of_stock = exists(select(literal(1)).where(
+        c.c.stock == r.c.stock, c.c.channel.in_(names), c.c.first_accepted_position <= at
+    ))  # fmt: skip
+    return or_(of_state, and_(not_a_state, of_stock))
+
+
+def list_results(
+    model: ReadModel,
+    query: ResultQuery,
+    scope: Scope | None = None,
+    as_of: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[ResultRow]:
+    """Return a page of T2 results (module doc), read as of one position."""
+    scope = scope or Scope()
+    limit = _limit(limit)
+    path = query.keys()
+    digest = query_digest(what="results", query=query.model_dump(), scope=scope.model_dump())
+    pin = None if cursor is None else Cursor.decode(cursor, digest)
+    channels = scope.narrow(query.channel)
+    with reading(model) as conn:
+        assert isinstance(conn, Connection)
+        position = pinned_position(conn, as_of, pin)
+        at: Any = bindparam("at", position)
+        r = m.Result.__table__
+        keys = entry_keys(conn, query.entry, query.unit, query.variant)
+        cut: list[ColumnElement[bool]] = [r.c.position <= at, r.c.status == query.status]
+        if keys is not None:
+            cut.append(or_(*(and_(r.c.unit == u, r.c.unit_version == v, r.c.unit_digest == d,
+                                  r.c.config == c) for u, v, d, c in keys)))  # fmt: skip
+        elif query.unit is not None:
+            cut.append(r.c.unit == query.unit)
+        if query.stock is not None:
+            cut.append(r.c.stock == query.stock)
+        if channels is not None:
+            cut.append(_visible(r, at, channels))
+        chosen = select(r).where(*cut)
+        if query.latest:
+            rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())
+            inner = select(r, rank.label("rank")).where(*cut).subquery()
+            chosen = select(*(inner.c[col.name] for col in r.columns)).where(inner.c.rank == 1)
+        source = chosen.subquery()
+        value = _number_at(conn, source.c.body, path) if path else source.c.position
+        sql = select(source, value.label("sort_key"))
+        if path:
+            sql = sql.where(value.is_not(None))
+            if query.min is not None:
+                sql = sql.where(value >= query.min)
+            if query.max is not None:
+                sql = sql.where(value <= query.max)
+        desc = query.order == "desc"
+        order_keys: list[ColumnElement[Any]] = [value, source.c.result_id]
+        if pin is not None:
+            sql = sql.where(_after(order_keys, pin.after, [desc, False]))
+        sql = sql.order_by(value.desc() if desc else value.asc(), source.c.result_id.asc())
+        found = rows_of(conn, sql.limit(limit + 1))
+    rows = [ResultRow(**row, value=row["sort_key"] if path else None) for row in found]
+    keyed = [(row["sort_key"], row["result_id"]) for row in found]
+    return Page[ResultRow].of(rows, keyed, limit, position, digest)

@@ -1,0 +1,36 @@
+"""What a caller may see: the channels whose stocks, results and reactions it reads.
+
+Every query of the query layer takes a :class:`Scope`. The default, every channel, is
+the operator's on the ledger's own machine; the HTTP API gives each caller the scope of
+its credential.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from ledger.errors import NotFound
+
+__all__ = ["Scope"]
+
+
+class Scope(BaseModel):
+    """The channels a caller may see (``channels`` None: every channel, and stocks that no
+    channel follows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channels: frozenset[str] | None = None
+
+    def allows(self, channel: str) -> bool:
+        """Return True if the caller may see this channel."""
+        return self.channels is None or channel in self.channels
+
+    def narrow(self, channel: str | None) -> frozenset[str] | None:
+        """Return the channels a query asking for ``channel`` (None: any) reads; None
+        means every channel. A channel the caller may not see is refused as unknown."""
+        if channel is None:
+            return self.channels
+        if not self.allows(channel):
+            raise NotFound(f"no channel {channel!r}")
+        return frozenset({channel})
