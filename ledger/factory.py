@@ -31,7 +31,14 @@ def _sqlite_env(settings: LedgerSettings, path: str) -> dict[str, str]:
     if path == ":memory:":
         dbname = f"file:skyledger-{uuid.uuid4().hex}?mode=memory&cache=shared"
     else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(path).parent
+        if not folder.exists() and not folder.parent.is_dir():  # one new folder, not a tree
+            msg = (
+                f"ledger {path}: the folder {folder.parent} does not exist (a mistyped path?); "
+                "a new ledger makes its own folder, not the folders above it"
+            )
+            raise LedgerUnavailable(msg)
+        folder.mkdir(exist_ok=True)
         dbname = path
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",

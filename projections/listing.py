@@ -57,6 +57,7 @@ __all__ = [
     "list_results",
     "list_stocks",
     "pinned_position",
+    "variant_keys",
 ]
 
 MAX_LIMIT = 1000
@@ -316,6 +317,13 @@ def entry_keys(
         raise NotFound(f"no T2 entry {entry!r} in the runs{where} (entries: "
                        f"{', '.join(sorted(entries)) or 'none'})")  # fmt: skip
     return sorted(keys)
+
+
+def variant_keys(model: ReadModel, variant: str) -> set[UnitKey]:
+    """Return the unit keys of a variant's T2 entries (NotFound if no run has it)."""
+    with reading(model) as conn:
+        assert isinstance(conn, Connection)
+        return set(entry_keys(conn, None, None, variant) or ())
 
 
 def _number_at(conn: Connection, body: Any, keys: list[str]) -> ColumnElement[Any]:

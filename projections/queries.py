@@ -143,6 +143,10 @@ class ResultRow(_Row):
     state_alert_position: int | None = None  # where the subject state was made, if a state
     value: float | None = None  # the value a listing sorted or filtered by
 
+    def key(self) -> tuple[str, str, str, str]:
+        """Return the identity of the unit that made it: name, version, code, configuration."""
+        return (self.unit, self.unit_version, self.unit_digest, self.config)
+
 
 class ReactionRow(_Row):
     """An intended reaction and how its delivery stands."""
@@ -198,6 +202,8 @@ class RunView(_Row):
 
     run_id: str
     job_hash: str | None
+    job_name: str | None = None
+    variant: str | None = None
     job_text: str | None
     packages: dict[str, Any] | None
     argv: tuple[str, ...] | None

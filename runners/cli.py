@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ledger.errors import ConfigError, SkyledgerError
+from ledger.errors import ConfigError, NotFound, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
 from runners.show import (
     JOURNAL_LINES,
@@ -38,8 +39,11 @@ from runners.show import (
     show_diff,
     show_failures,
     show_lineage,
+    show_options,
+    show_results,
     show_runs,
     show_stock,
+    show_stocks,
     show_summary,
     show_units,
 )
@@ -65,7 +69,8 @@ app = typer.Typer(
     "Every command takes -h for its options.",
 )
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100_000)
+"""Tables on a terminal fit it; piped to a file or a program, nothing is wrapped or cut."""
 
 LedgerOption = Annotated[
     str,
@@ -202,6 +207,12 @@ def _run(
 
 
 def _strict(summary: RunSummary, strict: bool) -> None:
+    bad = summary.unreadable.get("read", 0)
+    if bad and not summary.alerts.get("read"):
+        console.print(f"every input was unreadable ({bad})", highlight=False)
+        if strict:
+            console.print("--strict: no alert could be read", highlight=False)
+            raise typer.Exit(1)
     if strict and summary.status != "ok":
         console.print(f"--strict: the run ended with status {summary.status!r}", highlight=False)
         raise typer.Exit(1)
@@ -495,25 +506,29 @@ def stock(
     journal: Annotated[
         int, typer.Option(min=0, help="journal lines to show, the latest (0: all)")
     ] = JOURNAL_LINES,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            metavar="POSITION|TIME",
-            help="as the ledger held it at a position, or at a time (ISO 8601; UTC if no zone)",
-        ),
+    as_of: AsOfOption = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="only the results of this variant's entries")
     ] = None,
 ) -> None:
     """Show a stock: light curve, states, results (entry, version, configuration, the state
-    they are about, body), reactions and its journal; with --as-of, as they stood then."""
+    they are about, body), reactions and its journal; with --as-of, as they stood then.
+    STOCK may be any unique start of a stock's id."""
     from projections import queries
     from projections.asof import stock_as_of
+    from projections.listing import variant_keys
+    from projections.prefixes import expand
 
     when = _as_of(as_of)
     position: int | None = None
     opened, model = _read_model(ledger)
     with opened, model:
         view = queries.stock_view(model, stock_id)
+        if view is None:
+            with contextlib.suppress(NotFound):  # else: no such stock, said below
+                _, stock_id = expand(model, stock_id, ["stock"])
+                view = queries.stock_view(model, stock_id)
+        mine = None if variant is None else variant_keys(model, variant)
         if when is not None:
             position = when if isinstance(when, int) else opened.position_at(when)
             position = min(position, opened.head())
@@ -525,13 +540,130 @@ def stock(
         then += f" ({as_of})"
     if view is None:
         raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}{then}")
+    if mine is not None:
+        kept = tuple(r for r in view.results if r.key() in mine)
+        view = view.model_copy(update={"results": kept})
     if as_json:
         data = view.model_dump(mode="json")
         _print_json(data if position is None else {"as_of": position, **data})
         return
     if position is not None:
         out.print(f"{stock_id}{then}: what the ledger held then", highlight=False)
-    show_stock(out, view, full, journal)
+    show_stock(out, view, full, journal, whole_ids=not out.is_terminal)
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="POSITION|TIME",
+        help="as the ledger held it at a position, or at a time (ISO 8601; UTC if no zone)",
+    ),
+]
+LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="rows per page")]
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="the next page: the cursor the last page gave")
+]
+
+
+def _position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
+    """Return a --as-of or --since as a position (a time: the ledger's position then)."""
+    when = None if value is None else _when(option, value)
+    if when is None or isinstance(when, int):
+        return when
+    return ledger.position_at(when)
+
+
+def _page_end(page: Any, what: str) -> None:
+    """Say where a page was read and how to get the next one."""
+    more = f"; next page: --cursor {page.next}" if page.next else ""
+    out.print(f"{len(page.items)} {what}, as of position {page.position}{more}",
+              highlight=False)  # fmt: skip
+
+
+@app.command()
+def stocks(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    channel: Annotated[str | None, typer.Option(help="only stocks this channel follows")] = None,
+    cone: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(metavar="RA DEC RADIUS", help="within RADIUS arcseconds of RA, DEC (deg)"),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="POSITION|TIME", help="only stocks changed after this"),
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(help="last_change (latest first), stock, or distance (a cone's default)"),
+    ] = None,
+    as_of: AsOfOption = None,
+    cursor: CursorOption = None,
+    limit: LimitOption = 50,
+) -> None:
+    """List stocks by channel, position on the sky and time of their last change, a page
+    at a time, each page as of one ledger position (pages never shift as the ledger grows)."""
+    from projections.listing import StockQuery, list_stocks
+
+    opened, model = _read_model(ledger)
+    with opened, model:
+        query = StockQuery.model_validate({
+            "channel": channel, "since": _position_of(opened, "--since", since), "order": order,
+            **(dict(zip(("ra", "dec", "radius_arcsec"), cone, strict=True)) if cone else {}),
+        })  # fmt: skip
+        page = list_stocks(model, opened, query, as_of=_position_of(opened, "--as-of", as_of),
+                           cursor=cursor, limit=limit)  # fmt: skip
+    if as_json:
+        _print_json(page.model_dump(mode="json"))
+        return
+    show_stocks(out, page.items, whole_ids=not out.is_terminal)
+    _page_end(page, "stocks")
+
+
+@app.command()
+def results(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    entry: Annotated[str | None, typer.Option(help="a job's T2 entry name")] = None,
+    unit: Annotated[str | None, typer.Option(help="a T2 unit's name")] = None,
+    variant: Annotated[str | None, typer.Option(help="a replay's variant")] = None,
+    channel: Annotated[str | None, typer.Option(help="only this channel's results")] = None,
+    stock_id: Annotated[str | None, typer.Option("--stock", help="only this stock's")] = None,
+    path: Annotated[
+        str | None, typer.Option(help="a number in the body to sort by: keys joined by dots")
+    ] = None,
+    low: Annotated[float | None, typer.Option("--min", help="the value at least this")] = None,
+    high: Annotated[float | None, typer.Option("--max", help="the value at most this")] = None,
+    ascending: Annotated[
+        bool, typer.Option("--ascending", help="smallest value first (default: largest)")
+    ] = False,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="each stock's latest result only")
+    ] = False,
+    failed: Annotated[bool, typer.Option("--failed", help="failed results instead")] = False,
+    as_of: AsOfOption = None,
+    cursor: CursorOption = None,
+    limit: LimitOption = 50,
+) -> None:
+    """List T2 results by entry, variant, channel and a value in their bodies (a range,
+    sorted either way), a page at a time, each page as of one ledger position."""
+    from projections.listing import ResultQuery, list_results
+
+    opened, model = _read_model(ledger)
+    with opened, model:
+        query = ResultQuery(
+            entry=entry, unit=unit, variant=variant, channel=channel, stock=stock_id, path=path,
+            min=low, max=high, order="asc" if ascending else "desc", latest=latest,
+            status="failed" if failed else "ok",
+        )  # fmt: skip
+        page = list_results(model, query, as_of=_position_of(opened, "--as-of", as_of),
+                            cursor=cursor, limit=limit)  # fmt: skip
+    if as_json:
+        _print_json(page.model_dump(mode="json"))
+        return
+    show_results(out, page.items, path, whole_ids=not out.is_terminal)
+    _page_end(page, "results")
 
 
 def _as_of(value: str | None) -> int | dt.datetime | None:
@@ -584,9 +716,17 @@ def failures(
 ) -> None:
     """List T2 results that failed, with their errors and tracebacks."""
     from projections import queries
+    from projections.prefixes import expand
 
     opened, model = _read_model(ledger)
     with opened, model:
+        whole = {}
+        for kind, given in (("stock", stock_id), ("run", run_id)):
+            try:
+                whole[kind] = None if given is None else expand(model, given, [kind])[1]
+            except NotFound:
+                raise ConfigError(f"no {kind} {given!r} in {redact(ledger)}") from None
+        stock_id, run_id = whole["stock"], whole["run"]
         found = queries.failed_results(model, stock_id, run_id, limit)
     if as_json:
         _print_json([r.model_dump(mode="json") for r in found])
@@ -616,6 +756,9 @@ def config(
         show_configs(out, found)
 
 
+_WHY_KINDS = ("event", "result", "state", "datapoint", "alert", "packet digest", "reaction")
+
+
 @app.command()
 def why(
     ident: Annotated[
@@ -623,7 +766,7 @@ def why(
         typer.Argument(
             metavar="ID",
             help="an event id; a result, state, datapoint or survey alert id; a reaction's "
-            "idempotency key; a packet digest",
+            "idempotency key; a packet digest; or any unique start of one",
         ),
     ],
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
@@ -638,6 +781,7 @@ def why(
     and text, host, user, package versions)."""
     from projections import queries
     from projections.lineage import lineage, resolve
+    from projections.prefixes import expand
 
     with _open(ledger, create=False) as opened:
 
@@ -646,6 +790,13 @@ def why(
                 return queries.event_ids_of(model, other)
 
         events = resolve(opened, ident, lookup)
+        if not events:  # the start of an id, as tables print them
+            with _model_of(opened) as model:
+                try:
+                    _, whole = expand(model, ident, _WHY_KINDS)
+                except NotFound:
+                    whole = None
+            events = [] if whole is None else resolve(opened, whole, lookup)
         if not events:
             raise ConfigError(
                 f"nothing in {redact(ledger)} has the id {ident!r}: give an event, result, "
@@ -663,10 +814,23 @@ def why(
 
 
 @app.command()
-def units(as_json: JsonOption = False) -> None:
-    """List the units jobs can name: tier, version, package and where each is defined."""
-    from units.registry import describe_units
+def units(
+    name: Annotated[
+        str | None, typer.Argument(metavar="[NAME]", help="one unit: its options")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the units jobs can name: tier, version, package and where each is defined;
+    with NAME, that unit's options (type, default, description)."""
+    from units.registry import describe_options, describe_units
 
+    if name is not None:
+        described = describe_options(name)
+        if as_json:
+            _print_json(described)
+        else:
+            show_options(out, described)
+        return
     found = describe_units()
     if as_json:
         _print_json(found)
@@ -944,7 +1108,20 @@ def main() -> None:
         else:
             print(f"error: {exc}", file=sys.stderr)  # unwrapped lines, for people and scripts
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        command = sys.argv[1] if len(sys.argv) > 1 else ""
+        if command in _RESUMABLE:
+            print(
+                "interrupted: what was appended is kept (a run is recorded as 'interrupted'); "
+                "give the same command again to go on: alerts already in the ledger are not "
+                "added again, and each tier takes up from where it stood", file=sys.stderr,
+            )  # fmt: skip
+        else:
+            print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
+
+_RESUMABLE = ("run", "demo", "replay", "live", "worker", "relay")
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,8 @@ The job's hash is the hash of its parsed content with every unit's full configur
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -251,8 +253,37 @@ def _errors(exc: ValidationError, tree: yaml.Node, where: str) -> str:
             lines += [_at(tree, where, loc, msg) for loc, msg in conflict.found]
             continue
         loc = tuple(p for p in err["loc"] if not isinstance(p, str) or p[:1] != "[")
-        lines.append(_at(tree, where, loc, err["msg"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            known = _fields_at(Job, loc[:-1])
+            near = difflib.get_close_matches(loc[-1], known, n=1)
+            msg = f"no such key ({'did you mean ' + repr(near[0]) + '? ' if near else ''}" \
+                  f"the keys here: {', '.join(known)})" if known else msg  # fmt: skip
+        lines.append(_at(tree, where, loc, msg))
     return "\n".join(lines)
+
+
+def _fields_at(model: Any, loc: Loc) -> list[str]:
+    """Return the keys a job allows at a location (following its models' fields)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    """Return the pydantic model an annotation holds (in a list, a union, ...), if one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _check(

@@ -14,7 +14,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
     from projections.diff import Change, Diff
     from projections.lineage import Lineage, Step
-    from projections.queries import ConfigRow, ResultRow, RunView, StockView
+    from projections.queries import ConfigRow, ResultRow, RunView, StockRow, StockView
     from runners.summary import RunSummary
 
 __all__ = [
@@ -23,8 +23,11 @@ __all__ = [
     "show_configs",
     "show_failures",
     "show_lineage",
+    "show_options",
+    "show_results",
     "show_runs",
     "show_stock",
+    "show_stocks",
     "show_summary",
     "show_units",
 ]
@@ -141,17 +144,30 @@ def show_summary(out: Console, summary: RunSummary) -> None:
     out.print(f"status: {summary.status}; ledger: {summary.ledger}", highlight=False)
 
 
-def show_stock(out: Console, view: StockView, full: bool = False, journal: int = 0) -> None:
+def _id(value: str, whole: bool, width: int = 12) -> str:
+    return value if whole else value[:width]
+
+
+def _place(s: StockRow) -> str:
+    if s.ra is None or s.dec is None:
+        return "no position"
+    return f"RA {s.ra:.6f}, Dec {s.dec:+.6f}"
+
+
+def show_stock(
+    out: Console, view: StockView, full: bool = False, journal: int = 0, whole_ids: bool = False
+) -> None:
     """Print a stock: light curve, states, results (unit entry, version, configuration,
     the state it is about, the body), reactions and journal. Without ``full``, bodies are
     cut at :data:`BODY_CHARS` and the journal shows its last ``journal`` lines, and the
-    tables say so."""
+    tables say so; ids are cut to 12 characters unless ``whole_ids``."""
     s = view.stock
     channels = ", ".join(s.channels) or "none"
     out.print(
-        f"[bold]{s.stock}[/bold]: {s.n_alerts} alerts, {s.n_detections} detections, "
-        f"{s.n_upper_limits} upper limits, {s.n_forced} forced; channels: {channels}"
-    )
+        f"[bold]{s.stock}[/bold] ({_place(s)}): {s.n_alerts} alerts, {s.n_detections} "
+        f"detections, {s.n_upper_limits} upper limits, {s.n_forced} forced; channels: "
+        f"{channels}", highlight=False,
+    )  # fmt: skip
     curve = Table("jd", "band", "kind", "mag", "err", "limit", title="light curve")
     for d in view.datapoints:
         curve.add_row(
@@ -161,8 +177,9 @@ def show_stock(out: Console, view: StockView, full: bool = False, journal: int =
     out.print(curve)
     states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
     for st in view.states:
-        states.add_row(st.state_id[:12], f"{st.unit}@{st.unit_version}", str(st.n_datapoints),
-                       str(st.alert_position or "-"), ", ".join(st.channels))  # fmt: skip
+        states.add_row(_id(st.state_id, whole_ids), f"{st.unit}@{st.unit_version}",
+                       str(st.n_datapoints), str(st.alert_position or "-"),
+                       ", ".join(st.channels))  # fmt: skip
     out.print(states)
     cut = 0
     results = Table("result", "entry", "unit", "configuration", "about", "status", "body or error",
@@ -172,8 +189,9 @@ def show_stock(out: Console, view: StockView, full: bool = False, journal: int =
         if not full and len(text) > BODY_CHARS:
             text, cut = text[:BODY_CHARS] + " …", cut + 1
         results.add_row(
-            r.result_id[:12], ", ".join(r.entries) or r.unit, f"{r.unit}@{r.unit_version}",
-            _config(r), _about(r, view.stock.stock), r.status, escape(text),
+            _id(r.result_id, whole_ids), ", ".join(r.entries) or r.unit,
+            f"{r.unit}@{r.unit_version}", _config(r), _about(r, view.stock.stock, whole_ids),
+            r.status, escape(text),
         )  # fmt: skip
     out.print(results)
     if cut:
@@ -182,7 +200,8 @@ def show_stock(out: Console, view: StockView, full: bool = False, journal: int =
     if view.reactions:
         reactions = Table("key", "unit", "target", "status", "attempts", title="reactions")
         for x in view.reactions:
-            reactions.add_row(x.idempotency_key[:16], x.unit, x.target, x.status, str(x.attempts))
+            reactions.add_row(_id(x.idempotency_key, whole_ids, 16), x.unit, x.target, x.status,
+                              str(x.attempts))  # fmt: skip
         out.print(reactions)
     lines = view.journal if full or journal <= 0 else view.journal[-journal:]
     table = Table("position", "time", "event", "summary", title="journal")
@@ -201,12 +220,12 @@ def _config(r: ResultRow) -> str:
     return escape(json.dumps(r.config_values, sort_keys=True)) or "{}"
 
 
-def _about(r: ResultRow, stock: str) -> str:
+def _about(r: ResultRow, stock: str, whole_ids: bool = False) -> str:
     if r.subject == stock:
         return "the stock"
     if r.state_alert_position is not None:
-        return f"state {r.subject[:12]} (alert at {r.state_alert_position})"
-    return r.subject[:12]
+        return f"state {_id(r.subject, whole_ids)} (alert at {r.state_alert_position})"
+    return _id(r.subject, whole_ids)
 
 
 def _num(value: float | None) -> str:
@@ -214,15 +233,50 @@ def _num(value: float | None) -> str:
 
 
 def show_runs(out: Console, runs: Sequence[RunView]) -> None:
-    """Print runs: id, start, job hash, host, status and what each appended."""
-    table = Table("run", "started (UTC)", "job", "host", "status", "alerts new", "events",
-                  title="runs, latest first")  # fmt: skip
+    """Print runs: id, start, job (name and hash), variant, host, status and what each
+    appended."""
+    table = Table("run", "started (UTC)", "job", "variant", "host", "status", "alerts new",
+                  "events", title="runs, latest first")  # fmt: skip
     for r in runs:
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
         alerts = (r.summary or {}).get("alerts", {})
         new = alerts.get("new") if isinstance(alerts, dict) else None
-        table.add_row(r.run_id[:12], started, (r.job_hash or "-")[:12], r.host or "-", r.status,
-                      "-" if new is None else str(new), str(sum(r.counts.values())))  # fmt: skip
+        job = f"{r.job_name or '?'} {(r.job_hash or '-')[:12]}"
+        table.add_row(r.run_id[:12], started, escape(job), escape(r.variant or "-"),
+                      r.host or "-", r.status, "-" if new is None else str(new),
+                      str(sum(r.counts.values())))  # fmt: skip
+    out.print(table)
+
+
+def show_stocks(out: Console, rows: Sequence[StockRow], whole_ids: bool = False) -> None:
+    """Print a page of stocks: id, position, counts, last change and channels."""
+    table = Table("stock", "RA", "Dec", "alerts", "detections", "upper limits",
+                  "last change", "channels", title="stocks")  # fmt: skip
+    for s in rows:
+        table.add_row(
+            escape(s.stock), "-" if s.ra is None else f"{s.ra:.6f}",
+            "-" if s.dec is None else f"{s.dec:+.6f}", str(s.n_alerts), str(s.n_detections),
+            str(s.n_upper_limits), str(s.last_position), escape(", ".join(s.channels)),
+        )  # fmt: skip
+    out.print(table)
+
+
+def show_results(
+    out: Console, rows: Sequence[ResultRow], path: str | None, whole_ids: bool = False
+) -> None:
+    """Print a page of results: id, stock, unit, the value (if one was asked for), what
+    it is about, position, and the body (cut) or error."""
+    heads = ["result", "stock", "unit", *([path] if path else []), "about", "position",
+             "body or error"]  # fmt: skip
+    table = Table(*heads, title="results")
+    for r in rows:
+        text = json.dumps(r.body) if r.status == "ok" else (r.error or "")
+        text = text if whole_ids or len(text) <= BODY_CHARS else text[:BODY_CHARS] + " …"
+        value = [f"{r.value:.6g}" if r.value is not None else "-"] if path else []
+        table.add_row(
+            _id(r.result_id, whole_ids), escape(r.stock), f"{r.unit}@{r.unit_version}", *value,
+            _about(r, r.stock, whole_ids), str(r.position), escape(text),
+        )  # fmt: skip
     out.print(table)
 
 
@@ -246,6 +300,19 @@ def show_configs(out: Console, configs: Sequence[ConfigRow]) -> None:
     for c in configs:
         out.print(f"{c.config_hash} {c.unit}", highlight=False)
         out.print_json(json.dumps(c.config, sort_keys=True))
+
+
+def show_options(out: Console, described: dict[str, Any]) -> None:
+    """Print one unit: tier, version, description and a table of its options."""
+    out.print(f"{described['unit']} ({described['tier']}, version {described['version']})",
+              highlight=False)  # fmt: skip
+    if described["description"]:
+        out.print(escape(described["description"]), highlight=False)
+    table = Table("option", "type", "default", "description", title="options")
+    for o in described["options"]:
+        default = "(required)" if o.get("required") else json.dumps(o.get("default"))
+        table.add_row(o["option"], escape(o["type"]), escape(default), escape(o["description"]))
+    out.print(table)
 
 
 def show_units(out: Console, rows: Sequence[dict[str, Any]]) -> None:

@@ -13,7 +13,7 @@ unit under a taken name is refused, and so is a name that two installed packages
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ledger.errors import ConfigError
 from units.base import Unit
@@ -22,6 +22,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "TIERS",
     "available_units",
+    "describe_options",
     "describe_units",
     "load_unit",
     "register_unit",
@@ -91,6 +92,30 @@ TIERS = {
     "Reactor": "T3 reactor",
 }
 """The tier of each unit contract, as people name it."""
+
+
+def describe_options(name: str) -> dict[str, Any]:
+    """Return a unit's description and its options: name, type, default (or required)
+    and description of each field of its ``Config``."""
+    cls = load_unit(name)
+    tier = next((TIERS[b.__name__] for b in cls.__mro__ if b.__name__ in TIERS), "?")
+    options = []
+    for key, field in cls.Config.model_fields.items():
+        kind = field.annotation
+        shown = getattr(kind, "__name__", None) if isinstance(kind, type) else None
+        option: dict[str, Any] = {"option": key,
+                                  "type": shown or str(kind).replace("typing.", "")}
+        if field.is_required():
+            option["required"] = True
+        else:
+            default = field.get_default(call_default_factory=True)
+            plain = isinstance(default, str | int | float | bool | list | dict) or default is None
+            option["default"] = default if plain else repr(default)
+        option["description"] = field.description or ""
+        options.append(option)
+    doc = (cls.__doc__ or "").strip()
+    return {"unit": name, "tier": tier, "version": cls.version, "description": doc,
+            "options": options}  # fmt: skip
 
 
 def describe_units() -> list[dict[str, str]]:
