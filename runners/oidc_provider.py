@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from runners.embedded import _Server, _tail, free_port
+from runners.embedded import ServerProcess, free_port, log_tail
 
 __all__ = ["DEX_BINARY", "DexClient", "DexTokens", "DexUser", "EmbeddedDex", "dex_problem"]
 
@@ -79,7 +79,7 @@ class DexTokens:
     expires_in: int
 
 
-class EmbeddedDex(_Server):
+class EmbeddedDex(ServerProcess):
     """Dex on ``127.0.0.1:PORT``, issuer ``http://127.0.0.1:PORT/dex``, in-memory storage,
     the password database on (``users``), ``clients`` as static clients, id tokens valid
     for ``id_token_expiry_s``; its log is ``dex.log`` in its folder."""
@@ -98,7 +98,7 @@ class EmbeddedDex(_Server):
             raise RuntimeError(problem)
         import bcrypt  # a dev dependency: only tests and benchmarks start Dex
 
-        self.users = tuple(users)
+        self.users, self.clients = tuple(users), tuple(clients)
         self.port = port or free_port()
         self.issuer = f"http://127.0.0.1:{self.port}/dex"
         self.root = Path(tempfile.mkdtemp(prefix="skyledger-dex-"))
@@ -130,7 +130,7 @@ class EmbeddedDex(_Server):
                     "name": client.id,
                     "redirectURIs": list(client.redirect_uris),
                 }
-                for client in clients
+                for client in self.clients
             ],
         }
         self.config = self.root / "config.yaml"
@@ -154,7 +154,7 @@ class EmbeddedDex(_Server):
         while True:
             if self.proc.poll() is not None:
                 msg = f"Dex exited with code {self.proc.returncode}; log {self.log}:\n"
-                raise RuntimeError(msg + _tail(self.log))
+                raise RuntimeError(msg + log_tail(self.log))
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     document: dict[str, object] = json.load(response)
@@ -162,7 +162,7 @@ class EmbeddedDex(_Server):
             except (OSError, ValueError):
                 if time.monotonic() > deadline:
                     msg = f"Dex did not answer {url} within {within_s:g} s; log {self.log}:\n"
-                    raise RuntimeError(msg + _tail(self.log)) from None
+                    raise RuntimeError(msg + log_tail(self.log)) from None
                 time.sleep(0.05)
 
     def password_token(
@@ -198,7 +198,7 @@ class EmbeddedDex(_Server):
         return DexTokens(
             id_token=answer["id_token"],
             access_token=answer["access_token"],
-            expires_in=int(answer["expires_in"]),
+            expires_in=int(answer.get("expires_in", 0)),  # left out when under a second
         )
 
     def __enter__(self) -> EmbeddedDex:
