@@ -143,8 +143,10 @@ class EmbeddedDex(ServerProcess):
         try:
             self.discovery = self._wait_ready(start_within_s)
         except BaseException:
-            self.stop()
-            raise
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            raise  # the folder stays: the message names its log
 
     def _wait_ready(self, within_s: float) -> dict[str, object]:
         """Poll the discovery document until Dex answers it, and return it."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build Dex, the OpenID Connect provider the tests start (runners/oidc_provider.py), from
 # the Go module proxy into runners/dex/bin/dex. Idempotent: a binary built from the pinned
-# versions is kept and the script exits at once. Needs Go (1.25 or newer); the sources
+# versions is kept and the script exits at once. Needs Go 1.25.8 or newer; the sources
 # and their dependencies are cached in Go's module cache, so a rebuild downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")"

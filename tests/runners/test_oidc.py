@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import shutil
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,7 +32,7 @@ from runners.oidc import (
     TokenRejected,
     identities_of,
 )
-from runners.oidc_provider import DexTokens, EmbeddedDex
+from runners.oidc_provider import DexClient, DexTokens, DexUser, EmbeddedDex, dex_problem
 
 oidc = pytest.mark.oidc
 
@@ -199,6 +201,29 @@ def test_unknown_key_id_refreshes_the_keys_at_most_once_a_minute(dex: EmbeddedDe
         assert _rejected(verifier, forged) == "unknown key id"
         assert verifier.verify(_login(dex).id_token).subject == claims["sub"]
         assert len(verifier.fetched) == fetches, verifier.fetched
+
+
+@oidc
+def test_dex_that_cannot_start_says_why_with_its_log(dex: EmbeddedDex) -> None:
+    with pytest.raises(RuntimeError, match=r"Dex exited with code") as caught:
+        EmbeddedDex([DexUser("a@example.org", "a", "pw")], [DexClient("", "secret")])
+    named = re.search(r"log (\S+dex\.log):", str(caught.value))
+    assert named is not None
+    log = Path(named[1])
+    assert "invalid config" in str(caught.value)  # the log's tail
+    assert "invalid config" in log.read_text()
+    shutil.rmtree(log.parent)
+
+
+def test_missing_dex_binary_names_the_build_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SKYLEDGER_DEX", str(tmp_path / "dex"))
+    problem = dex_problem()
+    assert problem is not None
+    assert "bash runners/dex/build.sh" in problem
+    with pytest.raises(RuntimeError, match=r"runners/dex/build\.sh"):
+        EmbeddedDex([], [])
 
 
 def test_unreachable_issuer_is_not_the_tokens_fault() -> None:
