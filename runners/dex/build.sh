@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Dex's master branch as the module proxy has it (Dex tags no Go module versions since
-# v2.13, so its commits are v0.0.0 pseudo-versions: `curl -s
-# https://proxy.golang.org/github.com/dexidp/dex/@v/list` lists them). Its go.mod replaces
+# A commit of Dex's master branch, as the module proxy has it (Dex's v2.x release tags do
+# not fit its module path, which has no /v2, so the proxy serves commits as v0.0.0
+# pseudo-versions: `curl -s https://proxy.golang.org/github.com/dexidp/dex/@v/list`). Its go.mod replaces
 # the nested module github.com/dexidp/dex/api/v2 (the gRPC admin API's generated code)
 # with ./api/v2, which the module zip leaves out, and the proxy does not serve api/v2 at
 # that commit; so the replace is dropped and the release api/v2 that go.mod requires is
@@ -16,6 +16,8 @@ cd "$(dirname "$0")"
 # connectors, identities, MFA, sessions): their files are left out of the build, so those
 # gRPC calls answer "unimplemented". Nothing here uses the gRPC API (it is off unless
 # configured); OpenID Connect, the password grant and the token signing are untouched.
+# Static password users with groups in their tokens (which the tests use) need Dex v2.45.0
+# or later (dexidp/dex#4456); master has them.
 DEX_VERSION=v0.0.0-20260806151424-ab64ed778070
 DEX_API_VERSION=v2.4.0
 
