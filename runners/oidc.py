@@ -160,7 +160,9 @@ class OidcVerifier:
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise TokenRejected(f"algorithm {_quoted(alg, 20)} not allowed")
         # Before any key is looked up: a token of another issuer makes no JWKS refresh.
-        if unverified.get("iss") != settings.issuer:
+        if "iss" not in unverified:
+            raise TokenRejected("missing claim 'iss'")
+        if unverified["iss"] != settings.issuer:
             raise TokenRejected(f"wrong issuer {_quoted(unverified.get('iss'))}")
         kid = header.get("kid")
         jwk = self._key(kid) if isinstance(kid, str) else None
@@ -177,10 +179,14 @@ class OidcVerifier:
         except (jwt.PyJWTError, KeyError, TypeError, ValueError):
             raise TokenRejected(f"key {_quoted(kid, 40)} is not usable") from None
         claims = self._decode(token, key, alg)
+        try:
+            expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+        except (OverflowError, OSError, ValueError):
+            raise TokenRejected("malformed claim 'exp'") from None
         return Principal(
             subject=claims["sub"],
             issuer=claims["iss"],
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            expires_at=expires_at,
             identities=identities_of(claims, settings),
         )
 

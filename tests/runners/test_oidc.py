@@ -263,6 +263,13 @@ def test_es256_tokens_and_keys_of_the_wrong_type(tmp_path: Path) -> None:
         headers={"kid": "ec"},
     )  # fmt: skip
     assert _rejected(verifier, no_exp) == "missing claim 'exp'"
+    far = jwt.encode({**claims, "exp": 10**20}, ec_key, algorithm="ES256", headers={"kid": "ec"})
+    assert _rejected(verifier, far) == "malformed claim 'exp'"
+    no_iss = jwt.encode(
+        {k: v for k, v in claims.items() if k != "iss"}, ec_key, algorithm="ES256",
+        headers={"kid": "ec"},
+    )  # fmt: skip
+    assert _rejected(verifier, no_iss) == "missing claim 'iss'"
     early = jwt.encode(
         {**claims, "nbf": int(time.time()) + 600}, ec_key, algorithm="ES256", headers={"kid": "ec"}
     )
