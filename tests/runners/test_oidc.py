@@ -254,26 +254,19 @@ def test_es256_tokens_and_keys_of_the_wrong_type(tmp_path: Path) -> None:
         "iss": issuer, "sub": "s", "aud": ["api", "x"], "exp": int(time.time()) + 60,
         "email": "carol@example.org", "groups": ["org-only"],
     }  # fmt: skip
-    good = jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "ec"})
+
+    def es256(kid: str = "ec", drop: str = "", **changes: Any) -> str:
+        signed = {k: v for k, v in {**claims, **changes}.items() if k != drop}
+        return jwt.encode(signed, ec_key, algorithm="ES256", headers={"kid": kid})
+
+    good = es256()
     assert verifier.verify(good).identities == {"org:org-only"}  # no preferred_username
-    wrong_type = jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "rsa"})
-    assert _rejected(verifier, wrong_type) == "key 'rsa' is not for algorithm ES256"
-    no_exp = jwt.encode(
-        {k: v for k, v in claims.items() if k != "exp"}, ec_key, algorithm="ES256",
-        headers={"kid": "ec"},
-    )  # fmt: skip
-    assert _rejected(verifier, no_exp) == "missing claim 'exp'"
-    far = jwt.encode({**claims, "exp": 10**20}, ec_key, algorithm="ES256", headers={"kid": "ec"})
-    assert _rejected(verifier, far) == "malformed claim 'exp'"
-    no_iss = jwt.encode(
-        {k: v for k, v in claims.items() if k != "iss"}, ec_key, algorithm="ES256",
-        headers={"kid": "ec"},
-    )  # fmt: skip
-    assert _rejected(verifier, no_iss) == "missing claim 'iss'"
-    early = jwt.encode(
-        {**claims, "nbf": int(time.time()) + 600}, ec_key, algorithm="ES256", headers={"kid": "ec"}
-    )
-    assert _rejected(verifier, early) == "not yet valid"
+    assert _rejected(verifier, es256("rsa")) == "key 'rsa' is not for algorithm ES256"
+    assert _rejected(verifier, es256(drop="exp")) == "missing claim 'exp'"
+    assert _rejected(verifier, es256(drop="iss")) == "missing claim 'iss'"
+    assert _rejected(verifier, es256(exp=10**20)) == "malformed claim 'exp'"
+    assert _rejected(verifier, es256(nbf=int(time.time()) + 600)) == "not yet valid"
+    assert _rejected(verifier, es256(iat=int(time.time()) + 600)) == "not yet valid"
     by_email = OidcVerifier(settings.model_copy(update={"user_claim": "email"}))
     assert "user:carol@example.org" in by_email.verify(good).identities
 
