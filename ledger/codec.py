@@ -19,6 +19,7 @@ import orjson
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel, ValidationError
 
+from ledger.access import ACCESS_EVENT_TYPES
 from ledger.canonical import canonical_bytes
 from ledger.errors import UnknownEventType
 from ledger.events import EVENT_TYPES, DatapointAdded, Event, rejected
@@ -57,7 +58,7 @@ def register_event_type(cls: type[Event]) -> str:
     return topic
 
 
-for _cls in EVENT_TYPES:
+for _cls in EVENT_TYPES + ACCESS_EVENT_TYPES:
     register_event_type(_cls)
 
 

@@ -329,6 +329,12 @@ class ReactionIntended(Event):
         default="", description="the T3 projector that intended it (its outbox delivers it)"
     )
     provenance: Provenance
+    channels: tuple[str, ...] | None = Field(
+        default=None, description="the channels whose selection it was made for (their readers "
+        "see it); None in ledgers before it was recorded"
+    )
+
+    unstored_if_none = ("channels",)
 
 
 class DeliveryClaimed(Event):

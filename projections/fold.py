@@ -46,11 +46,15 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
+from ledger.access import ACCESS_EVENT_TYPES
 from ledger.errors import ProjectionError
 from projections import models as m
+from projections.fold_access import fold_access
 from projections.sky import cells_of, mean_direction, unit_vector
 
-__all__ = ["Fold", "fetch", "json_text", "position_of", "stock_of", "summarise", "table_of"]
+__all__ = [
+    "Fold", "fetch", "json_text", "position_of", "stock_of", "subject_of", "summarise", "table_of"
+]
 
 Row = dict[str, Any]
 _CHUNK = 2000  # values per IN (...) when reading the rows a batch touches
@@ -142,8 +146,10 @@ def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) ->
 
 
 _REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
-_NOT_STOCK_EVENTS = (RunStarted, RunFinished, ConfigurationRegistered)
-_NOT_STOCKS = ("run:", "config:", "reaction:")
+_NOT_STOCK_EVENTS: tuple[type[Event], ...] = (
+    RunStarted, RunFinished, ConfigurationRegistered, *ACCESS_EVENT_TYPES
+)
+_NOT_STOCKS = ("run:", "config:", "reaction:", "access:", "token:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
 _SUMS = ("pos_x", "pos_y", "pos_z", "pos_n")  # added up like the counts
 _UNPLACED = {"ra": None, "dec": None, "hpx": None}
@@ -204,6 +210,7 @@ class Fold:
         self.runs([e for e in events if isinstance(e, RunStarted | RunFinished)])
         self.configs(_of(events, ConfigurationRegistered))
         self.run_counts(events)
+        fold_access(events, self.fetch, self.upsert)
         self.flush_stocks()
 
     def fetch(self, model: type[m.Base], column: str, values: Iterable[Any]) -> list[Row]:
@@ -241,7 +248,8 @@ class Fold:
                 row |= dict.fromkeys(_COUNTS + _SUMS, 0) | _UNPLACED
                 self.stocks[stock] = row
             row.update(last_position=e.position, last_time=e.time)
-            entry = {"stock": stock, "event_type": type(e).__name__, "summary": summarise(e)}
+            entry = {"stock": stock, "event_type": type(e).__name__, "summary": summarise(e),
+                     "subject": subject_of(e)}  # fmt: skip
             rows.append(_row(e, "run_id") | entry)
         self.insert(m.JournalEntry, rows)
 
@@ -407,6 +415,8 @@ class Fold:
                 names = ("idempotency_key", "target", "payload", "run_id")
                 row = _row(e, *names) | _pick(e.provenance, "unit", "config")
                 row |= {"stock": stock_of(e), "status": "intended", "attempts": 0, "detail": ""}
+                channels = getattr(e, "channels", None)  # an intent's; attempts record none
+                row["channels"] = None if channels is None else list(channels)
             row["last_position"] = e.position
             if isinstance(e, DeliveryClaimed):
                 row |= {"status": "claimed", "attempts": max(row["attempts"], e.attempt)}
@@ -487,6 +497,22 @@ def _place(counts: Row, body: dict[str, Any]) -> None:
     for name, value in zip(("pos_x", "pos_y", "pos_z"), unit_vector(ra, dec), strict=True):
         counts[name] += round(value * _FIXED)  # integers: sums in any order are equal
     counts["pos_n"] += 1
+
+
+def subject_of(e: Event) -> str | None:
+    """Return what a journal line is about: the id of a datapoint, state, result or
+    reaction, or a decision's channel; None for an alert."""
+    if isinstance(e, DatapointAdded):
+        return e.datapoint_id
+    if isinstance(e, FilterDecided):
+        return e.channel
+    if isinstance(e, StateCombined):
+        return e.state_id
+    if isinstance(e, ResultDerived | ResultFailed):
+        return e.result_id
+    if isinstance(e, _REACTION_EVENTS):
+        return e.idempotency_key
+    return None
 
 
 def summarise(e: Event) -> str:

@@ -57,6 +57,7 @@ __all__ = [
     "list_results",
     "list_stocks",
     "pinned_position",
+    "result_visible",
     "variant_keys",
 ]
 
@@ -339,7 +340,7 @@ def _number_at(conn: Connection, body: Any, keys: list[str]) -> ColumnElement[An
     return case((kind.in_(["integer", "real"]), func.json_extract(body, path)), else_=None)
 
 
-def _visible(r: Any, at: Any, channels: frozenset[str]) -> ColumnElement[bool]:
+def result_visible(r: Any, at: Any, channels: frozenset[str]) -> ColumnElement[bool]:
     """Return 'a result of these channels': about a state made at an alert one of them
     accepted, or, for results about no state, of a stock one of them followed."""
     sc, c = m.StateChannel.__table__, m.StockChannel.__table__
@@ -384,7 +385,7 @@ def list_results(
         if query.stock is not None:
             cut.append(r.c.stock == query.stock)
         if channels is not None:
-            cut.append(_visible(r, at, channels))
+            cut.append(result_visible(r, at, channels))
         chosen = select(r).where(*cut)
         if query.latest:
             rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())

@@ -20,9 +20,11 @@ __all__ = [
     "METADATA",
     "Alert",
     "Base",
+    "ChannelPolicy",
     "Config",
     "Datapoint",
     "Decision",
+    "Grant",
     "JournalEntry",
     "Reaction",
     "Result",
@@ -33,6 +35,7 @@ __all__ = [
     "StateChannel",
     "Stock",
     "StockChannel",
+    "Token",
     "Tracking",
 ]
 
@@ -282,6 +285,7 @@ class Reaction(Base):
     time: Mapped[dt.datetime]
     run_id: Mapped[str | None]
     last_position: Mapped[int]
+    channels: Mapped[list[Any] | None]  # None: not recorded (ledgers before 0.5)
 
 
 class Run(Base):
@@ -353,6 +357,56 @@ class JournalEntry(Base):
     time: Mapped[dt.datetime]
     run_id: Mapped[str | None]
     summary: Mapped[str]
+    subject: Mapped[str | None]  # what the line is about: a datapoint, state, result or
+    # reaction id, a decision's channel (who may see the line follows from it)
+
+
+class Grant(Base):
+    """A member's access to a channel: granted at a position (by whom), and revoked at a
+    later one if it was (a grant after a revocation starts again)."""
+
+    __tablename__ = "rm_grants"
+    __table_args__ = (Index("rm_grants_member", "member"),)
+
+    channel: Mapped[str] = _key()
+    member: Mapped[str] = _key()
+    granted_position: Mapped[int]
+    granted_by: Mapped[str]
+    revoked_position: Mapped[int | None]
+    revoked_by: Mapped[str | None]
+
+
+class ChannelPolicy(Base):
+    """A channel's reading policy: public or members only, and its readers' ZTF programids
+    (None: all)."""
+
+    __tablename__ = "rm_channel_policies"
+
+    channel: Mapped[str] = _key()
+    public: Mapped[bool]
+    programids: Mapped[list[Any] | None]
+    position: Mapped[int]
+    set_by: Mapped[str]
+
+
+class Token(Base):
+    """A personal access token (its secret's digest only): owner, channels, expiry, and
+    the position it was revoked at, if it was."""
+
+    __tablename__ = "rm_tokens"
+    __table_args__ = (Index("rm_tokens_owner", "owner"),)
+
+    token_id: Mapped[str] = _key()
+    digest: Mapped[str]
+    owner: Mapped[str]
+    name: Mapped[str]
+    channels: Mapped[list[Any] | None]
+    expires: Mapped[dt.datetime]
+    issued_position: Mapped[int]
+    issued_by: Mapped[str]
+    revoked_position: Mapped[int | None]
+    revoked_by: Mapped[str | None]
+    identities: Mapped[list[Any] | None]
 
 
 class Tracking(Base):

@@ -163,6 +163,7 @@ class ReactionRow(_Row):
     position: int
     time: dt.datetime
     run_id: str | None
+    channels: tuple[str, ...] | None = None
 
 
 class JournalRow(_Row):
@@ -174,6 +175,7 @@ class JournalRow(_Row):
     time: dt.datetime
     run_id: str | None
     summary: str
+    subject: str | None = None
 
 
 class StockView(_Row):

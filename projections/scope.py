@@ -7,6 +7,8 @@ its credential.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from ledger.errors import NotFound
@@ -21,6 +23,13 @@ class Scope(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     channels: frozenset[str] | None = None
+    programids: frozenset[int] | None = None
+    """The ZTF programmes whose datapoints it may see (None: all; 1 is public data)."""
+
+    def may_see(self, body: dict[str, Any]) -> bool:
+        """Return True if a datapoint's body is of a programme the caller has rights to."""
+        programid = body.get("programid")
+        return self.programids is None or programid is None or programid in self.programids
 
     def allows(self, channel: str) -> bool:
         """Return True if the caller may see this channel."""

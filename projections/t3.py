@@ -214,7 +214,7 @@ class React(Projector):
                 stream=f"reaction:{reaction.key}", idempotency_key=reaction.key,
                 target=reaction.target, payload=dict(reaction.payload), stock=reaction.stock,
                 intended_by=self.name, provenance=provenance(self.reactor), causation=causes,
-                run_id=self.run_id,
+                run_id=self.run_id, channels=tuple(self.selected.names),
             )  # fmt: skip
             self.counts["intended"] += 1
             rows.append(encode(intent))

@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,6 +31,19 @@ from rich.text import Text
 
 from ledger.errors import ConfigError, NotFound, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
+from runners.cli_api import access_app, serve, token_app
+from runners.cli_common import (
+    PIPED,
+    JsonOption,
+    LedgerOption,
+    console,
+    model_of,
+    open_ledger,
+    out,
+    position_or_time,
+    print_json,
+    read_model,
+)
 from runners.show import (
     JOURNAL_LINES,
     show_configs,
@@ -52,7 +63,6 @@ from runners.show import (
 # every command (and --version, -h) starts in a fraction of a second.
 if TYPE_CHECKING:
     from ledger import Ledger
-    from projections.readmodel import ReadModel
     from runners.metrics import LiveMetrics
     from runners.summary import RunSummary
     from units import Alert
@@ -68,22 +78,6 @@ app = typer.Typer(
     help="skyledger: event-sourced analysis of astronomical alert streams (ZTF, Rubin/LSST). "
     "Every command takes -h for its options.",
 )
-console = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100_000)
-"""Tables on a terminal fit it; piped to a file or a program, nothing is wrapped or cut."""
-
-LedgerOption = Annotated[
-    str,
-    typer.Option(
-        "--ledger",
-        envvar="SKYLEDGER_LEDGER",
-        help="the ledger: sqlite:///PATH, a plain file path (SQLite), or "
-        "postgresql://USER:PASSWORD@HOST:PORT/DB",
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="print JSON for machines instead of tables (errors too)")
-]
 NatsOption = Annotated[
     str,
     typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
@@ -125,16 +119,6 @@ def _main(
     """skyledger: event-sourced analysis of astronomical alert streams (ZTF, Rubin/LSST)."""
 
 
-def _open(url: str, create: bool = True) -> Ledger:
-    from ledger import Ledger, LedgerSettings
-
-    return Ledger.open(LedgerSettings.load(ledger=url), create=create)
-
-
-def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
-
-
 class _Rate(ProgressColumn):
     """Events (or alerts) per second of a stage, as rich measures it."""
 
@@ -163,7 +147,7 @@ def _progress(as_json: bool) -> Iterator[Callable[[str, int, int | None], None]]
 
 def _show(summary: RunSummary, as_json: bool) -> None:
     if as_json:
-        _print_json(summary.as_dict())
+        print_json(summary.as_dict())
     else:
         show_summary(out, summary)
 
@@ -188,13 +172,13 @@ def _run(
         raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
     until_ms = None
     if until is not None:
-        when = _when("--until", until)
+        when = position_or_time("--until", until)
         if isinstance(when, int):
             raise ConfigError(f"--until: {until!r} is not a time (ISO 8601, for example "
                               "2026-12-01T09:30:00Z)")  # fmt: skip
         until_ms = int(when.timestamp() * 1000)
     file_sources = [FileSource({"paths": sources})] if sources else []
-    with _open(url) as ledger, _progress(as_json) as progress:
+    with open_ledger(url) as ledger, _progress(as_json) as progress:
         runner = LocalRunner(job, text, ledger, file_sources, progress, workers=workers)
         streams = any(isinstance(s, StreamSource) for s in runner.sources)
         if (max_alerts is not None or until is not None) and not streams:
@@ -286,7 +270,7 @@ def _position(ledger: Ledger, option: str, value: str | None) -> int | None:
     position appended then)."""
     if value is None:
         return None
-    at = _when(option, value)
+    at = position_or_time(option, value)
     if isinstance(at, int):
         return at
     found = ledger.position_at(at)
@@ -334,7 +318,7 @@ def replay(
     spec, text = load_job(job)
     if channel:
         spec = only_channels(spec, channel)
-    with _open(ledger, create=False) as store:
+    with open_ledger(ledger, create=False) as store:
         try:
             limits = Limits(_position(store, "--since", since), _position(store, "--until", until),
                             frozenset(stock) if stock else None)  # fmt: skip
@@ -363,12 +347,12 @@ def diff_variants(
     from projections.diff import diff
     from runners.replay import side_of
 
-    with _open(ledger, create=False) as store:
+    with open_ledger(ledger, create=False) as store:
         side_a, notes_a = side_of(store, a)
         side_b, notes_b = side_of(store, b)
         found = diff(store, side_a, side_b)
     if as_json:
-        _print_json(found.as_dict() | {"notes": notes_a + notes_b})
+        print_json(found.as_dict() | {"notes": notes_a + notes_b})
         return
     for note in notes_a + notes_b:
         console.print(f"note: {note}", highlight=False, markup=False)
@@ -450,7 +434,7 @@ def simulate(
             except ValueError as exc:
                 raise ConfigError(f"PATH: {exc}") from None
             if as_json:
-                _print_json({"to": to, "topic": target.topic, "published": sent})
+                print_json({"to": to, "topic": target.topic, "published": sent})
             else:
                 out.print(f"published {sent} alerts to {to}", highlight=False)
             return
@@ -463,7 +447,7 @@ def simulate(
             bus = Bus(to, prefix=prefix)
             sent = asyncio.run(publish_packets(bus, (a.packet for a in alerts()), rate=rate))
             if as_json:
-                _print_json({"to": to, "subject": bus.alerts_subject, "published": sent})
+                print_json({"to": to, "subject": bus.alerts_subject, "published": sent})
             else:
                 out.print(f"published {sent} alerts to {to} ({bus.alerts_subject})",
                           highlight=False)  # fmt: skip
@@ -474,25 +458,9 @@ def simulate(
         except ValueError as exc:
             raise ConfigError(f"--out {out_dir}: {exc}") from None
     if as_json:
-        _print_json({"out": str(out_dir), "files": [str(f) for f in files]})
+        print_json({"out": str(out_dir), "files": [str(f) for f in files]})
     else:
         out.print(f"wrote {len(files)} files to {out_dir}", highlight=False)
-
-
-def _read_model(url: str) -> tuple[Ledger, ReadModel]:
-    """Open an existing ledger (never making one) and its read model, caught up."""
-    ledger = _open(url, create=False)
-    return ledger, _model_of(ledger)
-
-
-def _model_of(ledger: Ledger) -> ReadModel:
-    """Return a ledger's read model, caught up."""
-    from projections.readmodel import ReadModel, readmodel_url
-
-    model = ReadModel(readmodel_url(ledger.settings.ledger))
-    model.create()
-    model.catch_up(ledger)
-    return model
 
 
 @app.command()
@@ -521,7 +489,7 @@ def stock(
 
     when = _as_of(as_of)
     position: int | None = None
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         view = queries.stock_view(model, stock_id)
         if view is None:
@@ -545,11 +513,11 @@ def stock(
         view = view.model_copy(update={"results": kept})
     if as_json:
         data = view.model_dump(mode="json")
-        _print_json(data if position is None else {"as_of": position, **data})
+        print_json(data if position is None else {"as_of": position, **data})
         return
     if position is not None:
         out.print(f"{stock_id}{then}: what the ledger held then", highlight=False)
-    show_stock(out, view, full, journal, whole_ids=not out.is_terminal)
+    show_stock(out, view, full, journal, whole_ids=PIPED)
 
 
 AsOfOption = Annotated[
@@ -568,7 +536,7 @@ CursorOption = Annotated[
 
 def _position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
     """Return a --as-of or --since as a position (a time: the ledger's position then)."""
-    when = None if value is None else _when(option, value)
+    when = None if value is None else position_or_time(option, value)
     if when is None or isinstance(when, int):
         return when
     return ledger.position_at(when)
@@ -606,7 +574,7 @@ def stocks(
     at a time, each page as of one ledger position (pages never shift as the ledger grows)."""
     from projections.listing import StockQuery, list_stocks
 
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         query = StockQuery.model_validate({
             "channel": channel, "since": _position_of(opened, "--since", since), "order": order,
@@ -615,9 +583,9 @@ def stocks(
         page = list_stocks(model, opened, query, as_of=_position_of(opened, "--as-of", as_of),
                            cursor=cursor, limit=limit)  # fmt: skip
     if as_json:
-        _print_json(page.model_dump(mode="json"))
+        print_json(page.model_dump(mode="json"))
         return
-    show_stocks(out, page.items, whole_ids=not out.is_terminal)
+    show_stocks(out, page.items, whole_ids=PIPED)
     _page_end(page, "stocks")
 
 
@@ -650,7 +618,7 @@ def results(
     sorted either way), a page at a time, each page as of one ledger position."""
     from projections.listing import ResultQuery, list_results
 
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         query = ResultQuery(
             entry=entry, unit=unit, variant=variant, channel=channel, stock=stock_id, path=path,
@@ -660,30 +628,15 @@ def results(
         page = list_results(model, query, as_of=_position_of(opened, "--as-of", as_of),
                             cursor=cursor, limit=limit)  # fmt: skip
     if as_json:
-        _print_json(page.model_dump(mode="json"))
+        print_json(page.model_dump(mode="json"))
         return
-    show_results(out, page.items, path, whole_ids=not out.is_terminal)
+    show_results(out, page.items, path, whole_ids=PIPED)
     _page_end(page, "results")
 
 
 def _as_of(value: str | None) -> int | dt.datetime | None:
     """Return --as-of as a position or an aware time, or refuse it, naming the option."""
-    return None if value is None else _when("--as-of", value)
-
-
-def _when(option: str, value: str) -> int | dt.datetime:
-    """Return a position or an aware time (UTC if none given), or refuse the value."""
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{option}: {value!r} is neither a position nor a time (ISO 8601, for example "
-            "2026-12-01T09:30:00Z)"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return None if value is None else position_or_time("--as-of", value)
 
 
 @app.command()
@@ -692,14 +645,14 @@ def runs(
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(min=1, help="the latest runs to list")] = 20,
 ) -> None:
-    """List the runs of a ledger, latest first: job hash, host, status and counts."""
+    """List the runs of a ledger, latest first: job name, variant, status and counts."""
     from projections import queries
 
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         found = queries.list_runs(model, limit)
     if as_json:
-        _print_json([r.model_dump(mode="json") for r in found])
+        print_json([r.model_dump(mode="json") for r in found])
     else:
         show_runs(out, found)
 
@@ -718,7 +671,7 @@ def failures(
     from projections import queries
     from projections.prefixes import expand
 
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         whole = {}
         for kind, given in (("stock", stock_id), ("run", run_id)):
@@ -729,7 +682,7 @@ def failures(
         stock_id, run_id = whole["stock"], whole["run"]
         found = queries.failed_results(model, stock_id, run_id, limit)
     if as_json:
-        _print_json([r.model_dump(mode="json") for r in found])
+        print_json([r.model_dump(mode="json") for r in found])
     else:
         show_failures(out, found)
 
@@ -745,13 +698,13 @@ def config(
     """Print a unit configuration recorded under its hash (runs and results show hashes)."""
     from projections import queries
 
-    opened, model = _read_model(ledger)
+    opened, model = read_model(ledger)
     with opened, model:
         found = queries.find_configs(model, config_hash.lower())
     if not found:
         raise ConfigError(f"no configuration {config_hash!r} in {redact(ledger)}")
     if as_json:
-        _print_json([c.model_dump(mode="json") for c in found])
+        print_json([c.model_dump(mode="json") for c in found])
     else:
         show_configs(out, found)
 
@@ -783,15 +736,15 @@ def why(
     from projections.lineage import lineage, resolve
     from projections.prefixes import expand
 
-    with _open(ledger, create=False) as opened:
+    with open_ledger(ledger, create=False) as opened:
 
         def lookup(other: str) -> list[str]:  # ids only the read model knows
-            with _model_of(opened) as model:
+            with model_of(opened) as model:
                 return queries.event_ids_of(model, other)
 
         events = resolve(opened, ident, lookup)
         if not events:  # the start of an id, as tables print them
-            with _model_of(opened) as model:
+            with model_of(opened) as model:
                 try:
                     _, whole = expand(model, ident, _WHY_KINDS)
                 except NotFound:
@@ -827,13 +780,13 @@ def units(
     if name is not None:
         described = describe_options(name)
         if as_json:
-            _print_json(described)
+            print_json(described)
         else:
             show_options(out, described)
         return
     found = describe_units()
     if as_json:
-        _print_json(found)
+        print_json(found)
     else:
         show_units(out, found)
 
@@ -841,10 +794,10 @@ def units(
 @app.command("ledger")
 def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
     """Show where the ledger is, its store and its head position (never makes a ledger)."""
-    with _open(ledger, create=False) as opened:
+    with open_ledger(ledger, create=False) as opened:
         info = {"ledger": opened.url, "backend": opened.backend, "head": opened.head()}
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
         out.print(f"{info['ledger']}: {info['backend']}, head position {info['head']}",
                   highlight=False)  # fmt: skip
@@ -909,12 +862,12 @@ def relay(
     from runners.relay import Relay
 
     _live_ledger(ledger)
-    with _open(ledger) as opened:
+    with open_ledger(ledger) as opened:
         bus = Bus(nats_url, prefix=prefix, shards=shards)
         with _metrics("relay", metrics_port, metrics_host) as metrics:
             stats = run_until_signal(Relay(opened, bus, metrics=metrics).run)
     if as_json:
-        _print_json(stats.__dict__)
+        print_json(stats.__dict__)
     else:
         out.print(f"relay stopped at position {stats.position}: {stats.events} events, "
                   f"{stats.published} messages", highlight=False)  # fmt: skip
@@ -978,13 +931,13 @@ def worker(
 
     parsed, text = load_job(job)
     _live_ledger(ledger)
-    with _open(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
+    with open_ledger(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
         work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
                           alerts_subject=subject, ack_wait_s=ack_wait,
                           metrics=metrics, stuck_after_s=stuck_after)  # fmt: skip
         stats = run_until_signal(work.run)
     if as_json:
-        _print_json(stats.as_dict())
+        print_json(stats.as_dict())
     else:
         out.print(f"{tier} worker stopped: {stats.as_dict()}", highlight=False)
 
@@ -1085,7 +1038,7 @@ def live(
         console.print()  # the table ends its line only on a terminal
     failed = {role: code for role, code in outcome.exit_codes.items() if code}
     if as_json:
-        _print_json(
+        print_json(
             {"ledger": outcome.ledger, "nats": outcome.nats, "published": outcome.published,
              "lags": [t.__dict__ | {"lag": t.lag} for t in outcome.lags],
              "exit_codes": outcome.exit_codes}
@@ -1096,6 +1049,11 @@ def live(
     if failed:
         console.print(f"processes that did not stop cleanly: {failed} (see {logs})")
         raise typer.Exit(1)
+
+
+app.command()(serve)
+app.add_typer(access_app, name="access")
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:

@@ -233,17 +233,16 @@ def _num(value: float | None) -> str:
 
 
 def show_runs(out: Console, runs: Sequence[RunView]) -> None:
-    """Print runs: id, start, job (name and hash), variant, host, status and what each
-    appended."""
-    table = Table("run", "started (UTC)", "job", "variant", "host", "status", "alerts new",
-                  "events", title="runs, latest first")  # fmt: skip
+    """Print runs: id, start, job name, variant, status and what each appended (--json
+    has the job's hash and text, the host and the rest)."""
+    table = Table("run", "started (UTC)", "job", "variant", "status", "alerts new", "events",
+                  title="runs, latest first")  # fmt: skip
     for r in runs:
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
         alerts = (r.summary or {}).get("alerts", {})
         new = alerts.get("new") if isinstance(alerts, dict) else None
-        job = f"{r.job_name or '?'} {(r.job_hash or '-')[:12]}"
-        table.add_row(r.run_id[:12], started, escape(job), escape(r.variant or "-"),
-                      r.host or "-", r.status, "-" if new is None else str(new),
+        table.add_row(r.run_id[:12], started, escape(r.job_name or "?"),
+                      escape(r.variant or "-"), r.status, "-" if new is None else str(new),
                       str(sum(r.counts.values())))  # fmt: skip
     out.print(table)
 

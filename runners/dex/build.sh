@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 # A commit of Dex's master branch, as the module proxy has it (Dex's v2.x release tags do
 # not fit its module path, which has no /v2, so the proxy serves commits as v0.0.0
-# pseudo-versions: `curl -s https://proxy.golang.org/github.com/dexidp/dex/@v/list`). Its go.mod replaces
+# pseudo-versions: `go list -m -versions github.com/dexidp/dex` or the proxy's @v/list). Its go.mod replaces
 # the nested module github.com/dexidp/dex/api/v2 (the gRPC admin API's generated code)
 # with ./api/v2, which the module zip leaves out, and the proxy does not serve api/v2 at
 # that commit; so the replace is dropped and the release api/v2 that go.mod requires is

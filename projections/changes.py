@@ -1,0 +1,77 @@
+"""The change feed: new states, results and reactions of a scope's channels, by position.
+
+``changes(model, scope, since)`` returns what changed after position ``since`` up to the
+read model's position, oldest first, each change with its position: a client that
+keeps the last position it saw and asks again from there misses and repeats nothing.
+A result that failed and later succeeded, or a reaction whose delivery moved on, is a
+change again at its new position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, exists, literal, select
+
+from ledger.errors import QueryError
+from projections import models as m
+from projections.listing import pinned_position, result_visible
+from projections.queries import reading, rows_of
+from projections.readmodel import ReadModel
+from projections.scope import Scope
+
+__all__ = ["MAX_CHANGES", "changes"]
+
+MAX_CHANGES = 10_000
+
+
+def changes(
+    model: ReadModel, scope: Scope, since: int, limit: int = 1000
+) -> tuple[list[dict[str, Any]], int]:
+    """Return up to ``limit`` changes after ``since`` (oldest first) and the position the
+    feed was read as of (where to go on from when fewer than ``limit`` came)."""
+    if since < 0 or not 1 <= limit <= MAX_CHANGES:
+        raise QueryError(f"since {since}, limit {limit}: give since >= 0, limit 1 to {MAX_CHANGES}")
+    names = None if scope.channels is None else sorted(scope.channels)
+    with reading(model) as conn:
+        assert isinstance(conn, Connection)
+        position = pinned_position(conn, None, None)
+        at: Any = bindparam("at", position)
+        s, sc = m.State.__table__, m.StateChannel.__table__
+        r, x = m.Result.__table__, m.Reaction.__table__
+        states = select(s.c.position, s.c.stock, s.c.state_id, s.c.channels, s.c.alert_position)
+        states = states.where(s.c.position > since, s.c.position <= at)
+        results = select(r.c.position, r.c.stock, r.c.result_id, r.c.unit, r.c.unit_version,
+                         r.c.config, r.c.subject, r.c.status, r.c.body, r.c.error)  # fmt: skip
+        results = results.where(r.c.position > since, r.c.position <= at)
+        reactions = select(x.c.last_position, x.c.stock, x.c.idempotency_key, x.c.unit,
+                           x.c.target, x.c.status, x.c.channels)  # fmt: skip
+        reactions = reactions.where(x.c.last_position > since, x.c.last_position <= at)
+        if names is not None:
+            states = states.where(exists(select(literal(1)).where(
+                sc.c.state_id == s.c.state_id, sc.c.channel.in_(names)
+            )))  # fmt: skip
+            results = results.where(result_visible(r, at, frozenset(names)))
+        found: list[dict[str, Any]] = []
+        bound = position  # a kind that filled its page holds nothing checked past its last
+        taken = rows_of(conn, states.order_by(s.c.position).limit(limit))
+        for row in taken:
+            shown = [c for c in row["channels"] if names is None or c in names]
+            found.append({"kind": "state", **row, "channels": shown})
+        bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
+        taken = rows_of(conn, results.order_by(r.c.position).limit(limit))
+        found.extend({"kind": "result", **row} for row in taken)
+        bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
+        taken = rows_of(conn, reactions.order_by(x.c.last_position).limit(limit))
+        for row in taken:
+            row["position"] = row.pop("last_position")
+            mine = row["channels"]
+            if names is None or (mine and set(mine) & set(names)):
+                found.append({"kind": "reaction", **row})
+        bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
+    found = sorted((c for c in found if c["position"] <= bound), key=lambda c: c["position"])
+    if len(found) > limit:
+        found = found[:limit]
+    if len(found) == limit or bound < position:
+        position = found[-1]["position"] if found else bound
+    return found, position

@@ -1,0 +1,123 @@
+"""What of a stock a scope may see: its channels' states, results, reactions and decisions.
+
+A state belongs to the channels that accepted the alert it was made at, a result to
+the channels of the state it is about (or, about no state, to the channels following
+its stock), a reaction to the channels whose selection it was made for. A caller sees
+the datapoints and alerts of a stock one of its channels follows, less the datapoints
+of survey programmes its channels have no rights to (ZTF ``programid``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from projections import models as m
+from projections.lineage import Lineage, Step
+from projections.queries import Source, StockView, reading
+from projections.scope import Scope
+
+__all__ = ["scoped_lineage", "scoped_view"]
+
+
+def scoped_view(source: Source, view: StockView, scope: Scope) -> StockView | None:
+    """Return what a scope may see of a stock's view; None if none of its channels
+    follows the stock (the operator's scope sees it all)."""
+    if scope.channels is None and scope.programids is None:
+        return view
+    mine = scope.channels
+    followers = [c for c in view.channels if mine is None or c.channel in mine]
+    if not followers:
+        return None
+    names = {c.channel for c in followers}
+    states = [s for s in view.states if names & set(s.channels)]
+    with reading(source) as conn:
+        table = m.StateChannel.__table__
+        subjects = {r.subject for r in view.results}
+        of_state: dict[str, set[str]] = {}
+        query = select(table.c.state_id, table.c.channel).where(table.c.state_id.in_(subjects))
+        for state_id, channel in conn.execute(query):
+            of_state.setdefault(state_id, set()).add(channel)
+    results = [r for r in view.results if r.subject not in of_state
+               or of_state[r.subject] & names]  # fmt: skip
+    reactions = [x for x in view.reactions if x.channels is not None and names & set(x.channels)]
+    points = [d for d in view.datapoints if scope.may_see(d.body)]
+    seen = names | {d.datapoint_id for d in points} | {s.state_id for s in states}
+    seen |= {r.result_id for r in results} | {x.idempotency_key for x in reactions}
+    journal = [j for j in view.journal if j.subject is None or j.subject in seen]
+    return view.model_copy(update={
+        "stock": view.stock.model_copy(update={"channels": tuple(sorted(names))}),
+        "channels": tuple(followers),
+        "datapoints": tuple(points),
+        "states": tuple(s.model_copy(update={"channels": tuple(c for c in s.channels
+                                                               if c in names)}) for s in states),
+        "results": tuple(results),
+        "reactions": tuple(reactions),
+        "journal": tuple(journal),
+    })  # fmt: skip
+
+
+def scoped_lineage(source: Source, found: Lineage, scope: Scope) -> Lineage | None:
+    """Return what a scope may see of a lineage: None if the event asked about is not
+    its channels'; else the tree less the decisions, states, results and reactions of
+    other channels, and the runs without their job text (which names every channel)."""
+    if scope.channels is None:
+        return found
+    names = scope.channels
+    with reading(source) as conn:
+        check = _Checker(conn, names)
+        if not check.visible(found.root):
+            return None
+        root = check.pruned(found.root)
+    runs = {k: r.model_copy(update={"job_text": "", "argv": []}) for k, r in found.runs.items()}
+    return found.model_copy(update={"root": root, "runs": runs})
+
+
+class _Checker:
+    """Whether steps of a lineage belong to some of the channels (cached by id)."""
+
+    def __init__(self, conn: Any, names: frozenset[str]) -> None:
+        self.conn, self.names = conn, sorted(names)
+        self.stocks: dict[str, bool] = {}
+
+    def _any(self, query: Any) -> bool:
+        return self.conn.execute(query.limit(1)).first() is not None
+
+    def follows(self, stock: str) -> bool:
+        if stock not in self.stocks:
+            c = m.StockChannel.__table__
+            self.stocks[stock] = self._any(
+                select(c.c.stock).where(c.c.stock == stock, c.c.channel.in_(self.names))
+            )
+        return self.stocks[stock]
+
+    def state(self, state_id: str) -> bool | None:
+        sc = m.StateChannel.__table__
+        if not self._any(select(sc.c.state_id).where(sc.c.state_id == state_id)):
+            return None  # not a state
+        return self._any(
+            select(sc.c.state_id).where(sc.c.state_id == state_id, sc.c.channel.in_(self.names))
+        )
+
+    def visible(self, step: Step) -> bool:
+        fields = step.fields
+        if step.type == "FilterDecided":
+            return fields.get("channel") in self.names
+        if step.type == "StateCombined":
+            return bool(self.state(str(fields.get("state_id"))))
+        if step.type in ("ResultDerived", "ResultFailed"):
+            of_state = self.state(str(fields.get("subject")))
+            return self.follows(step.stream) if of_state is None else of_state
+        if step.type in ("ReactionIntended", "DeliveryClaimed", "ReactionIssued"):
+            r = m.Reaction.__table__
+            key = str(fields.get("idempotency_key"))
+            row = self.conn.execute(select(r.c.channels).where(r.c.idempotency_key == key)).first()
+            return row is not None and bool(set(row[0] or ()) & set(self.names))
+        if step.type in ("AlertReceived", "DatapointAdded"):
+            return self.follows(step.stream)
+        return step.type in ("RunStarted", "RunFinished", "ConfigurationRegistered")
+
+    def pruned(self, step: Step) -> Step:
+        kept = [self.pruned(c) for c in step.causes if c.missing or self.visible(c)]
+        return step.model_copy(update={"causes": kept})

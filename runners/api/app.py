@@ -1,0 +1,100 @@
+"""The HTTP API's application: the ledger, its read model kept up to date, the routes.
+
+``create_app(settings)`` opens the ledger (never making one), creates and catches up
+its read model, and keeps catching up in a background thread while it serves, so it
+answers beside a live run that is writing. ``skyledger serve`` runs it on uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger import Ledger, LedgerSettings
+from projections.readmodel import ReadModel, readmodel_url
+from runners.api import problems
+from runners.api.auth import Authenticator, IdentityVerifier, RateLimit
+from runners.api.routes import router
+
+__all__ = ["API_VERSION", "ApiSettings", "Served", "create_app"]
+
+API_VERSION = "1.0.0"
+"""The version of the API's schema (docs/api/openapi.json); see docs/api/changes.md."""
+log = logging.getLogger("skyledger.api")
+
+
+class ApiSettings(BaseModel):
+    """How the API serves a ledger."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ledger: str = Field(description="the ledger URL")
+    catch_up_s: float = Field(default=0.5, gt=0, description="how often the read model follows")
+    rate: float = Field(default=50.0, gt=0, description="requests a second per credential")
+    burst: int = Field(default=100, ge=1, description="requests at once per credential")
+
+
+class Served:
+    """What the routes read: the ledger, its read model and the authenticator."""
+
+    def __init__(self, settings: ApiSettings, oidc: IdentityVerifier | None) -> None:
+        self.settings = settings
+        self.ledger = Ledger.open(LedgerSettings.load(ledger=settings.ledger), create=False)
+        self.model = ReadModel(readmodel_url(self.ledger.settings.ledger))
+        self.model.create()
+        self.model.catch_up(self.ledger)
+        self.auth = Authenticator(self.model, oidc, RateLimit(settings.rate, settings.burst))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="read-model", daemon=True)
+
+    def start(self) -> None:
+        """Start following the ledger."""
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.settings.catch_up_s):
+            try:
+                self.model.catch_up(self.ledger)
+            except Exception:  # keep serving what is there; say so, try again
+                log.exception("read model: catching up failed; trying again")
+
+    def close(self) -> None:
+        """Stop following and release the connections."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self.model.close()
+        self.ledger.close()
+
+
+def create_app(settings: ApiSettings, oidc: IdentityVerifier | None = None) -> FastAPI:
+    """Return the API application for a ledger (opened when the app starts)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served = Served(settings, oidc)
+        app.state.served = served
+        served.start()
+        try:
+            yield
+        finally:
+            served.close()
+
+    app = FastAPI(
+        title="skyledger",
+        version=API_VERSION,
+        summary="Results of an event-sourced alert broker: stocks, results, reactions, "
+        "lineage and a change feed, each read as of a ledger position",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(router)
+    return app

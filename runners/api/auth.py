@@ -1,0 +1,136 @@
+"""Who is calling: a personal access token, an OpenID Connect bearer token, or nobody.
+
+``Authenticator.caller(request)`` returns the caller's :class:`Caller` (its identities
+and its scope: the channels it may read) or raises a 401 problem; a caller over its
+rate gets a 429 with ``Retry-After``. Denials are logged with the reason and the
+token's public id, never the secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict
+
+from projections.access import matches, public_scope, scope_of, token_id_of, tokens
+from projections.readmodel import ReadModel
+from projections.scope import Scope
+from runners.api.problems import Problem
+
+__all__ = ["Authenticator", "Caller", "IdentityVerifier", "RateLimit"]
+
+log = logging.getLogger("skyledger.api")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="skyledger"'}
+
+
+class IdentityVerifier(Protocol):
+    """Checks a bearer token of an identity provider (runners.oidc.OidcVerifier)."""
+
+    def verify(self, token: str) -> Any:
+        """Return the principal (with ``identities`` and ``subject``) or raise."""
+
+
+class Caller(BaseModel):
+    """A caller: how it proved who it is, its identities and the channels it may read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str  # token | oidc | anonymous
+    key: str  # what its rate is counted by
+    identities: frozenset[str] = frozenset()
+    scope: Scope
+    token_id: str | None = None
+
+
+class RateLimit:
+    """A token bucket per caller: ``rate`` requests a second, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Take one request from a caller's bucket; return 0, or the seconds to wait."""
+        now = self.clock()
+        with self._lock:
+            level, then = self._buckets.get(key, (float(self.burst), now))
+            level = min(float(self.burst), level + (now - then) * self.rate)
+            if level >= 1.0:
+                self._buckets[key] = (level - 1.0, now)
+                return 0.0
+            self._buckets[key] = (level, now)
+            return (1.0 - level) / self.rate
+
+
+class Authenticator:
+    """Turns a request's credential into a :class:`Caller`."""
+
+    def __init__(
+        self, model: ReadModel, oidc: IdentityVerifier | None, limit: RateLimit
+    ) -> None:
+        self.model, self.oidc, self.limit = model, oidc, limit
+
+    def caller(self, request: Request) -> Caller:
+        """Return the caller of a request, or raise a 401 or 429 problem."""
+        header = request.headers.get("authorization")
+        if header is None:
+            host = request.client.host if request.client else "?"
+            found = Caller(kind="anonymous", key=f"anonymous:{host}",
+                           scope=public_scope(self.model))  # fmt: skip
+            if not found.scope.channels:
+                raise Problem(401, "Unauthorized", "a credential is needed: send "
+                              "'Authorization: Bearer TOKEN'", _CHALLENGE)  # fmt: skip
+        else:
+            scheme, _, credential = header.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                self._deny("malformed Authorization header", "-")
+            found = self._of_bearer(credential.strip())
+        wait = self.limit.take(found.key)
+        if wait > 0:
+            log.warning("rate limited %s", found.key)
+            raise Problem(429, "Too many requests", f"over the rate of {self.limit.rate:g} "
+                          "requests a second; try again later",
+                          {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
+        return found
+
+    def _of_bearer(self, credential: str) -> Caller:
+        token_id = token_id_of(credential)
+        if token_id is not None:
+            return self._of_token(token_id, credential)
+        if credential.count(".") != 2:
+            self._deny("not a skyledger token nor a JSON Web Token", "-")
+        if self.oidc is None:
+            self._deny("this server accepts no OpenID Connect tokens (no issuer set)", "jwt")
+        try:
+            principal = self.oidc.verify(credential)
+        except Exception as exc:  # the verifier's reason (never the token)
+            self._deny(str(exc) or type(exc).__name__, "jwt")
+        identities = frozenset(principal.identities)
+        return Caller(kind="oidc", key=f"oidc:{principal.subject}", identities=identities,
+                      scope=scope_of(self.model, identities))  # fmt: skip
+
+    def _of_token(self, token_id: str, credential: str) -> Caller:
+        found = tokens(self.model, token_id=token_id)
+        if not found or not matches(found[0], credential):
+            self._deny("unknown token", token_id)
+        row = found[0]
+        why = row.usable(dt.datetime.now(dt.UTC))
+        if why is not None:
+            self._deny(f"token {why}", token_id)
+        identities = frozenset(row.identities or (row.owner,))
+        scope = scope_of(self.model, identities, row.channels)
+        return Caller(kind="token", key=f"token:{token_id}", identities=identities, scope=scope,
+                      token_id=token_id)  # fmt: skip
+
+    @staticmethod
+    def _deny(reason: str, which: str) -> NoReturn:
+        log.warning("denied (%s): %s", which, reason)
+        raise Problem(401, "Unauthorized", f"credential refused: {reason}", _CHALLENGE)

@@ -1,0 +1,94 @@
+"""What the command line's modules share: the consoles, common options, opening a ledger
+and its read model, printing JSON and reading positions or times."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ledger.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ledger import Ledger
+    from projections.readmodel import ReadModel
+
+__all__ = [
+    "PIPED",
+    "JsonOption",
+    "LedgerOption",
+    "console",
+    "model_of",
+    "open_ledger",
+    "out",
+    "position_or_time",
+    "print_json",
+    "read_model",
+]
+
+console = Console(stderr=True)
+PIPED = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+"""Output goes to a file or a program and no width was asked for: nothing is wrapped,
+ids are printed whole. (On a terminal, or with COLUMNS set, tables fit the width.)"""
+out = Console(width=100_000 if PIPED else None)
+
+LedgerOption = Annotated[
+    str,
+    typer.Option(
+        "--ledger",
+        envvar="SKYLEDGER_LEDGER",
+        help="the ledger: sqlite:///PATH, a plain file path (SQLite), or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print JSON for machines instead of tables (errors too)")
+]
+
+
+def open_ledger(url: str, create: bool = True) -> Ledger:
+    """Open a ledger (making it, if ``create``)."""
+    from ledger import Ledger, LedgerSettings
+
+    return Ledger.open(LedgerSettings.load(ledger=url), create=create)
+
+
+def print_json(data: Any) -> None:
+    """Print data as JSON on standard output."""
+    out.print_json(json.dumps(data, default=str))
+
+
+def read_model(url: str) -> tuple[Ledger, ReadModel]:
+    """Open an existing ledger (never making one) and its read model, caught up."""
+    ledger = open_ledger(url, create=False)
+    return ledger, model_of(ledger)
+
+
+def model_of(ledger: Ledger) -> ReadModel:
+    """Return a ledger's read model, caught up."""
+    from projections.readmodel import ReadModel, readmodel_url
+
+    model = ReadModel(readmodel_url(ledger.settings.ledger))
+    model.create()
+    model.catch_up(ledger)
+    return model
+
+
+def position_or_time(option: str, value: str) -> int | dt.datetime:
+    """Return a position or an aware time (UTC if none given), or refuse the value."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        found = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option}: {value!r} is neither a position nor a time (ISO 8601, for example "
+            "2026-12-01T09:30:00Z)"
+        ) from None
+    return found if found.tzinfo is not None else found.replace(tzinfo=dt.UTC)

@@ -1,0 +1,397 @@
+"""The HTTP API as its callers meet it: ``skyledger serve`` over a ledger of real ZTF
+alerts, with two channels (A and B), grants as ledger events, personal access tokens
+and OpenID Connect tokens from a real Dex. A caller of channel A finds nothing of
+channel B on any route the API's own schema lists; bad credentials are refused on every
+route; lists page, the change feed resumes, CSV and problem documents are served."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
+from ledger import Ledger
+from ledger.access import AccessGranted, ChannelPolicySet, TokenIssued
+from projections.access import make_token, token_digest
+from runners.job import parse_job
+from runners.local import LocalRunner
+from runners.oidc_provider import EmbeddedDex
+from units.sources import FileSource
+
+pytestmark = [pytest.mark.oidc, pytest.mark.slow]
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ztf"
+FILES = [DATA / "night" / "fink-client_sample_part-00001_n54.avro",
+         *sorted((DATA / "ZTF21abiuvdk").glob("*.avro"))]  # fmt: skip
+JOB = """
+name: api
+channels:
+  - {name: A, filter: {unit: MinDetections, config: {n: 8}}, autocomplete: true}
+  - {name: B, filter: {unit: MinDetections, config: {n: 1}}}
+combiner: {unit: AllPoints}
+t2: [{unit: CountPoints}, {unit: TotalFromCounts}]
+t3: [{unit: CollectReactor, config: {path: OUT}, select: {channels: [B]}}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pat(ledger: Ledger, owner: str, days: float = 30, channels: tuple[str, ...] | None = None,
+        ) -> str:  # fmt: skip
+    token, token_id = make_token()
+    ledger.append([TokenIssued(
+        stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token), owner=owner,
+        channels=channels, expires=dt.datetime.now(dt.UTC) + dt.timedelta(days=days), by="test",
+    )])  # fmt: skip
+    return token
+
+
+class Served:
+    """A running ``skyledger serve`` and what the tests know of its ledger."""
+
+    def __init__(self, url: str, ledger: Ledger, tokens: dict[str, str], dex: EmbeddedDex):
+        self.url, self.ledger, self.tokens, self.dex = url, ledger, tokens, dex
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return httpx.get(self.url + path, headers=headers, params=params, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("api")
+    url = f"sqlite:///{folder / 'ledger.sqlite'}"
+    ledger = Ledger.open(url)
+    text = JOB.replace("OUT", str(folder / "out.txt"))
+    source = FileSource({"paths": [str(f) for f in FILES]})
+    LocalRunner(parse_job(text), text, ledger, [source], read_model=False).run()
+    ledger.append([
+        AccessGranted(stream="access:A", channel="A", member="team:ampelproject/dev", by="t"),
+        AccessGranted(stream="access:A", channel="A", member="user:carol", by="t"),
+        AccessGranted(stream="access:B", channel="B", member="user:bob", by="t"),
+        ChannelPolicySet(stream="access:A", channel="A", public=False, programids=(1,), by="t"),
+    ])  # fmt: skip
+    tokens = {
+        "carol": pat(ledger, "user:carol"),
+        "expired": pat(ledger, "user:carol", days=-1),
+        "bob": pat(ledger, "user:bob"),
+    }
+    port = free_port()
+    command = [sys.executable, "-m", "runners.cli", "serve", "--ledger", url, "--port",
+               str(port), "--oidc-issuer", dex.issuer, "--oidc-audience", "skyledger-api",
+               "--rate", "1000", "--burst", "1000"]  # fmt: skip
+    log = (folder / "serve.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                               cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"skyledger serve did not start: {(folder / 'serve.log').read_text()}")
+        time.sleep(0.1)
+    try:
+        yield Served(base, ledger, tokens, dex)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        ledger.close()
+
+
+def alice(served: Served, client: str = "skyledger-api", secret: str = "api-secret") -> str:
+    return served.dex.password_token("alice", "alice-password", client, secret).id_token
+
+
+def of_b_only(served: Served) -> dict[str, set[str]]:
+    """Return what belongs to channel B alone: stocks A does not follow, states and
+    results A may not see, B's reactions (read from the read model, as the operator)."""
+    from projections import models as m
+    from projections.readmodel import ReadModel, readmodel_url
+
+    model = ReadModel(readmodel_url(served.ledger.settings.ledger))
+    with model, model.engine.connect() as conn:
+        model.create()
+        model.catch_up(served.ledger)
+        follow: dict[str, set[str]] = {}
+        for stock, channel in conn.execute(
+            m.StockChannel.__table__.select().with_only_columns(
+                m.StockChannel.stock, m.StockChannel.channel)):  # fmt: skip
+            follow.setdefault(stock, set()).add(channel)
+        states: dict[str, set[str]] = {}
+        for state, channel in conn.execute(m.StateChannel.__table__.select().with_only_columns(
+                m.StateChannel.state_id, m.StateChannel.channel)):  # fmt: skip
+            states.setdefault(state, set()).add(channel)
+        results = conn.execute(m.Result.__table__.select().with_only_columns(
+            m.Result.result_id, m.Result.subject)).all()  # fmt: skip
+        keys = conn.execute(m.Reaction.__table__.select().with_only_columns(
+            m.Reaction.idempotency_key)).scalars().all()  # fmt: skip
+    return {
+        "stocks": {s for s, c in follow.items() if "A" not in c},
+        "states": {s for s, c in states.items() if "A" not in c},
+        "results": {r for r, subject in results if "A" not in states.get(subject, {"A"})},
+        "reactions": set(keys),
+    }
+
+
+def test_without_a_credential_only_health_and_the_schema_answer(served: Served) -> None:
+    assert served.get("/api/v1/health").json()["status"] == "ok"
+    schema = served.get("/api/v1/openapi.json")
+    assert schema.status_code == 200
+    assert "/api/v1/stocks" in schema.json()["paths"]
+    refused = served.get("/api/v1/stocks")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    problem = refused.json()
+    assert (problem["status"], problem["title"]) == (401, "Unauthorized")
+    assert "credential is needed" in problem["detail"]
+
+
+def test_a_channels_reader_sees_its_channel_and_lists_page(served: Served) -> None:
+    carol = served.tokens["carol"]
+    me = served.get("/api/v1/me", carol).json()
+    assert (me["identities"], me["channels"], me["programids"]) == (["user:carol"], ["A"], [1])
+    first = served.get("/api/v1/stocks", carol, limit=2).json()
+    assert len(first["items"]) == 2
+    rows = list(first["items"])
+    cursor = first["next"]
+    while cursor:
+        page = served.get("/api/v1/stocks", carol, limit=2, cursor=cursor).json()
+        assert page["position"] == first["position"]
+        rows += page["items"]
+        cursor = page["next"]
+    every = served.get("/api/v1/stocks", carol, limit=1000).json()["items"]
+    assert rows == every
+    assert every
+    assert all(s["channels"] == ["A"] for s in every)
+    bob = served.get("/api/v1/stocks", served.tokens["bob"], limit=1000).json()["items"]
+    assert len(bob) > len(every)
+    csv = served.get("/api/v1/stocks", carol, limit=1000, format="csv")
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.splitlines()
+    assert lines[0].startswith("stock,first_position")
+    assert len(lines) == len(every) + 1
+    assert csv.headers["skyledger-position"] == str(first["position"])
+    view = served.get("/api/v1/stocks/ZTF21abiuvdk", carol).json()
+    assert len([d for d in view["datapoints"] if d["kind"] == "detection"]) == 34
+    found = httpx.post(served.url + "/api/v1/stocks/lookup", timeout=60,
+                       headers={"Authorization": f"Bearer {carol}"},
+                       json={"stocks": ["ZTF21abiuvdk", "ZTF99nothing"]}).json()  # fmt: skip
+    assert ([s["stock"] for s in found["items"]], found["missing"]) == (
+        ["ZTF21abiuvdk"], ["ZTF99nothing"])  # fmt: skip
+    too_many = httpx.post(served.url + "/api/v1/stocks/lookup", timeout=60,
+                          headers={"Authorization": f"Bearer {carol}"},
+                          json={"stocks": [f"s{i}" for i in range(1001)]})  # fmt: skip
+    assert too_many.status_code == 400
+    assert too_many.headers["content-type"] == "application/problem+json"
+
+
+def fill(path: str, secret: dict[str, set[str]]) -> list[str]:
+    """Return concrete paths for a templated one, with B's ids in its parameters."""
+    if "{stock}" in path:
+        return [path.replace("{stock}", s) for s in sorted(secret["stocks"])[:3]]
+    if "{ident}" in path:
+        ids = sorted(secret["results"])[:2] + sorted(secret["states"])[:2]
+        ids += sorted(secret["reactions"])[:1]
+        return [path.replace("{ident}", i) for i in ids]
+    if "{token_id}" in path:
+        return [path.replace("{token_id}", "0123456789abcdef")]
+    return [path]
+
+
+B_PARAMS = [{}, {"channel": "B"}, {"channel": "B", "limit": 1000}, {"stock": "ZTF21abiuvdk"},
+            {"entry": "TotalFromCounts", "limit": 1000}, {"ra": 0.8143, "dec": 16.1457,
+            "radius": 36000}, {"since": 0, "limit": 10000}]  # fmt: skip
+
+
+def test_a_reader_of_channel_a_finds_nothing_of_channel_b_on_any_route(served: Served) -> None:
+    secret = of_b_only(served)
+    assert secret["stocks"]
+    assert secret["results"]
+    assert secret["reactions"]  # only B selects reactions
+    schema = served.get("/api/v1/openapi.json").json()
+    carol = served.tokens["carol"]
+    tried: set[str] = set()
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            for concrete in fill(path, secret):
+                for params in B_PARAMS if method == "get" else [{}]:
+                    body = {"stocks": sorted(secret["stocks"])} if "lookup" in path else {}
+                    answer = httpx.request(
+                        method.upper(), served.url + concrete, params=params, timeout=60,
+                        headers={"Authorization": f"Bearer {carol}"},
+                        json=body if method in ("post",) else None,
+                    )  # fmt: skip
+                    assert answer.status_code < 500, (concrete, params, answer.text)
+                    text = answer.text
+                    asked = concrete + json.dumps(params) + json.dumps(body)
+                    leaked = [i for kind in secret.values() for i in kind
+                              if i in text and i not in asked]  # echoing the ask is no leak
+                    assert not leaked, (method, concrete, params, leaked[:3])
+                    assert '"B"' not in text or concrete.endswith("openapi.json"), concrete
+            tried.add(f"{method} {path}")
+    assert tried == {f"{m} {p}" for p, ms in schema["paths"].items() for m in ms}
+    feed = served.get("/api/v1/changes", carol, since=0, limit=10000).text.splitlines()
+    assert json.loads(feed[-1])["kind"] == "end"
+    assert any(json.loads(line)["kind"] == "result" for line in feed)
+
+
+def forged(served: Served, claims: dict[str, Any], key: Any, alg: str, kid: str) -> str:
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+def bad_tokens(served: Served) -> dict[str, str]:
+    """Return credentials every route must refuse, by what is wrong with them."""
+    good = alice(served)
+    header = jwt.get_unverified_header(good)
+    claims = jwt.decode(good, options={"verify_signature": False})
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    none = (base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": header["kid"]}).encode())
+            .rstrip(b"=").decode() + "." + good.split(".")[1] + ".")  # fmt: skip
+    jwks = httpx.get(served.dex.discovery["jwks_uri"], timeout=10).json()  # type: ignore[arg-type]
+    public = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwks["keys"][0]))
+    pem = public.public_bytes(serialization.Encoding.PEM,  # type: ignore[union-attr]
+                              serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    revoked = pat(served.ledger, "user:carol")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runners.cli",
+            "token",
+            "revoke",
+            revoked.split("_")[1],
+            "--ledger",
+            served.ledger.url,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return {
+        "expired token": served.tokens["expired"],
+        "revoked token": revoked,
+        "unknown token": make_token()[0],
+        "wrong audience": alice(served, "other-app", "other-secret"),
+        "wrong issuer": forged(
+            served, claims | {"iss": "http://127.0.0.1:1/dex"}, other, "RS256", header["kid"]
+        ),
+        "re-signed": forged(served, claims, other, "RS256", header["kid"]),
+        "alg none": none,
+        "HS256 with the public key": _hs256(claims, pem, header["kid"]),
+        "expired JWT": forged(
+            served, claims | {"exp": int(time.time()) - 3600}, other, "RS256", header["kid"]
+        ),
+        "garbled": good[:-10] + "AAAAAAAAAA",
+    }
+
+
+def _hs256(claims: dict[str, Any], secret: bytes, kid: str) -> str:
+    """Sign with HMAC by hand (PyJWT refuses a PEM as an HMAC secret, as it should)."""
+    import hashlib
+    import hmac
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    body = part(json.dumps(claims).encode())
+    mac = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(mac)}"
+
+
+def test_bad_credentials_are_refused_on_every_route(served: Served) -> None:
+    good = alice(served)
+    me = served.get("/api/v1/me", good).json()
+    assert "team:ampelproject/dev" in me["identities"]
+    assert me["channels"] == ["A"]
+    schema = served.get("/api/v1/openapi.json").json()
+    open_routes = {"/api/v1/health", "/api/v1/openapi.json"}
+    routes = [(m, fill(p, {"stocks": {"ZTF21abiuvdk"}, "results": {"x"}, "states": set(),
+                           "reactions": set()})[0])
+              for p, ms in schema["paths"].items() for m in ms if p not in open_routes]  # fmt: skip
+    assert len(routes) >= 8
+    for why, token in bad_tokens(served).items():
+        for method, path in routes:
+            answer = httpx.request(
+                method.upper(),
+                served.url + path,
+                timeout=60,
+                headers={"Authorization": f"Bearer {token}"},
+                json={"stocks": ["x"]} if method == "post" else None,
+            )
+            assert answer.status_code == 401, (why, method, path, answer.text)
+            assert token not in answer.text
+            assert answer.json()["detail"].startswith("credential refused"), (why, answer.text)
+
+
+def test_the_change_feed_resumes_from_the_last_position_seen(served: Served) -> None:
+    bob = served.tokens["bob"]
+    whole = [json.loads(line) for line in served.get("/api/v1/changes", bob, since=0,
+                                                      limit=10000).text.splitlines()]  # fmt: skip
+    end = whole.pop()
+    assert end["kind"] == "end"
+    assert {c["kind"] for c in whole} == {"state", "result", "reaction"}
+    got: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        lines = [json.loads(line) for line in served.get("/api/v1/changes", bob, since=since,
+                                                          limit=7).text.splitlines()]  # fmt: skip
+        last = lines.pop()
+        got += lines
+        if since == last["position"]:
+            break
+        since = last["position"]
+    assert got == whole
+    positions = [c["position"] for c in got]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
+
+
+def test_a_signed_in_user_makes_lists_and_revokes_a_token_of_their_own(served: Served) -> None:
+    good = alice(served)
+    made = httpx.post(served.url + "/api/v1/tokens", timeout=60, json={"name": "laptop"},
+                      headers={"Authorization": f"Bearer {good}"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert token.startswith("slpat_")
+    assert served.get("/api/v1/me", token).json()["channels"] == ["A"]
+    mine = served.get("/api/v1/tokens", good).json()
+    assert [t["name"] for t in mine] == ["laptop"]
+    assert "token" not in mine[0]
+    by_token = httpx.post(served.url + "/api/v1/tokens", timeout=60, json={},
+                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert by_token.status_code == 403  # a token does not make tokens
+    gone = httpx.delete(served.url + f"/api/v1/tokens/{made.json()['token_id']}", timeout=60,
+                        headers={"Authorization": f"Bearer {good}"})  # fmt: skip
+    assert gone.status_code == 204
+    assert served.get("/api/v1/me", token).status_code == 401
