@@ -7,8 +7,11 @@ answers beside a live run that is writing. ``skyledger serve`` runs it on uvicor
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from hashlib import blake2b
+from typing import Any
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +24,7 @@ from runners.api import problems
 from runners.api.auth import Authenticator, IdentityVerifier, RateLimit
 from runners.api.routes import router
 
-__all__ = ["API_VERSION", "ApiSettings", "Served", "create_app"]
+__all__ = ["API_VERSION", "ApiSettings", "Served", "create_app", "schema_digest"]
 
 API_VERSION = "1.0.0"
 """The version of the API's schema (docs/api/openapi.json); see docs/api/changes.md."""
@@ -70,6 +73,14 @@ class Served:
             self._thread.join(timeout=30)
         self.model.close()
         self.ledger.close()
+
+
+def schema_digest(schema: dict[str, Any]) -> str:
+    """Return the digest of an OpenAPI schema less its version (docs/api/changes.md names
+    the digest of each version's schema, so a change without a note is found)."""
+    plain = {k: v for k, v in schema.items() if k != "info"}
+    plain["info"] = {k: v for k, v in schema.get("info", {}).items() if k != "version"}
+    return blake2b(json.dumps(plain, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def create_app(settings: ApiSettings, oidc: IdentityVerifier | None = None) -> FastAPI:

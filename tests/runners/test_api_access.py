@@ -1,0 +1,155 @@
+"""Access from the command line (grants, policies and tokens as ledger events), the rate
+limit per credential, and the API answering beside a run that writes the ledger."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
+from ledger import Ledger
+from ledger.access import AccessGranted
+from runners.api import ApiSettings, create_app
+from runners.cli_common import model_of
+from runners.job import parse_job
+from runners.local import LocalRunner
+from tests.runners.api_kit import serving
+from tests.runners.test_cli import skyledger
+from units.sources import FileSource
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ztf"
+SN = sorted((DATA / "ZTF21abiuvdk").glob("*.avro"))
+JOB = "name: x\nchannels: [{name: A}]\ncombiner: {unit: AllPoints}\nt2: [{unit: CountPoints}]\n"
+
+
+def run(ledger: Ledger, files: list[Path]) -> None:
+    source = FileSource({"paths": [str(f) for f in files]})
+    LocalRunner(parse_job(JOB), JOB, ledger, [source], read_model=False).run()
+
+
+def test_grants_policies_and_tokens_from_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:2])
+
+    def cli(*args: str) -> str:
+        done = skyledger(*args, "--ledger", url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    bad = skyledger("access", "grant", "A", "alice", "--ledger", url, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "give user:NAME, org:NAME or team:ORG/TEAM" in bad.stderr
+    cli("access", "grant", "A", "team:ampelproject/dev", "--reason", "the SN team")
+    cli("access", "grant", "A", "user:bob")
+    cli("access", "revoke", "A", "user:bob")
+    cli("access", "policy", "A", "--programids", "1")
+    listed = json.loads(cli("access", "list", "--all", "--json"))
+    grants = {g["member"]: g for g in listed["grants"]}
+    assert grants["team:ampelproject/dev"]["revoked_position"] is None
+    assert grants["user:bob"]["revoked_position"] > grants["user:bob"]["granted_position"]
+    assert grants["user:bob"]["granted_by"].startswith("cli:")
+    assert listed["policies"] == [{"channel": "A", "public": False, "programids": [1],
+                                   "position": listed["policies"][0]["position"],
+                                   "set_by": listed["policies"][0]["set_by"]}]  # fmt: skip
+    from projections.access import grants as current
+    from projections.access import tokens
+
+    with Ledger.open(url, create=False) as ledger:
+        model = model_of(ledger)
+        with model:
+            assert [g.member for g in current(model)] == ["team:ampelproject/dev"]
+    made = json.loads(cli("token", "create", "--for", "user:carol", "--channel", "A",
+                          "--days", "7", "--json"))  # fmt: skip
+    assert made["token"].startswith(f"slpat_{made['token_id']}_")
+    with Ledger.open(url, create=False) as ledger:
+        stored = [e for e in ledger.read() if type(e).__name__ == "TokenIssued"]
+    assert made["token"] not in stored[0].model_dump_json()  # only its digest is kept
+    listed_tokens = json.loads(cli("token", "list", "--json"))
+    assert [(t["token_id"], t["channels"]) for t in listed_tokens] == [(made["token_id"], ["A"])]
+    assert "digest" not in listed_tokens[0]
+    cli("token", "revoke", made["token_id"])
+    with Ledger.open(url, create=False) as ledger:
+        model = model_of(ledger)
+        with model:
+            assert tokens(model)[0].revoked_position is not None
+
+
+def test_a_credential_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:2])
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+    from projections.access import make_token, token_digest
+
+    token, token_id = make_token()
+    with Ledger.open(url) as ledger:
+        from ledger.access import TokenIssued
+
+        ledger.append([TokenIssued(
+            stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token),
+            owner="user:x", expires="2999-01-01T00:00:00Z", by="t",
+        )])  # fmt: skip
+    app = create_app(ApiSettings(ledger=url, rate=0.2, burst=2))
+    with serving(app) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        answers = [client.get("/api/v1/stocks", headers=headers) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert int(answers[2].headers["retry-after"]) >= 1
+        assert answers[2].json()["title"] == "Too many requests"
+        assert token not in answers[2].text
+
+
+def test_the_api_answers_beside_a_run_that_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:3])
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+    from projections.access import make_token, token_digest
+
+    token, token_id = make_token()
+    app = create_app(ApiSettings(ledger=url, catch_up_s=0.1))
+    with serving(app) as client, Ledger.open(url) as ledger:
+        from ledger.access import TokenIssued
+
+        ledger.append([TokenIssued(
+            stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token),
+            owner="user:x", expires="2999-01-01T00:00:00Z", by="t",
+        )])  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        client.get("/api/v1/health")
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/me", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the token never became known"
+            time.sleep(0.05)
+        before = client.get("/api/v1/stocks/ZTF21abiuvdk", headers=headers).json()
+        assert before["stock"]["n_alerts"] == 3
+        run(ledger, SN[3:])  # a run writes while the API serves
+        head = ledger.head()
+        seen = client.get("/api/v1/health").json()["read_model"]
+        deadline = time.monotonic() + 60
+        while seen < head:  # the read model follows; the deadline moves with its progress
+            time.sleep(0.05)
+            now = client.get("/api/v1/health").json()["read_model"]
+            if now > seen:
+                seen, deadline = now, time.monotonic() + 60
+            assert time.monotonic() < deadline, f"the read model stopped at {seen} of {head}"
+        after = client.get("/api/v1/stocks/ZTF21abiuvdk", headers=headers).json()
+        assert after["stock"]["n_alerts"] == len(SN)
+        old = client.get("/api/v1/stocks/ZTF21abiuvdk", headers=headers,
+                         params={"as_of": before["stock"]["last_position"]}).json()  # fmt: skip
+        assert old["stock"]["n_alerts"] == 3
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nowhere", "/api/v1/stocks?limit=0"])
+def test_errors_are_problem_documents(tmp_path: Path, path: str) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    Ledger.open(url).close()
+    with serving(create_app(ApiSettings(ledger=url))) as client:
+        answer = client.get(path, headers={"Authorization": "Bearer slpat_0123456789abcdef_x"})
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.status_code in (401, 404)
+        assert set(answer.json()) >= {"type", "title", "status", "detail"}
