@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, exists, literal, select
 from ledger.errors import QueryError
 from projections import models as m
 from projections.listing import pinned_position, result_visible
+from projections.paging import MAX_POSITION
 from projections.queries import reading, rows_of
 from projections.readmodel import ReadModel
 from projections.scope import Scope
@@ -30,7 +31,7 @@ def changes(
 ) -> tuple[list[dict[str, Any]], int]:
     """Return up to ``limit`` changes after ``since`` (oldest first) and the position the
     feed was read as of (where to go on from when fewer than ``limit`` came)."""
-    if since < 0 or not 1 <= limit <= MAX_CHANGES:
+    if not 0 <= since <= MAX_POSITION or not 1 <= limit <= MAX_CHANGES:
         raise QueryError(f"since {since}, limit {limit}: give since >= 0, limit 1 to {MAX_CHANGES}")
     names = None if scope.channels is None else sorted(scope.channels)
     with reading(model) as conn:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -44,7 +44,7 @@ from ledger import Ledger
 from ledger.errors import NotFound, QueryError
 from projections import models as m
 from projections.asof import folded_as_of
-from projections.paging import Cursor, Page, query_digest
+from projections.paging import MAX_POSITION, Cursor, Page, query_digest
 from projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
 from projections.readmodel import ReadModel
 from projections.scope import Scope
@@ -66,16 +66,32 @@ _PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 UnitKey = tuple[str, str, str, str]  # unit, version, code digest, configuration hash
 
 
-class StockQuery(BaseModel):
-    """What stocks to list: filters (all optional) and the order."""
-
+class _Query(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Self:
+        """Return the query ``data`` gives, or raise QueryError naming each bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(query)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise QueryError(problems) from None
+
+
+class StockQuery(_Query):
+    """What stocks to list: filters (all optional) and the order."""
 
     channel: str | None = Field(default=None, description="only stocks this channel follows")
     ra: float | None = Field(default=None, description="cone centre, degrees (with dec, radius)")
     dec: float | None = Field(default=None, description="cone centre, degrees")
     radius_arcsec: float | None = Field(default=None, description="cone radius, arcseconds")
-    since: int | None = Field(default=None, description="only stocks changed after this position")
+    since: int | None = Field(
+        default=None, ge=0, le=MAX_POSITION, description="only stocks changed after this position"
+    )
     order: Literal["last_change", "stock", "distance"] | None = Field(
         default=None, description="default: distance for a cone, else last_change (latest first)"
     )
@@ -99,10 +115,8 @@ class StockQuery(BaseModel):
         return self.order or ("distance" if self.cone() is not None else "last_change")
 
 
-class ResultQuery(BaseModel):
+class ResultQuery(_Query):
     """What T2 results to list: filters (all optional), a value and the order."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     entry: str | None = Field(default=None, description="the job's T2 entry name")
     unit: str | None = Field(default=None, description="the T2 unit's name")
@@ -138,8 +152,8 @@ def pinned_position(conn: Connection, as_of: int | None, cursor: Cursor | None) 
     if cursor is not None:
         return cursor.position
     if as_of is not None:
-        if as_of < 0:
-            raise QueryError(f"as_of {as_of}: a position is 0 or more")
+        if not 0 <= as_of <= MAX_POSITION:
+            raise QueryError(f"as_of {as_of}: a position is 0 to {MAX_POSITION}")
         return min(as_of, built)
     return built
 

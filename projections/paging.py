@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger.errors import QueryError
 
-__all__ = ["Cursor", "Page", "query_digest"]
+__all__ = ["MAX_POSITION", "Cursor", "Page", "query_digest"]
 
 T = TypeVar("T")
+MAX_POSITION = 2**63 - 1
+"""The largest ledger position (a 64-bit integer); a larger one is refused."""
 Key = tuple[Any, ...]
 _VERSION = 1
 
@@ -56,6 +58,9 @@ class Cursor(BaseModel):
             found = cls(position=int(data["p"]), after=tuple(data["a"]), query=str(data["q"]))
             if data.get("v") != _VERSION:
                 raise ValueError("version")
+            too_large = [a for a in found.after if isinstance(a, int) and abs(a) > MAX_POSITION]
+            if not 0 <= found.position <= MAX_POSITION or too_large:
+                raise ValueError("out of range")
         except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
             raise QueryError(f"cursor {text[:40]!r} is not one this listing gave") from None
         if found.query != query:

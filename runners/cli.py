@@ -544,9 +544,9 @@ def _position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
 
 def _page_end(page: Any, what: str) -> None:
     """Say where a page was read and how to get the next one."""
-    more = f"; next page: --cursor {page.next}" if page.next else ""
-    out.print(f"{len(page.items)} {what}, as of position {page.position}{more}",
-              highlight=False)  # fmt: skip
+    out.print(f"{len(page.items)} {what}, as of position {page.position}", highlight=False)
+    if page.next:
+        out.print(f"next page: --cursor {page.next}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -576,7 +576,7 @@ def stocks(
 
     opened, model = read_model(ledger)
     with opened, model:
-        query = StockQuery.model_validate({
+        query = StockQuery.parse({
             "channel": channel, "since": _position_of(opened, "--since", since), "order": order,
             **(dict(zip(("ra", "dec", "radius_arcsec"), cone, strict=True)) if cone else {}),
         })  # fmt: skip
@@ -620,11 +620,11 @@ def results(
 
     opened, model = read_model(ledger)
     with opened, model:
-        query = ResultQuery(
-            entry=entry, unit=unit, variant=variant, channel=channel, stock=stock_id, path=path,
-            min=low, max=high, order="asc" if ascending else "desc", latest=latest,
-            status="failed" if failed else "ok",
-        )  # fmt: skip
+        query = ResultQuery.parse({
+            "entry": entry, "unit": unit, "variant": variant, "channel": channel,
+            "stock": stock_id, "path": path, "min": low, "max": high, "latest": latest,
+            "order": "asc" if ascending else "desc", "status": "failed" if failed else "ok",
+        })  # fmt: skip
         page = list_results(model, query, as_of=_position_of(opened, "--as-of", as_of),
                             cursor=cursor, limit=limit)  # fmt: skip
     if as_json:

@@ -249,8 +249,11 @@ def show_runs(out: Console, runs: Sequence[RunView]) -> None:
 
 def show_stocks(out: Console, rows: Sequence[StockRow], whole_ids: bool = False) -> None:
     """Print a page of stocks: id, position, counts, last change and channels."""
-    table = Table("stock", "RA", "Dec", "alerts", "detections", "upper limits",
-                  "last change", "channels", title="stocks")  # fmt: skip
+    table = Table(title="stocks")
+    table.add_column("stock", no_wrap=True)
+    for head in ("RA", "Dec", "alerts", "det.", "limits", "changed"):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_column("channels")
     for s in rows:
         table.add_row(
             escape(s.stock), "-" if s.ra is None else f"{s.ra:.6f}",
@@ -264,17 +267,17 @@ def show_results(
     out: Console, rows: Sequence[ResultRow], path: str | None, whole_ids: bool = False
 ) -> None:
     """Print a page of results: id, stock, unit, the value (if one was asked for), what
-    it is about, position, and the body (cut) or error."""
-    heads = ["result", "stock", "unit", *([path] if path else []), "about", "position",
-             "body or error"]  # fmt: skip
-    table = Table(*heads, title="results")
+    it is about and where in the ledger (``--json`` gives the bodies)."""
+    table = Table(title="results")
+    for head in ("result", "stock", "unit", *([path] if path else []), "about", "position"):
+        table.add_column(head, no_wrap=True, justify="right" if head == path else "left")
     for r in rows:
-        text = json.dumps(r.body) if r.status == "ok" else (r.error or "")
-        text = text if whole_ids or len(text) <= BODY_CHARS else text[:BODY_CHARS] + " …"
         value = [f"{r.value:.6g}" if r.value is not None else "-"] if path else []
+        shown = r.error or "" if r.status == "failed" else ""
         table.add_row(
             _id(r.result_id, whole_ids), escape(r.stock), f"{r.unit}@{r.unit_version}", *value,
-            _about(r, r.stock, whole_ids), str(r.position), escape(text),
+            _about(r, r.stock, whole_ids) + (f" {escape(shown[:60])}" if shown else ""),
+            str(r.position),
         )  # fmt: skip
     out.print(table)
 

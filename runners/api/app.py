@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from hashlib import blake2b
-from typing import Any
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from hashlib import blake2b
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field

@@ -20,7 +20,7 @@ from projections.access import TokenRow, make_token, token_digest, tokens
 from projections.changes import MAX_CHANGES, changes
 from projections.lineage import Lineage, lineage, resolve
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
-from projections.paging import Page
+from projections.paging import MAX_POSITION, Page
 from projections.queries import ResultRow, RunView, StockRow, StockView
 from projections.visibility import scoped_lineage, scoped_view
 from runners.api.auth import Caller
@@ -120,7 +120,9 @@ def get_stocks(
     ra: Annotated[float | None, Query(description="cone centre, degrees")] = None,
     dec: Annotated[float | None, Query(description="cone centre, degrees")] = None,
     radius: Annotated[float | None, Query(description="cone radius, arcseconds")] = None,
-    since: Annotated[int | None, Query(ge=0, description="changed after this position")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=MAX_POSITION, description="changed after this position")
+    ] = None,
     order: Annotated[str | None, Query(description="last_change, stock or distance")] = None,
     as_of: AsOf = None,
     cursor: Cursor = None,
@@ -128,7 +130,7 @@ def get_stocks(
     format: FormatQuery = None,
 ) -> Response:
     """List stocks by channel, cone and last change, a page at a time (pinned pages)."""
-    query = StockQuery.model_validate({"channel": channel, "ra": ra, "dec": dec,
+    query = StockQuery.parse({"channel": channel, "ra": ra, "dec": dec,
                                        "radius_arcsec": radius, "since": since, "order": order})
     s = served(request)
     page = list_stocks(s.model, s.ledger, query, scope=who.scope,
@@ -204,7 +206,7 @@ def get_results(
     format: FormatQuery = None,
 ) -> Response:
     """List T2 results by entry, variant, channel and a value in the body (pinned pages)."""
-    query = ResultQuery.model_validate({
+    query = ResultQuery.parse({
         "entry": entry, "unit": unit, "variant": variant, "channel": channel, "stock": stock,
         "path": path, "min": min, "max": max, "order": order, "latest": latest, "status": status,
     })  # fmt: skip
@@ -254,7 +256,7 @@ def get_lineage(
 def get_changes(
     request: Request,
     who: Who,
-    since: Annotated[int, Query(ge=0, description="the last position seen")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_POSITION, description="the last position seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 1000,
 ) -> StreamingResponse:
     """Stream new states, results and reactions of the caller's channels after a position,

@@ -1,0 +1,56 @@
+"""A property-based run against the API's own schema (schemathesis): whatever a client
+sends that the schema allows, or nearly allows, no route answers with a server error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
+from ledger import Ledger
+from ledger.access import AccessGranted, TokenIssued
+from projections.access import make_token, token_digest
+from runners.api import ApiSettings, create_app
+from runners.job import parse_job
+from runners.local import LocalRunner
+from tests.runners.api_kit import serving
+from units.sources import FileSource
+
+pytestmark = pytest.mark.slow
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "api" / "openapi.json"
+SN = sorted((Path(__file__).resolve().parents[1] / "data" / "ztf" / "ZTF21abiuvdk").glob("*"))
+JOB = "name: x\nchannels: [{name: A}]\ncombiner: {unit: AllPoints}\nt2: [{unit: CountPoints}]\n"
+
+
+def test_no_route_answers_with_a_server_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    token, token_id = make_token()
+    with Ledger.open(url) as ledger:
+        source = FileSource({"paths": [str(f) for f in SN[:5]]})
+        LocalRunner(parse_job(JOB), JOB, ledger, [source], read_model=False).run()
+        ledger.append([
+            AccessGranted(stream="access:A", channel="A", member="user:x", by="t"),
+            TokenIssued(stream=f"token:{token_id}", token_id=token_id, owner="user:x",
+                        digest=token_digest(token), expires="2999-01-01T00:00:00Z", by="t"),
+        ])  # fmt: skip
+    schema = schemathesis.openapi.from_path(SCHEMA)
+    app = create_app(ApiSettings(ledger=url, rate=10_000, burst=10_000))
+    with serving(app) as client:
+        base = str(client.base_url)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert len(operations) >= 10
+        for operation in operations:
+
+            @settings(max_examples=25, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))  # fmt: skip
+            @given(case=operation.as_strategy())
+            def check(case: schemathesis.Case) -> None:
+                response = case.call(base_url=base, headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code < 500, (case.method, case.formatted_path,
+                                                    case.query, response.text[:500])  # fmt: skip
+
+            check()
