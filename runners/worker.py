@@ -93,6 +93,8 @@ class WorkerStats:
     stored: int = 0
     alerts: int = 0
     sweeps: int = 0
+    delivered: int = 0  # reactions delivered (T3)
+    redelivered: int = 0  # delivery attempts made again after one cut without an outcome
     errors: int = 0
     last_error: str = ""
     batch_s: list[float] = field(default_factory=list)
@@ -157,6 +159,7 @@ class TierWorker:
         self.stats = WorkerStats()
         self.metrics = metrics or LiveMetrics(tier)
         self._failures_seen = 0
+        self._deliveries_seen: dict[str, int] = {}  # outbox counts put in the metrics
         self._deferred: dict[str, float] = {}  # tracking name -> wait before its retry
         self._kept: set[str] = set()  # claims held until the process ends (T0's decisions)
         self._lag_at = 0.0
@@ -575,6 +578,7 @@ class TierWorker:
         failures = self._unit_failures()
         self.metrics.unit_failures.inc(failures - self._failures_seen)
         self._failures_seen = failures
+        self._count_deliveries()
         if time.monotonic() - self._lag_at >= 5.0:
             self._lag_at = time.monotonic()
             self.metrics.lag.set(self._lag())
@@ -588,6 +592,17 @@ class TierWorker:
         for projector in self.projectors:
             found += len(getattr(projector, "failures", ()))
         return found
+
+    def _count_deliveries(self) -> None:
+        """Bring the delivery counts (stats, metrics) up to the outboxes' (T3)."""
+        for outcome in ("delivered", "failed", "redelivered"):
+            total = sum(d.counts[outcome] for d in self.tiers.deliver)
+            seen = self._deliveries_seen.get(outcome, 0)
+            if total > seen:
+                self.metrics.deliveries[outcome].inc(total - seen)
+                self._deliveries_seen[outcome] = total
+        self.stats.delivered = self._deliveries_seen.get("delivered", 0)
+        self.stats.redelivered = self._deliveries_seen.get("redelivered", 0)
 
     def _lag(self) -> int:
         """Return the ledger's head minus this tier's slowest position."""
