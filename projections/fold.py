@@ -41,6 +41,7 @@ from ledger import (
     ResultDerived,
     ResultFailed,
     RunFinished,
+    RunHeartbeat,
     RunStarted,
     StateCombined,
 )
@@ -139,7 +140,8 @@ def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) ->
 
 
 _REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
-_NOT_STOCK_EVENTS = (RunStarted, RunFinished, ConfigurationRegistered)
+_RUN_EVENTS = (RunStarted, RunFinished, RunHeartbeat)
+_NOT_STOCK_EVENTS = (*_RUN_EVENTS, ConfigurationRegistered)
 _NOT_STOCKS = ("run:", "config:", "reaction:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
 _KIND_COUNT = {"detection": "n_detections", "upper_limit": "n_upper_limits", "forced": "n_forced"}
@@ -195,7 +197,7 @@ class Fold:
         self.states(_of(events, StateCombined))
         self.results([e for e in events if isinstance(e, ResultDerived | ResultFailed)])
         self.reactions([e for e in events if isinstance(e, _REACTION_EVENTS)])
-        self.runs([e for e in events if isinstance(e, RunStarted | RunFinished)])
+        self.runs([e for e in events if isinstance(e, _RUN_EVENTS)])
         self.configs(_of(events, ConfigurationRegistered))
         self.run_counts(events)
         self.flush_stocks()
@@ -402,8 +404,8 @@ class Fold:
             rows[e.idempotency_key] = touched[e.idempotency_key] = row
         self.upsert(m.Reaction, list(touched.values()))
 
-    def runs(self, events: list[RunStarted | RunFinished]) -> None:
-        """Record runs: what started them, and how they finished."""
+    def runs(self, events: list[RunStarted | RunFinished | RunHeartbeat]) -> None:
+        """Record runs: what started them, when they were last seen alive, how they finished."""
         if not events:
             return
         empty = dict.fromkeys((c.name for c in table_of(m.Run).columns), None)
@@ -414,9 +416,13 @@ class Fold:
                 row |= _pick(e, "job_hash", "job_text", "packages", "host", "user")
                 row["units"] = [{"role": u.role} | u.provenance.identity() for u in e.units]
                 row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
+            elif isinstance(e, RunHeartbeat):
+                row["heartbeat_s"] = e.every_s
             else:
                 row |= _pick(e, "status", "summary")
                 row |= {"finished": e.time, "finish_position": e.position}
+            seen = row["last_seen"]
+            row["last_seen"] = e.time if seen is None else max(seen, e.time)
         self.upsert(m.Run, list(rows.values()))
 
     def configs(self, events: list[ConfigurationRegistered]) -> None:

@@ -62,6 +62,7 @@ from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, sh
 from ledger.codec import topic_of
 from projections.projector import Projector, Topics, catch_up, catch_up_shards, tracking_of
 from projections.t0 import Ingest
+from runners import heartbeat
 from runners.bus import Bus, connect
 from runners.job import Job
 from runners.metrics import LiveMetrics
@@ -128,6 +129,7 @@ class TierWorker:
         wait_for_relay_s: float = 60.0,
         metrics: LiveMetrics | None = None,
         stuck_after_s: float | None = 900.0,
+        heartbeat_s: float = 30.0,
     ) -> None:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}: one of {', '.join(TIERS)}")
@@ -145,6 +147,7 @@ class TierWorker:
         self.alerts_subject = alerts_subject or bus.alerts_subject
         self.wait_for_relay_s = wait_for_relay_s
         self.stuck_after_s = stuck_after_s or None
+        self.heartbeat_s = heartbeat_s
         self.run_id = uuid.uuid4().hex
         self.units = JobUnits(job, sources=[])
         # A T2 retry is a delayed redelivery, not a sleep: the consumer goes on meanwhile.
@@ -214,7 +217,13 @@ class TierWorker:
             reconnected.set()
             alerts_reconnected.set()
 
-        client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
+        beats = self.ledger, self.run_id, self.heartbeat_s, stop, _TRANSIENT
+        beating = asyncio.ensure_future(heartbeat.beating(*beats))
+        try:
+            client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
+        except BaseException:
+            beating.cancel()
+            raise
         status, error = "ok", ""
         try:
             js = client.jetstream()
@@ -237,6 +246,9 @@ class TierWorker:
                 stream=f"run:{self.run_id}", run=self.run_id, status=status, summary=summary,
                 run_id=self.run_id,
             )  # fmt: skip
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beating
             try:
                 await self._blocking(self.ledger.append, [finished])
             except _TRANSIENT as exc:
