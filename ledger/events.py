@@ -37,6 +37,7 @@ __all__ = [
     "ResultDerived",
     "ResultFailed",
     "RunFinished",
+    "RunHeartbeat",
     "RunStarted",
     "StateCombined",
     "UnitUse",
@@ -412,6 +413,18 @@ class RunFinished(Event):
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunHeartbeat(Event):
+    """A live process of a run (a tier worker) was still alive: it appends one every
+    ``every_s`` seconds while it runs, so a run whose heartbeats stopped without a
+    RunFinished is known to be gone (killed, or its host lost), and when it was last seen."""
+
+    identity = ("run", "beat")
+
+    run: str
+    beat: int = Field(ge=1, description="1 for the run's first heartbeat, then 2, 3, ...")
+    every_s: float = Field(ge=0.01, description="seconds between the run's heartbeats")
+
+
 class ConfigurationRegistered(Event):
     """A unit configuration was recorded once, under its content hash."""
 
@@ -434,6 +447,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReactionIssued,
     RunStarted,
     RunFinished,
+    RunHeartbeat,
     ConfigurationRegistered,
 )
 

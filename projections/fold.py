@@ -43,6 +43,7 @@ from ledger import (
     ResultDerived,
     ResultFailed,
     RunFinished,
+    RunHeartbeat,
     RunStarted,
     StateCombined,
 )
@@ -146,8 +147,9 @@ def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) ->
 
 
 _REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
+_RUN_EVENTS = (RunStarted, RunFinished, RunHeartbeat)
 _NOT_STOCK_EVENTS: tuple[type[Event], ...] = (
-    RunStarted, RunFinished, ConfigurationRegistered, *ACCESS_EVENT_TYPES
+    *_RUN_EVENTS, ConfigurationRegistered, *ACCESS_EVENT_TYPES
 )
 _NOT_STOCKS = ("run:", "config:", "reaction:", "access:", "token:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
@@ -207,7 +209,7 @@ class Fold:
         self.states(_of(events, StateCombined))
         self.results([e for e in events if isinstance(e, ResultDerived | ResultFailed)])
         self.reactions([e for e in events if isinstance(e, _REACTION_EVENTS)])
-        self.runs([e for e in events if isinstance(e, RunStarted | RunFinished)])
+        self.runs([e for e in events if isinstance(e, _RUN_EVENTS)])
         self.configs(_of(events, ConfigurationRegistered))
         self.run_counts(events)
         fold_access(events, self.fetch, self.upsert)
@@ -426,8 +428,8 @@ class Fold:
             rows[e.idempotency_key] = touched[e.idempotency_key] = row
         self.upsert(m.Reaction, list(touched.values()))
 
-    def runs(self, events: list[RunStarted | RunFinished]) -> None:
-        """Record runs: what started them, and how they finished."""
+    def runs(self, events: list[RunStarted | RunFinished | RunHeartbeat]) -> None:
+        """Record runs: what started them, when they were last seen alive, how they finished."""
         if not events:
             return
         empty = dict.fromkeys((c.name for c in table_of(m.Run).columns), None)
@@ -439,9 +441,13 @@ class Fold:
                 row["job_name"] = _job_name(e.job_text)
                 row["units"] = [{"role": u.role} | u.provenance.identity() for u in e.units]
                 row |= {"argv": list(e.argv), "started": e.time, "start_position": e.position}
+            elif isinstance(e, RunHeartbeat):
+                row["heartbeat_s"] = e.every_s
             else:
                 row |= _pick(e, "status", "summary")
                 row |= {"finished": e.time, "finish_position": e.position}
+            seen = row["last_seen"]
+            row["last_seen"] = e.time if seen is None else max(seen, e.time)
         self.upsert(m.Run, list(rows.values()))
 
     def configs(self, events: list[ConfigurationRegistered]) -> None:

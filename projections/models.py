@@ -289,7 +289,8 @@ class Reaction(Base):
 
 
 class Run(Base):
-    """A run: its job, software and host when started, its status and summary when finished."""
+    """A run: its job, software and host when started, when last seen alive (live
+    processes' heartbeats), its status and summary when finished."""
 
     __tablename__ = "rm_runs"
 
@@ -309,6 +310,10 @@ class Run(Base):
     units: Mapped[list[Any] | None]
     start_position: Mapped[int | None]
     finish_position: Mapped[int | None]
+    last_seen: Mapped[dt.datetime | None]
+    """When a process of the run was last known alive: its start, its last heartbeat."""
+    heartbeat_s: Mapped[float | None]
+    """Seconds between its heartbeats (None: a run that sends none, such as a local run)."""
 
 
 class RunDatapoints(Base):

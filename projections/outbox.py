@@ -14,9 +14,10 @@ reactor has an outbox of its own) that has no delivered outcome yet:
 
 A crash between 2 and 3 leaves a claim without an outcome. It is taken over once it is
 older than ``Retry.lease_s`` (another live process may still be delivering it), and
-delivered again under the same key: a receiver that honours idempotency keys sees it
-once, any receiver sees one key twice at most, and the ledger holds one delivered
-outcome.
+delivered again under the same key (counted as ``redelivered``): a receiver that honours
+idempotency keys sees it once, any receiver may see one key twice, and the ledger holds
+one delivered outcome. Delivery is at least once, not exactly once: the key is how a
+receiver drops the repeat.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class Deliver(Projector):
             )  # fmt: skip
             if not self.ledger.append([claim]).appended:
                 continue  # another process claimed this attempt: look again
+            if open_claim is not None:  # an earlier attempt may have reached the receiver
+                self.counts["redelivered"] += 1
             tried += 1
             outcome = self._attempt(intent, claim)
             self.appended += 1 + self.ledger.append([outcome]).appended

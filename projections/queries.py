@@ -199,8 +199,16 @@ class ConfigRow(_Row):
     position: int
 
 
+GONE_AFTER_BEATS = 3
+"""A running run whose last heartbeat is older than this many intervals is ``gone``."""
+
+
 class RunView(_Row):
-    """A run: its job and host, status and summary, and the events it recorded by type."""
+    """A run: its job and host, status and summary, and the events it recorded by type.
+
+    ``status`` is ``gone`` for a run without a RunFinished whose heartbeats stopped more
+    than :data:`GONE_AFTER_BEATS` intervals ago (its process was killed, or its host
+    lost); ``last_seen`` says when it was last known alive."""
 
     run_id: str
     job_hash: str | None
@@ -218,6 +226,8 @@ class RunView(_Row):
     units: list[Any] | None
     start_position: int | None
     finish_position: int | None
+    last_seen: dt.datetime | None = None
+    heartbeat_s: float | None = None
     counts: dict[str, int]
 
 
@@ -331,8 +341,22 @@ def _entry_names(conn: Connection | Session) -> dict[tuple[str, str, str, str], 
     return names
 
 
-def list_runs(source: Source, limit: int | None = None) -> list[RunView]:
-    """Return the runs, the latest first, with the events each recorded by type."""
+def _run_view(row: dict[str, Any], counts: dict[str, int], now: dt.datetime | None) -> RunView:
+    """Return a run's view, ``gone`` if it is running by the ledger but its heartbeats
+    stopped more than GONE_AFTER_BEATS intervals before ``now`` (default: the clock)."""
+    every, seen = row.get("heartbeat_s"), row.get("last_seen")
+    if row["status"] == "running" and every is not None and seen is not None:
+        now = now or dt.datetime.now(dt.UTC)
+        if (now - seen).total_seconds() > GONE_AFTER_BEATS * every:
+            row = {**row, "status": "gone"}
+    return RunView(**row, counts=counts)
+
+
+def list_runs(
+    source: Source, limit: int | None = None, now: dt.datetime | None = None
+) -> list[RunView]:
+    """Return the runs, the latest first, with the events each recorded by type (a run
+    whose heartbeats stopped is ``gone``, as of ``now``: see :class:`RunView`)."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
     order = runs.c.start_position.desc().nulls_last()
     with reading(source) as conn:
@@ -341,7 +365,7 @@ def list_runs(source: Source, limit: int | None = None) -> list[RunView]:
         query = select(counts).where(counts.c.run_id.in_([r["run_id"] for r in rows]))
         for c in rows_of(conn, query):
             by_run.setdefault(c["run_id"], {})[c["event_type"]] = int(c["count"])
-    return [RunView(**r, counts=by_run.get(r["run_id"], {})) for r in rows]
+    return [_run_view(r, by_run.get(r["run_id"], {}), now) for r in rows]
 
 
 def failed_results(
@@ -419,7 +443,7 @@ def run_facts(source: Source, run_id: str) -> RunFacts:
     )
 
 
-def run_summary(source: Source, run_id: str) -> RunView | None:
+def run_summary(source: Source, run_id: str, now: dt.datetime | None = None) -> RunView | None:
     """Return a run's record and how many events of each type it recorded, or None."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
     with reading(source) as conn:
@@ -428,4 +452,4 @@ def run_summary(source: Source, run_id: str) -> RunView | None:
         by_type = {t: int(n) for t, n in conn.execute(query.order_by(counts.c.event_type))}
     if not found:
         return None
-    return RunView(**found[0], counts=by_type)
+    return _run_view(found[0], by_type, now)

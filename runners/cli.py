@@ -901,6 +901,14 @@ def worker(
             "messages go to other workers (0: never)",
         ),
     ] = 900.0,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="seconds between the worker's heartbeats (RunHeartbeat events): `skyledger "
+            "runs` shows a worker whose heartbeats stopped for 3 of them as gone",
+        ),
+    ] = 30.0,
     imports: Annotated[
         list[str] | None,
         typer.Option(
@@ -934,7 +942,8 @@ def worker(
     with open_ledger(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
         work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
                           alerts_subject=subject, ack_wait_s=ack_wait,
-                          metrics=metrics, stuck_after_s=stuck_after)  # fmt: skip
+                          metrics=metrics, stuck_after_s=stuck_after,
+                          heartbeat_s=heartbeat)  # fmt: skip
         stats = run_until_signal(work.run)
     if as_json:
         print_json(stats.as_dict())

@@ -25,7 +25,7 @@ from typing import TypeVar
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from ledger import Ledger, LedgerError, Shard, digest_bytes
+from ledger import Ledger, LedgerError, RunHeartbeat, Shard, digest_bytes
 from projections.projector import tracking_of
 from projections.t0 import Ingest
 from runners.bus import Bus, connect
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_MARKS = 1000  # events after the slowest tier looked at for heartbeats (more: a backlog)
 
 
 def run_until_signal(work: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -191,12 +192,20 @@ class Monitor:
 
     def lags(self) -> list[TierLag]:
         """Return each tier's position (its slowest projector's slowest shard) and the
-        ledger's head."""
+        ledger's head, not counting the workers' heartbeats at its end: no tier reads
+        them, and they would keep a quiet ledger's tiers behind until their next sweep."""
         head = self.ledger.head()
-        return [
-            TierLag(tier, min((self.ledger.tracked(n) for n in names), default=head), head)
+        positions = {
+            tier: min((self.ledger.tracked(n) for n in names), default=head)
             for tier, names in self.names.items()
-        ]
+        }
+        lowest = min(positions.values(), default=head)
+        if lowest < head:
+            marks = self.ledger.marks(lowest, _MARKS)
+            if len(marks) < _MARKS:  # all of them: the last that is not a heartbeat
+                facts = [p for p, kind, _ in marks if kind != RunHeartbeat.__name__]
+                head = max(facts, default=lowest)
+        return [TierLag(tier, position, head) for tier, position in positions.items()]
 
 
 def settle(

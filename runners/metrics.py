@@ -15,6 +15,10 @@ process has a registry of its own, so several may run in one interpreter (tests)
     skyledger_batch_seconds{tier}            time per batch of messages (histogram)
     skyledger_lag_events{tier}               ledger head minus the tier's position
     skyledger_alerts_ingested_total{tier}    alert packets ingested (T0)
+    skyledger_deliveries_total{tier,outcome} reactions delivered, or failed (given up on
+                                             after the job's retries) (T3)
+    skyledger_redeliveries_total{tier}       delivery attempts made again, with the same
+                                             key, after one cut without an outcome (T3)
 """
 
 from __future__ import annotations
@@ -62,6 +66,16 @@ class LiveMetrics:
                          ["tier"], registry=r).labels(tier)  # fmt: skip
         self.alerts = Counter("skyledger_alerts_ingested", "alert packets ingested", ["tier"],
                               registry=r).labels(tier)  # fmt: skip
+        deliveries = Counter("skyledger_deliveries", "reactions delivered or given up on",
+                             ["tier", "outcome"], registry=r)  # fmt: skip
+        redeliveries = Counter("skyledger_redeliveries",
+                               "delivery attempts made again after one cut without an outcome",
+                               ["tier"], registry=r).labels(tier)  # fmt: skip
+        self.deliveries = {
+            "delivered": deliveries.labels(tier, "delivered"),
+            "failed": deliveries.labels(tier, "failed"),
+            "redelivered": redeliveries,
+        }
         self._beat = time.monotonic()
         self.problem = ""
         self._stuck = ""

@@ -241,8 +241,11 @@ def show_runs(out: Console, runs: Sequence[RunView]) -> None:
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
         alerts = (r.summary or {}).get("alerts", {})
         new = alerts.get("new") if isinstance(alerts, dict) else None
+        status = r.status
+        if status == "gone" and r.last_seen is not None:
+            status = f"gone (last seen {r.last_seen:%Y-%m-%d %H:%M:%S})"
         table.add_row(r.run_id[:12], started, escape(r.job_name or "?"),
-                      escape(r.variant or "-"), r.status, "-" if new is None else str(new),
+                      escape(r.variant or "-"), status, "-" if new is None else str(new),
                       str(sum(r.counts.values())))  # fmt: skip
     out.print(table)
 

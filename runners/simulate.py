@@ -38,7 +38,6 @@ clock and writes files, so it lives with the runners; :class:`SimulatedSource` i
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from string import ascii_lowercase
@@ -69,6 +68,7 @@ _SPAN = 26**6  # ZTF ids of one year whose letters start with "a"
 _COPY_IDS = 25 * _SPAN  # letters "baaaaaa" to "zzzzzzz"
 _JD_FIELDS = ("jd", "jdstarthist", "jdendhist", "jdstartref", "jdendref")
 _CUTOUTS = frozenset({"cutoutScience", "cutoutTemplate", "cutoutDifference"})
+_MAX_FILES = 10**6  # write_alerts numbers files with 6 digits, so that they sort
 
 
 def copy_object_id(original: str, number: int) -> str:
@@ -308,11 +308,17 @@ def write_alerts(
 ) -> list[Path]:
     """Write ``alerts`` as container files in ``out_dir`` (new or empty); return the files.
 
-    Files hold ``per_file`` records of one writer schema each and are named
-    ``<number>-<schema label>.avro``, numbered in the order they fill up; records keep
-    their order within a writer schema. The records are the packets' own bytes, so
-    :func:`~units.sources.iter_packets` reads back the same payloads (and, for packets
-    made by :mod:`units.packets.decode` or a :class:`Restamper`, the same digests).
+    :func:`~units.sources.iter_packets` over ``out_dir`` reads back the same packets, byte
+    for byte, in the same order (so a run over the folder makes the same ids as a run over
+    the stream). Files are named ``<number>-<schema label>.avro`` and their names sort in
+    stream order. A packet in skyledger's own single-record form (as
+    :mod:`units.packets.decode` repacks records and a :class:`Restamper` makes copies) is
+    joined to a run of such packets of the same writer schema: a new file starts when the
+    schema changes or after ``per_file`` records, and each record is read back repacked
+    as it was. Any other packet (an original that was a file of its own, with its own
+    codec or sync marker) is written as it is, as a file of its own, which reads back as
+    that packet; so is a run of one record. ValueError for a packet that is not an Avro
+    container.
     """
     if per_file < 1:
         raise ValueError(f"per_file must be at least 1, got {per_file}")
@@ -322,24 +328,40 @@ def write_alerts(
         msg = f"{out_dir} already holds {len(existing)} packet files ({existing[0]}, ...)"
         raise ValueError(msg)
     written: list[Path] = []
-    pending: dict[str, tuple[str, list[bytes]]] = defaultdict(lambda: ("", []))
+    run: list[Alert] = []  # consecutive packets in skyledger's form, of one writer schema
+    run_schema = ""
+    headers: dict[str, bytes] = {}
 
-    def flush(schema_text: str) -> None:
-        label, records = pending.pop(schema_text)
+    def write(label: str, data: bytes) -> None:
+        if len(written) >= _MAX_FILES:
+            raise ValueError(f"more than {_MAX_FILES} files: give a larger per_file")
         path = out_dir / f"{len(written):06d}-{label}.avro"
-        path.write_bytes(container(schema_text, records, codec))
+        path.write_bytes(data)
         written.append(path)
+
+    def flush() -> None:
+        if len(run) == 1:  # a container of one record is read back as the file itself
+            write(run[0].schema, run[0].packet)
+        elif run:
+            records = [read_packet(alert.packet)[1] for alert in run]
+            write(run[0].schema, container(run_schema, records, codec))
+        run.clear()
 
     for alert in alerts:
         try:
             schema_text, record = read_packet(alert.packet)
-        except ValueError as exc:
+        except (ValueError, IndexError) as exc:
             raise ValueError(f"{alert.locator}: {exc}") from None
-        label, records = pending[schema_text]
-        pending[schema_text] = (label or alert.schema, records)
-        records.append(record)
-        if len(records) >= per_file:
-            flush(schema_text)
-    for schema_text in list(pending):
-        flush(schema_text)
+        header = headers.get(schema_text)
+        if header is None:
+            header = headers[schema_text] = make_header(schema_text)
+        if single_record_packet(header, record) != alert.packet:  # its own bytes: as is
+            flush()
+            write(alert.schema, alert.packet)
+            continue
+        if schema_text != run_schema or len(run) >= per_file:
+            flush()
+            run_schema = schema_text
+        run.append(alert)
+    flush()
     return written

@@ -62,6 +62,7 @@ from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, sh
 from ledger.codec import topic_of
 from projections.projector import Projector, Topics, catch_up, catch_up_shards, tracking_of
 from projections.t0 import Ingest
+from runners import heartbeat
 from runners.bus import Bus, connect
 from runners.job import Job
 from runners.metrics import LiveMetrics
@@ -93,6 +94,8 @@ class WorkerStats:
     stored: int = 0
     alerts: int = 0
     sweeps: int = 0
+    delivered: int = 0  # reactions delivered (T3)
+    redelivered: int = 0  # delivery attempts made again after one cut without an outcome
     errors: int = 0
     last_error: str = ""
     batch_s: list[float] = field(default_factory=list)
@@ -126,6 +129,7 @@ class TierWorker:
         wait_for_relay_s: float = 60.0,
         metrics: LiveMetrics | None = None,
         stuck_after_s: float | None = 900.0,
+        heartbeat_s: float = 30.0,
     ) -> None:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}: one of {', '.join(TIERS)}")
@@ -143,6 +147,7 @@ class TierWorker:
         self.alerts_subject = alerts_subject or bus.alerts_subject
         self.wait_for_relay_s = wait_for_relay_s
         self.stuck_after_s = stuck_after_s or None
+        self.heartbeat_s = heartbeat_s
         self.run_id = uuid.uuid4().hex
         self.units = JobUnits(job, sources=[])
         # A T2 retry is a delayed redelivery, not a sleep: the consumer goes on meanwhile.
@@ -157,6 +162,7 @@ class TierWorker:
         self.stats = WorkerStats()
         self.metrics = metrics or LiveMetrics(tier)
         self._failures_seen = 0
+        self._deliveries_seen: dict[str, int] = {}  # outbox counts put in the metrics
         self._deferred: dict[str, float] = {}  # tracking name -> wait before its retry
         self._kept: set[str] = set()  # claims held until the process ends (T0's decisions)
         self._lag_at = 0.0
@@ -211,7 +217,13 @@ class TierWorker:
             reconnected.set()
             alerts_reconnected.set()
 
-        client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
+        beats = self.ledger, self.run_id, self.heartbeat_s, stop, _TRANSIENT
+        beating = asyncio.ensure_future(heartbeat.beating(*beats))
+        try:
+            client = await connect(self.bus.url, f"skyledger {self.tier} worker", on_reconnect)
+        except BaseException:
+            beating.cancel()
+            raise
         status, error = "ok", ""
         try:
             js = client.jetstream()
@@ -234,6 +246,9 @@ class TierWorker:
                 stream=f"run:{self.run_id}", run=self.run_id, status=status, summary=summary,
                 run_id=self.run_id,
             )  # fmt: skip
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beating
             try:
                 await self._blocking(self.ledger.append, [finished])
             except _TRANSIENT as exc:
@@ -575,6 +590,7 @@ class TierWorker:
         failures = self._unit_failures()
         self.metrics.unit_failures.inc(failures - self._failures_seen)
         self._failures_seen = failures
+        self._count_deliveries()
         if time.monotonic() - self._lag_at >= 5.0:
             self._lag_at = time.monotonic()
             self.metrics.lag.set(self._lag())
@@ -588,6 +604,17 @@ class TierWorker:
         for projector in self.projectors:
             found += len(getattr(projector, "failures", ()))
         return found
+
+    def _count_deliveries(self) -> None:
+        """Bring the delivery counts (stats, metrics) up to the outboxes' (T3)."""
+        for outcome in ("delivered", "failed", "redelivered"):
+            total = sum(d.counts[outcome] for d in self.tiers.deliver)
+            seen = self._deliveries_seen.get(outcome, 0)
+            if total > seen:
+                self.metrics.deliveries[outcome].inc(total - seen)
+                self._deliveries_seen[outcome] = total
+        self.stats.delivered = self._deliveries_seen.get("delivered", 0)
+        self.stats.redelivered = self._deliveries_seen.get("redelivered", 0)
 
     def _lag(self) -> int:
         """Return the ledger's head minus this tier's slowest position."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from rich.console import Console
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
@@ -26,16 +27,18 @@ from ledger import (
     ResultDerived,
     ResultFailed,
     RunFinished,
+    RunHeartbeat,
     RunStarted,
     StateCombined,
 )
 from ledger.errors import ProjectionError, TrackingConflict
 from projections import models as m
 from projections.listing import StockQuery, list_stocks
-from projections.queries import run_summary, stock_view
+from projections.queries import list_runs, run_summary, stock_view
 from projections.readmodel import Fold, ReadModel, readmodel_url
 from runners.job import parse_job
 from runners.local import LocalRunner
+from runners.show import show_runs
 from tests.ledger.samples import one_of_each
 from units.sources import FileSource
 
@@ -463,3 +466,37 @@ def test_kept_up_after_every_run_equals_rebuilt_on_real_alerts(
     ledger.append(story())  # a digest sees any change
     readmodel.catch_up(ledger)
     assert readmodel.digest() != kept
+
+
+def test_a_run_whose_heartbeats_stopped_is_gone_with_when_it_was_last_seen(
+    ledger: Ledger, readmodel: ReadModel
+) -> None:
+    def at(seconds: float) -> dt.datetime:
+        return T0 + dt.timedelta(seconds=seconds)
+
+    def started(run: str) -> RunStarted:
+        return RunStarted(stream=f"run:{run}", run=run, job_hash="j", job_text="", packages={},
+                          host="h", user="u", run_id=run, time=at(0))  # fmt: skip
+
+    def beats(run: str, *seconds: float) -> list[Event]:
+        return [RunHeartbeat(stream=f"run:{run}", run=run, beat=n, every_s=10.0, run_id=run,
+                             time=at(s)) for n, s in enumerate(seconds, 1)]  # fmt: skip
+
+    done = RunFinished(stream="run:done", run="done", status="ok", run_id="done", time=at(30))
+    ledger.append([started("killed"), *beats("killed", 0, 10, 20)])
+    ledger.append([started("alive"), *beats("alive", 0, 50)])
+    ledger.append([started("done"), *beats("done", 0), done, started("local")])
+    readmodel.catch_up(ledger)
+    runs = {r.run_id: r for r in list_runs(readmodel, now=at(60))}
+    assert {k: r.status for k, r in runs.items()} == {
+        "killed": "gone", "alive": "running", "done": "ok", "local": "running"
+    }  # fmt: skip
+    assert (runs["killed"].last_seen, runs["killed"].heartbeat_s) == (at(20), 10.0)
+    assert runs["local"].heartbeat_s is None  # sends none: it cannot be told gone
+    assert list_runs(readmodel, now=at(50))[-1].status == "running"  # 30 s: not yet gone
+    killed = run_summary(readmodel, "killed", now=at(60))
+    assert killed is not None
+    assert killed.status == "gone"
+    console = Console(width=200, record=True)
+    show_runs(console, list(runs.values()))
+    assert "gone (last seen 2026-11-25 03:00:20)" in console.export_text()

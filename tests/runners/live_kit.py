@@ -10,7 +10,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ledger import (
     ConfigurationRegistered,
@@ -19,10 +19,13 @@ from ledger import (
     Ledger,
     ReactionIssued,
     RunFinished,
+    RunHeartbeat,
     RunStarted,
 )
 from runners.simulate import SimulatedSource
 from units import Alert, Blob
+
+S = TypeVar("S", bound=HTTPServer)
 
 
 class Keys(HTTPServer):
@@ -60,7 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
 def serving() -> Iterator[Keys]:
     """Serve a :class:`Keys` receiver on a thread for as long as the generator lives
     (a fixture's body)."""
-    server = Keys()
+    yield from serve(Keys())
+
+
+def serve(server: S) -> Iterator[S]:
+    """Serve an HTTP server on a thread for as long as the generator lives."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -85,14 +92,14 @@ class MemorySource(SimulatedSource):
 
 def run_record(event: Event, deliveries: bool = False) -> bool:
     """Return True for records of runs and workers, not facts: the sources'
-    configurations (which files a run read), RunStarted and RunFinished; and, unless
+    configurations (which files a run read), RunStarted, RunHeartbeat and RunFinished; and, unless
     ``deliveries``, delivery claims and outcomes (a delivery cut short by a crash is
     tried again, with the same key, as another attempt)."""
     if isinstance(event, ConfigurationRegistered):
         return event.unit.endswith("Source")
     if not deliveries and isinstance(event, DeliveryClaimed | ReactionIssued):
         return True
-    return isinstance(event, RunStarted | RunFinished)
+    return isinstance(event, RunStarted | RunHeartbeat | RunFinished)
 
 
 def facts(ledger: Ledger, deliveries: bool = False) -> dict[str, str]:

@@ -206,6 +206,7 @@ def test_a_delivery_killed_before_its_outcome_is_posted_again_once_with_the_same
     assert summary["status"] == "ok", summary["failures"]
     [webhook] = summary["reactions"]
     assert webhook["taken_over"] == 1
+    assert webhook["redelivered"] == 1  # counted: the receiver got the killed key twice
 
     posts = receiver.seen()
     per_key = Counter(p.key for p in posts)

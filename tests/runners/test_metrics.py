@@ -15,6 +15,7 @@ def test_metrics_and_health_are_served() -> None:
     metrics.unit_failures.inc()
     metrics.batch.observe(0.25)
     metrics.lag.set(40)
+    metrics.deliveries["redelivered"].inc()
     server = serve(metrics, 0)
     try:
         code, text = get(server.url + "/metrics")
@@ -24,6 +25,8 @@ def test_metrics_and_health_are_served() -> None:
         assert 'skyledger_failures_total{kind="unit",tier="t2"} 1.0' in text
         assert 'skyledger_lag_events{tier="t2"} 40.0' in text
         assert 'skyledger_batch_seconds_count{tier="t2"} 1.0' in text
+        assert 'skyledger_redeliveries_total{tier="t2"} 1.0' in text
+        assert 'skyledger_deliveries_total{outcome="delivered",tier="t2"} 0.0' in text
         code, text = get(server.url + "/healthz")
         assert (code, text.split()[0]) == (200, "ok")
         assert get(server.url + "/elsewhere")[0] == 404

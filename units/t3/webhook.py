@@ -39,6 +39,11 @@ class WebhookReactor(Reactor):
     channels, its photometry summary and the chosen results), so a stock is posted again
     only when something about it changed. Any answer other than 2xx, a redirect
     included, is a failed delivery.
+
+    Delivery is at least once: a POST cut by a crash before its outcome was recorded is
+    made again, with the same key, once its claim is older than the job's
+    ``retry.lease_s`` (10 s by default; ``projections.outbox``). A receiver must treat
+    the ``Idempotency-Key`` header as a dedupe key (answer 2xx, act once).
     """
 
     version: ClassVar[str] = "1.0"
