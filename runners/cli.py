@@ -387,6 +387,11 @@ def simulate(
     shift_days: Annotated[
         float, typer.Option(help="copy k is moved k times this many days later")
     ] = 0.0,
+    sky_step: Annotated[
+        float,
+        typer.Option(min=0.0, max=359.999, help="copy k is moved k times this many degrees in "
+                     "RA (137.5: copies spread over the sky; 0: at their original's place)"),
+    ] = 0.0,
     cutouts: Annotated[
         bool, typer.Option("--cutouts/--no-cutouts", help="keep the image cutouts, or drop them")
     ] = True,
@@ -412,7 +417,7 @@ def simulate(
         )
     source = SimulatedSource(
         {"paths": [str(p) for p in paths], "copies": copies, "shift_days": shift_days,
-         "cutouts": cutouts}
+         "cutouts": cutouts, "sky_step_deg": sky_step}
     )  # fmt: skip
     with _progress(as_json) as progress:
 

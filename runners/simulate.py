@@ -20,6 +20,11 @@ Copy 0 of an alert is the alert itself. Copy ``k > 0`` is re-stamped by a
 * **times**: every Julian date (``jd`` of the candidate and of every ``prv_candidates``
   and ``fp_hists`` entry; ``jdstarthist``, ``jdendhist``, ``jdstartref``,
   ``jdendref``) moves by ``k * shift_days``, so all intervals are kept.
+* **sky**: with ``sky_step_deg``, copy ``k`` is moved ``k * sky_step_deg`` degrees in
+  right ascension (``ra`` of the candidate and of every ``prv_candidates`` entry, modulo
+  360), so that many copies are many positions on the sky, each keeping its
+  declination and its detections' scatter (a step near the golden angle, 137.5 degrees,
+  spreads them evenly); without it copies share their original's position.
 * **cutouts**: kept, or written as null with ``cutouts=False``.
 
 Ids depend on the set of originals, not on their order. The packet of a copy is a
@@ -105,7 +110,12 @@ class Restamper:
     """Makes copies of a fixed set of ZTF alerts (the scheme is in the module docstring)."""
 
     def __init__(
-        self, originals: Iterable[Alert], *, shift_days: float = 0.0, cutouts: bool = True
+        self,
+        originals: Iterable[Alert],
+        *,
+        shift_days: float = 0.0,
+        cutouts: bool = True,
+        sky_step_deg: float = 0.0,
     ) -> None:
         stocks: set[str] = set()
         candids: set[int] = set()
@@ -128,12 +138,14 @@ class Restamper:
         self._stocks = {stock: i for i, stock in enumerate(sorted(stocks))}
         self._candids = {candid: j for j, candid in enumerate(sorted(candids))}
         self._shift = shift_days
+        self._sky = sky_step_deg
         self.max_copy = min(_COPY_IDS // max(len(stocks), 1), CANDID_BASE // max(len(candids), 1))
         """The largest copy number whose ids are still in range."""
         times = frozenset(_JD_FIELDS if shift_days else ())
+        moved = frozenset({"ra"} if sky_step_deg else ())
         children = {
-            "candidate": Spec(times | {"candid"}),
-            "prv_candidates": Spec(frozenset({"candid"}) | (times & {"jd"})),
+            "candidate": Spec(times | moved | {"candid"}),
+            "prv_candidates": Spec(frozenset({"candid"}) | (times & {"jd"}) | moved),
         }
         if shift_days:
             children["fp_hists"] = Spec(frozenset({"jd"}))
@@ -185,23 +197,31 @@ class Restamper:
             for key in _JD_FIELDS:
                 if candidate.get(key) is not None:
                     candidate[key] += shift
+        turn = (copy * self._sky) % 360.0
+        if turn and candidate.get("ra") is not None:
+            candidate["ra"] = (candidate["ra"] + turn) % 360.0
         for name, has_candid in (("prv_candidates", True), ("fp_hists", False)):
             entries = original.get(name)
             if entries and (has_candid or shift):
                 payload[name] = [
-                    None if entry is None else self._entry(entry, offset, shift)
+                    None if entry is None else self._entry(entry, offset, shift,
+                                                           turn if has_candid else 0.0)
                     for entry in entries
-                ]
+                ]  # fmt: skip
         if not self._cutouts:
             payload.update(dict.fromkeys(_CUTOUTS & payload.keys()))
         return payload
 
-    def _entry(self, entry: Mapping[str, Any], offset: int, shift: float) -> dict[str, Any]:
+    def _entry(
+        self, entry: Mapping[str, Any], offset: int, shift: float, turn: float
+    ) -> dict[str, Any]:
         copied = dict(entry)
         if copied.get("candid") is not None:
             copied["candid"] = offset + self._candids[copied["candid"]]
         if shift and copied.get("jd") is not None:
             copied["jd"] += shift
+        if turn and copied.get("ra") is not None:
+            copied["ra"] = (copied["ra"] + turn) % 360.0
         return copied
 
     def _template(self, alert: Alert) -> tuple[bytes, Template]:
@@ -242,6 +262,10 @@ class SimulatedSource(Source):
             0.0, allow_inf_nan=False, description="Days copy k is moved by, times k."
         )
         cutouts: bool = Field(True, description="Keep image cutouts in copies (else null).")
+        sky_step_deg: float = Field(
+            0.0, ge=0.0, lt=360.0, allow_inf_nan=False,
+            description="Degrees of right ascension copy k is moved by, times k (0: kept).",
+        )  # fmt: skip
 
     config: SimulatedSource.Config
 
@@ -270,8 +294,9 @@ class SimulatedSource(Source):
         if restamper is None and self.config.copies > 1:
             try:
                 restamper = Restamper(
-                    alerts, shift_days=self.config.shift_days, cutouts=self.config.cutouts
-                )
+                    alerts, shift_days=self.config.shift_days, cutouts=self.config.cutouts,
+                    sky_step_deg=self.config.sky_step_deg,
+                )  # fmt: skip
             except ValueError as exc:
                 raise ConfigError(f"unit {self.name!r}: {exc}") from None
             if self.config.copies - 1 > restamper.max_copy:

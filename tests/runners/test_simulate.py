@@ -111,6 +111,32 @@ def test_history_kept_and_times_shifted(night_copies: dict[int, list[Alert]]) ->
         assert after["candidate"]["magpsf"] == before["candidate"]["magpsf"]
 
 
+def test_copies_move_across_the_sky_with_a_step(night: list[Alert]) -> None:
+    step = 137.50776405003785
+    restamper = Restamper(night, sky_step_deg=step)
+    moved_entries = 0
+    for original in night:
+        copy = restamper.restamp(original, 3)
+        (back,) = iter_blob(copy.packet, copy.locator)
+        assert isinstance(back, Alert)
+        assert back.payload == copy.payload  # the packet carries the new positions
+        before, after = original.payload, copy.payload
+        turn = (3 * step) % 360.0
+        assert after["candidate"]["ra"] == pytest.approx((before["candidate"]["ra"] + turn) % 360)
+        assert after["candidate"]["dec"] == before["candidate"]["dec"]
+        pairs = zip(before["prv_candidates"] or [], after["prv_candidates"] or [], strict=True)
+        for old, new in pairs:
+            if old.get("ra") is None:
+                assert new.get("ra") is None
+                continue
+            moved_entries += 1
+            assert new["ra"] == pytest.approx((old["ra"] + turn) % 360)
+            assert new["dec"] == old["dec"]
+    assert moved_entries > 100  # detections in the histories moved with their alert
+    same = Restamper(night).restamp(night[0], 3).payload["candidate"]["ra"]
+    assert same == night[0].payload["candidate"]["ra"]  # no step: the original's place
+
+
 def test_digests_do_not_depend_on_run_or_order(night: list[Alert]) -> None:
     one, two = Restamper(night), Restamper(list(reversed(night)))
     sample = night[::50]
