@@ -6,6 +6,7 @@ and every public channel; a personal access token narrows them to the channels i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -13,7 +14,9 @@ import secrets
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import Column, MetaData, String, Table, inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from projections import models as m
 from projections.queries import Source, reading, rows_of
@@ -21,9 +24,12 @@ from projections.scope import Scope
 
 __all__ = [
     "TOKEN_PREFIX",
+    "TOKEN_USE",
+    "USAGE",
     "GrantRow",
     "PolicyRow",
     "TokenRow",
+    "TokenUse",
     "grants",
     "make_token",
     "matches",
@@ -78,6 +84,7 @@ class TokenRow(_Row):
     revoked_position: int | None
     revoked_by: str | None
     identities: list[str] | None = None
+    last_used: dt.datetime | None = None
 
     def usable(self, now: dt.datetime) -> str | None:
         """Return why the token may not be used now, None if it may."""
@@ -133,16 +140,58 @@ def policies(source: Source) -> dict[str, PolicyRow]:
     return {r["channel"]: PolicyRow(**r) for r in rows}
 
 
+USAGE = MetaData()
+"""Tables of how the API is used, kept beside the read model (not folded from the
+ledger: a token's use is not a fact of the ledger, and would be an event per request)."""
+TOKEN_USE = Table(
+    "skyledger_token_use", USAGE,
+    Column("token_id", String, primary_key=True),
+    Column("last_used", m.UTCDateTime, nullable=False),
+)  # fmt: skip
+_USE_EVERY_S = 60.0  # a token's last use is written at most this often
+
+
 def tokens(source: Source, owner: str | None = None, token_id: str | None = None) -> list[TokenRow]:
-    """Return the tokens (of one owner, or the one with an id), the latest first."""
+    """Return the tokens (of one owner, or the one with an id), the latest first, each
+    with when it was last used (to the minute; None: never, or before it was kept)."""
     table = m.Token.__table__
-    query = select(table).order_by(table.c.issued_position.desc())
-    if owner is not None:
-        query = query.where(table.c.owner == owner)
-    if token_id is not None:
-        query = query.where(table.c.token_id == token_id)
     with reading(source) as conn:
+        kept = inspect(conn.connection() if isinstance(conn, Session) else conn)
+        if kept.has_table(TOKEN_USE.name):  # a ledger never served has none
+            query = select(table, TOKEN_USE.c.last_used).outerjoin(
+                TOKEN_USE, TOKEN_USE.c.token_id == table.c.token_id
+            )
+        else:
+            query = select(table)
+        query = query.order_by(table.c.issued_position.desc())
+        if owner is not None:
+            query = query.where(table.c.owner == owner)
+        if token_id is not None:
+            query = query.where(table.c.token_id == token_id)
         return [TokenRow(**r) for r in rows_of(conn, query)]
+
+
+class TokenUse:
+    """Records when tokens were last used, at most once a minute each (in one process)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._written: dict[str, dt.datetime] = {}
+        with model.engine.begin() as conn:
+            USAGE.create_all(conn)
+
+    def used(self, token_id: str, now: dt.datetime) -> None:
+        """Note a use of a token now."""
+        last = self._written.get(token_id)
+        if last is not None and (now - last).total_seconds() < _USE_EVERY_S:
+            return
+        self._written[token_id] = now
+        with contextlib.suppress(IntegrityError), self.model.engine.begin() as conn:
+            updated = conn.execute(
+                TOKEN_USE.update().where(TOKEN_USE.c.token_id == token_id).values(last_used=now)
+            )
+            if updated.rowcount == 0:  # (another server may insert it first: then it has it)
+                conn.execute(TOKEN_USE.insert().values(token_id=token_id, last_used=now))
 
 
 def public_scope(source: Source) -> Scope:

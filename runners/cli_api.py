@@ -270,7 +270,9 @@ def list_tokens(
     if as_json:
         print_json([t.model_dump(exclude={"digest"}) for t in found])
         return
-    table = Table("token", "for", "name", "channels", "expires", "revoked", title="tokens")
+    table = Table(
+        "token", "for", "name", "channels", "expires", "last used", "revoked", title="tokens"
+    )
     for t in found:
         table.add_row(
             t.token_id,
@@ -278,6 +280,7 @@ def list_tokens(
             escape(t.name),
             escape(", ".join(t.channels) if t.channels else "all theirs"),
             f"{t.expires:%Y-%m-%d %H:%M}",
+            "never" if t.last_used is None else f"{t.last_used:%Y-%m-%d %H:%M}",
             "yes" if t.revoked_position else "no",
         )
     out.print(table)

@@ -19,7 +19,14 @@ from typing import Any, NoReturn, Protocol
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
-from projections.access import matches, public_scope, scope_of, token_id_of, tokens
+from projections.access import (
+    TokenUse,
+    matches,
+    public_scope,
+    scope_of,
+    token_id_of,
+    tokens,
+)
 from projections.readmodel import ReadModel
 from projections.scope import Scope
 from runners.api.problems import Problem
@@ -77,6 +84,7 @@ class Authenticator:
         self, model: ReadModel, oidc: IdentityVerifier | None, limit: RateLimit
     ) -> None:
         self.model, self.oidc, self.limit = model, oidc, limit
+        self.use = TokenUse(model)
 
     def caller(self, request: Request) -> Caller:
         """Return the caller of a request, or raise a 401 or 429 problem."""
@@ -125,6 +133,7 @@ class Authenticator:
         why = row.usable(dt.datetime.now(dt.UTC))
         if why is not None:
             self._deny(f"token {why}", token_id)
+        self.use.used(token_id, dt.datetime.now(dt.UTC))
         identities = frozenset(row.identities or (row.owner,))
         scope = scope_of(self.model, identities, row.channels)
         return Caller(kind="token", key=f"token:{token_id}", identities=identities, scope=scope,

@@ -320,6 +320,7 @@ class TokenShown(BaseModel):
     channels: list[str] | None
     expires: dt.datetime
     revoked: bool
+    last_used: dt.datetime | None = Field(description="to the minute; None: not yet")
 
 
 def _owned(request: Request, who: Who) -> list[TokenRow]:
@@ -334,7 +335,7 @@ def _owned(request: Request, who: Who) -> list[TokenRow]:
 def my_tokens(request: Request, who: Who) -> list[TokenShown]:
     """List the caller's own tokens."""
     return [TokenShown(token_id=t.token_id, name=t.name, channels=t.channels, expires=t.expires,
-                       revoked=t.revoked_position is not None)
+                       revoked=t.revoked_position is not None, last_used=t.last_used)
             for t in _owned(request, who)]  # fmt: skip
 
 

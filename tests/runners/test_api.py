@@ -388,6 +388,7 @@ def test_a_signed_in_user_makes_lists_and_revokes_a_token_of_their_own(served: S
     mine = served.get("/api/v1/tokens", good).json()
     assert [t["name"] for t in mine] == ["laptop"]
     assert "token" not in mine[0]
+    assert mine[0]["last_used"] is not None  # it was used for /me above
     by_token = httpx.post(served.url + "/api/v1/tokens", timeout=60, json={},
                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert by_token.status_code == 403  # a token does not make tokens
