@@ -51,6 +51,7 @@ from ledger.access import ACCESS_EVENT_TYPES
 from ledger.errors import ProjectionError
 from projections import models as m
 from projections.fold_access import fold_access
+from projections.fold_ranks import fold_ranks
 from projections.sky import cells_of, mean_direction, unit_vector
 
 __all__ = [
@@ -399,6 +400,7 @@ class Fold:
                 row["failures"] += 1
             rows[e.result_id] = touched[e.result_id] = row
         self.upsert(m.Result, list(touched.values()))
+        fold_ranks([e for e in events if isinstance(e, ResultDerived)], self.fetch, self.upsert)
 
     def reactions(self, events: list[ReactionIntended | DeliveryClaimed | ReactionIssued]) -> None:
         """Record intended reactions, and how each one's delivery stands."""

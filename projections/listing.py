@@ -44,6 +44,7 @@ from ledger import Ledger
 from ledger.errors import NotFound, QueryError
 from projections import models as m
 from projections.asof import folded_as_of
+from projections.fold_ranks import ranked_paths
 from projections.paging import MAX_POSITION, Cursor, Page, query_digest
 from projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
 from projections.readmodel import ReadModel
@@ -374,6 +375,35 @@ def result_visible(r: Any, at: Any, channels: frozenset[str]) -> ColumnElement[b
     return or_(of_state, and_(not_a_state, of_stock))
 
 
+def _ranked(
+    conn: Connection,
+    query: ResultQuery,
+    keys: list[UnitKey] | None,
+    channels: frozenset[str] | None,
+    at: Any,
+) -> tuple[Select[Any], str] | None:
+    """Return the results with their value through the rank index (``rm_ranks``), and
+    the value's column name, where it answers exactly: each stock's latest result of one
+    unit configuration about states, in one channel, by a path the unit ranks by, with
+    nothing of it indexed after the position read as of; else None (then the results
+    themselves are read)."""
+    if not (query.latest and query.path and keys and len(keys) == 1 and channels
+            and len(channels) == 1 and query.stock is None and query.status == "ok"):
+        return None  # fmt: skip
+    unit, version, digest, config = keys[0]
+    paths, about_states = ranked_paths(unit)
+    if query.path not in paths or not about_states:
+        return None
+    k, r = m.Rank.__table__, m.Result.__table__
+    (channel,) = channels
+    mine = and_(k.c.unit == unit, k.c.unit_version == version, k.c.unit_digest == digest,
+                k.c.config == config, k.c.channel == channel, k.c.path == query.path)  # fmt: skip
+    if conn.execute(select(k.c.stock).where(mine, k.c.position > at).limit(1)).first():
+        return None  # a newer result since: the index no longer holds the older ones
+    sql = select(r, k.c.value.label("ranked_value")).join(k, k.c.result_id == r.c.result_id)
+    return sql.where(mine, k.c.position <= at), "ranked_value"
+
+
 def list_results(
     model: ReadModel,
     query: ResultQuery,
@@ -406,13 +436,20 @@ def list_results(
         if channels is not None:
             cut.append(result_visible(r, at, channels))
         chosen = select(r).where(*cut)
-        if query.latest:
+        ranked = _ranked(conn, query, keys, channels, at)
+        if ranked is not None:  # each stock's latest value, through the rank index
+            chosen, value_of = ranked
+        elif query.latest:
             rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())
             inner = select(r, rank.label("rank")).where(*cut).subquery()
             chosen = select(*(inner.c[col.name] for col in r.columns)).where(inner.c.rank == 1)
         source = chosen.subquery()
-        value = _number_at(conn, source.c.body, path) if path else source.c.position
-        sql = select(source, value.label("sort_key"))
+        value: ColumnElement[Any]
+        if ranked is not None:
+            value = source.c[value_of]
+        else:
+            value = _number_at(conn, source.c.body, path) if path else source.c.position
+        sql = select(*(source.c[col.name] for col in r.columns), value.label("sort_key"))
         if path:
             sql = sql.where(value.is_not(None))
             if query.min is not None:

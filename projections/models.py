@@ -26,6 +26,7 @@ __all__ = [
     "Decision",
     "Grant",
     "JournalEntry",
+    "Rank",
     "Reaction",
     "Result",
     "Run",
@@ -234,6 +235,30 @@ class StateChannel(Base):
 
     state_id: Mapped[str] = _key()
     channel: Mapped[str] = _key()
+    position: Mapped[int]
+
+
+class Rank(Base):
+    """A stock's latest result of one T2 unit configuration in one channel, by one of the
+    paths the unit ranks by (``T2Unit.ranks``), with its value there (None: not a
+    number in that result): a channel's stocks ranked by a value, through an index.
+    ``channel`` is ``""`` for results about no state (they follow their stock)."""
+
+    __tablename__ = "rm_ranks"
+    __table_args__ = (
+        Index("rm_ranks_value", "unit", "unit_version", "unit_digest", "config", "channel",
+              "path", "value"),
+    )  # fmt: skip
+
+    unit: Mapped[str] = _key()
+    unit_version: Mapped[str] = _key()
+    unit_digest: Mapped[str] = _key()
+    config: Mapped[str] = _key()
+    channel: Mapped[str] = _key()
+    path: Mapped[str] = _key()
+    stock: Mapped[str] = _key()
+    value: Mapped[float | None]
+    result_id: Mapped[str]
     position: Mapped[int]
 
 

@@ -191,6 +191,10 @@ class T2Unit(Unit, ABC):
 
     binds: ClassVar[T2Binding] = "lightcurve"
     depends_on: ClassVar[tuple[str, ...]] = ()
+    ranks: ClassVar[tuple[str, ...]] = ()
+    """Paths (keys joined by dots) to numbers in its results that stocks are ranked by:
+    the read model indexes each stock's latest value of each, per channel, so that a
+    channel's stocks ranked by one answer through an index, not a scan."""
 
     @classmethod
     def subject(cls) -> str:

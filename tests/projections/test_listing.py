@@ -196,3 +196,41 @@ def test_results_by_value_latest_per_stock_and_only_the_scopes_channels(ledger: 
             list_results(model, ResultQuery(min=1))
         with pytest.raises(QueryError, match="keys joined by dots"):
             list_results(model, ResultQuery(path="a..b"))
+
+
+def test_a_channels_stocks_ranked_by_a_value_come_through_the_rank_index(ledger: Ledger) -> None:
+    run(ledger, FIRST)
+    with model_of(ledger) as model:
+        query = ResultQuery(entry="TotalFromCounts", path="total", latest=True, channel="MANY")
+
+        def expected() -> list[tuple[str, float]]:
+            with model.engine.connect() as conn:
+                many = set(conn.execute(select(m.StateChannel.state_id).where(
+                    m.StateChannel.channel == "MANY")).scalars())  # fmt: skip
+                rows = conn.execute(select(m.Result.stock, m.Result.position, m.Result.body,
+                                           m.Result.result_id, m.Result.subject).where(
+                    m.Result.unit == "TotalFromCounts", m.Result.status == "ok")).all()  # fmt: skip
+            latest: dict[str, tuple[int, float, str]] = {}
+            for stock, position, body, result_id, subject in rows:
+                if subject in many and position > latest.get(stock, (-1, 0.0, ""))[0]:
+                    latest[stock] = (position, float(body["total"]), result_id)
+            ordered = sorted(latest.values(), key=lambda v: (-v[1], v[2]))
+            return [(result_id, total) for _, total, result_id in ordered]
+
+        with model.engine.connect() as conn:
+            indexed = conn.execute(select(m.Rank.stock).where(m.Rank.channel == "MANY")).all()
+        assert indexed  # the index holds the channel's latest totals
+        first = list_results(model, query, limit=5)
+        assert [(r.result_id, r.value) for r in first.items] == expected()[:5]
+        run(ledger, SECOND)  # newer results for some stocks: later pages read the results
+        model.catch_up(ledger)
+        rest = every_page(lambda c: list_results(model, query, cursor=c, limit=5)
+                          if c else first)  # fmt: skip
+        middle = first.position
+        with model.engine.connect() as conn:
+            assert conn.execute(select(m.Rank.stock).where(m.Rank.position > middle)).first()
+        now = list_results(model, query, limit=1000)
+        assert [(r.result_id, r.value) for r in now.items] == expected()
+        then = list_results(model, query, as_of=middle, limit=1000).items
+        assert rest == list(then)  # pages pinned to the first's position, index or not
+        assert len({r.stock for r in rest}) == len(rest)

@@ -72,6 +72,7 @@ class TotalFromCounts(T2Unit):
     version = "1"
     binds: ClassVar = "state"
     depends_on = ("CountPoints",)
+    ranks = ("total",)
 
     def process(self, view: T2View) -> Mapping[str, Any]:
         return {"total": sum(view.dependencies["CountPoints"].values())}

@@ -59,6 +59,7 @@ class T2LightCurveFeatures(T2Unit):
 
     version: ClassVar[str] = "1.0"
     binds: ClassVar[T2Binding] = "lightcurve"
+    ranks: ClassVar[tuple[str, ...]] = ("ndet", "duration", "peak.mag", "color.value")
 
     class Config(UnitConfig):
         """Options of the light-curve features."""

@@ -67,6 +67,7 @@ class T2CandidateScore(T2Unit):
     version: ClassVar[str] = "1.0"
     binds: ClassVar[T2Binding] = "state"  # needs only its dependency's result
     depends_on: ClassVar[tuple[str, ...]] = ("T2LightCurveFeatures",)
+    ranks: ClassVar[tuple[str, ...]] = ("score",)
 
     class Config(UnitConfig):
         """Options of the score: the SN-like ranges of each criterion and their weights."""
