@@ -380,13 +380,13 @@ def _ranked(
     query: ResultQuery,
     keys: list[UnitKey] | None,
     channels: frozenset[str] | None,
-    at: Any,
+    position: int,
 ) -> tuple[Select[Any], str] | None:
     """Return the results with their value through the rank index (``rm_ranks``), and
     the value's column name, where it answers exactly: each stock's latest result of one
     unit configuration about states, in one channel, by a path the unit ranks by, with
-    nothing of it indexed after the position read as of; else None (then the results
-    themselves are read)."""
+    nothing indexed after the position read as of (a first page always: the index moves
+    with the read model's position); else None (then the results themselves are read)."""
     if not (query.latest and query.path and keys and len(keys) == 1 and channels
             and len(channels) == 1 and query.stock is None and query.status == "ok"):
         return None  # fmt: skip
@@ -398,10 +398,11 @@ def _ranked(
     (channel,) = channels
     mine = and_(k.c.unit == unit, k.c.unit_version == version, k.c.unit_digest == digest,
                 k.c.config == config, k.c.channel == channel, k.c.path == query.path)  # fmt: skip
-    if conn.execute(select(k.c.stock).where(mine, k.c.position > at).limit(1)).first():
-        return None  # a newer result since: the index no longer holds the older ones
+    newest = conn.execute(select(func.max(k.c.position))).scalar_one_or_none()
+    if newest is not None and newest > position:
+        return None  # a newer result since: the index may no longer hold the older ones
     sql = select(r, k.c.value.label("ranked_value")).join(k, k.c.result_id == r.c.result_id)
-    return sql.where(mine, k.c.position <= at), "ranked_value"
+    return sql.where(mine, k.c.position <= position), "ranked_value"
 
 
 def list_results(
@@ -436,7 +437,7 @@ def list_results(
         if channels is not None:
             cut.append(result_visible(r, at, channels))
         chosen = select(r).where(*cut)
-        ranked = _ranked(conn, query, keys, channels, at)
+        ranked = _ranked(conn, query, keys, channels, position)
         if ranked is not None:  # each stock's latest value, through the rank index
             chosen, value_of = ranked
         elif query.latest:

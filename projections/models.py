@@ -248,6 +248,7 @@ class Rank(Base):
     __table_args__ = (
         Index("rm_ranks_value", "unit", "unit_version", "unit_digest", "config", "channel",
               "path", "value"),
+        Index("rm_ranks_position", "position"),
     )  # fmt: skip
 
     unit: Mapped[str] = _key()
