@@ -1,7 +1,9 @@
-"""Serving an API application for a test: uvicorn in a thread on a free loopback port."""
+"""For API tests: serving an application (uvicorn in a thread on a free loopback port),
+and personal access tokens issued straight into a ledger."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +12,22 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 from fastapi import FastAPI
+
+from ledger import Ledger
+from ledger.access import TokenIssued
+from projections.access import make_token, token_digest
+
+
+def issue_token(
+    ledger: Ledger, owner: str, days: float = 30, channels: tuple[str, ...] | None = None
+) -> str:
+    """Append a personal access token for ``owner`` (expired if ``days`` < 0); return it."""
+    token, token_id = make_token()
+    ledger.append([TokenIssued(
+        stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token), owner=owner,
+        channels=channels, expires=dt.datetime.now(dt.UTC) + dt.timedelta(days=days), by="test",
+    )])  # fmt: skip
+    return token
 
 
 @contextmanager

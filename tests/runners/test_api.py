@@ -7,7 +7,6 @@ route; lists page, the change feed resumes, CSV and problem documents are served
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import socket
 import subprocess
@@ -25,11 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
-from ledger.access import AccessGranted, ChannelPolicySet, TokenIssued
-from projections.access import make_token, token_digest
+from ledger.access import AccessGranted, ChannelPolicySet
+from projections.access import make_token
 from runners.job import parse_job
 from runners.local import LocalRunner
 from runners.oidc_provider import EmbeddedDex
+from tests.runners.api_kit import issue_token
 from units.sources import FileSource
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
@@ -53,16 +53,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def pat(ledger: Ledger, owner: str, days: float = 30, channels: tuple[str, ...] | None = None,
-        ) -> str:  # fmt: skip
-    token, token_id = make_token()
-    ledger.append([TokenIssued(
-        stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token), owner=owner,
-        channels=channels, expires=dt.datetime.now(dt.UTC) + dt.timedelta(days=days), by="test",
-    )])  # fmt: skip
-    return token
 
 
 class Served:
@@ -91,9 +81,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterat
         ChannelPolicySet(stream="access:A", channel="A", public=False, programids=(1,), by="t"),
     ])  # fmt: skip
     tokens = {
-        "carol": pat(ledger, "user:carol"),
-        "expired": pat(ledger, "user:carol", days=-1),
-        "bob": pat(ledger, "user:bob"),
+        "carol": issue_token(ledger, "user:carol"),
+        "expired": issue_token(ledger, "user:carol", days=-1),
+        "bob": issue_token(ledger, "user:bob"),
     }
     port = free_port()
     command = [sys.executable, "-m", "runners.cli", "serve", "--ledger", url, "--port",
@@ -281,7 +271,7 @@ def bad_tokens(served: Served) -> dict[str, str]:
     public = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwks["keys"][0]))
     pem = public.public_bytes(serialization.Encoding.PEM,  # type: ignore[union-attr]
                               serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
-    revoked = pat(served.ledger, "user:carol")
+    revoked = issue_token(served.ledger, "user:carol")
     subprocess.run(
         [
             sys.executable,

@@ -16,7 +16,7 @@ from runners.api import ApiSettings, create_app
 from runners.cli_common import model_of
 from runners.job import parse_job
 from runners.local import LocalRunner
-from tests.runners.api_kit import serving
+from tests.runners.api_kit import issue_token, serving
 from tests.runners.test_cli import skyledger
 from units.sources import FileSource
 
@@ -83,16 +83,7 @@ def test_a_credential_over_its_rate_gets_429_with_retry_after(tmp_path: Path) ->
     with Ledger.open(url) as ledger:
         run(ledger, SN[:2])
         ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
-    from projections.access import make_token, token_digest
-
-    token, token_id = make_token()
-    with Ledger.open(url) as ledger:
-        from ledger.access import TokenIssued
-
-        ledger.append([TokenIssued(
-            stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token),
-            owner="user:x", expires="2999-01-01T00:00:00Z", by="t",
-        )])  # fmt: skip
+        token = issue_token(ledger, "user:x")
     app = create_app(ApiSettings(ledger=url, rate=0.2, burst=2))
     with serving(app) as client:
         headers = {"Authorization": f"Bearer {token}"}
@@ -108,17 +99,9 @@ def test_the_api_answers_beside_a_run_that_writes(tmp_path: Path) -> None:
     with Ledger.open(url) as ledger:
         run(ledger, SN[:3])
         ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
-    from projections.access import make_token, token_digest
-
-    token, token_id = make_token()
     app = create_app(ApiSettings(ledger=url, catch_up_s=0.1))
     with serving(app) as client, Ledger.open(url) as ledger:
-        from ledger.access import TokenIssued
-
-        ledger.append([TokenIssued(
-            stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token),
-            owner="user:x", expires="2999-01-01T00:00:00Z", by="t",
-        )])  # fmt: skip
+        token = issue_token(ledger, "user:x")  # made while the API serves
         headers = {"Authorization": f"Bearer {token}"}
         client.get("/api/v1/health")
         deadline = time.monotonic() + 60

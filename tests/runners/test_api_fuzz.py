@@ -11,12 +11,11 @@ from hypothesis import HealthCheck, given, settings
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
-from ledger.access import AccessGranted, TokenIssued
-from projections.access import make_token, token_digest
+from ledger.access import AccessGranted
 from runners.api import ApiSettings, create_app
 from runners.job import parse_job
 from runners.local import LocalRunner
-from tests.runners.api_kit import serving
+from tests.runners.api_kit import issue_token, serving
 from units.sources import FileSource
 
 pytestmark = pytest.mark.slow
@@ -28,15 +27,11 @@ JOB = "name: x\nchannels: [{name: A}]\ncombiner: {unit: AllPoints}\nt2: [{unit: 
 
 def test_no_route_answers_with_a_server_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    token, token_id = make_token()
     with Ledger.open(url) as ledger:
         source = FileSource({"paths": [str(f) for f in SN[:5]]})
         LocalRunner(parse_job(JOB), JOB, ledger, [source], read_model=False).run()
-        ledger.append([
-            AccessGranted(stream="access:A", channel="A", member="user:x", by="t"),
-            TokenIssued(stream=f"token:{token_id}", token_id=token_id, owner="user:x",
-                        digest=token_digest(token), expires="2999-01-01T00:00:00Z", by="t"),
-        ])  # fmt: skip
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+        token = issue_token(ledger, "user:x")
     schema = schemathesis.openapi.from_path(SCHEMA)
     app = create_app(ApiSettings(ledger=url, rate=10_000, burst=10_000))
     with serving(app) as client:
