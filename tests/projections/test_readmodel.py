@@ -244,7 +244,7 @@ def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
         "rm_run_datapoints": 4,
         "rm_runs": 1, "rm_state_channels": 1, "rm_states": 2, "rm_stock_channels": 2,
         "rm_stocks": 3, "rm_tracking": 1, "rm_channel_policies": 0, "rm_grants": 0,
-        "rm_tokens": 0,
+        "rm_tokens": 0, "rm_ranks": 0,
     }  # fmt: skip
     with readmodel.engine.connect() as conn:
         alerts = m.Alert.__table__
