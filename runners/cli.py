@@ -31,6 +31,7 @@ from rich.text import Text
 
 from ledger.errors import ConfigError, NotFound, SkyledgerError
 from ledger.settings import DEFAULT_LEDGER_URL, redact
+from ledger.when import position_or_time
 from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
     PIPED,
@@ -40,7 +41,6 @@ from runners.cli_common import (
     model_of,
     open_ledger,
     out,
-    position_or_time,
     print_json,
     read_model,
 )

@@ -3,7 +3,6 @@ and its read model, printing JSON and reading positions or times."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -11,8 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-
-from ledger.errors import ConfigError
 
 if TYPE_CHECKING:
     from ledger import Ledger
@@ -26,7 +23,6 @@ __all__ = [
     "model_of",
     "open_ledger",
     "out",
-    "position_or_time",
     "print_json",
     "read_model",
 ]
@@ -77,18 +73,3 @@ def model_of(ledger: Ledger) -> ReadModel:
     model.create()
     model.catch_up(ledger)
     return model
-
-
-def position_or_time(option: str, value: str) -> int | dt.datetime:
-    """Return a position or an aware time (UTC if none given), or refuse the value."""
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        found = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{option}: {value!r} is neither a position nor a time (ISO 8601, for example "
-            "2026-12-01T09:30:00Z)"
-        ) from None
-    return found if found.tzinfo is not None else found.replace(tzinfo=dt.UTC)

@@ -14,7 +14,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ledger.access import TokenIssued, TokenRevoked
-from ledger.errors import NotFound, QueryError
+from ledger.errors import NotFound
+from ledger.when import position_or_time
 from projections import queries
 from projections.access import TokenRow, make_token, token_digest, tokens
 from projections.changes import MAX_CHANGES, changes
@@ -65,17 +66,11 @@ FormatQuery = Annotated[Format | None, Query(alias="format", description="json o
 
 
 def _position(request: Request, as_of: str | None) -> int | None:
-    if as_of is None:
-        return None
-    text = as_of.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise QueryError(f"as_of {as_of!r}: give a position or an ISO 8601 time") from None
-    when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
-    position: int = served(request).ledger.position_at(when)
+    """Return an ``as_of`` parameter as a position (a time: the ledger's position then)."""
+    at = None if as_of is None else position_or_time("as_of", as_of)
+    if at is None or isinstance(at, int):
+        return at
+    position: int = served(request).ledger.position_at(at)
     return position
 
 
