@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "examples" / "data" / "ztf" / "ZTF21abiuvdk"  # 34 alerts of one stock
 TIMEOUT_S = 120.0
-HEARTBEAT_S = 1.0  # a run is gone 3 heartbeats after its last one
+HEARTBEAT_S = 3.0  # a run is gone 3 heartbeats after its last one (a worker starved of
+# CPU can beat a few seconds late: shorter beats made a live worker look gone under load)
 
 JOB = """\
 name: cut
@@ -115,7 +116,8 @@ def test_a_killed_worker_is_shown_gone_and_its_cut_delivery_is_counted_redeliver
 
         def gone() -> list[dict[str, Any]]:
             seen[:] = [runs(pg_url)]
-            return seen[0] if any(r["status"] == "gone" for r in seen[0]) else []
+            killed = [r for r in seen[0] if r["status"] == "gone" and tier_of(r) == "t3"]
+            return seen[0] if killed else []
 
         found = until(gone, procs, "the killed run shown gone", "t3#0", lambda: seen)
         table = runs(pg_url, as_json=False)
