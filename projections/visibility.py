@@ -13,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ledger import Ledger
 from projections import models as m
-from projections.lineage import Lineage, Step
-from projections.queries import Source, StockView, reading
+from projections.asof import stock_as_of
+from projections.lineage import Lineage, Step, lineage, resolve
+from projections.queries import Source, StockView, event_ids_of, reading, stock_view
 from projections.scope import Scope
 
-__all__ = ["scoped_lineage", "scoped_view"]
+__all__ = ["scoped_lineage", "scoped_view", "visible_lineage", "visible_stock"]
 
 
 def scoped_view(source: Source, view: StockView, scope: Scope) -> StockView | None:
@@ -121,3 +123,22 @@ class _Checker:
     def pruned(self, step: Step) -> Step:
         kept = [self.pruned(c) for c in step.causes if c.missing or self.visible(c)]
         return step.model_copy(update={"causes": kept})
+
+
+def visible_stock(
+    source: Source, ledger: Ledger, stock: str, scope: Scope, position: int | None = None
+) -> StockView | None:
+    """Return a stock's view as a scope sees it, as of a position (None: now); None if
+    there is no such stock or none of the scope's channels follows it (the API's and
+    the pages' one way to read a stock)."""
+    view = stock_view(source, stock)
+    if view is not None and position is not None:
+        view = stock_as_of(ledger, stock, position, [r.idempotency_key for r in view.reactions])
+    return None if view is None else scoped_view(source, view, scope)
+
+
+def visible_lineage(source: Source, ledger: Ledger, ident: str, scope: Scope) -> Lineage | None:
+    """Return the lineage of what an id names, as a scope sees it; None if nothing has
+    the id or the scope sees none of it (the API's and the pages' one way)."""
+    events = resolve(ledger, ident, lambda other: event_ids_of(source, other))
+    return None if not events else scoped_lineage(source, lineage(ledger, events[0]), scope)

@@ -58,36 +58,56 @@ def serve(
         str,
         typer.Option(envvar="SKYLEDGER_OIDC_GROUPS_CLAIM", help="claim of ORG:TEAM groups"),
     ] = "groups",
+    web_client_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SKYLEDGER_WEB_CLIENT_ID",
+            help="the pages' OAuth client at the issuer (sign-in with PKCE)",
+        ),
+    ] = None,
+    web_client_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SKYLEDGER_WEB_CLIENT_SECRET", help="its secret, if it is a confidential client"
+        ),
+    ] = None,
     rate: Annotated[float, typer.Option(min=0.1, help="requests a second per credential")] = 50.0,
     burst: Annotated[int, typer.Option(min=1, help="requests at once per credential")] = 100,
     print_openapi: Annotated[
         bool, typer.Option("--print-openapi", help="print the API's OpenAPI schema and exit")
     ] = False,
 ) -> None:
-    """Serve the HTTP API (/api/v1: stocks, results, lineage, changes, tokens) over a
-    ledger, beside a live run that writes it; callers read only their channels."""
+    """Serve the HTTP API (/api/v1: stocks, results, lineage, changes, tokens) and the web
+    pages over a ledger, beside a live run that writes it; callers read only their channels."""
     import json
 
     import uvicorn
 
-    from runners.api import ApiSettings, create_app
     from runners.oidc import OidcSettings, OidcVerifier
+    from runners.server import ApiSettings, create_app
+    from runners.web.signin import OidcClient
 
     settings = ApiSettings(ledger=ledger, rate=rate, burst=burst)
-    verifier = None
+    verifier = web = None
+    if web_client_id is not None and oidc_issuer is None:
+        raise ConfigError("--web-client-id: the pages sign in at an issuer: give --oidc-issuer")
     if oidc_issuer is not None:
         if oidc_audience is None:
             raise ConfigError("--oidc-audience: give the audience the issuer's tokens name")
+        audiences = tuple(dict.fromkeys(a for a in (oidc_audience, web_client_id) if a))
         verifier = OidcVerifier(OidcSettings(
-            issuer=oidc_issuer, audience=oidc_audience, user_claim=oidc_user_claim,
+            issuer=oidc_issuer, audience=audiences, user_claim=oidc_user_claim,
             groups_claim=oidc_groups_claim,
         ))  # fmt: skip
-    app = create_app(settings, verifier)
+        if web_client_id is not None:
+            web = OidcClient(oidc_issuer, web_client_id, web_client_secret)
+    app = create_app(settings, verifier, web)
     if print_openapi:
         print(json.dumps(app.openapi(), indent=2, sort_keys=True))
         return
     read_model(ledger)[0].close()  # refuse a missing ledger before listening
-    console.print(f"serving {escape(ledger)} on http://{host}:{port}/api/v1", highlight=False)
+    console.print(f"serving {escape(ledger)} on http://{host}:{port}/ (the pages) and "
+                  f"http://{host}:{port}/api/v1", highlight=False)  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

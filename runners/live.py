@@ -45,6 +45,8 @@ __all__ = [
     "run_until_signal",
     "settle",
     "stop_stuck",
+    "tier_lags",
+    "tier_names",
 ]
 
 T = TypeVar("T")
@@ -163,17 +165,9 @@ class Monitor:
         self.ledger = ledger
         self.bus = bus
         units = JobUnits(job, sources=[])
-        tiers = build_tiers(units, ledger, "monitor")
         ingest = Ingest(ledger, units.shapers, units.filters, "monitor", {})
         self.stream_name = stream_position_name(ingest, bus, subject)
-        self.names = {
-            tier: [
-                tracking_of(p, s)
-                for p in tiers.of(tier)
-                for s in ([None] if p.whole_pass or shards <= 1 else Shard.all(shards))
-            ]
-            for tier in TIERS
-        }
+        self.names = tier_names(ledger, units, shards)
 
     async def alerts_pending(self) -> int:
         """Return how many alert messages T0 has not ingested yet: the stream's last
@@ -191,21 +185,39 @@ class Monitor:
         return max(0, last - self.ledger.tracked(self.stream_name))
 
     def lags(self) -> list[TierLag]:
-        """Return each tier's position (its slowest projector's slowest shard) and the
-        ledger's head, not counting the workers' heartbeats at its end: no tier reads
-        them, and they would keep a quiet ledger's tiers behind until their next sweep."""
-        head = self.ledger.head()
-        positions = {
-            tier: min((self.ledger.tracked(n) for n in names), default=head)
-            for tier, names in self.names.items()
-        }
-        lowest = min(positions.values(), default=head)
-        if lowest < head:
-            marks = self.ledger.marks(lowest, _MARKS)
-            if len(marks) < _MARKS:  # all of them: the last that is not a heartbeat
-                facts = [p for p, kind, _ in marks if kind != RunHeartbeat.__name__]
-                head = max(facts, default=lowest)
-        return [TierLag(tier, position, head) for tier, position in positions.items()]
+        """Return each tier's position and the ledger's head (see :func:`tier_lags`)."""
+        return tier_lags(self.ledger, self.names)
+
+
+def tier_names(ledger: Ledger, units: JobUnits, shards: int) -> dict[str, list[str]]:
+    """Return the tracking names of each tier's projectors (and shards) of a job."""
+    tiers = build_tiers(units, ledger, "monitor")
+    return {
+        tier: [
+            tracking_of(p, s)
+            for p in tiers.of(tier)
+            for s in ([None] if p.whole_pass or shards <= 1 else Shard.all(shards))
+        ]
+        for tier in TIERS
+    }
+
+
+def tier_lags(ledger: Ledger, names: dict[str, list[str]]) -> list[TierLag]:
+    """Return each tier's position (its slowest projector's slowest shard) and the
+    ledger's head, not counting the workers' heartbeats at its end: no tier reads
+    them, and they would keep a quiet ledger's tiers behind until their next sweep."""
+    head = ledger.head()
+    every = ledger.tracked_many(n for tier_of in names.values() for n in tier_of)
+    positions = {
+        tier: min((every[n] for n in tier_of), default=head) for tier, tier_of in names.items()
+    }
+    lowest = min(positions.values(), default=head)
+    if lowest < head:
+        marks = ledger.marks(lowest, _MARKS)
+        if len(marks) < _MARKS:  # all of them: the last that is not a heartbeat
+            facts = [p for p, kind, _ in marks if kind != RunHeartbeat.__name__]
+            head = max(facts, default=lowest)
+    return [TierLag(tier, position, head) for tier, position in positions.items()]
 
 
 def settle(

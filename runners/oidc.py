@@ -105,6 +105,7 @@ class Principal:
     issuer: str
     expires_at: datetime
     identities: frozenset[str]
+    nonce: str | None = None  # the id token's nonce claim (a sign-in flow checks it)
 
 
 def identities_of(claims: Mapping[str, Any], settings: OidcSettings) -> frozenset[str]:
@@ -188,6 +189,7 @@ class OidcVerifier:
             issuer=claims["iss"],
             expires_at=expires_at,
             identities=identities_of(claims, settings),
+            nonce=claims.get("nonce") if isinstance(claims.get("nonce"), str) else None,
         )
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:

@@ -63,11 +63,14 @@ class DexUser:
 
 @dataclass(frozen=True)
 class DexClient:
-    """A static OAuth2 client: its id is the ``aud`` of the id tokens it gets."""
+    """A static OAuth2 client: its id is the ``aud`` of the id tokens it gets. A public
+    client (``public``: no secret, PKCE) with no ``redirect_uris`` may be sent back to
+    any ``http://127.0.0.1:PORT/...`` (RFC 8252's loopback redirect)."""
 
     id: str
     secret: str
     redirect_uris: tuple[str, ...] = ("http://127.0.0.1/callback",)
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,8 @@ class EmbeddedDex(ServerProcess):
                 for number, user in enumerate(self.users)
             ],
             "staticClients": [
-                {
-                    "id": client.id,
-                    "secret": client.secret,
-                    "name": client.id,
-                    "redirectURIs": list(client.redirect_uris),
-                }
+                {"id": client.id, "name": client.id, "redirectURIs": list(client.redirect_uris)}
+                | ({"public": True} if client.public else {"secret": client.secret})
                 for client in self.clients
             ],
         }

@@ -115,7 +115,11 @@ DEX_USERS = (
     DexUser("alice@example.org", "alice", "alice-password", groups=("ampelproject:dev", "zwicky")),
     DexUser("bob@example.org", "bob", "bob-password"),
 )
-DEX_CLIENTS = (DexClient("skyledger-api", "api-secret"), DexClient("other-app", "other-secret"))
+DEX_CLIENTS = (
+    DexClient("skyledger-api", "api-secret"),
+    DexClient("other-app", "other-secret"),
+    DexClient("skyledger-web", "", redirect_uris=(), public=True),  # the pages' sign-in
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""The HTTP API (``skyledger serve``): ``/api/v1`` over the query layer, with access by
-channel membership."""
+"""The HTTP API's routes (``/api/v1`` over the query layer), who may call them and how
+errors are answered; :mod:`runners.server` assembles them with the pages."""
 
-from runners.api.app import API_VERSION, ApiSettings, create_app
+from runners.api.routes import router
 
-__all__ = ["API_VERSION", "ApiSettings", "create_app"]
+__all__ = ["router"]

@@ -80,16 +80,24 @@ class RateLimit:
 class Authenticator:
     """Turns a request's credential into a :class:`Caller`."""
 
-    def __init__(
-        self, model: ReadModel, oidc: IdentityVerifier | None, limit: RateLimit
-    ) -> None:
+    def __init__(self, model: ReadModel, oidc: IdentityVerifier | None, limit: RateLimit) -> None:
         self.model, self.oidc, self.limit = model, oidc, limit
         self.use = TokenUse(model)
 
     def caller(self, request: Request) -> Caller:
         """Return the caller of a request, or raise a 401 or 429 problem."""
         header = request.headers.get("authorization")
-        if header is None:
+        credential = None
+        if header is not None:
+            scheme, _, credential = header.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                self._deny("malformed Authorization header", "-")
+        return self.of(request, credential)
+
+    def of(self, request: Request, credential: str | None) -> Caller:
+        """Return the caller a credential makes (None: anonymous), checked and counted
+        as a bearer token is: the pages give the one their cookie holds."""
+        if credential is None:
             host = request.client.host if request.client else "?"
             found = Caller(kind="anonymous", key=f"anonymous:{host}",
                            scope=public_scope(self.model))  # fmt: skip
@@ -97,9 +105,6 @@ class Authenticator:
                 raise Problem(401, "Unauthorized", "a credential is needed: send "
                               "'Authorization: Bearer TOKEN'", _CHALLENGE)  # fmt: skip
         else:
-            scheme, _, credential = header.partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
-                self._deny("malformed Authorization header", "-")
             found = self._of_bearer(credential.strip())
         wait = self.limit.take(found.key)
         if wait > 0:

@@ -19,11 +19,11 @@ from ledger.when import position_or_time
 from projections import queries
 from projections.access import TokenRow, make_token, token_digest, tokens
 from projections.changes import MAX_CHANGES, changes
-from projections.lineage import Lineage, lineage, resolve
+from projections.lineage import Lineage
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
 from projections.paging import MAX_POSITION, Page
 from projections.queries import ResultRow, RunView, StockRow, StockView
-from projections.visibility import scoped_lineage, scoped_view
+from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
 from runners.api.problems import Problem
@@ -38,7 +38,7 @@ MAX_LOOKUP = 1000
 MAX_TOKEN_DAYS = 366
 
 
-class Served:  # what app.state.served holds (runners.api.app.Served), as the routes use it
+class Served:  # what app.state.served holds (runners.server.Served), as the routes use it
     ledger: Any
     model: Any
     auth: Any
@@ -125,8 +125,16 @@ def get_stocks(
     format: FormatQuery = None,
 ) -> Response:
     """List stocks by channel, cone and last change, a page at a time (pinned pages)."""
-    query = StockQuery.parse({"channel": channel, "ra": ra, "dec": dec,
-                                       "radius_arcsec": radius, "since": since, "order": order})
+    query = StockQuery.parse(
+        {
+            "channel": channel,
+            "ra": ra,
+            "dec": dec,
+            "radius_arcsec": radius,
+            "since": since,
+            "order": order,
+        }
+    )
     s = served(request)
     page = list_stocks(s.model, s.ledger, query, scope=who.scope,
                        as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
@@ -141,14 +149,8 @@ def get_stock(
     as_of: AsOf = None,
 ) -> Response:
     """Return a stock's whole view: datapoints, states, results, reactions, journal."""
-    from projections.asof import stock_as_of
-
     s = served(request)
-    view = queries.stock_view(s.model, stock)
-    position = _position(request, as_of)
-    if view is not None and position is not None:
-        view = stock_as_of(s.ledger, stock, position, [r.idempotency_key for r in view.reactions])
-    mine = None if view is None else scoped_view(s.model, view, who.scope)
+    mine = visible_stock(s.model, s.ledger, stock, who.scope, _position(request, as_of))
     if mine is None:
         raise NotFound(f"no stock {stock!r}")
     return answer(request, mine.model_dump(mode="json"), None)
@@ -220,8 +222,13 @@ def get_runs(
     found = queries.list_runs(served(request).model, limit)
     if who.scope.channels is None:
         return found
-    hidden: dict[str, Any] = {"job_text": None, "argv": None, "units": None, "summary": None,
-                              "counts": {}}
+    hidden: dict[str, Any] = {
+        "job_text": None,
+        "argv": None,
+        "units": None,
+        "summary": None,
+        "counts": {},
+    }
     return [r.model_copy(update=hidden) for r in found]
 
 
@@ -233,10 +240,7 @@ def get_lineage(
 ) -> Lineage:
     """Explain a result, state, reaction, datapoint or alert: its lineage as a tree."""
     s = served(request)
-    events = resolve(s.ledger, ident, lambda other: queries.event_ids_of(s.model, other))
-    if not events:
-        raise NotFound(f"nothing has the id {ident!r}")
-    found = scoped_lineage(s.model, lineage(s.ledger, events[0]), who.scope)
+    found = visible_lineage(s.model, s.ledger, ident, who.scope)
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return found

@@ -12,9 +12,9 @@ import pytest
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
 from ledger.access import AccessGranted
-from runners.api import ApiSettings, create_app
 from runners.job import parse_job
 from runners.local import LocalRunner
+from runners.server import ApiSettings, create_app
 from tests.runners.api_kit import issue_token, serving
 from units.sources import FileSource
 

@@ -7,8 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from runners.api import API_VERSION, ApiSettings, create_app
-from runners.api.app import schema_digest
+from runners.server import API_VERSION, ApiSettings, create_app, schema_digest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api"
 

@@ -1,4 +1,5 @@
-"""The HTTP API's application: the ledger, its read model kept up to date, the routes.
+"""The HTTP server's application: the ledger, its read model kept up to date, the API's
+routes and the web pages.
 
 ``create_app(settings)`` opens the ledger (never making one), creates and catches up
 its read model, and keeps catching up in a background thread while it serves, so it
@@ -16,6 +17,7 @@ from hashlib import blake2b
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger import Ledger, LedgerSettings
@@ -23,6 +25,8 @@ from projections.readmodel import ReadModel, readmodel_url
 from runners.api import problems
 from runners.api.auth import Authenticator, IdentityVerifier, RateLimit
 from runners.api.routes import router
+from runners.web import STATIC, page_error, pages
+from runners.web.signin import OidcClient
 
 __all__ = ["API_VERSION", "ApiSettings", "Served", "create_app", "schema_digest"]
 
@@ -45,8 +49,11 @@ class ApiSettings(BaseModel):
 class Served:
     """What the routes read: the ledger, its read model and the authenticator."""
 
-    def __init__(self, settings: ApiSettings, oidc: IdentityVerifier | None) -> None:
+    def __init__(
+        self, settings: ApiSettings, oidc: IdentityVerifier | None, web_client: OidcClient | None
+    ) -> None:
         self.settings = settings
+        self.web_client = web_client
         self.ledger = Ledger.open(LedgerSettings.load(ledger=settings.ledger), create=False)
         self.model = ReadModel(readmodel_url(self.ledger.settings.ledger))
         self.model.create()
@@ -83,12 +90,19 @@ def schema_digest(schema: dict[str, Any]) -> str:
     return blake2b(json.dumps(plain, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def create_app(settings: ApiSettings, oidc: IdentityVerifier | None = None) -> FastAPI:
-    """Return the API application for a ledger (opened when the app starts)."""
+def create_app(
+    settings: ApiSettings,
+    oidc: IdentityVerifier | None = None,
+    web_client: OidcClient | None = None,
+) -> FastAPI:
+    """Return the API and its pages for a ledger (opened when the app starts).
+    ``web_client``: the pages' sign-in at ``oidc``'s issuer (None: tokens only)."""
+    if web_client is not None and oidc is None:
+        raise ValueError("a web sign-in client needs an OpenID Connect verifier")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served = Served(settings, oidc)
+        served = Served(settings, oidc, web_client)
         app.state.served = served
         served.start()
         try:
@@ -106,6 +120,8 @@ def create_app(settings: ApiSettings, oidc: IdentityVerifier | None = None) -> F
         redoc_url=None,
         lifespan=lifespan,
     )
-    problems.install(app)
+    problems.install(app, page_error)
     app.include_router(router)
+    app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

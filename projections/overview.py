@@ -1,0 +1,116 @@
+"""What the pages show around the listings: the channels a caller reads and their sizes,
+the values a channel's results can be ranked by, the variants each unit configuration
+ran in, a caller's stocks by id prefix, and a stock's received alerts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
+
+from projections import models as m
+from projections.queries import Source, reading, rows_of
+from projections.scope import Scope
+
+__all__ = [
+    "AlertSeen",
+    "ChannelSummary",
+    "alerts_of",
+    "channels_of",
+    "rank_options",
+    "stocks_starting",
+    "variants_by_key",
+]
+
+UnitKey = tuple[str, str, str, str]
+
+
+class ChannelSummary(BaseModel):
+    """A channel: how many stocks it follows and where it last accepted an alert."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    stocks: int
+    last_position: int
+
+
+class AlertSeen(BaseModel):
+    """A readable alert of a stock: its packet's digest and where it is in the ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    digest: str
+    alert_id: str | None
+    position: int
+
+
+def channels_of(source: Source, scope: Scope) -> list[ChannelSummary]:
+    """Return the channels a scope reads that follow any stock, by name."""
+    table = m.StockChannel.__table__
+    query = select(table.c.channel, func.count(), func.max(table.c.last_accepted_position))
+    if scope.channels is not None:
+        query = query.where(table.c.channel.in_(sorted(scope.channels)))
+    with reading(source) as conn:
+        rows = conn.execute(query.group_by(table.c.channel).order_by(table.c.channel)).all()
+    return [ChannelSummary(channel=c, stocks=n, last_position=p or 0) for c, n, p in rows]
+
+
+def rank_options(source: Source, channel: str) -> list[tuple[str, str]]:
+    """Return the (unit, path) pairs a channel's stocks are ranked by in the read model."""
+    table = m.Rank.__table__
+    query = (
+        select(table.c.unit, table.c.path)
+        .where(table.c.channel == channel)
+        .distinct()
+        .order_by(table.c.unit, table.c.path)
+    )
+    with reading(source) as conn:
+        return [(str(u), str(p)) for u, p in conn.execute(query)]
+
+
+def variants_by_key(source: Source) -> dict[UnitKey, list[str]]:
+    """Return, for each T2 unit configuration the runs name, the variants that ran it
+    (a run that is not a replay's: its job's name)."""
+    runs = m.Run.__table__
+    found: dict[UnitKey, set[str]] = defaultdict(set)
+    with reading(source) as conn:
+        for units, variant, job in conn.execute(
+            select(runs.c.units, runs.c.variant, runs.c.job_name)
+        ):
+            for u in units or ():
+                if str(u.get("role", "")).startswith("t2:"):
+                    key = (u["unit"], u["unit_version"], u["unit_digest"], u["config"])
+                    found[key].add(variant or f"{job or 'run'} (as run)")
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def stocks_starting(source: Source, prefix: str, scope: Scope, limit: int = 20) -> list[str]:
+    """Return the stocks a scope sees whose id starts with ``prefix`` (up to ``limit``)."""
+    if scope.channels is None:
+        table = m.Stock.__table__
+        query = select(table.c.stock).where(table.c.stock.startswith(prefix, autoescape=True))
+    else:
+        table = m.StockChannel.__table__
+        query = select(table.c.stock).where(
+            table.c.stock.startswith(prefix, autoescape=True),
+            table.c.channel.in_(sorted(scope.channels)),
+        )
+    with reading(source) as conn:
+        query = query.distinct().order_by(table.c.stock).limit(limit)
+        return [str(s) for s in conn.execute(query).scalars()]
+
+
+def alerts_of(source: Source, stock: str, limit: int = 20) -> list[AlertSeen]:
+    """Return a stock's readable alerts, the latest first."""
+    table = m.Alert.__table__
+    query = (
+        select(table.c.event_id, table.c.digest, table.c.alert_id, table.c.position)
+        .where(table.c.stock == stock, table.c.error.is_(None))
+        .order_by(table.c.position.desc())
+        .limit(limit)
+    )
+    with reading(source) as conn:
+        return [AlertSeen(**r) for r in rows_of(conn, query)]
