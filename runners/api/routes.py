@@ -4,7 +4,6 @@ scope allows (see :mod:`runners.api.auth`)."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -13,11 +12,9 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ledger.access import TokenIssued, TokenRevoked
 from ledger.errors import NotFound
 from ledger.when import position_or_time
 from projections import queries
-from projections.access import TokenRow, make_token, token_digest, tokens
 from projections.changes import MAX_CHANGES, changes
 from projections.lineage import Lineage
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
@@ -26,7 +23,13 @@ from projections.queries import ResultRow, RunView, StockRow, StockView
 from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
-from runners.api.problems import Problem
+from runners.api.tokens import (
+    NewToken,
+    TokenShown,
+    make_own_token,
+    own_tokens,
+    revoke_own_token,
+)
 
 __all__ = ["router"]
 
@@ -270,14 +273,6 @@ def get_changes(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-class NewToken(BaseModel):
-    """A personal access token to make for the caller."""
-
-    name: str = Field(default="", max_length=100)
-    channels: list[str] | None = Field(default=None, description="None: all the caller's")
-    days: int = Field(default=90, ge=1, le=MAX_TOKEN_DAYS, description="valid for")
-
-
 class Made(BaseModel):
     """A token made: shown once, never again."""
 
@@ -290,61 +285,21 @@ class Made(BaseModel):
 @router.post("/tokens", response_model=Made, status_code=201, tags=["tokens"])
 def make_my_token(request: Request, who: Who, wanted: NewToken) -> Made:
     """Make a personal access token for the signed-in caller (shown once)."""
-    users = sorted(i for i in who.identities if i.startswith("user:"))
-    if who.kind != "oidc" or not users:
-        raise Problem(403, "Forbidden", "sign in with your identity provider to make a token")
-    if wanted.channels is not None:
-        unknown = sorted(set(wanted.channels) - set(who.scope.channels or ()))
-        if unknown:
-            raise NotFound(f"no channel {unknown[0]!r}")
-    token, token_id = make_token()
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=wanted.days)
-    channels = None if wanted.channels is None else tuple(sorted(wanted.channels))
     s = served(request)
-    s.ledger.append([TokenIssued(
-        stream=f"token:{token_id}", token_id=token_id, digest=token_digest(token),
-        owner=users[0], name=wanted.name, channels=channels, expires=expires,
-        by=f"{users[0]} (self, API)", identities=tuple(sorted(who.identities)),
-    )])  # fmt: skip
-    s.model.catch_up(s.ledger)
-    return Made(token=token, token_id=token_id, expires=expires,
-                channels=None if channels is None else list(channels))  # fmt: skip
-
-
-class TokenShown(BaseModel):
-    """A token as its owner sees it (never its secret)."""
-
-    token_id: str
-    name: str
-    channels: list[str] | None
-    expires: dt.datetime
-    revoked: bool
-    last_used: dt.datetime | None = Field(description="to the minute; None: not yet")
-
-
-def _owned(request: Request, who: Who) -> list[TokenRow]:
-    rows: list[TokenRow] = []
-    for identity in sorted(who.identities):
-        if identity.startswith("user:"):
-            rows += tokens(served(request).model, owner=identity)
-    return rows
+    issued = make_own_token(s.ledger, s.model, who, wanted, "API")
+    return Made(token=issued.token, token_id=issued.token_id, expires=issued.expires,
+                channels=issued.channels)  # fmt: skip
 
 
 @router.get("/tokens", response_model=list[TokenShown], tags=["tokens"])
 def my_tokens(request: Request, who: Who) -> list[TokenShown]:
     """List the caller's own tokens."""
-    return [TokenShown(token_id=t.token_id, name=t.name, channels=t.channels, expires=t.expires,
-                       revoked=t.revoked_position is not None, last_used=t.last_used)
-            for t in _owned(request, who)]  # fmt: skip
+    return own_tokens(served(request).model, who)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
 def revoke_my_token(request: Request, who: Who, token_id: str) -> Response:
     """Revoke one of the caller's own tokens."""
-    if not any(t.token_id == token_id for t in _owned(request, who)):
-        raise NotFound(f"no token {token_id!r}")
     s = served(request)
-    by = ", ".join(sorted(who.identities)) or getpass.getuser()
-    s.ledger.append([TokenRevoked(stream=f"token:{token_id}", token_id=token_id, by=by)])
-    s.model.catch_up(s.ledger)
+    revoke_own_token(s.ledger, s.model, who, token_id)
     return Response(status_code=204)

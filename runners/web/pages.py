@@ -38,6 +38,7 @@ from projections.queries import ResultRow, list_runs
 from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.problems import Problem
+from runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
 from runners.web import cutouts as cut
 from runners.web.lightcurve import draw
 from runners.web.signin import FLOW_COOKIE, FLOW_MAX_AGE_S, SESSION_COOKIE, Flow, safe_next
@@ -75,6 +76,13 @@ def viewer(request: Request) -> Caller:
 Viewer = Annotated[Caller, Depends(viewer)]
 
 
+def same_origin(request: Request) -> None:
+    """Refuse a form posted from another site (beside the cookies' SameSite=Lax)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        raise Problem(403, "Forbidden", "a form of another site cannot post here")
+
+
 def render(request: Request, name: str, who: Caller | None, status: int = 200,
            **context: Any) -> HTMLResponse:  # fmt: skip
     """Return a page of the templates, with what every page shows (who is signed in)."""
@@ -94,7 +102,7 @@ def signin_page(request: Request, next: str | None = None, why: str | None = Non
     return render(request, "signin.html", None, next=safe_next(next), why=why)
 
 
-@router.post("/signin")
+@router.post("/signin", dependencies=[Depends(same_origin)])
 def signin_token(
     request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
 ) -> Response:
@@ -150,7 +158,7 @@ def signin_callback(
     return answer
 
 
-@router.post("/signout")
+@router.post("/signout", dependencies=[Depends(same_origin)])
 def signout(request: Request) -> Response:
     """Forget the browser's credential."""
     answer = RedirectResponse("/signin", status_code=303)
@@ -343,6 +351,42 @@ def lineage_page(request: Request, who: Viewer, ident: str) -> Response:
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return render(request, "lineage.html", who, found=found, ident=ident)
+
+
+@router.get("/tokens")
+def tokens_page(request: Request, who: Viewer) -> Response:
+    """The viewer's own personal access tokens, and a form to make one."""
+    return _tokens(request, who)
+
+
+def _tokens(request: Request, who: Caller, made: Any = None, status: int = 200) -> Response:
+    s = served(request)
+    mine = own_tokens(s.model, who)
+    return render(request, "tokens.html", who, status, tokens=mine, made=made,
+                  channels=sorted(who.scope.channels or ()),
+                  may_make=who.kind == "oidc")  # fmt: skip
+
+
+@router.post("/tokens", dependencies=[Depends(same_origin)])
+def make_token_page(
+    request: Request, who: Viewer, name: Annotated[str, Form()] = "",
+    days: Annotated[int, Form()] = 90, channel: Annotated[list[str] | None, Form()] = None,
+) -> Response:  # fmt: skip
+    """Make a token for the viewer (signed in at the issuer) and show it once."""
+    s = served(request)
+    wanted = NewToken(name=name, days=days, channels=channel or None)
+    made = make_own_token(s.ledger, s.model, who, wanted, "pages")
+    answer = _tokens(request, who, made, 201)
+    answer.headers["Cache-Control"] = "no-store"  # the secret is on this page only
+    return answer
+
+
+@router.post("/tokens/{token_id}/revoke", dependencies=[Depends(same_origin)])
+def revoke_token_page(request: Request, who: Viewer, token_id: str) -> Response:
+    """Revoke one of the viewer's tokens."""
+    s = served(request)
+    revoke_own_token(s.ledger, s.model, who, token_id)
+    return RedirectResponse("/tokens", status_code=303)
 
 
 @router.get("/status")

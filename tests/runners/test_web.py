@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
@@ -27,6 +28,7 @@ from runners.local import LocalRunner
 from runners.oidc import OidcSettings, OidcVerifier
 from runners.oidc_provider import EmbeddedDex
 from runners.server import ApiSettings, create_app
+from runners.tiers import JobUnits, run_started
 from runners.web.lightcurve import draw
 from runners.web.signin import OidcClient
 from tests.runners.api_kit import issue_token, serving
@@ -69,6 +71,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterator
             AccessGranted(stream="access:A", channel="A", member="team:ampelproject/dev",
                           by="test"),
         ])  # fmt: skip
+        job = parse_job(JOB)  # a run still running (its tiers' lags on the status page)
+        ledger.append([run_started(job, JOB, JobUnits(job, sources=[]), "still-running")])
         tokens = {"A": issue_token(ledger, "user:amy"), "B": issue_token(ledger, "user:ben"),
                   "revoked": issue_token(ledger, "user:amy")}  # fmt: skip
         revoked = tokens["revoked"].split("_")[1]
@@ -220,7 +224,24 @@ def test_signing_in_at_the_issuer_with_pkce(chromium: Any, site: Site, dex: Embe
     assert cookies["skyledger_session"]["httpOnly"]
     assert "skyledger_signin" not in cookies  # the flow's state is gone
     assert page.goto(f"{site.base}/stocks/{site.b_only[0]}").status == 404  # A's, not B's
-    page.goto(f"{site.base}/")
+    page.goto(f"{site.base}/tokens")  # she makes herself a token for channel A
+    page.fill("input[name=name]", "notebook")
+    page.check("input[name=channel][value=A]")
+    page.click("#make-token button")
+    made = page.text_content("#new-token")
+    assert made.startswith("slpat_")
+    me = httpx.get(f"{site.base}/api/v1/me", headers={"Authorization": f"Bearer {made}"})
+    assert me.status_code == 200
+    assert me.json()["channels"] == ["A"]
+    assert "user:alice" in me.json()["identities"]
+    page.goto(f"{site.base}/tokens")  # shown once: the list has its id, not its secret
+    assert made not in page.content()
+    assert made.split("_")[1] in page.text_content("#tokens")
+    page.click(f'tr[data-token="{made.split("_")[1]}"] button')
+    page.wait_for_url(f"{site.base}/tokens")
+    assert "revoked" in page.text_content(f'tr[data-token="{made.split("_")[1]}"]')
+    gone = httpx.get(f"{site.base}/api/v1/me", headers={"Authorization": f"Bearer {made}"})
+    assert gone.status_code == 401
     page.click("header .who button")  # sign out
     page.wait_for_url(f"{site.base}/signin")
     assert page.goto(f"{site.base}/stocks/{SN}").status == 401
@@ -240,6 +261,12 @@ def test_a_bad_credential_is_refused_with_the_reason(chromium: Any, site: Site) 
                                "url": site.base}])  # fmt: skip
     assert page.goto(f"{site.base}/").status == 401  # a cookie is checked like a bearer
     assert "credential refused" in page.text_content("p.refused")
+    page = signed_in(chromium, site, "A")  # a token cannot make tokens
+    page.goto(f"{site.base}/tokens")
+    assert page.query_selector("#make-token") is None
+    other_site = page.request.post(f"{site.base}/tokens", headers={"Origin": "https://evil.example"},
+                                   form={"name": "x"})  # fmt: skip
+    assert other_site.status == 403
 
 
 def test_status_and_lineage_pages(chromium: Any, site: Site) -> None:
@@ -250,6 +277,14 @@ def test_status_and_lineage_pages(chromium: Any, site: Site) -> None:
         result = [e for e in ledger.read() if isinstance(e, ResultDerived) and e.stream == SN][-1]
     assert int(page.text_content("#head")) >= head
     assert page.query_selector_all("#runs tbody tr")
+    rows = page.query_selector_all(".run-lags tbody tr")  # the run still running, per tier
+    shown = {r.query_selector("td").text_content(): [int(c.text_content()) for c in
+             r.query_selector_all("td.num")] for r in rows}  # fmt: skip
+    assert set(shown) == {"T0", "T1", "T2", "T3"}
+    for _tier, (position, tier_head, lag) in shown.items():
+        assert lag == tier_head - position >= 0
+    assert shown["T1"][0] > 0
+    assert shown["T2"][0] > 0
     page.goto(f"{site.base}/lineage/{result.id}")
     steps = page.query_selector_all("#lineage li.step")
     assert steps[0].get_attribute("data-id") == result.id
