@@ -246,7 +246,9 @@ def reading(source: Source) -> Iterator[Connection | Session]:
 
 def rows_of(conn: Connection | Session, query: Select[Any]) -> list[dict[str, Any]]:
     """Return a query's rows as dicts."""
-    return [dict(r) for r in conn.execute(query).mappings()]
+    result = conn.execute(query)
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def _channels(conn: Connection | Session, stocks: Sequence[str]) -> dict[str, list[str]]:

@@ -11,7 +11,8 @@ import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
-from ledger.access import AccessGranted
+from ledger.access import AccessGranted, TokenRevoked
+from runners.api.auth import RateLimit
 from runners.cli_common import model_of
 from runners.job import parse_job
 from runners.local import LocalRunner
@@ -136,3 +137,41 @@ def test_errors_are_problem_documents(tmp_path: Path, path: str) -> None:
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.status_code in (401, 404)
         assert set(answer.json()) >= {"type", "title", "status", "detail"}
+
+
+def test_a_credential_remembered_is_refused_once_its_revocation_is_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:2])
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+        token = issue_token(ledger, "user:x")
+    app = create_app(ApiSettings(ledger=url, catch_up_s=0.1))
+    with serving(app) as client, Ledger.open(url) as ledger:
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):  # checked once, then remembered
+            assert client.get("/api/v1/me", headers=headers).json()["channels"] == ["A"]
+        token_id = token.split("_")[1]
+        ledger.append([TokenRevoked(stream=f"token:{token_id}", token_id=token_id, by="t")])
+        head = ledger.head()
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/health").json()["read_model"] < head:
+            assert time.monotonic() < deadline, "the read model never read the revocation"
+            time.sleep(0.05)
+        refused = client.get("/api/v1/me", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "credential refused: token revoked"
+
+
+def test_rate_buckets_that_filled_up_again_are_forgotten() -> None:
+    now = [0.0]
+    limit = RateLimit(rate=10.0, burst=5, clock=lambda: now[0])
+    for k in range(10_000):
+        assert limit.take(f"caller:{k}") == 0.0
+    assert limit.take("busy") == 0.0
+    for _ in range(5):
+        limit.take("busy")
+    assert limit.take("busy") > 0  # over its burst
+    now[0] = 0.3  # the others' buckets are full again; busy's is not
+    assert limit.take("new") == 0.0  # the 10,002nd caller: the full buckets are dropped
+    assert len(limit) == 2  # busy (refilled to 3 of 5) and new
+    assert [limit.take("busy") == 0.0 for _ in range(4)] == [True, True, True, False]
