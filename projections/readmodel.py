@@ -132,7 +132,18 @@ class ReadModel:
             if not self._same_shape(conn):
                 m.METADATA.drop_all(conn)
             m.METADATA.create_all(conn)
+            self._add_missing_indexes(conn)
             Fold(conn).insert(m.Tracking, [{"name": self.name, "position": 0}])
+
+    @staticmethod
+    def _add_missing_indexes(conn: Connection) -> None:
+        """Create the indexes a table made by an older skyledger lacks (its rows stay)."""
+        found = inspect(conn)
+        for table in m.METADATA.sorted_tables:
+            have = {i["name"] for i in found.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in have:
+                    index.create(conn)
 
     @staticmethod
     def _same_shape(conn: Connection) -> bool:

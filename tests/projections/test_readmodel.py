@@ -501,3 +501,18 @@ def test_a_run_whose_heartbeats_stopped_is_gone_with_when_it_was_last_seen(
     console = Console(width=200, record=True)
     show_runs(console, list(runs.values()))
     assert "gone (last seen 2026-11-25 03:00:20)" in console.export_text()
+
+
+def test_an_index_an_older_read_model_lacks_is_created_and_its_rows_stay(tmp_path: Path) -> None:
+    from sqlalchemy import inspect
+
+    with ReadModel(f"sqlite:///{tmp_path / 'rm.sqlite'}") as model:
+        model.create()
+        with model.engine.begin() as conn:
+            conn.execute(text("DROP INDEX rm_ranks_value"))
+            conn.execute(text("UPDATE rm_tracking SET position = 7"))
+        model.create()
+        with model.engine.connect() as conn:
+            names = {i["name"] for i in inspect(conn).get_indexes("rm_ranks")}
+        assert "rm_ranks_value" in names
+        assert model.position() == 7
