@@ -434,6 +434,9 @@ def show_diff(out: Console, found: Diff, limit: int) -> None:
         table.add_row(f"channel {escape(channel)}: stocks accepted",
                       str(len(moved["only_b"])), str(len(moved["only_a"])), "", "")  # fmt: skip
     out.print(table)
+    compared = _compared(found)
+    if compared:
+        out.print(compared, highlight=False, markup=False)
     if found.same:
         out.print("no differences", highlight=False)
         return
@@ -454,6 +457,27 @@ def show_diff(out: Console, found: Diff, limit: int) -> None:
                 shown = ", ".join(stocks[:limit]) + (" ..." if len(stocks) > limit else "")
                 out.print(f"channel {channel}: only {side} accepted {shown}",
                           highlight=False, markup=False)  # fmt: skip
+
+
+def _compared(found: Diff) -> str:
+    """Return what a diff of limited replays compared, in a line ("" for no limits)."""
+    c = found.compared
+    if not c.get("limited_by"):
+        return ""
+    whose = f"the limit{'s' if len(c['limited_by']) > 1 else ''} of " + " and ".join(
+        c["limited_by"]
+    )
+    if c["empty"]:
+        return f"compared nothing: {whose} do not meet (their ranges of positions)"
+    shown = []
+    for option in ("since", "until"):
+        if c[option] is not None:
+            shown.append(f"--{option} {c[option]}")
+    for option, names in (("--stock", c["stocks"]), ("--channel", c["channels"])):
+        if names is not None:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            shown.append(f"{option} {', '.join(names[:5]) or 'none'}{more}")
+    return f"compared {found.stocks} stocks: {whose} ({'; '.join(shown)})"
 
 
 def _weight(change: Change) -> float:
