@@ -15,7 +15,8 @@ A side that is a limited replay covers only what the replay went over (``Side.li
 a range of alert positions and some stocks; ``Side.covers``: some of the job's
 channels). The diff compares what both sides cover: the channels both cover, the
 decisions and states of alerts within both limits (the latest state within them), and
-says so (``Diff.compared``).
+says so (``Diff.compared``). :func:`scoped_diff` is the diff as a caller of some
+channels may see it (the HTTP API's).
 
 The ledger is read once for the decisions and once per batch of stocks, so memory
 grows with the number of stocks, not of events.
@@ -38,7 +39,9 @@ from ledger import (
     ResultDerived,
     StateCombined,
 )
+from ledger.errors import NotFound
 from projections.limits import Limits
+from projections.scope import Scope
 from projections.stocks import Channels, Shaping, StockLog, as_datapoints
 from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 
@@ -46,9 +49,12 @@ __all__ = [
     "Change",
     "Diff",
     "Side",
+    "check_seen",
     "compare",
     "diff",
     "flatten",
+    "scoped_diff",
+    "unknown_side",
 ]
 
 
@@ -116,12 +122,22 @@ class Diff:
     compared: dict[str, Any] = field(default_factory=dict)  # within which limits (_compared)
     notes: list[str] = field(default_factory=list)  # units compared as recorded, not installed
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the diff as JSON-compatible data."""
+    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """Return the diff as JSON-compatible data, with at most ``limit`` changes of each
+        entry (None: all; ``cut`` counts those left out, by entry)."""
+        changes, cut = self.changes, {}
+        if limit is not None:
+            listed: Counter[str] = Counter()
+            changes = []
+            for change in self.changes:
+                listed[change.entry] += 1
+                if listed[change.entry] <= limit:
+                    changes.append(change)
+            cut = {entry: n - limit for entry, n in sorted(listed.items()) if n > limit}
         return {
             "a": self.a, "b": self.b, "stocks": self.stocks, "compared": self.compared,
             "entries": self.entries, "channels": self.channels,
-            "changes": [c.as_dict() for c in self.changes], "notes": self.notes,
+            "changes": [c.as_dict() for c in changes], "cut": cut, "notes": self.notes,
         }  # fmt: skip
 
     @property
@@ -133,6 +149,29 @@ class Diff:
 
 Bodies = dict[str, dict[str, dict[str, Any]]]
 """entry -> stock -> result body."""
+
+
+def unknown_side(spec: str) -> NotFound:
+    """Return the error for a side that does not exist or that the caller may not see
+    (one answer for both)."""
+    return NotFound(f"no variant or run {spec!r}")
+
+
+def check_seen(scope: Scope, label: str, channels: Collection[str]) -> None:
+    """Raise :func:`unknown_side` for a side none of whose channels the caller may see."""
+    if scope.channels is not None and not set(channels) & scope.channels:
+        raise unknown_side(label)
+
+
+def scoped_diff(ledger: Ledger, a: Side, b: Side, scope: Scope, batch: int = 200) -> Diff:
+    """Return the diff as a caller may see it: only the channels of its scope take part,
+    on either side, so only the stocks they follow appear and are counted. A side none of
+    whose channels the caller may see is unknown to it (:func:`unknown_side`)."""
+    if scope.channels is not None:
+        for side in (a, b):
+            check_seen(scope, side.label, side.channels)
+        a, b = a.only(scope.channels), b.only(scope.channels)
+    return diff(ledger, a, b, batch)
 
 
 def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:

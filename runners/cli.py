@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -35,9 +34,11 @@ from ledger.when import position_or_time
 from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
     PIPED,
+    ImportOption,
     JsonOption,
     LedgerOption,
     console,
+    import_modules,
     model_of,
     open_ledger,
     out,
@@ -913,14 +914,7 @@ def worker(
             "runs` shows a worker whose heartbeats stopped for 3 of them as gone",
         ),
     ] = 30.0,
-    imports: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--import",
-            help="a module to import first, for units it registers that are not installed "
-            "as entry points (repeat for more)",
-        ),
-    ] = None,
+    imports: ImportOption = None,
     metrics_port: MetricsOption = 0,
     metrics_host: MetricsHostOption = "127.0.0.1",
     as_json: JsonOption = False,
@@ -934,11 +928,7 @@ def worker(
 
     if tier not in TIERS:
         raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
-    for module in imports or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"--import {module}: {exc}") from None
+    import_modules(imports)
     from runners.job import load_job
 
     parsed, text = load_job(job)

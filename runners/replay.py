@@ -31,13 +31,14 @@ from typing import Any, TypeVar
 
 from ledger import ConfigError, Ledger, Provenance, ReplayLimits, RunStarted
 from projections.decide import Decide
-from projections.diff import Side
+from projections.diff import Side, check_seen, unknown_side
 from projections.identity import unit_identity
 from projections.limits import Limits
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import Projector
 from projections.reshape import shaper_tag
+from projections.scope import Scope
 from projections.stocks import Channels, Shaping
 from projections.t0 import Verdicts
 from runners.job import Job, load_job, parse_job
@@ -50,6 +51,7 @@ __all__ = [
     "ReplayRunner",
     "as_recorded",
     "covered",
+    "is_job_file",
     "only_channels",
     "runs_of",
     "shaping_of",
@@ -205,21 +207,34 @@ def shaping_of(runs: Sequence[RunStarted], shapers: Mapping[str, Shaper]) -> Sha
     return Shaping(tuple(tags))
 
 
-def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
+def is_job_file(spec: str) -> bool:
+    """Return True for a side of a diff that names a job file (by its name alone: the
+    file system is not looked at)."""
+    return spec.endswith((".yaml", ".yml")) or "/" in spec or "\\" in spec
+
+
+def side_of(
+    ledger: Ledger, spec: str, job_files: bool = True, scope: Scope | None = None
+) -> tuple[Side, list[str]]:
     """Return one side of a diff: a job file (its units as installed), a variant's name
     (its latest replay) or a run's id (or the start of one), with the units as that run
     recorded them (version and code digest); and notes, for the units recorded otherwise
     than they are installed. A variant or run that was a limited replay covers what its
-    limits do (:func:`covered`)."""
+    limits do (:func:`covered`). Without ``job_files`` (over HTTP) the file system is
+    never looked at, and a variant or run that does not exist is ``NotFound`` without
+    naming the others, as is one whose channels (as its run recorded them) the caller's
+    ``scope`` has none of: before its job is read, so that nothing else tells them apart."""
     recorded: RunStarted | None = None
     limits: ReplayLimits | None = None
     runs = runs_of(ledger)
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+    if job_files and (is_job_file(spec) or Path(spec).is_file()):
         job, _ = load_job(spec)
     else:
         named = [e for e in runs if e.variant == spec]
         if not named and len(spec) >= 6:
             named = [e for e in runs if e.run.startswith(spec)]
+        if not named and not job_files:
+            raise unknown_side(spec)
         if not named:
             variants = sorted({e.variant for e in runs if e.variant is not None})
             msg = (
@@ -228,6 +243,9 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
             )
             raise ConfigError(msg)
         recorded, limits = named[-1], covered(named)
+        if scope is not None and recorded.units:
+            roles = [u.role for u in recorded.units if u.role.startswith("filter:")]
+            check_seen(scope, spec, [r.removeprefix("filter:") for r in roles])
         job = parse_job(recorded.job_text, f"{spec} (the job it recorded)")
     if limits is not None and limits.channels is not None:
         job = only_channels(job, limits.channels)
