@@ -34,6 +34,7 @@ __all__ = [
     "Provenance",
     "ReactionIntended",
     "ReactionIssued",
+    "ReplayLimits",
     "ResultDerived",
     "ResultFailed",
     "RunFinished",
@@ -375,6 +376,19 @@ class ReactionIssued(Event):
     provenance: Provenance
 
 
+class ReplayLimits(BaseModel):
+    """What a limited replay went over: alerts at positions ``since`` to ``until``
+    (inclusive), of the ``stocks`` given, decided by the ``channels`` given (None: no
+    limit of that kind)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: int | None = None
+    until: int | None = None
+    stocks: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
+
+
 class RunStarted(Event):
     """A run began: the job (hash and text), its units, and the software and host that ran it.
 
@@ -386,6 +400,7 @@ class RunStarted(Event):
     schema_version: ClassVar[int] = 2
     upcasters = {1: lambda data: data | {"units": ()}}
     identity = ("run",)
+    unstored_if_none = ("limits",)
 
     run: str = Field(description="run id")
     job_hash: str
@@ -397,6 +412,9 @@ class RunStarted(Event):
     units: tuple[UnitUse, ...] = Field(default=(), description="the units the job names")
     variant: str | None = Field(
         default=None, description="the variant a replay recorded its output as (None: a run)"
+    )
+    limits: ReplayLimits | None = Field(
+        default=None, description="a limited replay's limits (None: a run, or no limits)"
     )
 
 

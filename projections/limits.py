@@ -57,6 +57,17 @@ class Limits:
         """Return the tracking name of a projector under these limits."""
         return f"{name}/{self.tag}" if self else name
 
+    def meet(self, other: Limits) -> Limits | None:
+        """Return the limits of what both admit (None: nothing, the ranges do not meet)."""
+        since = max((p for p in (self.since, other.since) if p is not None), default=None)
+        until = min((p for p in (self.until, other.until) if p is not None), default=None)
+        if since is not None and until is not None and since > until:
+            return None
+        stocks = self.stocks if other.stocks is None else other.stocks
+        if self.stocks is not None and other.stocks is not None:
+            stocks = self.stocks & other.stocks
+        return Limits(since, until, stocks)
+
     def admits(self, event: Event) -> bool:
         """Return True for an event within the limits."""
         if self.stocks is not None and event.stream not in self.stocks:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -35,9 +34,11 @@ from ledger.when import position_or_time
 from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
     PIPED,
+    ImportOption,
     JsonOption,
     LedgerOption,
     console,
+    import_modules,
     model_of,
     open_ledger,
     out,
@@ -317,7 +318,7 @@ def replay(
 
     spec, text = load_job(job)
     if channel:
-        spec = only_channels(spec, channel)
+        only_channels(spec, channel)  # refuse a channel the job does not have, first
     with open_ledger(ledger, create=False) as store:
         try:
             limits = Limits(_position(store, "--since", since), _position(store, "--until", until),
@@ -326,7 +327,7 @@ def replay(
             raise ConfigError(f"--since/--until: {exc}") from None
         with _progress(as_json) as progress:
             runner = ReplayRunner(spec, text, store, variant, limits, deliver, progress,
-                                  workers=workers)  # fmt: skip
+                                  workers=workers, channels=channel)  # fmt: skip
             summary = runner.run()
     _show(summary, as_json)
     _strict(summary, strict)
@@ -343,18 +344,17 @@ def diff_variants(
     as_json: JsonOption = False,
 ) -> None:
     """Compare two variants: per T2 entry and stock, results added, removed or changed
-    (with numeric deltas and rank moves), and the stocks each channel accepted."""
+    (with numeric deltas and rank moves), and the stocks each channel accepted; of a
+    limited replay, only what its limits cover."""
     from projections.diff import diff
     from runners.replay import side_of
 
     with open_ledger(ledger, create=False) as store:
-        side_a, notes_a = side_of(store, a)
-        side_b, notes_b = side_of(store, b)
-        found = diff(store, side_a, side_b)
+        found = diff(store, side_of(store, a)[0], side_of(store, b)[0])
     if as_json:
-        print_json(found.as_dict() | {"notes": notes_a + notes_b})
+        print_json(found.as_dict())
         return
-    for note in notes_a + notes_b:
+    for note in found.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     show_diff(out, found, limit)
 
@@ -914,14 +914,7 @@ def worker(
             "runs` shows a worker whose heartbeats stopped for 3 of them as gone",
         ),
     ] = 30.0,
-    imports: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--import",
-            help="a module to import first, for units it registers that are not installed "
-            "as entry points (repeat for more)",
-        ),
-    ] = None,
+    imports: ImportOption = None,
     metrics_port: MetricsOption = 0,
     metrics_host: MetricsHostOption = "127.0.0.1",
     as_json: JsonOption = False,
@@ -935,11 +928,7 @@ def worker(
 
     if tier not in TIERS:
         raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
-    for module in imports or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"--import {module}: {exc}") from None
+    import_modules(imports)
     from runners.job import load_job
 
     parsed, text = load_job(job)

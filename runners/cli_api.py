@@ -18,7 +18,16 @@ from rich.table import Table
 
 from ledger.errors import ConfigError
 from ledger.settings import DEFAULT_LEDGER_URL
-from runners.cli_common import JsonOption, LedgerOption, console, out, print_json, read_model
+from runners.cli_common import (
+    ImportOption,
+    JsonOption,
+    LedgerOption,
+    console,
+    import_modules,
+    out,
+    print_json,
+    read_model,
+)
 
 __all__ = ["access_app", "serve", "token_app"]
 
@@ -76,9 +85,11 @@ def serve(
     print_openapi: Annotated[
         bool, typer.Option("--print-openapi", help="print the API's OpenAPI schema and exit")
     ] = False,
+    imports: ImportOption = None,
 ) -> None:
-    """Serve the HTTP API (/api/v1: stocks, results, lineage, changes, tokens) and the web
-    pages over a ledger, beside a live run that writes it; callers read only their channels."""
+    """Serve the HTTP API (/api/v1: stocks, results, lineage, changes, diff, tokens) and
+    the web pages over a ledger, beside a live run that writes it; callers read only their
+    channels."""
     import json
 
     import uvicorn
@@ -87,6 +98,7 @@ def serve(
     from runners.server import ApiSettings, create_app
     from runners.web.signin import OidcClient
 
+    import_modules(imports)  # units the diff of variants builds (their results' ids)
     settings = ApiSettings(ledger=ledger, rate=rate, burst=burst)
     verifier = web = None
     if web_client_id is not None and oidc_issuer is None:

@@ -3,6 +3,7 @@ and its read model, printing JSON and reading positions or times."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -17,9 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PIPED",
+    "ImportOption",
     "JsonOption",
     "LedgerOption",
     "console",
+    "import_modules",
     "model_of",
     "open_ledger",
     "out",
@@ -45,6 +48,26 @@ LedgerOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="print JSON for machines instead of tables (errors too)")
 ]
+
+ImportOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        help="a module to import first, for units it registers that are not installed "
+        "as entry points (repeat for more)",
+    ),
+]
+
+
+def import_modules(modules: list[str] | None) -> None:
+    """Import the modules of ``--import`` (ConfigError for one that cannot be imported)."""
+    from ledger.errors import ConfigError
+
+    for module in modules or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"--import {module}: {exc}") from None
 
 
 def open_ledger(url: str, create: bool = True) -> Ledger:

@@ -27,26 +27,36 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ledger import ConfigError, Ledger, Provenance, RunStarted
+from ledger import ConfigError, Ledger, Provenance, ReplayLimits, RunStarted
 from projections.decide import Decide
-from projections.diff import Side
+from projections.diff import Side, check_seen, unknown_side
 from projections.identity import unit_identity
 from projections.limits import Limits
 from projections.outbox import Deliver
 from projections.pool import Workers
 from projections.projector import Projector
 from projections.reshape import shaper_tag
+from projections.scope import Scope
 from projections.stocks import Channels, Shaping
 from projections.t0 import Verdicts
 from runners.job import Job, load_job, parse_job
 from runners.local import LocalRunner, Progress
 from runners.summary import RunSummary
-from runners.tiers import JobUnits, unit_uses
+from runners.tiers import JobUnits, run_started, unit_uses
 from units import Shaper, Unit
 
-__all__ = ["ReplayRunner", "as_recorded", "only_channels", "runs_of", "shaping_of", "side_of"]
+__all__ = [
+    "ReplayRunner",
+    "as_recorded",
+    "covered",
+    "is_job_file",
+    "only_channels",
+    "runs_of",
+    "shaping_of",
+    "side_of",
+]
 
 U = TypeVar("U", bound=Unit | None)
 
@@ -92,12 +102,28 @@ class ReplayRunner(LocalRunner):
         workers: int = 1,
         batch_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        channels: Sequence[str] | None = None,
     ) -> None:
+        if channels:  # only these channels of the job (the job's text is recorded whole)
+            job = only_channels(job, channels)
         super().__init__(job, job_text, ledger, (), progress, read_model, workers, batch_size,
                          sleep)  # fmt: skip
         self.variant = variant
         self.limits = limits or Limits()
+        self.only = tuple(channels) if channels else None
         self.deliver = deliver
+
+    def _started(self) -> RunStarted:
+        """Record the replay with its limits, if any (a diff compares only what they
+        cover: ``side_of``)."""
+        limits = None
+        if self.limits or self.only is not None:
+            stocks = self.limits.stocks
+            limits = ReplayLimits(since=self.limits.since, until=self.limits.until,
+                                  stocks=None if stocks is None else tuple(sorted(stocks)),
+                                  channels=self.only)  # fmt: skip
+        return run_started(self.job, self.job_text, self.job_units, self.run_id, self.variant,
+                           limits)  # fmt: skip
 
     def check(self) -> None:
         """Refuse a bad variant name and one that names another job already; find the
@@ -181,19 +207,34 @@ def shaping_of(runs: Sequence[RunStarted], shapers: Mapping[str, Shaper]) -> Sha
     return Shaping(tuple(tags))
 
 
-def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
+def is_job_file(spec: str) -> bool:
+    """Return True for a side of a diff that names a job file (by its name alone: the
+    file system is not looked at)."""
+    return spec.endswith((".yaml", ".yml")) or "/" in spec or "\\" in spec
+
+
+def side_of(
+    ledger: Ledger, spec: str, job_files: bool = True, scope: Scope | None = None
+) -> tuple[Side, list[str]]:
     """Return one side of a diff: a job file (its units as installed), a variant's name
     (its latest replay) or a run's id (or the start of one), with the units as that run
     recorded them (version and code digest); and notes, for the units recorded otherwise
-    than they are installed."""
+    than they are installed. A variant or run that was a limited replay covers what its
+    limits do (:func:`covered`). Without ``job_files`` (over HTTP) the file system is
+    never looked at, and a variant or run that does not exist is ``NotFound`` without
+    naming the others, as is one whose channels (as its run recorded them) the caller's
+    ``scope`` has none of: before its job is read, so that nothing else tells them apart."""
     recorded: RunStarted | None = None
+    limits: ReplayLimits | None = None
     runs = runs_of(ledger)
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+    if job_files and (is_job_file(spec) or Path(spec).is_file()):
         job, _ = load_job(spec)
     else:
         named = [e for e in runs if e.variant == spec]
         if not named and len(spec) >= 6:
             named = [e for e in runs if e.run.startswith(spec)]
+        if not named and not job_files:
+            raise unknown_side(spec)
         if not named:
             variants = sorted({e.variant for e in runs if e.variant is not None})
             msg = (
@@ -201,20 +242,25 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
                 f"{', '.join(variants) or 'none yet'})"
             )
             raise ConfigError(msg)
-        recorded = named[-1]
+        recorded, limits = named[-1], covered(named)
+        if scope is not None and recorded.units:
+            roles = [u.role for u in recorded.units if u.role.startswith("filter:")]
+            check_seen(scope, spec, [r.removeprefix("filter:") for r in roles])
         job = parse_job(recorded.job_text, f"{spec} (the job it recorded)")
+    if limits is not None and limits.channels is not None:
+        job = only_channels(job, limits.channels)
     units = JobUnits(job)
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     ran = {u.role: u.provenance for u in recorded.units} if recorded is not None else {}
     now = {u.role: u.provenance for u in unit_uses(units)}
     for role, p in sorted(ran.items()):
         q = now.get(role)
         if q is not None and (p.unit_version, p.unit_digest) != (q.unit_version, q.unit_digest):
-            notes.append(
+            notes.append((role,
                 f"{spec}: {role} ({p.unit}) ran as version {p.unit_version}, code "
                 f"{p.unit_digest[:12]}; compared as it ran (installed: version "
                 f"{q.unit_version}, code {q.unit_digest[:12]})"
-            )
+            ))  # fmt: skip
     channels = {}
     for c in units.channels:
         as_ran = replace(c, filter=as_recorded(c.filter, ran.get(f"filter:{c.name}")))
@@ -224,8 +270,26 @@ def side_of(ledger: Ledger, spec: str) -> tuple[Side, list[str]]:
     combiner = unit_identity(as_recorded(units.combiner, ran.get("combiner")))
     shapers = {k: as_recorded(u, ran.get(f"shaper:{k}")) for k, u in units.shapers.items()}
     side = Side(label=spec, channels=channels, combiner=combiner, entries=entries,
-                shaping=shaping_of(runs, shapers))  # fmt: skip
-    return side, notes
+                shaping=shaping_of(runs, shapers), notes=tuple(notes),
+                **_coverage(limits))  # fmt: skip
+    return side, [text for _, text in notes]
+
+
+def covered(runs: Sequence[RunStarted]) -> ReplayLimits | None:
+    """Return what the runs of one variant (or one run) went over together: None
+    (everything) if one of them had no limits, else the latest one's limits."""
+    if any(run.limits is None for run in runs):
+        return None
+    return runs[-1].limits
+
+
+def _coverage(limits: ReplayLimits | None) -> dict[str, Any]:
+    """Return a side's limits and channels covered, from what its replay recorded."""
+    if limits is None:
+        return {}
+    stocks = None if limits.stocks is None else frozenset(limits.stocks)
+    channels = None if limits.channels is None else frozenset(limits.channels)
+    return {"limits": Limits(limits.since, limits.until, stocks), "covers": channels}
 
 
 def as_recorded(unit: U, ran: Provenance | None) -> U:

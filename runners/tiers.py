@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import ConfigurationRegistered, Ledger, RunStarted, UnitUse
+from ledger import ConfigurationRegistered, Ledger, ReplayLimits, RunStarted, UnitUse
 from projections.decide import Channel, Decide
 from projections.identity import provenance, unit_identity
 from projections.outbox import Deliver
@@ -197,14 +197,20 @@ def unit_uses(units: JobUnits) -> list[UnitUse]:
 
 
 def run_started(
-    job: Job, job_text: str, units: JobUnits, run_id: str, variant: str | None = None
+    job: Job,
+    job_text: str,
+    units: JobUnits,
+    run_id: str,
+    variant: str | None = None,
+    limits: ReplayLimits | None = None,
 ) -> RunStarted:
-    """Return the record of a run (or a live worker, or a replay as ``variant``)
-    starting: the job, its units, where and by whom, with which packages."""
+    """Return the record of a run (or a live worker, or a replay as ``variant``, with
+    its ``limits``) starting: the job, its units, where and by whom, with which packages."""
     return RunStarted(
         stream=f"run:{run_id}", run=run_id, job_hash=job.hash, job_text=job_text,
         packages=package_versions(), host=socket.gethostname(), user=_user(),
         argv=tuple(sys.argv), run_id=run_id, units=tuple(unit_uses(units)), variant=variant,
+        limits=limits,
     )  # fmt: skip
 
 

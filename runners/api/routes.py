@@ -16,6 +16,7 @@ from ledger.errors import NotFound
 from ledger.when import position_or_time
 from projections import queries
 from projections.changes import MAX_CHANGES, changes
+from projections.diff import scoped_diff
 from projections.lineage import Lineage
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
 from projections.paging import MAX_POSITION, Page
@@ -23,6 +24,7 @@ from projections.queries import ResultRow, RunView, StockRow, StockView
 from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
+from runners.api.problems import Problem
 from runners.api.tokens import (
     NewToken,
     TokenShown,
@@ -30,6 +32,7 @@ from runners.api.tokens import (
     own_tokens,
     revoke_own_token,
 )
+from runners.replay import is_job_file, side_of
 
 __all__ = ["router"]
 
@@ -38,6 +41,7 @@ CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with ?format=csv"}
 }
 MAX_LOOKUP = 1000
+MAX_DIFF_CHANGES = 1000
 MAX_TOKEN_DAYS = 366
 
 
@@ -213,6 +217,72 @@ def get_results(
     page = list_results(served(request).model, query, scope=who.scope,
                         as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
     return answer(request, page.model_dump(mode="json"), format)
+
+
+class DiffChange(BaseModel):
+    """One entry's result of one stock that differs between the sides."""
+
+    entry: str
+    stock: str
+    kind: str = Field(description="added, removed or changed")
+    values: dict[str, dict[str, Any]] = Field(
+        description="a changed value by its dotted key: a, b, and for numbers delta and "
+        "rank (the stock's rank by it, on each side, if it moved)"
+    )
+
+
+class DiffCompared(BaseModel):
+    """What a diff compared: everything, or what the limits of replays cover."""
+
+    limited_by: list[str] = Field(description="the sides that are limited replays")
+    empty: bool = Field(description="their ranges of positions do not meet: nothing compared")
+    since: int | None
+    until: int | None
+    stocks: list[str] | None = Field(description="of the limits, the stocks either follows")
+    channels: list[str] | None = Field(description="of the limits, the channels compared")
+
+
+class DiffView(BaseModel):
+    """What differs between two variants over the caller's channels (as ``skyledger
+    diff --json``, with at most ``limit`` changes of each entry)."""
+
+    a: str
+    b: str
+    stocks: int = Field(description="stocks followed by a channel of either side compared")
+    compared: DiffCompared
+    entries: dict[str, dict[str, int]] = Field(
+        description="T2 entry -> results added, removed, changed and the same"
+    )
+    channels: dict[str, dict[str, list[str]]] = Field(
+        description="channel -> only_a, only_b: the stocks only one side accepted"
+    )
+    changes: list[DiffChange]
+    cut: dict[str, int] = Field(description="T2 entry -> changes left out by the limit")
+    notes: list[str] = Field(description="units compared as their run recorded them")
+
+
+@router.get("/diff", response_model=DiffView, tags=["results"])
+def get_diff(
+    request: Request,
+    who: Who,
+    a: Annotated[str, Query(description="a variant's name or a run id (not a job file)")],
+    b: Annotated[str, Query(description="the other side: a variant's name or a run id")],
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_DIFF_CHANGES, description="changes listed per T2 entry")
+    ] = 100,
+) -> DiffView:
+    """Compare two variants as ``skyledger diff`` does, over the caller's channels only:
+    per T2 entry and stock, results added, removed or changed, and the stocks each
+    channel accepted. A variant none of whose channels the caller reads is not found."""
+    for spec in (a, b):
+        if is_job_file(spec):
+            raise Problem(422, "Unprocessable content", f"{spec!r}: a job file is not read "
+                          "over HTTP; give a variant's name or a run id")  # fmt: skip
+    s = served(request)
+    side_a, side_b = (side_of(s.ledger, spec, job_files=False, scope=who.scope)[0]
+                      for spec in (a, b))  # fmt: skip
+    found = scoped_diff(s.ledger, side_a, side_b, who.scope)
+    return DiffView.model_validate(found.as_dict(limit))
 
 
 @router.get("/runs", response_model=list[RunView], tags=["runs"])

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
+from ledger import FilterDecided, Ledger
 from ledger.access import AccessGranted, ChannelPolicySet
 from projections.access import make_token
+from projections.limits import Limits
 from runners.job import parse_job
 from runners.local import LocalRunner
 from runners.oidc_provider import EmbeddedDex
+from runners.replay import ReplayRunner
 from tests.runners.api_kit import issue_token
 from units.sources import FileSource
 
@@ -74,21 +77,26 @@ def served(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterat
     text = JOB.replace("OUT", str(folder / "out.txt"))
     source = FileSource({"paths": [str(f) for f in FILES]})
     LocalRunner(parse_job(text), text, ledger, [source], read_model=False).run()
+    replayed(ledger, text)
     ledger.append([
         AccessGranted(stream="access:A", channel="A", member="team:ampelproject/dev", by="t"),
         AccessGranted(stream="access:A", channel="A", member="user:carol", by="t"),
         AccessGranted(stream="access:B", channel="B", member="user:bob", by="t"),
+        AccessGranted(stream="access:A", channel="A", member="user:dana", by="t"),
+        AccessGranted(stream="access:B", channel="B", member="user:dana", by="t"),
         ChannelPolicySet(stream="access:A", channel="A", public=False, programids=(1,), by="t"),
     ])  # fmt: skip
     tokens = {
         "carol": issue_token(ledger, "user:carol"),
         "expired": issue_token(ledger, "user:carol", days=-1),
         "bob": issue_token(ledger, "user:bob"),
+        "dana": issue_token(ledger, "user:dana"),  # both channels
     }
     port = free_port()
     command = [sys.executable, "-m", "runners.cli", "serve", "--ledger", url, "--port",
                str(port), "--oidc-issuer", dex.issuer, "--oidc-audience", "skyledger-api",
-               "--rate", "1000", "--burst", "1000"]  # fmt: skip
+               "--rate", "1000", "--burst", "1000",
+               "--import", "tests.runners.pipeline_units"]  # fmt: skip
     log = (folder / "serve.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                cwd=Path(__file__).resolve().parents[2])  # fmt: skip
@@ -115,6 +123,28 @@ def served(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterat
             process.wait()
         log.close()
         ledger.close()
+
+
+def replayed(ledger: Ledger, text: str) -> None:
+    """Replay the job as variants to diff: the same job; a stricter B and a new T2 entry;
+    the same job limited to ZTF21abiuvdk (A follows it) and a stock only B follows; and
+    the job with channel B alone."""
+    accepted: dict[str, set[str]] = {}
+    for event in ledger.read(types=[FilterDecided]):
+        if isinstance(event, FilterDecided) and event.accepted:
+            accepted.setdefault(event.stream, set()).add(event.channel)
+    b_only = sorted(s for s, channels in accepted.items() if channels == {"B"})[0]
+    stricter = text.replace("config: {n: 1}", "config: {n: 3}").replace(
+        "{unit: TotalFromCounts}]",
+        "{unit: TotalFromCounts}, {unit: BandPoints, config: {band: g}}]",
+    )
+    for variant, job, kw in (
+        ("same", text, {}),
+        ("stricter", stricter, {}),
+        ("narrow", text, {"limits": Limits(stocks=frozenset({"ZTF21abiuvdk", b_only}))}),
+        ("b-only", text, {"channels": ["B"]}),
+    ):
+        ReplayRunner(parse_job(job), job, ledger, variant, read_model=False, **kw).run()  # type: ignore[arg-type]
 
 
 def alice(served: Served, client: str = "skyledger-api", secret: str = "api-secret") -> str:
@@ -220,7 +250,9 @@ def fill(path: str, secret: dict[str, set[str]]) -> list[str]:
 
 B_PARAMS = [{}, {"channel": "B"}, {"channel": "B", "limit": 1000}, {"stock": "ZTF21abiuvdk"},
             {"entry": "TotalFromCounts", "limit": 1000}, {"ra": 0.8143, "dec": 16.1457,
-            "radius": 36000}, {"since": 0, "limit": 10000}]  # fmt: skip
+            "radius": 36000}, {"since": 0, "limit": 10000},
+            {"a": "same", "b": "stricter", "limit": 1000}, {"a": "narrow", "b": "stricter"},
+            {"a": "stricter", "b": "b-only"}]  # fmt: skip
 
 
 def test_a_reader_of_channel_a_finds_nothing_of_channel_b_on_any_route(served: Served) -> None:
@@ -253,6 +285,64 @@ def test_a_reader_of_channel_a_finds_nothing_of_channel_b_on_any_route(served: S
     feed = served.get("/api/v1/changes", carol, since=0, limit=10000).text.splitlines()
     assert json.loads(feed[-1])["kind"] == "end"
     assert any(json.loads(line)["kind"] == "result" for line in feed)
+
+
+def cli_diff(served: Served, a: str, b: str) -> dict[str, Any]:
+    """Return what ``skyledger diff A B --json`` prints (the test units imported first)."""
+    code = "import tests.runners.pipeline_units; from runners.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "diff", a, b, "--ledger", served.ledger.url, "--json"],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def test_the_diff_over_http_is_the_clis_for_a_reader_of_every_channel(served: Served) -> None:
+    dana = served.tokens["dana"]
+    for a, b in (("same", "stricter"), ("narrow", "stricter")):
+        answer = served.get("/api/v1/diff", dana, a=a, b=b, limit=1000)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == cli_diff(served, a, b)
+    found = answer.json()
+    assert found["compared"]["limited_by"] == ["narrow"]
+    assert len(found["compared"]["stocks"]) == found["stocks"] == 2
+    assert "ZTF21abiuvdk" in found["compared"]["stocks"]
+    cut = served.get("/api/v1/diff", dana, a="same", b="stricter", limit=1).json()
+    whole = Counter(c["entry"] for c in cli_diff(served, "same", "stricter")["changes"])
+    assert whole["BandPoints"] > 1
+    assert cut["cut"] == {entry: n - 1 for entry, n in whole.items() if n > 1}
+    assert Counter(c["entry"] for c in cut["changes"]) == dict.fromkeys(whole, 1)
+
+
+def test_a_reader_of_channel_a_diffs_channel_a_alone(served: Served) -> None:
+    secret = of_b_only(served)
+    carol = served.tokens["carol"]
+    every = cli_diff(served, "same", "stricter")
+    assert {c["stock"] for c in every["changes"]} & secret["stocks"]
+    assert every["channels"]["B"]["only_a"]  # the stricter B
+    found = served.get("/api/v1/diff", carol, a="same", b="stricter", limit=1000).json()
+    mine = served.get("/api/v1/stocks", carol, limit=1000).json()["items"]
+    assert found["stocks"] == len(mine) < every["stocks"]
+    assert list(found["channels"]) == ["A"]
+    assert found["entries"]["BandPoints"]["added"] == len(mine)
+    assert {c["stock"] for c in found["changes"]} == {s["stock"] for s in mine}
+    narrow = served.get("/api/v1/diff", carol, a="narrow", b="stricter").json()
+    assert narrow["compared"]["stocks"] == ["ZTF21abiuvdk"]  # not the stock only B follows
+    # A variant of channel B alone is unknown to carol, as one that does not exist.
+    unseen = served.get("/api/v1/diff", carol, a="same", b="b-only")
+    missing = served.get("/api/v1/diff", carol, a="same", b="b-none")
+    assert (unseen.status_code, missing.status_code) == (404, 404)
+    assert unseen.headers["content-type"] == "application/problem+json"
+    assert unseen.json()["detail"] == "no variant or run 'b-only'"
+    assert missing.json()["detail"] == "no variant or run 'b-none'"
+    assert served.get("/api/v1/diff", served.tokens["bob"], a="same", b="b-only").is_success
+    # A job file is not read over HTTP.
+    for spec in ("job.yaml", "../../etc/passwd"):
+        refused = served.get("/api/v1/diff", carol, a=spec, b="same")
+        assert refused.status_code == 422
+        assert "a job file is not read over HTTP" in refused.json()["detail"]
 
 
 def forged(served: Served, claims: dict[str, Any], key: Any, alg: str, kid: str) -> str:

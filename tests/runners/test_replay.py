@@ -26,6 +26,7 @@ from ledger import (
     LedgerSettings,
     ReactionIntended,
     ReactionIssued,
+    ReplayLimits,
     ResultDerived,
     RunStarted,
     StateCombined,
@@ -280,6 +281,62 @@ def test_a_variant_name_names_one_job_and_diff_names_what_is_missing(
     bad = cli("replay", str(path), "--variant", "v4", "--since", "soon", "--ledger", url)
     assert bad.returncode == 2
     assert "--since: 'soon' is neither a position nor a time" in bad.stderr
+
+
+def test_a_diff_of_a_limited_replay_compares_only_what_its_limits_cover(
+    tmp_path: Path, hook_free: Path
+) -> None:
+    url = str(tmp_path / "l.db")
+    second = job(tmp_path, amplitude="[0.5, 1.5]")
+    with Ledger.open(LedgerSettings.load(ledger=url)) as ledger:
+        run(ledger, job(tmp_path))
+        states = [e for e in of_type(ledger, StateCombined) if isinstance(e, StateCombined)]
+        two = sorted(s for s, _ in Counter(s.stream for s in states).most_common(2))
+        replay(ledger, second, "two", limits=Limits(stocks=frozenset(two)))
+        middle = sorted(s.alert_position or 0 for s in states)[len(states) // 2]
+        replay(ledger, second, "early", limits=Limits(until=middle))
+        # A stricter BRIGHT, but only TRANSIENTS replayed: BRIGHT never decided.
+        stricter = job(tmp_path).replace("min_rb: 0.3, min_ndet: 1", "min_rb: 0.9, min_ndet: 1")
+        ReplayRunner(parse_job(stricter), stricter, ledger, "transients", read_model=False,
+                     channels=["TRANSIENTS"]).run()  # fmt: skip
+        started = {e.variant: e.limits for e in of_type(ledger, RunStarted)
+                   if isinstance(e, RunStarted)}  # fmt: skip
+    assert started[None] is None
+    assert started["two"] == ReplayLimits(stocks=tuple(two))
+    assert started["transients"] == ReplayLimits(channels=("TRANSIENTS",))
+    base = str(_write(tmp_path, job(tmp_path)))
+
+    found = json.loads(cli("diff", base, "two", "--ledger", url, "--json").stdout)
+    assert found["stocks"] == 2
+    assert found["compared"] == {"limited_by": ["two"], "empty": False, "since": None,
+                                 "until": None, "stocks": two, "channels": None}  # fmt: skip
+    for counts in found["entries"].values():  # no "removed" for the stocks left out
+        assert (counts["added"], counts["removed"]) == (0, 0)
+        assert counts["changed"] + counts["same"] == 2
+    assert found["entries"]["T2CandidateScore"]["changed"] >= 1
+    assert {c["stock"] for c in found["changes"]} <= set(two)
+    assert all(m == {"only_a": [], "only_b": []} for m in found["channels"].values())
+    shown = cli("diff", base, "two", "--ledger", url)
+    assert f"compared 2 stocks: the limit of two (--stock {two[0]}, {two[1]})" in shown.stdout
+
+    found = json.loads(cli("diff", "early", base, "--ledger", url, "--json").stdout)
+    assert (found["compared"]["until"], found["compared"]["stocks"]) == (middle, None)
+    assert found["stocks"] > 2
+    for counts in found["entries"].values():  # each stock at its latest state up to middle
+        assert (counts["added"], counts["removed"]) == (0, 0)
+    assert found["entries"]["T2CandidateScore"]["changed"] > 0
+    # Both limited: what both cover (the two stocks, up to middle).
+    found = json.loads(cli("diff", "two", "early", "--ledger", url, "--json").stdout)
+    assert found["compared"]["limited_by"] == ["two", "early"]
+    assert set(found["compared"]["stocks"]) <= set(two)
+    assert found["stocks"] == len(found["compared"]["stocks"])
+    assert all(c["added"] + c["removed"] + c["changed"] == 0 for c in found["entries"].values())
+
+    found = json.loads(cli("diff", base, "transients", "--ledger", url, "--json").stdout)
+    assert list(found["channels"]) == ["TRANSIENTS"]  # not BRIGHT, which it did not go over
+    assert found["compared"]["channels"] == ["TRANSIENTS"]
+    assert found["channels"]["TRANSIENTS"] == {"only_a": [], "only_b": []}
+    assert all(c["removed"] == 0 for c in found["entries"].values())
 
 
 VERSIONED = """
