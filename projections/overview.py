@@ -20,6 +20,7 @@ __all__ = [
     "channels_of",
     "rank_options",
     "stocks_starting",
+    "variant_choices",
     "variants_by_key",
 ]
 
@@ -114,3 +115,26 @@ def alerts_of(source: Source, stock: str, limit: int = 20) -> list[AlertSeen]:
     )
     with reading(source) as conn:
         return [AlertSeen(**r) for r in rows_of(conn, query)]
+
+
+def variant_choices(source: Source, scope: Scope) -> list[tuple[str, str]]:
+    """Return what can be compared, as (what ``side_of`` takes, a label): each variant by
+    name, then each run that is not a replay by id, latest first; only those following a
+    channel the scope sees."""
+    runs = m.Run.__table__
+    query = select(runs.c.run_id, runs.c.variant, runs.c.job_name, runs.c.started,
+                   runs.c.units).order_by(runs.c.start_position.desc().nulls_last())  # fmt: skip
+    variants: dict[str, str] = {}
+    plain: list[tuple[str, str]] = []
+    with reading(source) as conn:
+        for run_id, variant, job, started, units in conn.execute(query):
+            channels = {str(u.get("role", ""))[7:] for u in units or ()
+                        if str(u.get("role", "")).startswith("filter:")}  # fmt: skip
+            if scope.channels is not None and not channels & scope.channels:
+                continue
+            when = started.strftime("%Y-%m-%d %H:%M") if started else "?"
+            if variant is not None:
+                variants.setdefault(variant, f"variant {variant} ({job or 'job'})")
+            else:
+                plain.append((run_id, f"run {run_id[:12]} of {job or 'a job'}, {when}"))
+    return sorted(variants.items()) + plain

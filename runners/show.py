@@ -22,6 +22,7 @@ __all__ = [
     "BODY_CHARS",
     "JOURNAL_LINES",
     "VALUE_KINDS",
+    "compared_line",
     "show_change",
     "show_configs",
     "show_diff",
@@ -438,7 +439,7 @@ def show_diff(out: Console, found: Diff, limit: int) -> None:
         table.add_row(f"channel {escape(channel)}: stocks accepted",
                       str(len(moved["only_b"])), str(len(moved["only_a"])), "", "")  # fmt: skip
     out.print(table)
-    compared = _compared(found)
+    compared = compared_line(found)
     if compared:
         out.print(compared, highlight=False, markup=False)
     if found.same:
@@ -463,7 +464,7 @@ def show_diff(out: Console, found: Diff, limit: int) -> None:
                           highlight=False, markup=False)  # fmt: skip
 
 
-def _compared(found: Diff) -> str:
+def compared_line(found: Diff) -> str:
     """Return what a diff of limited replays compared, in a line ("" for no limits)."""
     c = found.compared
     if not c.get("limited_by"):

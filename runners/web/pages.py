@@ -26,12 +26,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ledger.errors import NotFound, QueryError
+from projections.diff import scoped_diff
 from projections.listing import ResultQuery, StockQuery, list_results, list_stocks
 from projections.overview import (
     alerts_of,
     channels_of,
     rank_options,
     stocks_starting,
+    variant_choices,
     variants_by_key,
 )
 from projections.queries import ResultRow, list_runs
@@ -39,6 +41,8 @@ from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.problems import Problem
 from runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
+from runners.replay import side_of
+from runners.show import compared_line, show_change
 from runners.web import cutouts as cut
 from runners.web.lightcurve import draw
 from runners.web.signin import FLOW_COOKIE, FLOW_MAX_AGE_S, SESSION_COOKIE, Flow, safe_next
@@ -351,6 +355,23 @@ def lineage_page(request: Request, who: Viewer, ident: str) -> Response:
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return render(request, "lineage.html", who, found=found, ident=ident)
+
+
+@router.get("/compare")
+def compare_page(
+    request: Request, who: Viewer, a: str | None = None, b: str | None = None
+) -> Response:  # fmt: skip
+    """Two variants (or runs) compared over the viewer's channels, as ``skyledger diff``."""
+    s = served(request)
+    choices = variant_choices(s.model, who.scope)
+    found = lines = None
+    if a and b:
+        side_a, side_b = (side_of(s.ledger, spec, job_files=False, scope=who.scope)[0]
+                          for spec in (a, b))  # fmt: skip
+        found = scoped_diff(s.ledger, side_a, side_b, who.scope)
+        lines = {c.stock + c.entry: show_change(c) for c in found.changes}
+    return render(request, "compare.html", who, choices=choices, a=a, b=b, found=found,
+                  lines=lines, compared=compared_line(found) if found else "")  # fmt: skip
 
 
 @router.get("/tokens")

@@ -19,6 +19,7 @@ import pytest
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import DatapointAdded, Ledger, ResultDerived
 from ledger.access import AccessGranted, TokenRevoked
+from projections.diff import scoped_diff
 from projections.listing import ResultQuery, list_results
 from projections.queries import DatapointRow, stock_rows
 from projections.scope import Scope
@@ -27,6 +28,7 @@ from runners.job import parse_job
 from runners.local import LocalRunner
 from runners.oidc import OidcSettings, OidcVerifier
 from runners.oidc_provider import EmbeddedDex
+from runners.replay import ReplayRunner, side_of
 from runners.server import ApiSettings, create_app
 from runners.tiers import JobUnits, run_started
 from runners.web.lightcurve import draw
@@ -71,6 +73,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterator
             AccessGranted(stream="access:A", channel="A", member="team:ampelproject/dev",
                           by="test"),
         ])  # fmt: skip
+        looser = JOB.replace("{n: 8}", "{n: 5}")  # a variant whose channel A takes more
+        ReplayRunner(parse_job(looser), looser, ledger, "looser", read_model=False).run()
         job = parse_job(JOB)  # a run still running (its tiers' lags on the status page)
         ledger.append([run_started(job, JOB, JobUnits(job, sources=[]), "still-running")])
         tokens = {"A": issue_token(ledger, "user:amy"), "B": issue_token(ledger, "user:ben"),
@@ -305,3 +309,33 @@ def test_the_light_curve_of_fluxes_only_and_of_nothing() -> None:
     assert curve.undrawn == 1
     assert curve.drawn == {("r", "detection"): 1, ("g", "forced"): 1}
     assert "no datapoint" in draw([point("detection", None, "r", None)]).svg
+
+
+def test_variants_compared_as_the_diff_has_them(chromium: Any, site: Site) -> None:
+    page = signed_in(chromium, site, "A")
+    page.goto(f"{site.base}/compare")
+    labels = [o.text_content() for o in page.query_selector_all("select[name=a] option")]
+    assert any(label.startswith("variant looser") for label in labels)
+    page.select_option("select[name=a]", "looser")
+    run = next(o.get_attribute("value") for o in page.query_selector_all("select[name=b] option")
+               if o.text_content().startswith("run "))  # fmt: skip
+    page.select_option("select[name=b]", run)
+    page.click("#compare-form button")
+    page.wait_for_url(re.compile(r".*/compare\?a=looser.*"))
+    scope = Scope(channels=frozenset({"A"}))
+    with Ledger.open(site.url, create=False) as ledger:
+        a, b = (side_of(ledger, spec, job_files=False, scope=scope)[0] for spec in ("looser", run))
+        found = scoped_diff(ledger, a, b, scope)
+    moved = found.channels["A"]
+    assert moved["only_a"]  # the looser variant's channel A took stocks the run's did not
+    row = page.query_selector('#diff-counts tr[data-channel="A"]')
+    cells = [c.text_content() for c in row.query_selector_all("td.num")]
+    assert cells == [str(len(moved["only_b"])), str(len(moved["only_a"]))]
+    assert page.query_selector('#diff-counts tr[data-channel="B"]') is None  # not hers
+    for entry, n in found.entries.items():
+        row = page.query_selector(f'#diff-counts tr[data-entry="{entry}"]')
+        assert [c.text_content() for c in row.query_selector_all("td.num")] == [
+            str(n[k]) for k in ("added", "removed", "changed", "same")]  # fmt: skip
+    shown = {li.get_attribute("data-stock") for li in page.query_selector_all("ul.changes li")}
+    assert shown == {c.stock for c in found.changes}
+    assert not shown & set(site.b_only)
