@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 __all__ = ["Format", "answer", "wants_csv"]
 
@@ -49,12 +50,17 @@ def to_csv(items: Sequence[dict[str, Any]]) -> str:
 
 
 def answer(
-    request: Request, data: dict[str, Any], given: Format | None, items: str = "items"
-) -> Response:
-    """Return a page (``data`` with its ``items``, ``position`` and ``next``) as JSON, or
-    its items as CSV with the page's position and cursor in headers."""
+    request: Request, found: BaseModel | dict[str, Any], given: Format | None,
+    items: str = "items",
+) -> Response:  # fmt: skip
+    """Return a page (with its ``items``, ``position`` and ``next``) or a view as JSON
+    (a model serialised by pydantic at once), or a page's items as CSV with its position
+    and cursor in headers."""
     if not wants_csv(request, given):
-        return JSONResponse(data)
+        if isinstance(found, BaseModel):
+            return Response(found.model_dump_json(), media_type="application/json")
+        return JSONResponse(found)
+    data = found.model_dump(mode="json") if isinstance(found, BaseModel) else found
     headers = {"Skyledger-Position": str(data.get("position", ""))}
     if data.get("next"):
         headers["Skyledger-Next"] = str(data["next"])

@@ -145,7 +145,7 @@ def get_stocks(
     s = served(request)
     page = list_stocks(s.model, s.ledger, query, scope=who.scope,
                        as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
-    return answer(request, page.model_dump(mode="json"), format)
+    return answer(request, page, format)
 
 
 @router.get("/stocks/{stock}", response_model=StockView, tags=["stocks"])
@@ -160,7 +160,7 @@ def get_stock(
     mine = visible_stock(s.model, s.ledger, stock, who.scope, _position(request, as_of))
     if mine is None:
         raise NotFound(f"no stock {stock!r}")
-    return answer(request, mine.model_dump(mode="json"), None)
+    return answer(request, mine, None)
 
 
 class Lookup(BaseModel):
@@ -216,7 +216,7 @@ def get_results(
     })  # fmt: skip
     page = list_results(served(request).model, query, scope=who.scope,
                         as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
-    return answer(request, page.model_dump(mode="json"), format)
+    return answer(request, page, format)
 
 
 class DiffChange(BaseModel):
