@@ -20,6 +20,7 @@ from projections import models as m
 from projections.readmodel import ReadModel
 
 __all__ = [
+    "UPPER_LIMIT",
     "ChannelRow",
     "ConfigRow",
     "DatapointRow",
@@ -178,12 +179,19 @@ class JournalRow(_Row):
     subject: str | None = None
 
 
+UPPER_LIMIT = "upper_limit"
+"""The kind of a datapoint that is an upper limit (no detection: ``limmag`` only)."""
+
+
 class StockView(_Row):
-    """Everything the read model knows of one stock (datapoints by jd, the rest by position)."""
+    """Everything the read model knows of one stock (datapoints by jd, the rest by
+    position): ``datapoints`` holds its measurements (detections, forced photometry and
+    any other kind), ``upper_limits`` its upper limits, apart."""
 
     stock: StockRow
     channels: tuple[ChannelRow, ...]
     datapoints: tuple[DatapointRow, ...]
+    upper_limits: tuple[DatapointRow, ...]
     states: tuple[StateRow, ...]
     results: tuple[ResultRow, ...]
     reactions: tuple[ReactionRow, ...]
@@ -289,13 +297,14 @@ def stock_view(source: Source, stock: str) -> StockView | None:
         followers = tuple(
             ChannelRow(**r) for r in rows_of(conn, channels.order_by(m.StockChannel.channel))
         )
+        points = [
+            DatapointRow(**r) for r in rows_of(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
+        ]
         return StockView(
             stock=StockRow(**found[0], channels=tuple(c.channel for c in followers)),
             channels=followers,
-            datapoints=tuple(
-                DatapointRow(**r)
-                for r in rows_of(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
-            ),
+            datapoints=tuple(d for d in points if d.kind != UPPER_LIMIT),
+            upper_limits=tuple(d for d in points if d.kind == UPPER_LIMIT),
             states=tuple(StateRow(**r) for r in state_rows),
             results=_results(conn, rows_of(conn, results.order_by(m.Result.position)), state_rows),
             reactions=tuple(

@@ -43,13 +43,15 @@ def scoped_view(source: Source, view: StockView, scope: Scope) -> StockView | No
                or of_state[r.subject] & names]  # fmt: skip
     reactions = [x for x in view.reactions if x.channels is not None and names & set(x.channels)]
     points = [d for d in view.datapoints if scope.may_see(d.body)]
-    seen = names | {d.datapoint_id for d in points} | {s.state_id for s in states}
+    limits = [d for d in view.upper_limits if scope.may_see(d.body)]
+    seen = names | {d.datapoint_id for d in points + limits} | {s.state_id for s in states}
     seen |= {r.result_id for r in results} | {x.idempotency_key for x in reactions}
     journal = [j for j in view.journal if j.subject is None or j.subject in seen]
     return view.model_copy(update={
         "stock": view.stock.model_copy(update={"channels": tuple(sorted(names))}),
         "channels": tuple(followers),
         "datapoints": tuple(points),
+        "upper_limits": tuple(limits),
         "states": tuple(s.model_copy(update={"channels": tuple(c for c in s.channels
                                                                if c in names)}) for s in states),
         "results": tuple(results),

@@ -193,6 +193,9 @@ def test_a_channels_reader_sees_its_channel_and_lists_page(served: Served) -> No
     assert csv.headers["skyledger-position"] == str(first["position"])
     view = served.get("/api/v1/stocks/ZTF21abiuvdk", carol).json()
     assert len([d for d in view["datapoints"] if d["kind"] == "detection"]) == 34
+    assert {d["kind"] for d in view["datapoints"]} == {"detection"}  # upper limits apart:
+    assert {d["kind"] for d in view["upper_limits"]} == {"upper_limit"}
+    assert len(view["upper_limits"]) == view["stock"]["n_upper_limits"] > 0
     found = httpx.post(served.url + "/api/v1/stocks/lookup", timeout=60,
                        headers={"Authorization": f"Bearer {carol}"},
                        json={"stocks": ["ZTF21abiuvdk", "ZTF99nothing"]}).json()  # fmt: skip
@@ -244,8 +247,9 @@ def test_a_reader_of_channel_a_finds_nothing_of_channel_b_on_any_route(served: S
                     assert answer.status_code < 500, (concrete, params, answer.text)
                     text = answer.text
                     asked = concrete + json.dumps(params) + json.dumps(body)
-                    leaked = [i for kind in secret.values() for i in kind
-                              if i in text and i not in asked]  # echoing the ask is no leak
+                    leaked = [
+                        i for kind in secret.values() for i in kind if i in text and i not in asked
+                    ]  # echoing the ask is no leak
                     assert not leaked, (method, concrete, params, leaked[:3])
                     assert '"B"' not in text or concrete.endswith("openapi.json"), concrete
             tried.add(f"{method} {path}")
