@@ -1,10 +1,12 @@
 """The change feed: new states, results and reactions of a scope's channels, by position.
 
-``changes(model, scope, since)`` returns what changed after position ``since`` up to the
-read model's position, oldest first, each change with its position: a client that
-keeps the last position it saw and asks again from there misses and repeats nothing.
-A result that failed and later succeeded, or a reaction whose delivery moved on, is a
-change again at its new position.
+``changes(model, ledger, scope, since)`` returns what changed after position ``since``
+up to the read model's position (or up to ``until``, never past the read model's),
+oldest first, each change with its position: a client that keeps the last position it
+saw and asks again from there misses and repeats nothing, and one that pins ``until``
+gets what the feed gave when the ledger stood there. A result that failed and later
+succeeded, or a reaction whose delivery moved on, is a change again at its new position
+(a reaction's delivery that moved on after ``until`` is shown as it stood then).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, exists, literal, select
 
+from ledger import Ledger
 from ledger.errors import QueryError
 from projections import models as m
+from projections.asof import folded_streams
 from projections.listing import pinned_position, result_visible
 from projections.paging import MAX_POSITION
 from projections.queries import reading, rows_of
@@ -27,16 +31,22 @@ MAX_CHANGES = 10_000
 
 
 def changes(
-    model: ReadModel, scope: Scope, since: int, limit: int = 1000
+    model: ReadModel,
+    ledger: Ledger,
+    scope: Scope,
+    since: int,
+    limit: int = 1000,
+    until: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Return up to ``limit`` changes after ``since`` (oldest first) and the position the
-    feed was read as of (where to go on from when fewer than ``limit`` came)."""
+    """Return up to ``limit`` changes after ``since`` up to ``until`` (oldest first) and
+    the position the feed was read as of (where to go on from when fewer than ``limit``
+    came)."""
     if not 0 <= since <= MAX_POSITION or not 1 <= limit <= MAX_CHANGES:
         raise QueryError(f"since {since}, limit {limit}: give since >= 0, limit 1 to {MAX_CHANGES}")
     names = None if scope.channels is None else sorted(scope.channels)
     with reading(model) as conn:
         assert isinstance(conn, Connection)
-        position = pinned_position(conn, None, None)
+        position = pinned_position(conn, until, None)
         at: Any = bindparam("at", position)
         s, sc = m.State.__table__, m.StateChannel.__table__
         r, x = m.Result.__table__, m.Reaction.__table__
@@ -47,6 +57,9 @@ def changes(
         results = results.where(r.c.position > since, r.c.position <= at)
         reactions = select(x.c.last_position, x.c.stock, x.c.idempotency_key, x.c.unit,
                            x.c.target, x.c.status, x.c.channels)  # fmt: skip
+        moved = conn.execute(select(x.c.idempotency_key).where(
+            x.c.position <= at, x.c.last_position > at
+        )).scalars().all()  # fmt: skip
         reactions = reactions.where(x.c.last_position > since, x.c.last_position <= at)
         if names is not None:
             states = states.where(exists(select(literal(1)).where(
@@ -64,12 +77,17 @@ def changes(
         found.extend({"kind": "result", **row} for row in taken)
         bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
         taken = rows_of(conn, reactions.order_by(x.c.last_position).limit(limit))
+        filled = len(taken) == limit
+        bound = min(bound, taken[-1]["last_position"]) if filled else bound
+        if moved:  # delivered on after the position: as they stood there
+            streams = [f"reaction:{k}" for k in moved]
+            with folded_streams(ledger, streams, position) as then, reading(then) as again:
+                taken += rows_of(again, reactions)
         for row in taken:
             row["position"] = row.pop("last_position")
             mine = row["channels"]
             if names is None or (mine and set(mine) & set(names)):
                 found.append({"kind": "reaction", **row})
-        bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
     found = sorted((c for c in found if c["position"] <= bound), key=lambda c: c["position"])
     if len(found) > limit:
         found = found[:limit]

@@ -362,14 +362,22 @@ def _run_view(row: dict[str, Any], counts: dict[str, int], now: dt.datetime | No
 
 
 def list_runs(
-    source: Source, limit: int | None = None, now: dt.datetime | None = None
+    source: Source,
+    limit: int | None = None,
+    now: dt.datetime | None = None,
+    until: int | None = None,
 ) -> list[RunView]:
     """Return the runs, the latest first, with the events each recorded by type (a run
-    whose heartbeats stopped is ``gone``, as of ``now``: see :class:`RunView`)."""
+    whose heartbeats stopped is ``gone``, as of ``now``: see :class:`RunView`); with
+    ``until``, only those started at or before that position (as they stand now:
+    :func:`projections.asof.runs_as_of` gives them as they stood then)."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
     order = runs.c.start_position.desc().nulls_last()
+    query = select(runs).order_by(order, runs.c.run_id).limit(limit)
+    if until is not None:
+        query = query.where(runs.c.start_position <= until)
     with reading(source) as conn:
-        rows = rows_of(conn, select(runs).order_by(order, runs.c.run_id).limit(limit))
+        rows = rows_of(conn, query)
         by_run: dict[str, dict[str, int]] = {}
         query = select(counts).where(counts.c.run_id.in_([r["run_id"] for r in rows]))
         for c in rows_of(conn, query):

@@ -14,10 +14,11 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ledger.access import TokenIssued, TokenRevoked
-from ledger.errors import NotFound
+from ledger.errors import NotFound, QueryError
 from ledger.when import position_or_time
 from projections import queries
 from projections.access import TokenRow, make_token, token_digest, tokens
+from projections.asof import runs_as_of
 from projections.changes import MAX_CHANGES, changes
 from projections.lineage import Lineage, lineage, resolve
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
@@ -65,9 +66,11 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 FormatQuery = Annotated[Format | None, Query(alias="format", description="json or csv")]
 
 
-def _position(request: Request, as_of: str | None) -> int | None:
+def _position(request: Request, as_of: str | None, name: str = "as_of") -> int | None:
     """Return an ``as_of`` parameter as a position (a time: the ledger's position then)."""
-    at = None if as_of is None else position_or_time("as_of", as_of)
+    at = None if as_of is None else position_or_time(name, as_of)
+    if isinstance(at, int) and at > MAX_POSITION:
+        raise QueryError(f"{name} {at}: a position is 0 to {MAX_POSITION}")
     if at is None or isinstance(at, int):
         return at
     position: int = served(request).ledger.position_at(at)
@@ -125,8 +128,16 @@ def get_stocks(
     format: FormatQuery = None,
 ) -> Response:
     """List stocks by channel, cone and last change, a page at a time (pinned pages)."""
-    query = StockQuery.parse({"channel": channel, "ra": ra, "dec": dec,
-                                       "radius_arcsec": radius, "since": since, "order": order})
+    query = StockQuery.parse(
+        {
+            "channel": channel,
+            "ra": ra,
+            "dec": dec,
+            "radius_arcsec": radius,
+            "since": since,
+            "order": order,
+        }
+    )
     s = served(request)
     page = list_stocks(s.model, s.ledger, query, scope=who.scope,
                        as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
@@ -212,16 +223,30 @@ def get_results(
 
 @router.get("/runs", response_model=list[RunView], tags=["runs"])
 def get_runs(
-    request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20
+    request: Request,
+    who: Who,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    as_of: AsOf = None,
 ) -> list[RunView]:
-    """List the runs, latest first (a channel's reader gets when, which job, which
-    variant and how each ended: not the job's text, units or counts, which are of every
-    channel the job names)."""
-    found = queries.list_runs(served(request).model, limit)
+    """List the runs, latest first, or as they stood at ``as_of`` (a channel's reader gets
+    when, which job, which variant and how each ended: not the job's text, units or
+    counts, which are of every channel the job names)."""
+    s = served(request)
+    position = _position(request, as_of)
+    if position is None:
+        found = queries.list_runs(s.model, limit)
+    else:
+        operator = who.scope.channels is None
+        found = runs_as_of(s.model, s.ledger, position, limit, counts=operator)
     if who.scope.channels is None:
         return found
-    hidden: dict[str, Any] = {"job_text": None, "argv": None, "units": None, "summary": None,
-                              "counts": {}}
+    hidden: dict[str, Any] = {
+        "job_text": None,
+        "argv": None,
+        "units": None,
+        "summary": None,
+        "counts": {},
+    }
     return [r.model_copy(update=hidden) for r in found]
 
 
@@ -230,13 +255,16 @@ def get_lineage(
     request: Request,
     who: Who,
     ident: Annotated[str, Path(description="an event, result, state or datapoint id, ...")],
+    as_of: AsOf = None,
 ) -> Lineage:
-    """Explain a result, state, reaction, datapoint or alert: its lineage as a tree."""
+    """Explain a result, state, reaction, datapoint or alert: its lineage as a tree (as
+    the ledger stood at ``as_of``: what came later is not there)."""
     s = served(request)
-    events = resolve(s.ledger, ident, lambda other: queries.event_ids_of(s.model, other))
+    until = _position(request, as_of)
+    events = resolve(s.ledger, ident, lambda other: queries.event_ids_of(s.model, other), until)
     if not events:
         raise NotFound(f"nothing has the id {ident!r}")
-    found = scoped_lineage(s.model, lineage(s.ledger, events[0]), who.scope)
+    found = scoped_lineage(s.model, lineage(s.ledger, events[0], until=until), who.scope)
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return found
@@ -253,10 +281,20 @@ def get_changes(
     who: Who,
     since: Annotated[int, Query(ge=0, le=MAX_POSITION, description="the last position seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 1000,
+    until: Annotated[
+        str | None,
+        Query(
+            description="up to this position, or the ledger's position at this time "
+            "(ISO 8601): the feed as it stood then"
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """Stream new states, results and reactions of the caller's channels after a position,
-    as NDJSON; the last line, ``{"kind": "end", "position": P}``, says where to go on from."""
-    found, position = changes(served(request).model, who.scope, since, limit)
+    """Stream new states, results and reactions of the caller's channels after a position
+    (up to ``until``), as NDJSON; the last line, ``{"kind": "end", "position": P}``, says
+    where to go on from."""
+    s = served(request)
+    upper = _position(request, until, "until")
+    found, position = changes(s.model, s.ledger, who.scope, since, limit, upper)
 
     def lines() -> Iterator[bytes]:
         for change in found:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,52 @@ def test_errors_are_problem_documents(tmp_path: Path, path: str) -> None:
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.status_code in (401, 404)
         assert set(answer.json()) >= {"type", "title", "status", "detail"}
+
+
+def test_runs_lineage_and_changes_as_of_a_position_are_what_they_were_then(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:12])
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+        token = issue_token(ledger, "user:x")
+    app = create_app(ApiSettings(ledger=url, catch_up_s=0.1))
+    with serving(app) as client, Ledger.open(url) as ledger:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def reads(**params: Any) -> dict[str, Any]:
+            feed = client.get("/api/v1/changes", headers=headers,
+                              params={"until": params["as_of"]} if params else {})  # fmt: skip
+            lines = [json.loads(line) for line in feed.text.splitlines()]
+            ids = [c.get("result_id") or c.get("state_id") for c in lines[:-1]]
+            return {
+                "runs": client.get("/api/v1/runs", headers=headers, params=params).json(),
+                "changes": lines,
+                "lineage": {i: client.get(f"/api/v1/lineage/{i}", headers=headers,
+                                          params=params).json() for i in ids if i},
+            }  # fmt: skip
+
+        middle = client.get("/api/v1/health").json()["read_model"]
+        assert middle == ledger.head()
+        then = reads()
+        assert len(then["runs"]) == 1
+        assert then["changes"][-1] == {"kind": "end", "position": middle}
+        run(ledger, SN[12:])  # a second run, while the API serves
+        head = ledger.head()
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/health").json()["read_model"] < head:
+            assert time.monotonic() < deadline, "the read model did not follow"
+            time.sleep(0.05)
+        now = reads()
+        assert len(now["runs"]) == 2
+        assert len(now["changes"]) > len(then["changes"])
+        assert reads(as_of=str(middle)) == then
+        later = [c["result_id"] for c in now["changes"] if c.get("position", 0) > middle
+                 and c["kind"] == "result"]  # fmt: skip
+        assert later
+        gone = client.get(f"/api/v1/lineage/{later[0]}", headers=headers,
+                          params={"as_of": str(middle)})  # fmt: skip
+        assert gone.status_code == 404
+        too_far = client.get("/api/v1/runs", headers=headers, params={"as_of": str(2**64)})
+        assert too_far.status_code == 400
