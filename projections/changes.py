@@ -23,6 +23,7 @@ from projections.listing import pinned_position, result_visible
 from projections.paging import MAX_POSITION
 from projections.queries import reading, rows_of
 from projections.readmodel import ReadModel
+from projections.rights import programmes_allow
 from projections.scope import Scope
 
 __all__ = ["MAX_CHANGES", "changes"]
@@ -57,15 +58,19 @@ def changes(
         results = results.where(r.c.position > since, r.c.position <= at)
         reactions = select(x.c.last_position, x.c.stock, x.c.idempotency_key, x.c.unit,
                            x.c.target, x.c.status, x.c.channels)  # fmt: skip
-        moved = conn.execute(select(x.c.idempotency_key).where(
-            x.c.position <= at, x.c.last_position > at
-        )).scalars().all()  # fmt: skip
+        moving = select(x.c.idempotency_key).where(x.c.position <= at, x.c.last_position > at)
         reactions = reactions.where(x.c.last_position > since, x.c.last_position <= at)
+        if scope.programids is not None:  # of stocks the caller may see (at the position)
+            states = states.where(programmes_allow(s.c.stock, at, scope.programids))
+            results = results.where(programmes_allow(r.c.stock, at, scope.programids))
+            about = (x.c.stock.is_not(None), programmes_allow(x.c.stock, at, scope.programids))
+            reactions, moving = reactions.where(*about), moving.where(*about)
         if names is not None:
             states = states.where(exists(select(literal(1)).where(
                 sc.c.state_id == s.c.state_id, sc.c.channel.in_(names)
             )))  # fmt: skip
             results = results.where(result_visible(r, at, frozenset(names)))
+        moved = conn.execute(moving).scalars().all()
         found: list[dict[str, Any]] = []
         bound = position  # a kind that filled its page holds nothing checked past its last
         taken = rows_of(conn, states.order_by(s.c.position).limit(limit))

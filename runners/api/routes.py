@@ -24,6 +24,7 @@ from projections.lineage import Lineage, lineage, resolve
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
 from projections.paging import MAX_POSITION, Page
 from projections.queries import ResultRow, RunView, StockRow, StockView
+from projections.rights import hidden_stocks
 from projections.visibility import scoped_lineage, scoped_view
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
@@ -185,7 +186,9 @@ def lookup(request: Request, who: Who, wanted: Annotated[Lookup, Body()]) -> Fou
     s = served(request)
     names = list(dict.fromkeys(wanted.stocks))
     found = queries.stock_rows(s.model, names, who.scope.channels)
-    mine = {k: v for k, v in found.items() if who.scope.channels is None or v.channels}
+    hidden = hidden_stocks(s.model, list(found), who.scope.programids, None)
+    mine = {k: v for k, v in found.items()
+            if (who.scope.channels is None or v.channels) and k not in hidden}  # fmt: skip
     missing = [n for n in names if n not in mine]
     items = [mine[n] for n in names if n in mine]
     return Found(items=items, missing=missing, position=s.model.position())
@@ -264,7 +267,7 @@ def get_lineage(
     events = resolve(s.ledger, ident, lambda other: queries.event_ids_of(s.model, other), until)
     if not events:
         raise NotFound(f"nothing has the id {ident!r}")
-    found = scoped_lineage(s.model, lineage(s.ledger, events[0], until=until), who.scope)
+    found = scoped_lineage(s.model, lineage(s.ledger, events[0], until=until), who.scope, until)
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return found
