@@ -6,7 +6,8 @@ oldest first, each change with its position: a client that keeps the last positi
 saw and asks again from there misses and repeats nothing, and one that pins ``until``
 gets what the feed gave when the ledger stood there. A result that failed and later
 succeeded, or a reaction whose delivery moved on, is a change again at its new position
-(a reaction's delivery that moved on after ``until`` is shown as it stood then).
+(a reaction whose delivery, or a result whose retries, moved on after ``until`` is
+shown as it stood then).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, exists, literal, select
 
-from ledger import Ledger
+from ledger import Ledger, ResultFailed
 from ledger.errors import QueryError
 from projections import models as m
 from projections.asof import folded_streams
@@ -25,6 +26,7 @@ from projections.queries import reading, rows_of
 from projections.readmodel import ReadModel
 from projections.rights import programmes_allow
 from projections.scope import Scope
+from projections.t2 import failed_event_id
 
 __all__ = ["MAX_CHANGES", "changes"]
 
@@ -55,6 +57,7 @@ def changes(
         states = states.where(s.c.position > since, s.c.position <= at)
         results = select(r.c.position, r.c.stock, r.c.result_id, r.c.unit, r.c.unit_version,
                          r.c.config, r.c.subject, r.c.status, r.c.body, r.c.error)  # fmt: skip
+        retried = results.add_columns(r.c.attempt).where(r.c.position > at, r.c.failures > 0)
         results = results.where(r.c.position > since, r.c.position <= at)
         reactions = select(x.c.last_position, x.c.stock, x.c.idempotency_key, x.c.unit,
                            x.c.target, x.c.status, x.c.channels)  # fmt: skip
@@ -63,6 +66,7 @@ def changes(
         if scope.programids is not None:  # of stocks the caller may see (at the position)
             states = states.where(programmes_allow(s.c.stock, at, scope.programids))
             results = results.where(programmes_allow(r.c.stock, at, scope.programids))
+            retried = retried.where(programmes_allow(r.c.stock, at, scope.programids))
             about = (x.c.stock.is_not(None), programmes_allow(x.c.stock, at, scope.programids))
             reactions, moving = reactions.where(*about), moving.where(*about)
         if names is not None:
@@ -70,6 +74,7 @@ def changes(
                 sc.c.state_id == s.c.state_id, sc.c.channel.in_(names)
             )))  # fmt: skip
             results = results.where(result_visible(r, at, frozenset(names)))
+            retried = retried.where(result_visible(r, at, frozenset(names)))
         moved = conn.execute(moving).scalars().all()
         found: list[dict[str, Any]] = []
         bound = position  # a kind that filled its page holds nothing checked past its last
@@ -79,6 +84,7 @@ def changes(
             found.append({"kind": "state", **row, "channels": shown})
         bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
         taken = rows_of(conn, results.order_by(r.c.position).limit(limit))
+        taken += _failed_then(ledger, rows_of(conn, retried), since, position)
         found.extend({"kind": "result", **row} for row in taken)
         bound = min(bound, taken[-1]["position"]) if len(taken) == limit else bound
         taken = rows_of(conn, reactions.order_by(x.c.last_position).limit(limit))
@@ -99,3 +105,23 @@ def changes(
     if len(found) == limit or bound < position:
         position = found[-1]["position"] if found else bound
     return found, position
+
+
+def _failed_then(
+    ledger: Ledger, rows: list[dict[str, Any]], since: int, position: int
+) -> list[dict[str, Any]]:
+    """Return, of results that changed after ``position`` having failed before, those
+    whose latest failure at or before it came after ``since``, as they stood then."""
+    then: list[dict[str, Any]] = []
+    for row in rows:
+        attempt = int(row.pop("attempt") or 0)
+        ids = [failed_event_id(row["result_id"], n) for n in range(1, attempt + 1)]
+        failures = [
+            e for e in ledger.get_many(ids).values()
+            if isinstance(e, ResultFailed) and since < (e.position or 0) <= position
+        ]  # fmt: skip
+        if failures:
+            last = max(failures, key=lambda e: e.position or 0)
+            then.append(row | {"position": last.position, "status": "failed", "body": None,
+                               "error": last.error})  # fmt: skip
+    return then
