@@ -52,10 +52,18 @@ from ledger.errors import ProjectionError
 from projections import models as m
 from projections.fold_access import fold_access
 from projections.fold_ranks import fold_ranks
+from projections.scope import programme_of
 from projections.sky import cells_of, mean_direction, unit_vector
 
 __all__ = [
-    "Fold", "fetch", "json_text", "position_of", "stock_of", "subject_of", "summarise", "table_of"
+    "Fold",
+    "fetch",
+    "json_text",
+    "position_of",
+    "stock_of",
+    "subject_of",
+    "summarise",
+    "table_of",
 ]
 
 Row = dict[str, Any]
@@ -150,7 +158,9 @@ def fetch(conn: Connection, table: Table, column: str, values: Iterable[Any]) ->
 _REACTION_EVENTS = (ReactionIntended, DeliveryClaimed, ReactionIssued)
 _RUN_EVENTS = (RunStarted, RunFinished, RunHeartbeat)
 _NOT_STOCK_EVENTS: tuple[type[Event], ...] = (
-    *_RUN_EVENTS, ConfigurationRegistered, *ACCESS_EVENT_TYPES
+    *_RUN_EVENTS,
+    ConfigurationRegistered,
+    *ACCESS_EVENT_TYPES,
 )
 _NOT_STOCKS = ("run:", "config:", "reaction:", "access:", "token:")
 _COUNTS = ("n_alerts", "n_detections", "n_upper_limits", "n_forced", "n_other")
@@ -306,6 +316,13 @@ class Fold:
             rows[key] = row
         self.upsert(m.Datapoint, list(rows.values()))
         self.run_datapoints(tally)
+        programmes: dict[tuple[str, int], Row] = {}  # the first datapoint of each wins
+        for e in events:
+            programid = programme_of(e.body)
+            if programid is not None and stock_of(e) is not None:
+                row = {"stock": e.stream, "programid": programid, "first_position": e.position}
+                programmes.setdefault((e.stream, programid), row)
+        self.insert(m.StockProgramme, list(programmes.values()))
 
     def run_datapoints(self, tally: Counter[tuple[str, str, str]]) -> None:
         """Add a batch's datapoint counts to its runs' (new datapoints, new bodies)."""

@@ -141,9 +141,16 @@ def _finished_id(run: str) -> str:
     return RunFinished.id_of(canonical_bytes({"run": run}))
 
 
-def resolve(ledger: Ledger, ident: str, lookup: Lookup | None = None) -> list[Event]:
-    """Return the events ``ident`` may name, most direct first (empty: none)."""
+def resolve(
+    ledger: Ledger, ident: str, lookup: Lookup | None = None, until: int | None = None
+) -> list[Event]:
+    """Return the events ``ident`` may name, most direct first (empty: none); with
+    ``until``, only events at or before that position (a reaction's last outcome then)."""
     ident = ident.strip()
+
+    def known(found: Mapping[str, Event]) -> dict[str, Event]:
+        return {k: e for k, e in found.items() if until is None or (e.position or 0) <= until}
+
     direct = [
         *([ident] if _EVENT_ID.fullmatch(ident) else []),
         derived_event_id(ident),
@@ -151,35 +158,42 @@ def resolve(ledger: Ledger, ident: str, lookup: Lookup | None = None) -> list[Ev
         ReactionIntended.id_of(canonical_bytes({"idempotency_key": ident})),
         run_event_id(ident),
     ]
-    found = ledger.get_many(direct)
+    found = known(ledger.get_many(direct))
     events = [found[i] for i in direct if i in found]
     for e in list(events):
         if isinstance(e, ReactionIntended):  # a reaction: its last outcome says the most
-            outcome = _last_outcome(ledger, e)
+            outcome = _last_outcome(ledger, e, until)
             if outcome is not None:
                 events.insert(events.index(e), outcome)
     if not events:
-        failed = ledger.get_many([failed_event_id(ident, n) for n in range(1, 21)])
+        failed = known(ledger.get_many([failed_event_id(ident, n) for n in range(1, 21)]))
         events = sorted(failed.values(), key=lambda e: -(e.position or 0))[:1]
     if not events and lookup is not None:
-        more = ledger.get_many(i for i in lookup(ident) if _EVENT_ID.fullmatch(i))
+        more = known(ledger.get_many(i for i in lookup(ident) if _EVENT_ID.fullmatch(i)))
         events = sorted(more.values(), key=lambda e: e.position or 0)
     return events
 
 
-def _last_outcome(ledger: Ledger, intent: ReactionIntended) -> Event | None:
-    """Return the last delivery event of a reaction (outcome, or claim), if any."""
+def _last_outcome(
+    ledger: Ledger, intent: ReactionIntended, until: int | None = None
+) -> Event | None:
+    """Return the last delivery event of a reaction (outcome, or claim), if any (up to
+    position ``until``, if given)."""
     last: Event | None = None
-    for e in ledger.stream(f"reaction:{intent.idempotency_key}"):
+    for e in ledger.stream(f"reaction:{intent.idempotency_key}", until=until):
         if isinstance(e, ReactionIssued | DeliveryClaimed):
             last = e
     return last
 
 
-def lineage(ledger: Ledger, event: Event, max_steps: int = 100_000) -> Lineage:
+def lineage(
+    ledger: Ledger, event: Event, max_steps: int = 100_000, until: int | None = None
+) -> Lineage:
     """Return the lineage of ``event``: every event it was made from, down to the
     alerts, their packets and runs (at most ``max_steps`` events: a limit for
-    pathological ledgers; the tree says where it stopped)."""
+    pathological ledgers; the tree says where it stopped). With ``until``, as the
+    ledger stood at that position: the runs' outcomes recorded later are left out
+    (an event's causes always come before it)."""
     known: dict[str, Event] = {event.id: event}
     frontier = list(event.causation)
     while frontier and len(known) < max_steps:  # a level of the tree per read
@@ -193,7 +207,7 @@ def lineage(ledger: Ledger, event: Event, max_steps: int = 100_000) -> Lineage:
     done.steps = len(shown)
     events = [known[i] for i in shown]
     done.configs = _configs(ledger, events)
-    done.runs = _runs(ledger, events)
+    done.runs = _runs(ledger, events, until)
     done.packets = {
         e.digest: PacketKept(digest=e.digest, size=_size(ledger.packet(e.digest)))
         for e in events
@@ -301,8 +315,9 @@ def _configs(ledger: Ledger, events: Iterable[Event]) -> dict[str, ConfigUsed]:
     }
 
 
-def _runs(ledger: Ledger, events: Iterable[Event]) -> dict[str, RunUsed]:
-    """Return the runs that recorded the events: job, software, host, how they ended."""
+def _runs(ledger: Ledger, events: Iterable[Event], until: int | None) -> dict[str, RunUsed]:
+    """Return the runs that recorded the events: job, software, host, how they ended
+    (by position ``until``, if given)."""
     runs = sorted({e.run_id for e in events if e.run_id})
     ids = {run_event_id(r): r for r in runs} | {_finished_id(r): r for r in runs}
     found = ledger.get_many(ids)
@@ -315,7 +330,7 @@ def _runs(ledger: Ledger, events: Iterable[Event]) -> dict[str, RunUsed]:
                 status=used[e.run].status, variant=e.variant,
             )  # fmt: skip
     for e in found.values():
-        if isinstance(e, RunFinished):
+        if isinstance(e, RunFinished) and (until is None or (e.position or 0) <= until):
             used[e.run].status = e.status
     return used
 

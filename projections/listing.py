@@ -48,6 +48,7 @@ from projections.fold_ranks import ranked_paths
 from projections.paging import MAX_POSITION, Cursor, Page, query_digest
 from projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
 from projections.readmodel import ReadModel
+from projections.rights import programmes_allow
 from projections.scope import Scope
 from projections.sky import Cone, separation_deg
 
@@ -209,6 +210,8 @@ def list_stocks(
             .scalar_subquery(),
         ).label("as_of_last")
         sql = select(s.c.stock, s.c.last_position, last).where(s.c.first_position <= at)
+        if scope.programids is not None:
+            sql = sql.where(programmes_allow(s.c.stock, at, scope.programids))
         if channels is not None and cone is None:  # a cone's few candidates: checked after
             sql = sql.where(exists(select(literal(1)).where(
                 c.c.stock == s.c.stock, c.c.channel.in_(sorted(channels)),
@@ -387,8 +390,16 @@ def _ranked(
     unit configuration about states, in one channel, by a path the unit ranks by, with
     nothing indexed after the position read as of (a first page always: the index moves
     with the read model's position); else None (then the results themselves are read)."""
-    if not (query.latest and query.path and keys and len(keys) == 1 and channels
-            and len(channels) == 1 and query.stock is None and query.status == "ok"):
+    if not (
+        query.latest
+        and query.path
+        and keys
+        and len(keys) == 1
+        and channels
+        and len(channels) == 1
+        and query.stock is None
+        and query.status == "ok"
+    ):
         return None  # fmt: skip
     unit, version, digest, config = keys[0]
     paths, about_states = ranked_paths(unit)
@@ -436,10 +447,13 @@ def list_results(
             cut.append(r.c.stock == query.stock)
         if channels is not None:
             cut.append(result_visible(r, at, channels))
+        if scope.programids is not None:
+            cut.append(programmes_allow(r.c.stock, at, scope.programids))
         chosen = select(r).where(*cut)
         ranked = _ranked(conn, query, keys, channels, position)
         if ranked is not None:  # each stock's latest value, through the rank index
             chosen, value_of = ranked
+            chosen = chosen.where(programmes_allow(r.c.stock, at, scope.programids))
         elif query.latest:
             rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())
             inner = select(r, rank.label("rank")).where(*cut).subquery()

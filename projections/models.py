@@ -36,6 +36,7 @@ __all__ = [
     "StateChannel",
     "Stock",
     "StockChannel",
+    "StockProgramme",
     "Token",
     "Tracking",
 ]
@@ -129,6 +130,17 @@ class StockChannel(Base):
     accepted_alerts: Mapped[int]
     first_accepted_position: Mapped[int]
     last_accepted_position: Mapped[int]
+
+
+class StockProgramme(Base):
+    """A survey programme (ZTF ``programid``) a stock's datapoints carry, from the first
+    such datapoint's position: who may see the stock follows (``projections.rights``)."""
+
+    __tablename__ = "rm_stock_programids"
+
+    stock: Mapped[str] = _key()
+    programid: Mapped[int] = _key()
+    first_position: Mapped[int]
 
 
 class Datapoint(Base):

@@ -1,6 +1,8 @@
 """What the pages show around the listings: the channels a caller reads and their sizes,
 the values a channel's results can be ranked by, the variants each unit configuration
-ran in, a caller's stocks by id prefix, and a stock's received alerts."""
+ran in, a caller's stocks by id prefix, and a stock's received alerts. Stocks carrying
+data of a survey programme the caller may not see are not counted nor found
+(:mod:`projections.rights`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
 from projections import models as m
+from projections.paging import MAX_POSITION
 from projections.queries import Source, reading, rows_of
+from projections.rights import programmes_allow
 from projections.scope import Scope
 
 __all__ = [
@@ -54,6 +58,7 @@ def channels_of(source: Source, scope: Scope) -> list[ChannelSummary]:
     query = select(table.c.channel, func.count(), func.max(table.c.last_accepted_position))
     if scope.channels is not None:
         query = query.where(table.c.channel.in_(sorted(scope.channels)))
+    query = query.where(programmes_allow(table.c.stock, MAX_POSITION, scope.programids))
     with reading(source) as conn:
         rows = conn.execute(query.group_by(table.c.channel).order_by(table.c.channel)).all()
     return [ChannelSummary(channel=c, stocks=n, last_position=p or 0) for c, n, p in rows]
@@ -99,6 +104,7 @@ def stocks_starting(source: Source, prefix: str, scope: Scope, limit: int = 20) 
             table.c.stock.startswith(prefix, autoescape=True),
             table.c.channel.in_(sorted(scope.channels)),
         )
+    query = query.where(programmes_allow(table.c.stock, MAX_POSITION, scope.programids))
     with reading(source) as conn:
         query = query.distinct().order_by(table.c.stock).limit(limit)
         return [str(s) for s in conn.execute(query).scalars()]

@@ -20,6 +20,7 @@ from projections import models as m
 from projections.readmodel import ReadModel
 
 __all__ = [
+    "UPPER_LIMIT",
     "ChannelRow",
     "ConfigRow",
     "DatapointRow",
@@ -178,12 +179,19 @@ class JournalRow(_Row):
     subject: str | None = None
 
 
+UPPER_LIMIT = "upper_limit"
+"""The kind of a datapoint that is an upper limit (no detection: ``limmag`` only)."""
+
+
 class StockView(_Row):
-    """Everything the read model knows of one stock (datapoints by jd, the rest by position)."""
+    """Everything the read model knows of one stock (datapoints by jd, the rest by
+    position): ``datapoints`` holds its measurements (detections, forced photometry and
+    any other kind), ``upper_limits`` its upper limits, apart."""
 
     stock: StockRow
     channels: tuple[ChannelRow, ...]
     datapoints: tuple[DatapointRow, ...]
+    upper_limits: tuple[DatapointRow, ...]
     states: tuple[StateRow, ...]
     results: tuple[ResultRow, ...]
     reactions: tuple[ReactionRow, ...]
@@ -291,13 +299,14 @@ def stock_view(source: Source, stock: str) -> StockView | None:
         followers = tuple(
             ChannelRow(**r) for r in rows_of(conn, channels.order_by(m.StockChannel.channel))
         )
+        points = [
+            DatapointRow(**r) for r in rows_of(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
+        ]
         return StockView(
             stock=StockRow(**found[0], channels=tuple(c.channel for c in followers)),
             channels=followers,
-            datapoints=tuple(
-                DatapointRow(**r)
-                for r in rows_of(conn, dps.order_by(by_jd, m.Datapoint.datapoint_id))
-            ),
+            datapoints=tuple(d for d in points if d.kind != UPPER_LIMIT),
+            upper_limits=tuple(d for d in points if d.kind == UPPER_LIMIT),
             states=tuple(StateRow(**r) for r in state_rows),
             results=_results(conn, rows_of(conn, results.order_by(m.Result.position)), state_rows),
             reactions=tuple(
@@ -355,14 +364,22 @@ def _run_view(row: dict[str, Any], counts: dict[str, int], now: dt.datetime | No
 
 
 def list_runs(
-    source: Source, limit: int | None = None, now: dt.datetime | None = None
+    source: Source,
+    limit: int | None = None,
+    now: dt.datetime | None = None,
+    until: int | None = None,
 ) -> list[RunView]:
     """Return the runs, the latest first, with the events each recorded by type (a run
-    whose heartbeats stopped is ``gone``, as of ``now``: see :class:`RunView`)."""
+    whose heartbeats stopped is ``gone``, as of ``now``: see :class:`RunView`); with
+    ``until``, only those started at or before that position (as they stand now:
+    :func:`projections.asof.runs_as_of` gives them as they stood then)."""
     runs, counts = m.Run.__table__, m.RunCount.__table__
     order = runs.c.start_position.desc().nulls_last()
+    query = select(runs).order_by(order, runs.c.run_id).limit(limit)
+    if until is not None:
+        query = query.where(runs.c.start_position <= until)
     with reading(source) as conn:
-        rows = rows_of(conn, select(runs).order_by(order, runs.c.run_id).limit(limit))
+        rows = rows_of(conn, query)
         by_run: dict[str, dict[str, int]] = {}
         query = select(counts).where(counts.c.run_id.in_([r["run_id"] for r in rows]))
         for c in rows_of(conn, query):

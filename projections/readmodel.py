@@ -147,14 +147,18 @@ class ReadModel:
 
     @staticmethod
     def _same_shape(conn: Connection) -> bool:
-        """Return False if a read-model table exists with other columns than ours."""
+        """Return False if a read-model table exists with other columns than ours, or if
+        some of our tables exist and others not (an older skyledger's model, which a new
+        table would join empty)."""
         found = inspect(conn)
+        present = 0
         for table in m.METADATA.sorted_tables:
             if found.has_table(table.name):
+                present += 1
                 columns = {c["name"] for c in found.get_columns(table.name)}
                 if columns != {c.name for c in table.columns}:
                     return False
-        return True
+        return present in (0, len(m.METADATA.sorted_tables))
 
     def drop(self) -> None:
         """Drop every read-model table (the ledger's tables are left alone)."""

@@ -13,7 +13,19 @@ from pydantic import BaseModel, ConfigDict
 
 from ledger.errors import NotFound
 
-__all__ = ["Scope"]
+__all__ = ["NOT_A_PROGRAMME", "Scope", "programme_of"]
+
+NOT_A_PROGRAMME = -1
+"""The programme recorded for a ``programid`` that is not a whole number (no caller's)."""
+
+
+def programme_of(body: dict[str, Any]) -> int | None:
+    """Return the survey programme (ZTF ``programid``) a datapoint's body names; None if
+    it names none (other surveys: everyone's data)."""
+    found = body.get("programid")
+    if found is None:
+        return None
+    return found if type(found) is int else NOT_A_PROGRAMME
 
 
 class Scope(BaseModel):
@@ -28,7 +40,7 @@ class Scope(BaseModel):
 
     def may_see(self, body: dict[str, Any]) -> bool:
         """Return True if a datapoint's body is of a programme the caller has rights to."""
-        programid = body.get("programid")
+        programid = programme_of(body)
         return self.programids is None or programid is None or programid in self.programids
 
     def allows(self, channel: str) -> bool:

@@ -34,26 +34,26 @@ from ledger.when import position_or_time
 from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
     PIPED,
+    AsOfOption,
     ImportOption,
     JsonOption,
     LedgerOption,
     console,
     import_modules,
-    model_of,
     open_ledger,
     out,
+    position_of,
     print_json,
     read_model,
 )
+from runners.cli_query import runs, why
 from runners.show import (
     JOURNAL_LINES,
     show_configs,
     show_diff,
     show_failures,
-    show_lineage,
     show_options,
     show_results,
-    show_runs,
     show_stock,
     show_stocks,
     show_summary,
@@ -389,8 +389,12 @@ def simulate(
     ] = 0.0,
     sky_step: Annotated[
         float,
-        typer.Option(min=0.0, max=359.999, help="copy k is moved k times this many degrees in "
-                     "RA (137.5: copies spread over the sky; 0: at their original's place)"),
+        typer.Option(
+            min=0.0,
+            max=359.999,
+            help="copy k is moved k times this many degrees in "
+            "RA (137.5: copies spread over the sky; 0: at their original's place)",
+        ),
     ] = 0.0,
     cutouts: Annotated[
         bool, typer.Option("--cutouts/--no-cutouts", help="keep the image cutouts, or drop them")
@@ -525,26 +529,10 @@ def stock(
     show_stock(out, view, full, journal, whole_ids=PIPED)
 
 
-AsOfOption = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of",
-        metavar="POSITION|TIME",
-        help="as the ledger held it at a position, or at a time (ISO 8601; UTC if no zone)",
-    ),
-]
 LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="rows per page")]
 CursorOption = Annotated[
     str | None, typer.Option("--cursor", help="the next page: the cursor the last page gave")
 ]
-
-
-def _position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
-    """Return a --as-of or --since as a position (a time: the ledger's position then)."""
-    when = None if value is None else position_or_time(option, value)
-    if when is None or isinstance(when, int):
-        return when
-    return ledger.position_at(when)
 
 
 def _page_end(page: Any, what: str) -> None:
@@ -582,10 +570,10 @@ def stocks(
     opened, model = read_model(ledger)
     with opened, model:
         query = StockQuery.parse({
-            "channel": channel, "since": _position_of(opened, "--since", since), "order": order,
+            "channel": channel, "since": position_of(opened, "--since", since), "order": order,
             **(dict(zip(("ra", "dec", "radius_arcsec"), cone, strict=True)) if cone else {}),
         })  # fmt: skip
-        page = list_stocks(model, opened, query, as_of=_position_of(opened, "--as-of", as_of),
+        page = list_stocks(model, opened, query, as_of=position_of(opened, "--as-of", as_of),
                            cursor=cursor, limit=limit)  # fmt: skip
     if as_json:
         print_json(page.model_dump(mode="json"))
@@ -630,7 +618,7 @@ def results(
             "stock": stock_id, "path": path, "min": low, "max": high, "latest": latest,
             "order": "asc" if ascending else "desc", "status": "failed" if failed else "ok",
         })  # fmt: skip
-        page = list_results(model, query, as_of=_position_of(opened, "--as-of", as_of),
+        page = list_results(model, query, as_of=position_of(opened, "--as-of", as_of),
                             cursor=cursor, limit=limit)  # fmt: skip
     if as_json:
         print_json(page.model_dump(mode="json"))
@@ -644,22 +632,7 @@ def _as_of(value: str | None) -> int | dt.datetime | None:
     return None if value is None else position_or_time("--as-of", value)
 
 
-@app.command()
-def runs(
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    limit: Annotated[int, typer.Option(min=1, help="the latest runs to list")] = 20,
-) -> None:
-    """List the runs of a ledger, latest first: job name, variant, status and counts."""
-    from projections import queries
-
-    opened, model = read_model(ledger)
-    with opened, model:
-        found = queries.list_runs(model, limit)
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in found])
-    else:
-        show_runs(out, found)
+app.command()(runs)
 
 
 @app.command()
@@ -714,61 +687,7 @@ def config(
         show_configs(out, found)
 
 
-_WHY_KINDS = ("event", "result", "state", "datapoint", "alert", "packet digest", "reaction")
-
-
-@app.command()
-def why(
-    ident: Annotated[
-        str,
-        typer.Argument(
-            metavar="ID",
-            help="an event id; a result, state, datapoint or survey alert id; a reaction's "
-            "idempotency key; a packet digest; or any unique start of one",
-        ),
-    ],
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    packages: Annotated[
-        bool, typer.Option("--packages", help="list each run's package versions")
-    ] = False,
-) -> None:
-    """Explain a reaction, result, state, datapoint or alert: its lineage as a tree down to
-    the packets (source, position, digest), with the unit, version, code digest,
-    configuration and duration of each step, and the runs that recorded them (job hash
-    and text, host, user, package versions)."""
-    from projections import queries
-    from projections.lineage import lineage, resolve
-    from projections.prefixes import expand
-
-    with open_ledger(ledger, create=False) as opened:
-
-        def lookup(other: str) -> list[str]:  # ids only the read model knows
-            with model_of(opened) as model:
-                return queries.event_ids_of(model, other)
-
-        events = resolve(opened, ident, lookup)
-        if not events:  # the start of an id, as tables print them
-            with model_of(opened) as model:
-                try:
-                    _, whole = expand(model, ident, _WHY_KINDS)
-                except NotFound:
-                    whole = None
-            events = [] if whole is None else resolve(opened, whole, lookup)
-        if not events:
-            raise ConfigError(
-                f"nothing in {redact(ledger)} has the id {ident!r}: give an event, result, "
-                "state, datapoint or alert id, an idempotency key or a packet digest"
-            )
-        found = lineage(opened, events[0])
-        found.also = [e.id for e in events[1:]]
-    if as_json:
-        out.print_json(found.model_dump_json())
-        return
-    show_lineage(out, found, packages)
-    if found.also:
-        out.print(f"{ident} also names {len(found.also)} other events (give an event id to "
-                  f"see one): {', '.join(found.also)}", highlight=False)  # fmt: skip
+app.command()(why)
 
 
 @app.command()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PIPED",
+    "AsOfOption",
     "ImportOption",
     "JsonOption",
     "LedgerOption",
@@ -26,6 +27,7 @@ __all__ = [
     "model_of",
     "open_ledger",
     "out",
+    "position_of",
     "print_json",
     "read_model",
 ]
@@ -68,6 +70,26 @@ def import_modules(modules: list[str] | None) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"--import {module}: {exc}") from None
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        metavar="POSITION|TIME",
+        help="as the ledger held it at a position, or at a time (ISO 8601; UTC if no zone)",
+    ),
+]
+
+
+def position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
+    """Return a --as-of or --since as a position (a time: the ledger's position then)."""
+    from ledger.when import position_or_time
+
+    when = None if value is None else position_or_time(option, value)
+    if when is None or isinstance(when, int):
+        return when
+    return ledger.position_at(when)
 
 
 def open_ledger(url: str, create: bool = True) -> Ledger:

@@ -176,10 +176,14 @@ def show_stock(
     curve = Table("jd", "band", "kind", "mag", "err", "limit", title="light curve")
     for d in view.datapoints:
         curve.add_row(
-            f"{d.jd:.5f}" if d.jd else "-", d.band or "-", d.kind, _num(d.mag), _num(d.magerr),
-            _num(d.limmag),
+            _jd(d.jd), d.band or "-", d.kind, _num(d.mag), _num(d.magerr), _num(d.limmag)
         )  # fmt: skip
     out.print(curve)
+    if view.upper_limits:
+        limits = Table("jd", "band", "limiting mag", title="upper limits")
+        for d in view.upper_limits:
+            limits.add_row(_jd(d.jd), d.band or "-", _num(d.limmag))
+        out.print(limits)
     states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
     for st in view.states:
         states.add_row(_id(st.state_id, whole_ids), f"{st.unit}@{st.unit_version}",
@@ -231,6 +235,10 @@ def _about(r: ResultRow, stock: str, whole_ids: bool = False) -> str:
     if r.state_alert_position is not None:
         return f"state {_id(r.subject, whole_ids)} (alert at {r.state_alert_position})"
     return _id(r.subject, whole_ids)
+
+
+def _jd(value: float | None) -> str:
+    return f"{value:.5f}" if value else "-"
 
 
 def _num(value: float | None) -> str:

@@ -12,15 +12,17 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ledger.errors import NotFound
+from ledger.errors import NotFound, QueryError
 from ledger.when import position_or_time
 from projections import queries
+from projections.asof import runs_as_of
 from projections.changes import MAX_CHANGES, changes
 from projections.diff import scoped_diff
 from projections.lineage import Lineage
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
 from projections.paging import MAX_POSITION, Page
 from projections.queries import ResultRow, RunView, StockRow, StockView
+from projections.rights import hidden_stocks
 from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
@@ -72,9 +74,11 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 FormatQuery = Annotated[Format | None, Query(alias="format", description="json or csv")]
 
 
-def _position(request: Request, as_of: str | None) -> int | None:
+def _position(request: Request, as_of: str | None, name: str = "as_of") -> int | None:
     """Return an ``as_of`` parameter as a position (a time: the ledger's position then)."""
-    at = None if as_of is None else position_or_time("as_of", as_of)
+    at = None if as_of is None else position_or_time(name, as_of)
+    if isinstance(at, int) and at > MAX_POSITION:
+        raise QueryError(f"{name} {at}: a position is 0 to {MAX_POSITION}")
     if at is None or isinstance(at, int):
         return at
     position: int = served(request).ledger.position_at(at)
@@ -183,7 +187,9 @@ def lookup(request: Request, who: Who, wanted: Annotated[Lookup, Body()]) -> Fou
     s = served(request)
     names = list(dict.fromkeys(wanted.stocks))
     found = queries.stock_rows(s.model, names, who.scope.channels)
-    mine = {k: v for k, v in found.items() if who.scope.channels is None or v.channels}
+    hidden = hidden_stocks(s.model, list(found), who.scope.programids, None)
+    mine = {k: v for k, v in found.items()
+            if (who.scope.channels is None or v.channels) and k not in hidden}  # fmt: skip
     missing = [n for n in names if n not in mine]
     items = [mine[n] for n in names if n in mine]
     return Found(items=items, missing=missing, position=s.model.position())
@@ -287,12 +293,21 @@ def get_diff(
 
 @router.get("/runs", response_model=list[RunView], tags=["runs"])
 def get_runs(
-    request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20
+    request: Request,
+    who: Who,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    as_of: AsOf = None,
 ) -> list[RunView]:
-    """List the runs, latest first (a channel's reader gets when, which job, which
-    variant and how each ended: not the job's text, units or counts, which are of every
-    channel the job names)."""
-    found = queries.list_runs(served(request).model, limit)
+    """List the runs, latest first, or as they stood at ``as_of`` (a channel's reader gets
+    when, which job, which variant and how each ended: not the job's text, units or
+    counts, which are of every channel the job names)."""
+    s = served(request)
+    position = _position(request, as_of)
+    if position is None:
+        found = queries.list_runs(s.model, limit)
+    else:
+        operator = who.scope.channels is None
+        found = runs_as_of(s.model, s.ledger, position, limit, counts=operator)
     if who.scope.channels is None:
         return found
     hidden: dict[str, Any] = {
@@ -310,10 +325,12 @@ def get_lineage(
     request: Request,
     who: Who,
     ident: Annotated[str, Path(description="an event, result, state or datapoint id, ...")],
+    as_of: AsOf = None,
 ) -> Lineage:
-    """Explain a result, state, reaction, datapoint or alert: its lineage as a tree."""
+    """Explain a result, state, reaction, datapoint or alert: its lineage as a tree (as
+    the ledger stood at ``as_of``: what came later is not there)."""
     s = served(request)
-    found = visible_lineage(s.model, s.ledger, ident, who.scope)
+    found = visible_lineage(s.model, s.ledger, ident, who.scope, _position(request, as_of))
     if found is None:
         raise NotFound(f"nothing has the id {ident!r}")
     return found
@@ -330,10 +347,20 @@ def get_changes(
     who: Who,
     since: Annotated[int, Query(ge=0, le=MAX_POSITION, description="the last position seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_CHANGES)] = 1000,
+    until: Annotated[
+        str | None,
+        Query(
+            description="up to this position, or the ledger's position at this time "
+            "(ISO 8601): the feed as it stood then"
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """Stream new states, results and reactions of the caller's channels after a position,
-    as NDJSON; the last line, ``{"kind": "end", "position": P}``, says where to go on from."""
-    found, position = changes(served(request).model, who.scope, since, limit)
+    """Stream new states, results and reactions of the caller's channels after a position
+    (up to ``until``), as NDJSON; the last line, ``{"kind": "end", "position": P}``, says
+    where to go on from."""
+    s = served(request)
+    upper = _position(request, until, "until")
+    found, position = changes(s.model, s.ledger, who.scope, since, limit, upper)
 
     def lines() -> Iterator[bytes]:
         for change in found:

@@ -276,14 +276,16 @@ def stock_page(request: Request, who: Viewer, stock: str) -> Response:
     view = visible_stock(s.model, s.ledger, stock, who.scope)
     if view is None:
         raise NotFound(f"no stock {stock!r}")
-    curve = draw(view.datapoints)
+    points = sorted((*view.datapoints, *view.upper_limits),
+                    key=lambda d: (d.jd is None, d.jd or 0.0))  # fmt: skip
+    curve = draw(points)
     alert = _cutout_alert(request, who, stock)
     by_key: dict[tuple[str, str, str, str], list[ResultRow]] = defaultdict(list)
     for r in view.results:
         by_key[r.key()].append(r)
     variants = variants_by_key(s.model)
     groups = [(key, variants.get(key, []), rows) for key, rows in by_key.items()]
-    return render(request, "stock.html", who, view=view, curve=curve, alert=alert,
+    return render(request, "stock.html", who, view=view, points=points, curve=curve, alert=alert,
                   groups=groups, links=_links(stock, view.stock.ra, view.stock.dec),
                   radec=_sexagesimal(view.stock.ra, view.stock.dec))  # fmt: skip
 

@@ -10,14 +10,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
-from projections.asof import stock_as_of
-from projections.queries import StockView, stock_view
+from projections.asof import runs_as_of, stock_as_of
+from projections.changes import changes
+from projections.lineage import Lineage, lineage, resolve
+from projections.queries import RunView, StockView, event_ids_of, list_runs, stock_view
 from projections.readmodel import ReadModel, readmodel_url
+from projections.scope import Scope
 from runners.job import parse_job
 from runners.local import LocalRunner
 from units.sources import FileSource
@@ -48,6 +52,15 @@ def view_now(ledger: Ledger) -> StockView | None:
         return stock_view(model, STOCK)
 
 
+def run_first(ledger: Ledger, tmp_path: Path, count: int = 12) -> tuple[str, list[Path], int]:
+    """Run the job on the stock's first ``count`` alerts; return the job's text, every
+    alert file and the ledger's head after."""
+    files = sorted(SN.glob("*.avro"))
+    text = JOB.replace("OUT", str(tmp_path / "out.txt"))
+    run(ledger, text, files[:count])
+    return text, files, ledger.head()
+
+
 def keys(view: StockView | None) -> list[str]:
     return [r.idempotency_key for r in view.reactions] if view else []
 
@@ -55,10 +68,7 @@ def keys(view: StockView | None) -> list[str]:
 def test_a_stock_as_of_a_position_is_what_the_ledger_showed_then(
     ledger: Ledger, tmp_path: Path
 ) -> None:
-    files = sorted(SN.glob("*.avro"))
-    text = JOB.replace("OUT", str(tmp_path / "out.txt"))
-    run(ledger, text, files[:12])
-    middle = ledger.head()
+    text, files, middle = run_first(ledger, tmp_path)
     then = view_now(ledger)
     assert then is not None
     assert then.stock.n_alerts == 12
@@ -116,3 +126,88 @@ def test_stock_as_of_on_the_command_line(tmp_path: Path, how: str) -> None:
     bad = skyledger("stock", STOCK, "--ledger", url, "--as-of", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--as-of" in bad.stderr
+
+
+def reads(ledger: Ledger, until: int | None = None) -> dict[str, Any]:
+    """Return the runs, the change feed and every result's and state's lineage, now or
+    (with ``until``) as of a position."""
+    model = ReadModel(readmodel_url(ledger.settings.ledger))
+    with model:
+        model.create()
+        model.catch_up(ledger)
+        runs = list_runs(model) if until is None else runs_as_of(model, ledger, until)
+        feed = changes(model, ledger, Scope(), 0, 10_000, until)
+        ids = sorted({c["result_id"] for c in feed[0] if c["kind"] == "result"}
+                     | {c["state_id"] for c in feed[0] if c["kind"] == "state"})  # fmt: skip
+
+        def why(ident: str) -> Lineage | None:
+            found = resolve(ledger, ident, lambda i: event_ids_of(model, i), until)
+            return lineage(ledger, found[0], until=until) if found else None
+
+        return {"runs": runs, "changes": feed, "lineage": {i: why(i) for i in ids}}
+
+
+def test_runs_lineage_and_the_change_feed_as_of_a_position_are_what_they_were_then(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    text, files, middle = run_first(ledger, tmp_path)
+    then = reads(ledger)
+    assert [r.status for r in then["runs"]] == ["ok"]
+    assert {c["kind"] for c in then["changes"][0]} == {"state", "result", "reaction"}
+    assert then["changes"][1] == middle
+    run(ledger, text, files[12:])
+    now = reads(ledger)
+    assert len(now["runs"]) == 2
+    assert set(now["lineage"]) > set(then["lineage"])  # new states and results since
+    past = reads(ledger, middle)
+    assert past == then
+    later = sorted(set(now["lineage"]) - set(then["lineage"]))
+    assert all(reads_one(ledger, i, middle) is None for i in later[:3])  # made later: none
+    # A run still going at the position is shown as it stood: running, its events then.
+    first = now["runs"][1]
+    assert first.start_position is not None
+    assert first.finish_position is not None
+    going = runs_as_of_model(ledger, first.finish_position - 1)
+    assert (going.status, going.finished, going.summary) == ("running", None, None)
+    assert sum(going.counts.values()) == sum(first.counts.values()) - 1  # all but RunFinished
+
+
+def reads_one(ledger: Ledger, ident: str, until: int) -> Lineage | None:
+    found = resolve(ledger, ident, None, until)
+    return lineage(ledger, found[0], until=until) if found else None
+
+
+def runs_as_of_model(ledger: Ledger, position: int) -> RunView:
+    model = ReadModel(readmodel_url(ledger.settings.ledger))
+    with model:
+        model.create()
+        model.catch_up(ledger)
+        [found] = runs_as_of(model, ledger, position)
+        return found
+
+
+def test_runs_and_why_as_of_on_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    files = sorted(SN.glob("*.avro"))
+    text = JOB.replace("OUT", str(tmp_path / "out.txt"))
+
+    def cli(*args: str) -> Any:
+        done = skyledger(*args, "--ledger", url, "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    with Ledger.open(url) as ledger:
+        run(ledger, text, files[:5])
+        middle = ledger.head()
+    runs_then = cli("runs")
+    result = cli("results", "--limit", "1")["items"][0]["result_id"]
+    why_then = cli("why", result)
+    with Ledger.open(url) as ledger:
+        run(ledger, text, files[5:])
+    assert len(cli("runs")) == 2
+    assert cli("runs", "--as-of", str(middle)) == runs_then
+    assert cli("why", result, "--as-of", str(middle)) == why_then
+    newest = cli("results", "--limit", "1")["items"][0]["result_id"]
+    missing = skyledger("why", newest, "--ledger", url, "--as-of", str(middle), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert f"as of position {middle} has the id" in missing.stderr

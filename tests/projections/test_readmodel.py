@@ -244,7 +244,7 @@ def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
         "rm_run_datapoints": 4,
         "rm_runs": 1, "rm_state_channels": 1, "rm_states": 2, "rm_stock_channels": 2,
         "rm_stocks": 3, "rm_tracking": 1, "rm_channel_policies": 0, "rm_grants": 0,
-        "rm_tokens": 0, "rm_ranks": 0,
+        "rm_tokens": 0, "rm_ranks": 0, "rm_stock_programids": 0,
     }  # fmt: skip
     with readmodel.engine.connect() as conn:
         alerts = m.Alert.__table__
@@ -516,3 +516,17 @@ def test_an_index_an_older_read_model_lacks_is_created_and_its_rows_stay(tmp_pat
             names = {i["name"] for i in inspect(conn).get_indexes("rm_ranks")}
         assert "rm_ranks_value" in names
         assert model.position() == 7
+
+
+def test_a_read_model_without_a_table_of_ours_is_rebuilt(
+    ledger: Ledger, readmodel: ReadModel
+) -> None:
+    ledger.append(story())
+    readmodel.catch_up(ledger)
+    digest = readmodel.digest()
+    with readmodel.engine.begin() as conn:  # as an older skyledger left it
+        m.StockProgramme.__table__.drop(conn)
+    readmodel.create()
+    assert readmodel.position() == 0  # dropped whole, to be folded again
+    readmodel.catch_up(ledger)
+    assert readmodel.digest() == digest

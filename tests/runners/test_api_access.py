@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+import fastavro
 import pytest
+from sqlalchemy import or_, select
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
-from ledger.access import AccessGranted, TokenRevoked
+from ledger.access import AccessGranted, ChannelPolicySet, TokenRevoked
 from runners.api.auth import RateLimit
 from runners.cli_common import model_of
 from runners.job import parse_job
 from runners.local import LocalRunner
 from runners.server import ApiSettings, create_app
-from tests.runners.api_kit import issue_token, serving
+from tests.runners.api_kit import every_route_keeps, issue_token, serving
 from tests.runners.test_cli import skyledger
 from units.sources import FileSource
 
@@ -137,6 +140,163 @@ def test_errors_are_problem_documents(tmp_path: Path, path: str) -> None:
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.status_code in (401, 404)
         assert set(answer.json()) >= {"type", "title", "status", "detail"}
+
+
+def test_runs_lineage_and_changes_as_of_a_position_are_what_they_were_then(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        run(ledger, SN[:12])
+        ledger.append([AccessGranted(stream="access:A", channel="A", member="user:x", by="t")])
+        token = issue_token(ledger, "user:x")
+    app = create_app(ApiSettings(ledger=url, catch_up_s=0.1))
+    with serving(app) as client, Ledger.open(url) as ledger:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def reads(**params: Any) -> dict[str, Any]:
+            feed = client.get("/api/v1/changes", headers=headers,
+                              params={"until": params["as_of"]} if params else {})  # fmt: skip
+            lines = [json.loads(line) for line in feed.text.splitlines()]
+            ids = [c.get("result_id") or c.get("state_id") for c in lines[:-1]]
+            return {
+                "runs": client.get("/api/v1/runs", headers=headers, params=params).json(),
+                "changes": lines,
+                "lineage": {i: client.get(f"/api/v1/lineage/{i}", headers=headers,
+                                          params=params).json() for i in ids if i},
+            }  # fmt: skip
+
+        middle = client.get("/api/v1/health").json()["read_model"]
+        assert middle == ledger.head()
+        then = reads()
+        assert len(then["runs"]) == 1
+        assert then["changes"][-1] == {"kind": "end", "position": middle}
+        run(ledger, SN[12:])  # a second run, while the API serves
+        head = ledger.head()
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/health").json()["read_model"] < head:
+            assert time.monotonic() < deadline, "the read model did not follow"
+            time.sleep(0.05)
+        now = reads()
+        assert len(now["runs"]) == 2
+        assert len(now["changes"]) > len(then["changes"])
+        assert reads(as_of=str(middle)) == then
+        later = [c["result_id"] for c in now["changes"] if c.get("position", 0) > middle
+                 and c["kind"] == "result"]  # fmt: skip
+        assert later
+        gone = client.get(f"/api/v1/lineage/{later[0]}", headers=headers,
+                          params={"as_of": str(middle)})  # fmt: skip
+        assert gone.status_code == 404
+        too_far = client.get("/api/v1/runs", headers=headers, params={"as_of": str(2**64)})
+        assert too_far.status_code == 400
+
+
+NIGHT = DATA / "night" / "fink-client_sample_part-00001_n54.avro"
+RIGHTS_JOB = """
+name: rights
+channels: [{name: A}, {name: B}]
+combiner: {unit: AllPoints}
+t2: [{unit: CountPoints}, {unit: TotalFromCounts}]
+t3: [{unit: CollectReactor, config: {path: OUT}, select: {channels: [A]}}]
+"""
+
+
+def as_programme(source: Path, target: Path, programid: int, stocks: set[str] | None) -> Path:
+    """Write a real ZTF packet again with its alerts of ``stocks`` (None: all) made of
+    another programme: the candidate and, for a stock in ``stocks``, its whole history
+    (no public packet holds anything but programme 1, public data)."""
+    with source.open("rb") as fh:
+        reader = fastavro.reader(fh)
+        schema, codec, records = reader.writer_schema, reader.codec, list(reader)
+    for record in records:
+        if stocks is None or record["objectId"] in stocks:
+            record["candidate"]["programid"] = programid
+            for entry in (record.get("prv_candidates") or []) if stocks else []:
+                entry["programid"] = programid
+    with target.open("wb") as fh:
+        fastavro.writer(fh, schema, records, codec=codec)
+    return target
+
+
+def of_private_stocks(ledger: Ledger) -> dict[str, set[str]]:
+    """Return the ids of what is derived from data of programmes other than 1, as the
+    operator reads them: such stocks, their states and results, and the reactions
+    about them or about no one stock."""
+    from projections import models as m
+
+    with model_of(ledger) as model, model.engine.connect() as conn:
+        p, st, r, x = (t.__table__ for t in (m.StockProgramme, m.State, m.Result, m.Reaction))
+        private = set(conn.execute(select(p.c.stock).where(p.c.programid != 1)).scalars())
+        return {
+            "stocks": private,
+            "states": set(conn.execute(select(st.c.state_id).where(st.c.stock.in_(private)))
+                          .scalars()),
+            "results": set(conn.execute(select(r.c.result_id).where(r.c.stock.in_(private)))
+                           .scalars()),
+            "reactions": set(conn.execute(select(x.c.idempotency_key).where(
+                or_(x.c.stock.is_(None), x.c.stock.in_(private)))).scalars()),
+        }  # fmt: skip
+
+
+def test_a_reader_limited_to_public_data_sees_nothing_derived_from_private_data(
+    tmp_path: Path,
+) -> None:
+    with NIGHT.open("rb") as fh:
+        night = sorted({r["objectId"] for r in fastavro.reader(fh)})
+    private = set(night[::2])  # every other stock of the night: partnership data only
+    files = [as_programme(NIGHT, tmp_path / "night.avro", 2, private)]
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    text = RIGHTS_JOB.replace("OUT", str(tmp_path / "out.txt"))
+    with Ledger.open(url) as ledger:
+        # the public alerts of ZTF21abiuvdk first, then Caltech ones (programme 3)
+        public_run = FileSource({"paths": [str(f) for f in [*files, *SN[:20]]]})
+        LocalRunner(parse_job(text), text, ledger, [public_run], read_model=False).run()
+        before = ledger.head()
+        later = [as_programme(f, tmp_path / f.name, 3, None) for f in SN[20:]]
+        private_run = FileSource({"paths": [str(f) for f in later]})
+        LocalRunner(parse_job(text), text, ledger, [private_run], read_model=False).run()
+        ledger.append([
+            AccessGranted(stream="access:A", channel="A", member="user:x", by="t"),
+            AccessGranted(stream="access:B", channel="B", member="user:y", by="t"),
+            ChannelPolicySet(stream="access:A", channel="A", public=False, programids=(1,), by="t"),
+        ])  # fmt: skip
+        x, y = issue_token(ledger, "user:x"), issue_token(ledger, "user:y")
+        secret = of_private_stocks(ledger)
+    assert secret["stocks"] == private | {"ZTF21abiuvdk"}
+    assert secret["results"]
+    assert secret["states"]
+    assert secret["reactions"]
+    with serving(create_app(ApiSettings(ledger=url))) as client:
+
+        def get(path: str, token: str, **params: Any) -> Any:
+            answer = client.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.text
+            return answer.json() if "changes" not in path else answer.text
+
+        assert get("/api/v1/me", x)["programids"] == [1]
+        public = {s["stock"] for s in get("/api/v1/stocks", x, limit=1000)["items"]}
+        assert public == set(night) - private  # and not ZTF21abiuvdk: Caltech data since
+        results = get("/api/v1/results", x, limit=1000)["items"]
+        assert results
+        assert {r["stock"] for r in results} <= public
+        rows = get("/api/v1/stocks", y, limit=1000)["items"]
+        assert {s["stock"] for s in rows} == set(night) | {"ZTF21abiuvdk"}  # every programme
+        for row in rows:  # a cone around each stock finds it for B's reader, A's if public
+            near = {"ra": row["ra"], "dec": row["dec"], "radius": 5}
+            assert row["stock"] in {s["stock"] for s in get("/api/v1/stocks", y, **near)["items"]}
+            seen = {s["stock"] for s in get("/api/v1/stocks", x, **near)["items"]}
+            assert (row["stock"] in seen) == (row["stock"] in public), row["stock"]
+        assert get("/api/v1/stocks/ZTF21abiuvdk", y)["stock"]["n_alerts"] == len(SN)
+        # As of a position before the Caltech alerts, the stock was public data only.
+        then = get("/api/v1/stocks/ZTF21abiuvdk", x, as_of=str(before))
+        assert then["stock"]["n_alerts"] == 20
+        assert "ZTF21abiuvdk" in get("/api/v1/changes", x, until=str(before))
+        every_route_keeps(client, x, secret, PRIVATE_PARAMS)
+
+
+PRIVATE_PARAMS = [{}, {"channel": "A", "limit": 1000}, {"stock": "ZTF21abiuvdk"},
+                  {"entry": "TotalFromCounts", "limit": 1000}, {"ra": 0.8143, "dec": 16.1457,
+                  "radius": 36000}, {"since": 0, "limit": 10000}]  # fmt: skip
 
 
 def test_a_credential_remembered_is_refused_once_its_revocation_is_read(tmp_path: Path) -> None:

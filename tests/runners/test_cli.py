@@ -43,6 +43,15 @@ def test_demo_runs_all_tiers_on_real_alerts_and_writes_the_report(tmp_path: Path
     view = json.loads(skyledger("stock", "ZTF21abiuvdk", "--json", cwd=tmp_path).stdout)
     assert view["stock"]["n_alerts"] == 34
     assert len([d for d in view["datapoints"] if d["kind"] == "detection"]) == 34
+    assert {d["kind"] for d in view["datapoints"]} == {"detection"}  # upper limits apart
+    assert len(view["upper_limits"]) == view["stock"]["n_upper_limits"] > 0
+    assert {d["kind"] for d in view["upper_limits"]} == {"upper_limit"}
+    shown = skyledger("stock", "ZTF21abiuvdk", cwd=tmp_path).stdout
+    curve, limits = shown.split("light curve")[1].split("upper limits")
+    assert "upper_limit" not in curve
+    assert "detection" in curve
+    assert "limiting mag" in limits
+    assert "detection" not in limits.split("states")[0]
     assert {r["unit"] for r in view["results"]} == {"T2LightCurveFeatures", "T2CandidateScore"}
     assert "TRANSIENTS" in view["stock"]["channels"]
     missing = skyledger("stock", "ZTF99nothing", cwd=tmp_path)
