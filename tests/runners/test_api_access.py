@@ -4,6 +4,7 @@ limit per credential, and the API answering beside a run that writes the ledger.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from sqlalchemy import or_, select
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
 from ledger import Ledger
 from ledger.access import AccessGranted, ChannelPolicySet, TokenRevoked
+from projections.overview import channels_of
+from projections.scope import Scope
 from runners.api.auth import RateLimit
 from runners.cli_common import model_of
 from runners.job import parse_job
@@ -292,6 +295,19 @@ def test_a_reader_limited_to_public_data_sees_nothing_derived_from_private_data(
         assert then["stock"]["n_alerts"] == 20
         assert "ZTF21abiuvdk" in get("/api/v1/changes", x, until=str(before))
         every_route_keeps(client, x, secret, PRIVATE_PARAMS)
+        client.cookies.set("skyledger_session", x)  # the pages, for the same reader, too
+        assert client.get("/stocks/ZTF21abiuvdk").status_code == 404
+        home = client.get("/").text
+        counts = dict(re.findall(r'/channels/(\w+)">\w+</a></td><td class="num">(\d+)<', home))
+        in_a = get("/api/v1/stocks", x, channel="A", limit=1000)["items"]
+        assert counts == {"A": str(len(in_a))}
+        with Ledger.open(url, create=False) as ledger, model_of(ledger) as model:
+            (every,) = [c.stocks for c in channels_of(model, Scope()) if c.channel == "A"]
+        assert len(in_a) < every  # the operator's count holds the private ones
+        found = client.get("/", params={"find": "ZTF"}).text
+        assert not {n for n in re.findall(r'href="/stocks/(\w+)"', found)} & secret["stocks"]
+        listed = client.get("/stocks").text
+        assert set(re.findall(r'href="/stocks/(\w+)"', listed)) == public
 
 
 PRIVATE_PARAMS = [{}, {"channel": "A", "limit": 1000}, {"stock": "ZTF21abiuvdk"},
