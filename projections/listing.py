@@ -384,12 +384,12 @@ def _ranked(
     keys: list[UnitKey] | None,
     channels: frozenset[str] | None,
     position: int,
-) -> tuple[Select[Any], str] | None:
-    """Return the results with their value through the rank index (``rm_ranks``), and
-    the value's column name, where it answers exactly: each stock's latest result of one
-    unit configuration about states, in one channel, by a path the unit ranks by, with
-    nothing indexed after the position read as of (a first page always: the index moves
-    with the read model's position); else None (then the results themselves are read)."""
+) -> ColumnElement[bool] | None:
+    """Return the rank index's (``rm_ranks``) rows that answer a query, where they
+    answer it exactly: each stock's latest result of one unit configuration about
+    states, in one channel, by a path the unit ranks by, with nothing indexed after the
+    position read as of (a first page always: the index moves with the read model's
+    position); else None (then the results themselves are read)."""
     if not (
         query.latest
         and query.path
@@ -405,15 +405,49 @@ def _ranked(
     paths, about_states = ranked_paths(unit)
     if query.path not in paths or not about_states:
         return None
-    k, r = m.Rank.__table__, m.Result.__table__
+    k = m.Rank.__table__
     (channel,) = channels
     mine = and_(k.c.unit == unit, k.c.unit_version == version, k.c.unit_digest == digest,
                 k.c.config == config, k.c.channel == channel, k.c.path == query.path)  # fmt: skip
     newest = conn.execute(select(func.max(k.c.position))).scalar_one_or_none()
     if newest is not None and newest > position:
         return None  # a newer result since: the index may no longer hold the older ones
-    sql = select(r, k.c.value.label("ranked_value")).join(k, k.c.result_id == r.c.result_id)
-    return sql.where(mine, k.c.position <= position), "ranked_value"
+    return mine
+
+
+def _top(
+    mine: ColumnElement[bool],
+    query: ResultQuery,
+    scope: Scope,
+    at: Any,
+    pin: Cursor | None,
+    limit: int,
+) -> Select[Any]:
+    """Return the query of a ranked page: the first ``limit`` + 1 rows of the rank index
+    in order (one range of its index on value and result id), then their results."""
+    k, r = m.Rank.__table__, m.Result.__table__
+    desc = query.order == "desc"
+    where = [mine, k.c.position <= at, k.c.value.is_not(None),
+             programmes_allow(k.c.stock, at, scope.programids)]  # fmt: skip
+    if query.min is not None:
+        where.append(k.c.value >= query.min)
+    if query.max is not None:
+        where.append(k.c.value <= query.max)
+    if pin is not None:
+        where.append(_after([k.c.value, k.c.result_id], pin.after, [desc, False]))
+    top = (
+        select(k.c.result_id, k.c.value)
+        .where(*where)
+        .order_by(k.c.value.desc() if desc else k.c.value.asc(), k.c.result_id.asc())
+        .limit(limit + 1)
+        .subquery()
+    )
+    value = top.c.value
+    return (
+        select(r, value.label("sort_key"))
+        .join(top, top.c.result_id == r.c.result_id)
+        .order_by(value.desc() if desc else value.asc(), r.c.result_id.asc())
+    )
 
 
 def list_results(
@@ -449,21 +483,20 @@ def list_results(
             cut.append(result_visible(r, at, channels))
         if scope.programids is not None:
             cut.append(programmes_allow(r.c.stock, at, scope.programids))
-        chosen = select(r).where(*cut)
+        desc = query.order == "desc"
         ranked = _ranked(conn, query, keys, channels, position)
-        if ranked is not None:  # each stock's latest value, through the rank index
-            chosen, value_of = ranked
-            chosen = chosen.where(programmes_allow(r.c.stock, at, scope.programids))
-        elif query.latest:
+        if ranked is not None:  # each stock's latest value: a top-N of the rank index
+            found = rows_of(conn, _top(ranked, query, scope, at, pin, limit))
+            rows = [ResultRow(**row, value=row["sort_key"]) for row in found]
+            keyed = [(row["sort_key"], row["result_id"]) for row in found]
+            return Page[ResultRow].of(rows, keyed, limit, position, digest)
+        chosen = select(r).where(*cut)
+        if query.latest:
             rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())
             inner = select(r, rank.label("rank")).where(*cut).subquery()
             chosen = select(*(inner.c[col.name] for col in r.columns)).where(inner.c.rank == 1)
         source = chosen.subquery()
-        value: ColumnElement[Any]
-        if ranked is not None:
-            value = source.c[value_of]
-        else:
-            value = _number_at(conn, source.c.body, path) if path else source.c.position
+        value = _number_at(conn, source.c.body, path) if path else source.c.position
         sql = select(*(source.c[col.name] for col in r.columns), value.label("sort_key"))
         if path:
             sql = sql.where(value.is_not(None))
@@ -471,7 +504,6 @@ def list_results(
                 sql = sql.where(value >= query.min)
             if query.max is not None:
                 sql = sql.where(value <= query.max)
-        desc = query.order == "desc"
         order_keys: list[ColumnElement[Any]] = [value, source.c.result_id]
         if pin is not None:
             sql = sql.where(_after(order_keys, pin.after, [desc, False]))

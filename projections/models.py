@@ -258,8 +258,8 @@ class Rank(Base):
 
     __tablename__ = "rm_ranks"
     __table_args__ = (
-        Index("rm_ranks_value", "unit", "unit_version", "unit_digest", "config", "channel",
-              "path", "value"),
+        Index("rm_ranks_top", "unit", "unit_version", "unit_digest", "config", "channel",
+              "path", "value", "result_id"),
         Index("rm_ranks_position", "position"),
     )  # fmt: skip
 

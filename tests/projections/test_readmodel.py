@@ -509,12 +509,12 @@ def test_an_index_an_older_read_model_lacks_is_created_and_its_rows_stay(tmp_pat
     with ReadModel(f"sqlite:///{tmp_path / 'rm.sqlite'}") as model:
         model.create()
         with model.engine.begin() as conn:
-            conn.execute(text("DROP INDEX rm_ranks_value"))
+            conn.execute(text("DROP INDEX rm_ranks_top"))
             conn.execute(text("UPDATE rm_tracking SET position = 7"))
         model.create()
         with model.engine.connect() as conn:
             names = {i["name"] for i in inspect(conn).get_indexes("rm_ranks")}
-        assert "rm_ranks_value" in names
+        assert "rm_ranks_top" in names
         assert model.position() == 7
 
 
