@@ -471,6 +471,13 @@ def list_results(
         at: Any = bindparam("at", position)
         r = m.Result.__table__
         keys = entry_keys(conn, query.entry, query.unit, query.variant)
+        desc = query.order == "desc"
+        ranked = _ranked(conn, query, keys, channels, position)
+        if ranked is not None:  # each stock's latest value: a top-N of the rank index
+            found = rows_of(conn, _top(ranked, query, scope, at, pin, limit))
+            rows = [ResultRow(**row, value=row["sort_key"]) for row in found]
+            keyed = [(row["sort_key"], row["result_id"]) for row in found]
+            return Page[ResultRow].of(rows, keyed, limit, position, digest)
         cut: list[ColumnElement[bool]] = [r.c.position <= at, r.c.status == query.status]
         if keys is not None:
             cut.append(or_(*(and_(r.c.unit == u, r.c.unit_version == v, r.c.unit_digest == d,
@@ -483,13 +490,6 @@ def list_results(
             cut.append(result_visible(r, at, channels))
         if scope.programids is not None:
             cut.append(programmes_allow(r.c.stock, at, scope.programids))
-        desc = query.order == "desc"
-        ranked = _ranked(conn, query, keys, channels, position)
-        if ranked is not None:  # each stock's latest value: a top-N of the rank index
-            found = rows_of(conn, _top(ranked, query, scope, at, pin, limit))
-            rows = [ResultRow(**row, value=row["sort_key"]) for row in found]
-            keyed = [(row["sort_key"], row["result_id"]) for row in found]
-            return Page[ResultRow].of(rows, keyed, limit, position, digest)
         chosen = select(r).where(*cut)
         if query.latest:
             rank = func.row_number().over(partition_by=r.c.stock, order_by=r.c.position.desc())
