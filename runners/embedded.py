@@ -195,6 +195,13 @@ class EmbeddedPostgres(ServerProcess):
         _wait_for_port(self.port, self.proc, "PostgreSQL", self.log)
         self._wait_ready()
 
+    def stop(self) -> None:
+        """Stop the server with a fast shutdown (SIGINT: its clients are disconnected, not
+        waited for as SIGTERM's smart shutdown would, for 10 s before a SIGKILL) and
+        delete its files."""
+        _halt(self.proc, kill=False)
+        super().stop()
+
     def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
         """Stop the server (fast shutdown, or SIGKILL: a crash), keep its data, wait
         ``down_s`` and start it again on the same port (for fault tests)."""

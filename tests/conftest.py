@@ -36,6 +36,37 @@ def shared_data() -> Path:
     return DATA
 
 
+LONGEST_FIRST = (
+    "runners/test_kafka.py",
+    "runners/test_live_faults.py",
+    "docs/test_console.py",
+    "runners/test_replay.py",
+    "runners/test_cli_query.py",
+    "runners/test_live_network.py",
+    "runners/test_simulate_outputs.py",
+    "runners/test_tiers.py",
+    "runners/test_live.py",
+    "runners/test_determinism.py",
+    "units/test_determinism_harness.py",
+    "test_architecture.py",
+    "runners/test_api.py",
+    "runners/test_api_access.py",
+    "runners/test_web.py",
+    "runners/test_local.py",
+    "ledger/test_faults.py",
+)
+"""Test files that take longest (a minute or more on a 2-core machine), longest first.
+pytest-xdist hands out whole files (``--dist loadfile`` in pyproject.toml: a module's
+fixtures are made once), in collection order: these start first, so that the run does
+not end with one worker on a long file while the other has nothing left to do."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the files of LONGEST_FIRST first, in its order; the rest keep theirs."""
+    rank = {str(Path(__file__).parent / name): i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(str(item.path), len(rank)))
+
+
 def _is_worker(config: pytest.Config) -> bool:
     """True in a pytest-xdist worker: the controller sees every report and decides."""
     return hasattr(config, "workerinput")

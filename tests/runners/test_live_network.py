@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NIGHT = ROOT / "tests" / "data" / "ztf" / "night"
 SHARDS = 8
 ALERTS = 1200
+ACK_WAIT_S = 3
 
 JOB = """\
 name: two-hosts
@@ -112,7 +113,7 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
     job_path = tmp_path / "job.yaml"
     job_path.write_text(JOB)
     (tmp_path / "logs").mkdir()
-    args = ["--ack-wait", "3", "--import", "tests.runners.pipeline_units"]
+    args = ["--ack-wait", str(ACK_WAIT_S), "--import", "tests.runners.pipeline_units"]
     with EmbeddedPostgres(fsync=False, also_listen=near) as pg, EmbeddedNats(listen=near) as nats:
         url = pg.create_database("hosts").replace("127.0.0.1", near)
         bus = Bus(nats.url, prefix="hosts", shards=SHARDS)
@@ -146,7 +147,12 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
                     assert time.monotonic() < deadline, "the second host never got work"
                     time.sleep(0.5)
                 _run("ip", "link", "set", here, "down")  # the cable is cut
-                time.sleep(20)  # past --ack-wait and the keepalives: its work moves over
+                cut = time.monotonic()
+                # Its work moves over: JetStream redelivers what it held after --ack-wait,
+                # and PostgreSQL ends its vanished sessions (keepalives), freeing its claims.
+                while time.monotonic() - cut < ACK_WAIT_S or sessions_from(pg, far):
+                    assert time.monotonic() - cut < 90, "PostgreSQL kept the cut-off sessions"
+                    time.sleep(0.2)
                 _run("ip", "link", "set", here, "up")
                 publisher.join()
                 before = processed_or_zero(remote_url, wait_s=60)
@@ -169,6 +175,17 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
     assert not only_local, only_local
     assert after > before  # it rejoined: it read events after the link came back
     assert code == 0
+
+
+def sessions_from(pg: EmbeddedPostgres, address: str) -> int:
+    """Return how many sessions PostgreSQL holds for clients at ``address``."""
+    import psycopg
+
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE client_addr = %s", [address]
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def processed_or_zero(url: str, wait_s: float = 0.0) -> float:

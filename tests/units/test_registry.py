@@ -46,7 +46,8 @@ class T2PeakCounter(T2Unit):
 
 
 def install(tmp_path_factory: pytest.TempPathFactory, package: str) -> Path:
-    """Build and install a science group's package (as pip would) into a folder."""
+    """Build and install a science group's package with pip into a folder (built with
+    this environment's setuptools: no isolated build environment to make each time)."""
     src = tmp_path_factory.mktemp("pkg")
     pyproject = PACKAGE_PYPROJECT.replace("science_demo", package)
     pyproject = pyproject.replace("science-demo", package.replace("_", "-"))
@@ -56,7 +57,7 @@ def install(tmp_path_factory: pytest.TempPathFactory, package: str) -> Path:
     (src / package / "units.py").write_text(PACKAGE_UNIT)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(target), str(src)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
