@@ -99,7 +99,7 @@ def serve(
     from runners.web.signin import OidcClient
 
     import_modules(imports)  # units the diff of variants builds (their results' ids)
-    settings = ApiSettings(ledger=ledger, rate=rate, burst=burst)
+    settings = ApiSettings(ledger=ledger, rate=rate, burst=burst, freeze_heap=True)
     verifier = web = None
     if web_client_id is not None and oidc_issuer is None:
         raise ConfigError("--web-client-id: the pages sign in at an issuer: give --oidc-issuer")
