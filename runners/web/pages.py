@@ -101,9 +101,9 @@ def render(request: Request, name: str, who: Caller | None, status: int = 200,
 
 
 @router.get("/signin")
-def signin_page(request: Request, next: str | None = None, why: str | None = None) -> Response:
+def signin_page(request: Request, next: str | None = None) -> Response:
     """Ask for a personal access token, or offer the issuer's sign-in."""
-    return render(request, "signin.html", None, next=safe_next(next), why=why)
+    return render(request, "signin.html", None, next=safe_next(next), why=None)
 
 
 @router.post("/signin", dependencies=[Depends(same_origin)])
@@ -112,8 +112,11 @@ def signin_token(
 ) -> Response:
     """Sign in with a personal access token (or an id token): checked now, kept in a
     cookie, checked again on every page."""
+    if not token.strip():
+        return render(request, "signin.html", None, 401, next=safe_next(next),
+                      why="give a token")  # fmt: skip
     try:
-        served(request).auth.of(request, token.strip() or None)
+        served(request).auth.of(request, token.strip())
     except Problem as refused:
         return render(request, "signin.html", None, 401, next=safe_next(next), why=refused.detail)
     return _signed_in(request, token.strip(), safe_next(next))
