@@ -53,6 +53,8 @@ from projections.scope import Scope
 from projections.sky import Cone, separation_deg
 
 __all__ = [
+    "MAX_LIMIT",
+    "ListingQuery",
     "ResultQuery",
     "StockQuery",
     "entry_keys",
@@ -68,7 +70,9 @@ _PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 UnitKey = tuple[str, str, str, str]  # unit, version, code digest, configuration hash
 
 
-class _Query(BaseModel):
+class ListingQuery(BaseModel):
+    """A listing's filters, parsed from what a caller gave (CLI options, query strings)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @classmethod
@@ -84,7 +88,7 @@ class _Query(BaseModel):
             raise QueryError(problems) from None
 
 
-class StockQuery(_Query):
+class StockQuery(ListingQuery):
     """What stocks to list: filters (all optional) and the order."""
 
     channel: str | None = Field(default=None, description="only stocks this channel follows")
@@ -117,7 +121,7 @@ class StockQuery(_Query):
         return self.order or ("distance" if self.cone() is not None else "last_change")
 
 
-class ResultQuery(_Query):
+class ResultQuery(ListingQuery):
     """What T2 results to list: filters (all optional), a value and the order."""
 
     entry: str | None = Field(default=None, description="the job's T2 entry name")

@@ -153,6 +153,7 @@ class ReactionRow(_Row):
     """An intended reaction and how its delivery stands."""
 
     idempotency_key: str
+    stock: str | None = None  # the stock it is about (None: several, as a report)
     unit: str
     config: str
     target: str

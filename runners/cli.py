@@ -35,18 +35,21 @@ from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
     PIPED,
     AsOfOption,
+    CursorOption,
     ImportOption,
     JsonOption,
     LedgerOption,
+    LimitOption,
     console,
     import_modules,
     open_ledger,
     out,
+    page_end,
     position_of,
     print_json,
     read_model,
 )
-from runners.cli_query import runs, why
+from runners.cli_query import reactions, runs, why
 from runners.show import (
     JOURNAL_LINES,
     show_configs,
@@ -529,19 +532,6 @@ def stock(
     show_stock(out, view, full, journal, whole_ids=PIPED)
 
 
-LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="rows per page")]
-CursorOption = Annotated[
-    str | None, typer.Option("--cursor", help="the next page: the cursor the last page gave")
-]
-
-
-def _page_end(page: Any, what: str) -> None:
-    """Say where a page was read and how to get the next one."""
-    out.print(f"{len(page.items)} {what}, as of position {page.position}", highlight=False)
-    if page.next:
-        out.print(f"next page: --cursor {page.next}", highlight=False, soft_wrap=True)
-
-
 @app.command()
 def stocks(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
@@ -579,7 +569,7 @@ def stocks(
         print_json(page.model_dump(mode="json"))
         return
     show_stocks(out, page.items, whole_ids=PIPED)
-    _page_end(page, "stocks")
+    page_end(page, "stocks")
 
 
 @app.command()
@@ -624,7 +614,7 @@ def results(
         print_json(page.model_dump(mode="json"))
         return
     show_results(out, page.items, path, whole_ids=PIPED)
-    _page_end(page, "results")
+    page_end(page, "results")
 
 
 def _as_of(value: str | None) -> int | dt.datetime | None:
@@ -688,6 +678,7 @@ def config(
 
 
 app.command()(why)
+app.command()(reactions)
 
 
 @app.command()

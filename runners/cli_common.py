@@ -19,14 +19,17 @@ if TYPE_CHECKING:
 __all__ = [
     "PIPED",
     "AsOfOption",
+    "CursorOption",
     "ImportOption",
     "JsonOption",
     "LedgerOption",
+    "LimitOption",
     "console",
     "import_modules",
     "model_of",
     "open_ledger",
     "out",
+    "page_end",
     "position_of",
     "print_json",
     "read_model",
@@ -37,6 +40,19 @@ PIPED = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
 """Output goes to a file or a program and no width was asked for: nothing is wrapped,
 ids are printed whole. (On a terminal, or with COLUMNS set, tables fit the width.)"""
 out = Console(width=100_000 if PIPED else None)
+
+LimitOption = Annotated[int, typer.Option(min=1, max=1000, help="rows per page")]
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="the next page: the cursor the last page gave")
+]
+
+
+def page_end(page: Any, what: str) -> None:
+    """Say where a page was read and how to get the next one."""
+    out.print(f"{len(page.items)} {what}, as of position {page.position}", highlight=False)
+    if page.next:
+        out.print(f"next page: --cursor {page.next}", highlight=False, soft_wrap=True)
+
 
 LedgerOption = Annotated[
     str,

@@ -1,5 +1,5 @@
-"""Commands that read what the ledger recorded about its runs and lineage: ``runs`` and
-``why``, each now or ``--as-of`` a position or time."""
+"""Commands that read what the ledger recorded about its runs, lineage and reactions:
+``runs``, ``why`` and ``reactions``, each now or ``--as-of`` a position or time."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ import typer
 from ledger.errors import ConfigError, NotFound
 from ledger.settings import DEFAULT_LEDGER_URL, redact
 from runners.cli_common import (
+    PIPED,
     AsOfOption,
+    CursorOption,
     JsonOption,
     LedgerOption,
+    LimitOption,
     model_of,
     open_ledger,
     out,
+    page_end,
     position_of,
     print_json,
     read_model,
 )
-from runners.show import show_lineage, show_runs
+from runners.show import show_lineage, show_reactions, show_runs
 
-__all__ = ["runs", "why"]
+__all__ = ["reactions", "runs", "why"]
 
 
 def runs(
@@ -108,3 +112,33 @@ def why(
     if found.also:
         out.print(f"{ident} also names {len(found.also)} other events (give an event id to "
                   f"see one): {', '.join(found.also)}", highlight=False)  # fmt: skip
+
+
+def reactions(
+    ledger: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
+    channel: Annotated[str | None, typer.Option(help="only this channel's")] = None,
+    stock_id: Annotated[str | None, typer.Option("--stock", help="only about this stock")] = None,
+    unit: Annotated[str | None, typer.Option(help="only this T3 unit's")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="intended, claimed, delivered or failed")
+    ] = None,
+    as_of: AsOfOption = None,
+    cursor: CursorOption = None,
+    limit: LimitOption = 50,
+) -> None:
+    """List the reactions T3 units intended and how each delivery stands, newest first,
+    a page at a time, each page as of one ledger position."""
+    from projections.reactions import ReactionQuery, list_reactions
+
+    opened, model = read_model(ledger)
+    with opened, model:
+        query = ReactionQuery.parse({"channel": channel, "stock": stock_id, "unit": unit,
+                                     "status": status})  # fmt: skip
+        page = list_reactions(model, opened, query, as_of=position_of(opened, "--as-of", as_of),
+                              cursor=cursor, limit=limit)  # fmt: skip
+    if as_json:
+        print_json(page.model_dump(mode="json"))
+        return
+    show_reactions(out, page.items, whole_ids=PIPED)
+    page_end(page, "reactions")

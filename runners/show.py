@@ -15,7 +15,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
     from projections.diff import Change, Diff
     from projections.lineage import Lineage, Step
-    from projections.queries import ConfigRow, ResultRow, RunView, StockRow, StockView
+    from projections.queries import ConfigRow, ReactionRow, ResultRow, RunView, StockRow, StockView
     from runners.summary import RunSummary
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "show_failures",
     "show_lineage",
     "show_options",
+    "show_reactions",
     "show_results",
     "show_runs",
     "show_stock",
@@ -294,6 +295,21 @@ def show_results(
             _id(r.result_id, whole_ids), escape(r.stock), f"{r.unit}@{r.unit_version}", *value,
             _about(r, r.stock, whole_ids) + (f" {escape(shown[:60])}" if shown else ""),
             str(r.position),
+        )  # fmt: skip
+    out.print(table)
+
+
+def show_reactions(out: Console, rows: Sequence[ReactionRow], whole_ids: bool = False) -> None:
+    """Print a page of reactions: key, stock, unit, target, status, attempts, channels."""
+    table = Table(title="reactions")
+    for head in ("reaction", "stock", "unit", "target", "status", "attempts", "channels",
+                 "position"):  # fmt: skip
+        table.add_column(head, no_wrap=True, justify="right" if head == "attempts" else "left")
+    for x in rows:
+        table.add_row(
+            _id(x.idempotency_key, whole_ids), escape(x.stock or "(several)"), escape(x.unit),
+            escape(x.target), escape(x.status), str(x.attempts),
+            escape(", ".join(x.channels or ())), str(x.position),
         )  # fmt: skip
     out.print(table)
 

@@ -21,7 +21,8 @@ from projections.diff import scoped_diff
 from projections.lineage import Lineage
 from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
 from projections.paging import MAX_POSITION, Page
-from projections.queries import ResultRow, RunView, StockRow, StockView
+from projections.queries import ReactionRow, ResultRow, RunView, StockRow, StockView
+from projections.reactions import ReactionQuery, list_reactions
 from projections.rights import hidden_stocks
 from projections.visibility import visible_lineage, visible_stock
 from runners.api.auth import Caller
@@ -289,6 +290,31 @@ def get_diff(
                       for spec in (a, b))  # fmt: skip
     found = scoped_diff(s.ledger, side_a, side_b, who.scope)
     return DiffView.model_validate(found.as_dict(limit))
+
+
+@router.get("/reactions", response_model=Page[ReactionRow], responses=CSV, tags=["results"])
+def get_reactions(
+    request: Request,
+    who: Who,
+    channel: str | None = None,
+    stock: str | None = None,
+    unit: Annotated[str | None, Query(description="a T3 unit's name")] = None,
+    status: Annotated[
+        str | None, Query(pattern="^(intended|claimed|delivered|failed)$")
+    ] = None,
+    as_of: AsOf = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    format: FormatQuery = None,
+) -> Response:
+    """List the reactions of the caller's channels, newest first, each as its delivery
+    stood at the page's position (pinned pages)."""
+    query = ReactionQuery.parse({"channel": channel, "stock": stock, "unit": unit,
+                                 "status": status})  # fmt: skip
+    s = served(request)
+    page = list_reactions(s.model, s.ledger, query, scope=who.scope,
+                          as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip
+    return answer(request, page, format)
 
 
 @router.get("/runs", response_model=list[RunView], tags=["runs"])

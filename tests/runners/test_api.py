@@ -447,3 +447,42 @@ def test_a_signed_in_user_makes_lists_and_revokes_a_token_of_their_own(served: S
                         headers={"Authorization": f"Bearer {good}"})  # fmt: skip
     assert gone.status_code == 204
     assert served.get("/api/v1/me", token).status_code == 401
+
+
+def test_reactions_list_by_channel_and_page_as_of_their_first_page(served: Served) -> None:
+    bob, carol = served.tokens["bob"], served.tokens["carol"]
+    every = served.get("/api/v1/reactions", bob, limit=1000).json()
+    keys = [x["idempotency_key"] for x in every["items"]]
+    assert set(keys) == of_b_only(served)["reactions"]  # B's selection made them all
+    assert all(x["channels"] == ["B"] for x in every["items"])
+    positions = [x["position"] for x in every["items"]]
+    assert positions == sorted(positions, reverse=True)  # newest first
+    assert served.get("/api/v1/reactions", carol, limit=1000).json()["items"] == []  # A's
+    paged, cursor = [], None
+    while True:
+        page = served.get("/api/v1/reactions", bob, limit=3,
+                          **({"cursor": cursor} if cursor else {})).json()  # fmt: skip
+        paged += [x["idempotency_key"] for x in page["items"]]
+        assert page["position"] == every["position"]  # every page as of the first's
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert paged == keys
+    stock = next(x["stock"] for x in every["items"] if x["stock"])
+    view = served.get(f"/api/v1/stocks/{stock}", bob).json()
+    of_stock = served.get("/api/v1/reactions", bob, stock=stock).json()["items"]
+    assert {x["idempotency_key"] for x in of_stock} == {
+        x["idempotency_key"] for x in view["reactions"]}  # fmt: skip
+    statuses = {x["status"] for x in every["items"]}
+    for status in statuses:
+        only = served.get("/api/v1/reactions", bob, status=status, limit=1000).json()["items"]
+        assert [x["idempotency_key"] for x in only] == [
+            x["idempotency_key"] for x in every["items"] if x["status"] == status]  # fmt: skip
+    earlier = min(positions)  # as of the first reaction's position: it alone (and ties)
+    then = served.get("/api/v1/reactions", bob, as_of=str(earlier), limit=1000).json()
+    assert {x["idempotency_key"] for x in then["items"]} == {
+        x["idempotency_key"] for x in every["items"] if x["position"] <= earlier}  # fmt: skip
+    csv = served.get("/api/v1/reactions", bob, format="csv")
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0].startswith("idempotency_key,stock,")
+    assert served.get("/api/v1/reactions", bob, status="sent").status_code == 400

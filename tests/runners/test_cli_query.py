@@ -126,3 +126,17 @@ def test_small_refusals_a_new_user_met(tmp_path: Path) -> None:
     assert options.returncode == 0
     assert "min_rb" in options.stdout
     assert "minimum real/bogus score" in options.stdout
+
+
+def test_reactions_of_the_demo(demo: Path) -> None:
+    every = as_json("reactions", cwd=demo)
+    assert [(x["unit"], x["status"], x["stock"], x["channels"]) for x in every["items"]] == [
+        ("ReportReactor", "delivered", None, ["TRANSIENTS"])]  # fmt: skip
+    assert as_json("reactions", "--channel", "BRIGHT", cwd=demo)["items"] == []
+    assert as_json("reactions", "--status", "failed", cwd=demo)["items"] == []
+    table = skyledger("reactions", cwd=demo, env=PIPED)
+    assert "ReportReactor" in table.stdout
+    assert "1 reactions, as of position" in table.stdout
+    bad = skyledger("reactions", "--status", "sent", cwd=demo)
+    assert bad.returncode == 2
+    assert "status" in bad.stderr
