@@ -32,6 +32,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     literal,
     or_,
@@ -57,6 +58,7 @@ __all__ = [
     "ListingQuery",
     "ResultQuery",
     "StockQuery",
+    "accepted_by",
     "entry_keys",
     "list_results",
     "list_stocks",
@@ -100,6 +102,9 @@ class StockQuery(ListingQuery):
     )
     order: Literal["last_change", "stock", "distance"] | None = Field(
         default=None, description="default: distance for a cone, else last_change (latest first)"
+    )
+    variant: str | None = Field(
+        default=None, description="only stocks a channel of this replay's variant accepted"
     )
 
     def cone(self) -> Cone | None:
@@ -223,6 +228,8 @@ def list_stocks(
             )))  # fmt: skip
         if query.since is not None:
             sql = sql.where(s.c.last_position > query.since, last > query.since)
+        if query.variant is not None:
+            sql = sql.where(accepted_by(conn, query.variant, s.c.stock, at, channels))
         if cone is not None:
             ranges = [and_(s.c.hpx >= a, s.c.hpx < b) for a, b in cone.ranges()]
             sql = sql.where(or_(*ranges))
@@ -242,6 +249,32 @@ def list_stocks(
     ordered = [rows[n] for n in names]
     keyed = [(r.stock,) if order == "stock" else (r.last_position, r.stock) for r in ordered]
     return Page[StockRow].of(ordered, keyed, limit, position, digest)
+
+
+def accepted_by(
+    conn: Connection, variant: str, stock: Any, at: Any, channels: frozenset[str] | None
+) -> ColumnElement[bool]:
+    """Return 'a filter of the variant's channels (those of ``channels``, None: all)
+    accepted an alert of the stock by ``at``': the channels as its runs recorded them
+    (name, unit and configuration), so a variant whose filter changed is told apart from
+    the run it varies. NotFound for a variant no run has."""
+    runs, d = m.Run.__table__, m.Decision.__table__
+    filters: set[tuple[str, str, str]] = set()
+    known = False
+    for (units,) in conn.execute(select(runs.c.units).where(runs.c.variant == variant)):
+        known = True
+        for u in units or ():
+            role = str(u.get("role", ""))
+            if role.startswith("filter:") and (channels is None or role[7:] in channels):
+                filters.add((role[7:], str(u["unit"]), str(u["config"])))
+    if not known:
+        raise NotFound(f"no variant {variant!r} in the ledger's runs")
+    if not filters:
+        return false()
+    return exists(select(literal(1)).where(
+        d.c.stock == stock, d.c.accepted, d.c.position <= at,
+        or_(*(and_(d.c.channel == c, d.c.unit == u, d.c.config == f) for c, u, f in filters)),
+    ))  # fmt: skip
 
 
 def _cone_page(

@@ -549,18 +549,23 @@ def stocks(
         str | None,
         typer.Option(help="last_change (latest first), stock, or distance (a cone's default)"),
     ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="only stocks a channel of this replay's variant accepted")
+    ] = None,
     as_of: AsOfOption = None,
     cursor: CursorOption = None,
     limit: LimitOption = 50,
 ) -> None:
-    """List stocks by channel, position on the sky and time of their last change, a page
-    at a time, each page as of one ledger position (pages never shift as the ledger grows)."""
+    """List stocks by channel, position on the sky, time of their last change and variant,
+    a page at a time, each page as of one ledger position (pages never shift as the ledger
+    grows)."""
     from projections.listing import StockQuery, list_stocks
 
     opened, model = read_model(ledger)
     with opened, model:
         query = StockQuery.parse({
             "channel": channel, "since": position_of(opened, "--since", since), "order": order,
+            "variant": variant,
             **(dict(zip(("ra", "dec", "radius_arcsec"), cone, strict=True)) if cone else {}),
         })  # fmt: skip
         page = list_stocks(model, opened, query, as_of=position_of(opened, "--as-of", as_of),

@@ -131,22 +131,17 @@ def get_stocks(
         int | None, Query(ge=0, le=MAX_POSITION, description="changed after this position")
     ] = None,
     order: Annotated[str | None, Query(description="last_change, stock or distance")] = None,
+    variant: Annotated[
+        str | None, Query(description="only stocks a channel of this variant accepted")
+    ] = None,
     as_of: AsOf = None,
     cursor: Cursor = None,
     limit: Limit = 50,
     format: FormatQuery = None,
 ) -> Response:
-    """List stocks by channel, cone and last change, a page at a time (pinned pages)."""
-    query = StockQuery.parse(
-        {
-            "channel": channel,
-            "ra": ra,
-            "dec": dec,
-            "radius_arcsec": radius,
-            "since": since,
-            "order": order,
-        }
-    )
+    """List stocks by channel, cone, last change and variant, a page at a time (pinned)."""
+    query = StockQuery.parse({"channel": channel, "ra": ra, "dec": dec, "radius_arcsec": radius,
+                              "since": since, "order": order, "variant": variant})  # fmt: skip
     s = served(request)
     page = list_stocks(s.model, s.ledger, query, scope=who.scope,
                        as_of=_position(request, as_of), cursor=cursor, limit=limit)  # fmt: skip

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import FilterDecided, Ledger
+from ledger import FilterDecided, Ledger, RunStarted
 from ledger.access import AccessGranted, ChannelPolicySet
 from projections.access import make_token
 from projections.limits import Limits
@@ -486,3 +486,28 @@ def test_reactions_list_by_channel_and_page_as_of_their_first_page(served: Serve
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("idempotency_key,stock,")
     assert served.get("/api/v1/reactions", bob, status="sent").status_code == 400
+
+
+def test_stocks_by_variant_are_those_its_channels_filters_accepted(served: Served) -> None:
+    dana, carol = served.tokens["dana"], served.tokens["carol"]
+    runs = {e.variant: e for e in served.ledger.read(types=[RunStarted])
+            if isinstance(e, RunStarted)}  # fmt: skip
+
+    def accepted(variant: str, channels: set[str]) -> set[str]:
+        """The stocks the variant's channel filters (name, unit, configuration) accepted."""
+        mine = {(u.role[7:], u.provenance.unit, u.provenance.config) for u in runs[variant].units
+                if u.role.startswith("filter:") and u.role[7:] in channels}  # fmt: skip
+        return {e.stream for e in served.ledger.read(types=[FilterDecided])
+                if isinstance(e, FilterDecided) and e.accepted
+                and (e.channel, e.provenance.unit, e.provenance.config) in mine}  # fmt: skip
+
+    def listed(token: str, **params: Any) -> set[str]:
+        page = served.get("/api/v1/stocks", token, limit=1000, **params).json()
+        return {s["stock"] for s in page["items"]}
+
+    stricter = listed(dana, variant="stricter", channel="B")
+    assert stricter == accepted("stricter", {"B"})
+    assert stricter < listed(dana, variant="same", channel="B")  # n 3 takes fewer than n 1
+    assert listed(dana, variant="same") == listed(dana)  # the same job: the same stocks
+    assert listed(carol, variant="stricter") == accepted("stricter", {"A"})  # A's only
+    assert served.get("/api/v1/stocks", dana, variant="nope").status_code == 404
