@@ -220,14 +220,15 @@ def _number(name: str, value: str | None) -> float | None:
 def stocks_page(
     request: Request, who: Viewer, channel: str | None = None, ra: str | None = None,
     dec: str | None = None, radius: str | None = None, since: str | None = None,
-    order: str | None = None, cursor: str | None = None,
+    order: str | None = None, variant: str | None = None, cursor: str | None = None,
 ) -> Response:  # fmt: skip
-    """Stocks by cone, channel and last change, a pinned page at a time."""
+    """Stocks by cone, channel, last change and variant, a pinned page at a time."""
     s = served(request)
     after = _number("since", since)
     asked = {"channel": channel or None, "ra": _number("RA", ra), "dec": _number("Dec", dec),
              "radius_arcsec": _number("radius", radius),
-             "since": None if after is None else int(after), "order": order or None}  # fmt: skip
+             "since": None if after is None else int(after), "order": order or None,
+             "variant": variant or None}  # fmt: skip
     page = list_stocks(s.model, s.ledger, StockQuery.parse(asked), scope=who.scope,
                        cursor=cursor, limit=PAGE_ROWS)  # fmt: skip
     return render(request, "stocks.html", who, page=page, asked=asked,
