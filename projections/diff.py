@@ -163,7 +163,9 @@ def check_seen(scope: Scope, label: str, channels: Collection[str]) -> None:
         raise unknown_side(label)
 
 
-def scoped_diff(ledger: Ledger, a: Side, b: Side, scope: Scope, batch: int = 200) -> Diff:
+def scoped_diff(
+    ledger: Ledger, a: Side, b: Side, scope: Scope, batch: int = 200, until: int | None = None
+) -> Diff:
     """Return the diff as a caller may see it: only the channels of its scope take part,
     on either side, so only the stocks they follow appear and are counted. A side none of
     whose channels the caller may see is unknown to it (:func:`unknown_side`)."""
@@ -171,11 +173,15 @@ def scoped_diff(ledger: Ledger, a: Side, b: Side, scope: Scope, batch: int = 200
         for side in (a, b):
             check_seen(scope, side.label, side.channels)
         a, b = a.only(scope.channels), b.only(scope.channels)
-    return diff(ledger, a, b, batch)
+    return diff(ledger, a, b, batch, until)
 
 
-def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:
-    """Return what differs between two sides' results and channels (module doc)."""
+def diff(
+    ledger: Ledger, a: Side, b: Side, batch: int = 200, until: int | None = None
+) -> Diff:
+    """Return what differs between two sides' results and channels (module doc), as the
+    ledger stood at position ``until`` (None: now): decisions, states and results
+    recorded later take no part."""
     for side in (a, b):
         if side.covers is not None:  # only the channels both cover take part
             a, b = a.only(side.covers), b.only(side.covers)
@@ -186,7 +192,7 @@ def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:
     notes = [text for side in sides for _, text in side.notes]
     if limits is None:  # the sides' ranges of alerts do not meet: nothing to compare
         return Diff(a.label, b.label, compared=_compared(sides, limits, []), notes=notes)
-    for event in ledger.read(types=[FilterDecided]):
+    for event in ledger.read(stop=until, types=[FilterDecided]):
         if not isinstance(event, FilterDecided) or not event.accepted:
             continue
         if not limits.admits(event):
@@ -205,7 +211,7 @@ def diff(ledger: Ledger, a: Side, b: Side, batch: int = 200) -> Diff:
             "only_b": sorted(took_b - took_a),
         }
     bodies: tuple[Bodies, Bodies] = (defaultdict(dict), defaultdict(dict))
-    for index, stock, entry, body in _results(ledger, sides, limits, list(stocks), batch):
+    for index, stock, entry, body in _results(ledger, sides, limits, list(stocks), batch, until):
         bodies[index][entry][stock] = body
     for entry in sorted(set(bodies[0]) | set(bodies[1])):
         in_a, in_b = bodies[0].get(entry, {}), bodies[1].get(entry, {})
@@ -236,7 +242,12 @@ def _compared(sides: Sequence[Side], limits: Limits | None, stocks: list[str]) -
 
 
 def _results(
-    ledger: Ledger, sides: Sequence[Side], limits: Limits, stocks: list[str], batch: int
+    ledger: Ledger,
+    sides: Sequence[Side],
+    limits: Limits,
+    stocks: list[str],
+    batch: int,
+    until: int | None = None,
 ) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
     """Yield (side's index, stock, entry, body) of each result a side holds at each
     stock's latest state it made and follows within the limits (each stock's events read
@@ -245,12 +256,13 @@ def _results(
     for start in range(0, len(stocks), batch):
         wanted: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # id -> its uses
         chunk = stocks[start : start + batch]
-        for stock, events in ledger.stream_events(chunk, types, batch=batch):
+        for stock, events in ledger.stream_events(chunk, types, batch=batch, until=until):
             for index, side in enumerate(sides):
                 for rid, entry in _owed(side, stock, events, limits):
                     wanted[derived_event_id(rid)].append((index, stock, entry))
         for event_id, event in ledger.get_many(wanted).items():
-            if isinstance(event, ResultDerived):
+            later = until is not None and (event.position or 0) > until
+            if isinstance(event, ResultDerived) and not later:
                 for index, stock, entry in wanted[event_id]:
                     yield index, stock, entry, flatten(event.body)
 

@@ -345,15 +345,17 @@ def diff_variants(
         int, typer.Option(min=0, help="changes listed per entry (--json lists all)")
     ] = 10,
     as_json: JsonOption = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """Compare two variants: per T2 entry and stock, results added, removed or changed
     (with numeric deltas and rank moves), and the stocks each channel accepted; of a
-    limited replay, only what its limits cover."""
+    limited replay, only what its limits cover; with --as-of, as the ledger stood then."""
     from projections.diff import diff
     from runners.replay import side_of
 
     with open_ledger(ledger, create=False) as store:
-        found = diff(store, side_of(store, a)[0], side_of(store, b)[0])
+        until = position_of(store, "--as-of", as_of)
+        found = diff(store, side_of(store, a)[0], side_of(store, b)[0], until=until)
     if as_json:
         print_json(found.as_dict())
         return

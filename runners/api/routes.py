@@ -272,6 +272,7 @@ def get_diff(
     limit: Annotated[
         int, Query(ge=1, le=MAX_DIFF_CHANGES, description="changes listed per T2 entry")
     ] = 100,
+    as_of: AsOf = None,
 ) -> DiffView:
     """Compare two variants as ``skyledger diff`` does, over the caller's channels only:
     per T2 entry and stock, results added, removed or changed, and the stocks each
@@ -283,7 +284,7 @@ def get_diff(
     s = served(request)
     side_a, side_b = (side_of(s.ledger, spec, job_files=False, scope=who.scope)[0]
                       for spec in (a, b))  # fmt: skip
-    found = scoped_diff(s.ledger, side_a, side_b, who.scope)
+    found = scoped_diff(s.ledger, side_a, side_b, who.scope, until=_position(request, as_of))
     return DiffView.model_validate(found.as_dict(limit))
 
 

@@ -462,3 +462,30 @@ def test_a_new_shaper_shapes_every_stored_packet_again_into_a_variant_of_its_own
         run(fresh, DETECTIONS_ONLY)
         assert counted(fresh, states_of(fresh, tagged=False)) == replayed
     assert replayed != before  # upper limits counted before, not now
+
+
+def test_a_diff_as_of_a_position_is_the_diff_taken_there(tmp_path: Path) -> None:
+    import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
+    from projections.diff import diff
+    from runners.replay import side_of
+
+    sn = sorted((Path(__file__).resolve().parents[1] / "data" / "ztf" / "ZTF21abiuvdk")
+                .glob("*.avro"))  # fmt: skip
+    text = (
+        "name: d\nchannels: [{name: A, filter: {unit: MinDetections, config: {n: 1}}}]\n"
+        "combiner: {unit: AllPoints}\nt2: [{unit: BandPoints, config: {band: r}}]\n"
+    )
+    other = text.replace("band: r", "band: g")
+    with Ledger.open(LedgerSettings.load(ledger=str(tmp_path / "l.db"))) as ledger:
+        source = FileSource({"paths": [str(f) for f in sn[:10]]})
+        base = LocalRunner(parse_job(text), text, ledger, [source], read_model=False).run()
+        replay(ledger, other, "g")
+        then = diff(ledger, side_of(ledger, base.run_id)[0], side_of(ledger, "g")[0])
+        position = ledger.head()
+        later = FileSource({"paths": [str(f) for f in sn[10:]]})  # the run's stock moves on
+        LocalRunner(parse_job(text), text, ledger, [later], read_model=False).run()
+        now = diff(ledger, side_of(ledger, base.run_id)[0], side_of(ledger, "g")[0])
+        again = diff(ledger, side_of(ledger, base.run_id)[0], side_of(ledger, "g")[0],
+                     until=position)  # fmt: skip
+    assert then.as_dict() == again.as_dict()
+    assert now.as_dict() != then.as_dict()  # the later alerts changed what is compared
