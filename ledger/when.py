@@ -13,7 +13,7 @@ def position_or_time(option: str, value: str) -> int | dt.datetime:
     """Return a position or an aware time (UTC if none given), or refuse the value,
     naming the option (or query parameter) it came in."""
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²": str.isdigit takes superscripts
         return int(text)
     try:
         found = dt.datetime.fromisoformat(text)

@@ -21,6 +21,7 @@ import sysconfig
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import TracebackType
@@ -416,10 +417,15 @@ class EmbeddedKafka(ServerProcess):
         # A JVM starting beside a busy test suite on two cores can take a while.
         _wait_for_port(self.port, self.proc, "the Kafka broker", self.log, within_s=90.0)
 
-    def restart(self, down_s: float = 0.0, kill: bool = False) -> None:
-        """Stop the broker (SIGINT, or SIGKILL: a crash), keep its logs, wait
-        ``down_s`` and start it again on the same ports (for fault tests)."""
+    def restart(
+        self, down_s: float = 0.0, kill: bool = False, on_down: Callable[[], None] | None = None
+    ) -> None:
+        """Stop the broker (SIGINT, or SIGKILL: a crash), keep its logs, call ``on_down``
+        once it has exited, wait ``down_s`` and start it again on the same ports (for
+        fault tests)."""
         _halt(self.proc, kill)  # SIGINT: the JVM's shutdown hooks stop the broker cleanly
+        if on_down is not None:
+            on_down()
         time.sleep(down_s)
         self._start()
 

@@ -338,21 +338,25 @@ def restarted_mid_stream(broker: EmbeddedKafka, pg_url: str) -> None:
     total = simulate_to(broker.bootstrap, topic, copies=2)
     client = {"reconnect.backoff.max.ms": "1000", "session.timeout.ms": "6000"}
     text = job_text(broker.bootstrap, [topic], topic_name("g"), False, client=client)
-    restarted = threading.Event()
+    restarted, down = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
     def restart() -> None:
         try:
-            broker.restart(down_s=2.0)
+            broker.restart(down_s=2.0, on_down=down.set)
         except BaseException as exc:  # reported below, with the broker's log
             failed.append(exc)
+            down.set()
         restarted.set()
 
     def progress(stage: str, done: int, _total: int | None) -> None:
         if stage == "T0 ingest":
-            time.sleep(0.004)  # slow enough for the broker to go down mid-stream
+            time.sleep(0.004)
             if done == 300:
                 threading.Thread(target=restart).start()
+                # Go on only once the broker is down: on a fast machine the run could
+                # otherwise read (and commit) the rest before the broker stopped.
+                assert down.wait(120), "the broker did not stop"
 
     with Ledger.open(pg_url) as ledger:
         runner = LocalRunner(parse_job(text), text, ledger, progress=progress, read_model=False)
