@@ -62,6 +62,7 @@ __all__ = [
     "entry_keys",
     "list_results",
     "list_stocks",
+    "page_limit",
     "pinned_position",
     "result_visible",
     "variant_keys",
@@ -169,7 +170,8 @@ def pinned_position(conn: Connection, as_of: int | None, cursor: Cursor | None) 
     return built
 
 
-def _limit(limit: int) -> int:
+def page_limit(limit: int) -> int:
+    """Return a listing's rows per page, or refuse it (1 to MAX_LIMIT)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise QueryError(f"limit {limit}: give 1 to {MAX_LIMIT}")
     return limit
@@ -201,7 +203,7 @@ def list_stocks(
 ) -> Page[StockRow]:
     """Return a page of stocks (module doc), read as of one position."""
     scope = scope or Scope()
-    limit = _limit(limit)
+    limit = page_limit(limit)
     order = query.ordering()
     cone = query.cone()
     digest = query_digest(what="stocks", query=query.model_dump(), scope=scope.model_dump())
@@ -497,7 +499,7 @@ def list_results(
 ) -> Page[ResultRow]:
     """Return a page of T2 results (module doc), read as of one position."""
     scope = scope or Scope()
-    limit = _limit(limit)
+    limit = page_limit(limit)
     path = query.keys()
     digest = query_digest(what="results", query=query.model_dump(), scope=scope.model_dump())
     pin = None if cursor is None else Cursor.decode(cursor, digest)

@@ -16,10 +16,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, and_, or_, select
 
 from ledger import Ledger
-from ledger.errors import QueryError
 from projections import models as m
 from projections.asof import folded_streams
-from projections.listing import MAX_LIMIT, ListingQuery, pinned_position
+from projections.listing import ListingQuery, page_limit, pinned_position
 from projections.paging import Cursor, Page, query_digest
 from projections.queries import ReactionRow, reading, rows_of
 from projections.readmodel import ReadModel
@@ -51,8 +50,7 @@ def list_reactions(
 ) -> Page[ReactionRow]:
     """Return a page of reactions, newest intent first (module doc)."""
     scope = scope or Scope()
-    if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit {limit}: give 1 to {MAX_LIMIT}")
+    limit = page_limit(limit)
     digest = query_digest(what="reactions", query=query.model_dump(), scope=scope.model_dump())
     pin = None if cursor is None else Cursor.decode(cursor, digest)
     names = scope.narrow(query.channel)
