@@ -110,8 +110,10 @@ def stocks_starting(source: Source, prefix: str, scope: Scope, limit: int = 20) 
         return [str(s) for s in conn.execute(query).scalars()]
 
 
-def alerts_of(source: Source, stock: str, limit: int = 20) -> list[AlertSeen]:
-    """Return a stock's readable alerts, the latest first."""
+def alerts_of(
+    source: Source, stock: str, limit: int = 20, event_id: str | None = None
+) -> list[AlertSeen]:
+    """Return a stock's readable alerts (or the one with this event id), latest first."""
     table = m.Alert.__table__
     query = (
         select(table.c.event_id, table.c.digest, table.c.alert_id, table.c.position)
@@ -119,6 +121,8 @@ def alerts_of(source: Source, stock: str, limit: int = 20) -> list[AlertSeen]:
         .order_by(table.c.position.desc())
         .limit(limit)
     )
+    if event_id is not None:
+        query = query.where(table.c.event_id == event_id)
     with reading(source) as conn:
         return [AlertSeen(**r) for r in rows_of(conn, query)]
 

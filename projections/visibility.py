@@ -18,11 +18,19 @@ from ledger import Ledger
 from projections import models as m
 from projections.asof import stock_as_of
 from projections.lineage import Lineage, Step, lineage, resolve
-from projections.queries import Source, StockView, event_ids_of, reading, stock_view
+from projections.queries import (
+    Source,
+    StockRow,
+    StockView,
+    event_ids_of,
+    reading,
+    stock_rows,
+    stock_view,
+)
 from projections.rights import hidden_stocks
 from projections.scope import Scope
 
-__all__ = ["scoped_lineage", "scoped_view", "visible_lineage", "visible_stock"]
+__all__ = ["scoped_lineage", "scoped_view", "visible_lineage", "visible_rows", "visible_stock"]
 
 
 def scoped_view(source: Source, view: StockView, scope: Scope) -> StockView | None:
@@ -183,3 +191,12 @@ def visible_lineage(
     if not events:
         return None
     return scoped_lineage(source, lineage(ledger, events[0], until=until), scope, until)
+
+
+def visible_rows(source: Source, stocks: list[str], scope: Scope) -> dict[str, StockRow]:
+    """Return the rows of those stocks a scope sees (one of its channels follows it, its
+    programmes allow it), by id, without reading their whole views."""
+    found = stock_rows(source, stocks, scope.channels)
+    hidden = hidden_stocks(source, list(found), scope.programids, None)
+    return {k: v for k, v in found.items()
+            if (scope.channels is None or v.channels) and k not in hidden}  # fmt: skip

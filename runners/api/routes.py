@@ -23,8 +23,7 @@ from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results
 from projections.paging import MAX_POSITION, Page
 from projections.queries import ReactionRow, ResultRow, RunView, StockRow, StockView
 from projections.reactions import ReactionQuery, list_reactions
-from projections.rights import hidden_stocks
-from projections.visibility import visible_lineage, visible_stock
+from projections.visibility import visible_lineage, visible_rows, visible_stock
 from runners.api.auth import Caller
 from runners.api.formats import Format, answer
 from runners.api.problems import Problem
@@ -182,10 +181,7 @@ def lookup(request: Request, who: Who, wanted: Annotated[Lookup, Body()]) -> Fou
     """Return up to 1,000 stocks' rows in one request."""
     s = served(request)
     names = list(dict.fromkeys(wanted.stocks))
-    found = queries.stock_rows(s.model, names, who.scope.channels)
-    hidden = hidden_stocks(s.model, list(found), who.scope.programids, None)
-    mine = {k: v for k, v in found.items()
-            if (who.scope.channels is None or v.channels) and k not in hidden}  # fmt: skip
+    mine = visible_rows(s.model, names, who.scope)
     missing = [n for n in names if n not in mine]
     items = [mine[n] for n in names if n in mine]
     return Found(items=items, missing=missing, position=s.model.position())

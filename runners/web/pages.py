@@ -37,7 +37,7 @@ from projections.overview import (
     variants_by_key,
 )
 from projections.queries import ResultRow, list_runs
-from projections.visibility import visible_lineage, visible_stock
+from projections.visibility import visible_lineage, visible_rows, visible_stock
 from runners.api.auth import Caller
 from runners.api.problems import Problem
 from runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
@@ -318,10 +318,10 @@ def _may_see(who: Caller, record: Any) -> bool:
 def cutout(request: Request, who: Viewer, stock: str, alert: str, kind: str) -> Response:
     """One cutout of one alert of a stock the viewer reads, as a PNG."""
     s = served(request)
-    if kind not in cut.KINDS or visible_stock(s.model, s.ledger, stock, who.scope) is None:
+    if kind not in cut.KINDS or stock not in visible_rows(s.model, [stock], who.scope):
         raise NotFound(f"no cutout {kind!r} of {stock!r}")
-    seen = next((a for a in alerts_of(s.model, stock, limit=1000) if a.event_id == alert), None)
-    record = None if seen is None else _record(s, seen.digest)
+    seen = alerts_of(s.model, stock, limit=1, event_id=alert)
+    record = _record(s, seen[0].digest) if seen else None
     fits = None if record is None or not _may_see(who, record) else cut.cutout_fits(record, kind)
     if fits is None:
         raise NotFound(f"no cutout {kind!r} in alert {alert!r} of {stock!r}")
