@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,8 +90,9 @@ def test_results_by_value_and_ids_by_prefix(demo: Path) -> None:
 
 def test_stock_piped_to_a_file_keeps_ids_whole_and_lines_unwrapped(demo: Path) -> None:
     out = demo / "stock.txt"
-    script = ROOT / ".venv" / "bin" / "skyledger"
-    command = f"{script if script.exists() else 'skyledger'} stock ZTF21abiuvdk > {out}"
+    script = shutil.which("skyledger", path=str(Path(sys.executable).parent))
+    assert script, "the skyledger console script is installed with the package"
+    command = f"{script} stock ZTF21abiuvdk > {out}"
     subprocess.run(command, shell=True, cwd=demo, check=True, timeout=300,
                    env=PIPED)  # fmt: skip
     text = out.read_text()
