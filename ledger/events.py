@@ -252,8 +252,9 @@ def _state_v1(data: dict[str, Any]) -> dict[str, Any]:
 class StateCombined(Event):
     """A combiner made a state (a set of datapoint ids) of a stock at an alert.
 
-    The state holds the stock's datapoints as the ledger knew them at ``alert`` (the
-    AlertReceived event at ``alert_position``); ``bodies`` hashes the ids of the events
+    The state holds datapoints of the stock the ledger knew at ``alert`` (the
+    AlertReceived event at ``alert_position``), those the combiner chose (``until``,
+    ``set_aside``); ``bodies`` hashes the ids of the events
     that added them, so a state id with other bodies is another state. Its causation
     names the alert, the decisions that made a channel follow it, and the datapoint
     events. Schema version 2 replaced ``channels`` (who follows a stock is in the
@@ -263,7 +264,7 @@ class StateCombined(Event):
     schema_version: ClassVar[int] = 2
     upcasters = {1: _state_v1}
     identity = ("alert", "state_id", "bodies", "provenance")
-    unstored_if_none = ("shaper",)
+    unstored_if_none = ("shaper", "until", "set_aside")
 
     state_id: str = Field(description="hash of the sorted datapoint ids")
     datapoint_ids: tuple[str, ...]
@@ -274,6 +275,16 @@ class StateCombined(Event):
     shaper: str | None = Field(
         default=None,
         description="the tag of the replayed shaper whose datapoints it holds (None: ingest's)",
+    )
+    until: float | None = Field(
+        default=None,
+        description="the time the combiner cut the state at (its alert's, in the datapoints' "
+        "own time scale): it holds nothing measured later; None: not cut by time",
+    )
+    set_aside: dict[str, int] | None = Field(
+        default=None,
+        description="how many datapoints known at the alert the combiner left out, by "
+        "reason; None: none",
     )
 
 

@@ -13,7 +13,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import orjson
 import yaml
@@ -51,7 +51,9 @@ from ledger.access import ACCESS_EVENT_TYPES
 from ledger.errors import ProjectionError
 from projections import models as m
 from projections.fold_access import fold_access
+from projections.fold_late import count_late, mark_late
 from projections.fold_ranks import fold_ranks
+from projections.models import table_of
 from projections.scope import programme_of
 from projections.sky import cells_of, mean_direction, unit_vector
 
@@ -80,10 +82,6 @@ def _take(events: Iterator[Event], count: int) -> list[Event]:
 
 def position_of(event: Event) -> int:
     return event.position or 0
-
-
-def table_of(model: type[m.Base]) -> Table:
-    return cast(Table, model.__table__)
 
 
 @functools.cache
@@ -280,17 +278,24 @@ class Fold:
         if not events:
             return
         seen = {
-            (r["stock"], r["datapoint_id"]): (r["kind"], r["superseded_count"])
+            (r["stock"], r["datapoint_id"]): (
+                r["kind"], r["superseded_count"], r["first_position"], r["first_alert"]
+            )
             for r in self.fetch(m.Datapoint, "datapoint_id", (e.datapoint_id for e in events))
         }
         rows: dict[tuple[str, str], Row] = {}
         tally: Counter[tuple[str, str, str]] = Counter()  # (run, kind, new | new_bodies)
+        fresh: list[tuple[str, float, int, str | None]] = []  # new: stock, jd, position, alert
         for e in events:
             key = (e.stream, e.datapoint_id)
             prior = seen.get(key)
             if e.run_id is not None:
                 tally[(e.run_id, e.kind, "new" if prior is None else "new_bodies")] += 1
             superseded = 0 if prior is None else prior[1] + 1
+            if prior is None:
+                first, first_alert = e.position, (e.causation[0] if e.causation else None)
+            else:
+                first, first_alert = prior[2], prior[3]
             stock = stock_of(e)
             if stock is not None:
                 counts = self.stocks[stock]
@@ -299,10 +304,12 @@ class Fold:
                 counts[_KIND_COUNT.get(e.kind, "n_other")] += 1
                 if prior is None and e.kind == "detection":
                     _place(counts, e.body)
-            seen[key] = (e.kind, superseded)
+            seen[key] = (e.kind, superseded, first, first_alert)
             body = e.body
             band = body.get("band")
             row: Row = {name: _number(body.get(name)) for name in _PHOTOMETRY}
+            if prior is None and row["jd"] is not None:
+                fresh.append((e.stream, row["jd"], position_of(e), first_alert))
             row.update(
                 stock=e.stream,
                 datapoint_id=e.datapoint_id,
@@ -311,10 +318,13 @@ class Fold:
                 body=body,
                 event_id=e.id,
                 position=e.position,
+                first_position=first,
+                first_alert=first_alert,
                 superseded_count=superseded,
             )
             rows[key] = row
         self.upsert(m.Datapoint, list(rows.values()))
+        mark_late(self.conn, fresh)
         self.run_datapoints(tally)
         programmes: dict[tuple[str, int], Row] = {}  # the first datapoint of each wins
         for e in events:
@@ -387,9 +397,10 @@ class Fold:
             ids = {"datapoint_ids": list(e.datapoint_ids), "n_datapoints": len(e.datapoint_ids)}
             picked = _pick(e.provenance, "unit", "config", "unit_version")
             rows.append(
-                _row(e, "state_id", "bodies", "alert", "alert_position") | picked | ids
-                | {"channels": sorted(channels.get(e.alert or "", ()))}
+                _row(e, "state_id", "bodies", "alert", "alert_position", "until", "set_aside")
+                | picked | ids | {"channels": sorted(channels.get(e.alert or "", ()))}
             )  # fmt: skip
+        count_late(self.conn, rows)
         self.insert(m.State, rows)
         self.insert(m.StateChannel, list(followers.values()))
 

@@ -9,9 +9,19 @@ last wrote the row, ``event_id`` its id.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, Index, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    MetaData,
+    String,
+    Table,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -39,6 +49,7 @@ __all__ = [
     "StockProgramme",
     "Token",
     "Tracking",
+    "table_of",
 ]
 
 METADATA = MetaData()
@@ -162,6 +173,8 @@ class Datapoint(Base):
     body: Mapped[dict[str, Any]]
     event_id: Mapped[str]
     position: Mapped[int]
+    first_position: Mapped[int]  # of its first event: when the ledger learnt of it
+    first_alert: Mapped[str | None]  # the alert whose packet brought it first
     superseded_count: Mapped[int] = mapped_column(default=0)
 
 
@@ -219,7 +232,10 @@ class State(Base):
     that accepted that alert."""
 
     __tablename__ = "rm_states"
-    __table_args__ = (Index("rm_states_stock", "stock"), Index("rm_states_state", "state_id"))
+    __table_args__ = (
+        Index("rm_states_stock", "stock", "until"),
+        Index("rm_states_state", "state_id"),
+    )
 
     event_id: Mapped[str] = _key()
     state_id: Mapped[str]
@@ -235,6 +251,11 @@ class State(Base):
     channels: Mapped[list[Any]]
     position: Mapped[int]
     time: Mapped[dt.datetime]
+    until: Mapped[float | None]  # the time the combiner cut it at (its alert's)
+    set_aside: Mapped[dict[str, Any] | None]  # datapoints left out, by reason
+    late: Mapped[int] = mapped_column(default=0)
+    """Datapoints observed by ``until`` that reached the ledger after the state's alert:
+    the state lacks them because they came late, not because the combiner chose so."""
 
 
 class StateChannel(Base):
@@ -459,3 +480,8 @@ class Tracking(Base):
 
     name: Mapped[str] = _key()
     position: Mapped[int]
+
+
+def table_of(model: type[Base]) -> Table:
+    """Return a model's table."""
+    return cast(Table, model.__table__)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
@@ -95,6 +95,8 @@ class DatapointRow(_Row):
     body: dict[str, Any]
     event_id: str
     position: int
+    first_position: int
+    first_alert: str | None
     superseded_count: int
 
 
@@ -115,6 +117,17 @@ class StateRow(_Row):
     event_id: str
     position: int
     time: dt.datetime
+    until: float | None = Field(
+        None, description="the time (JD) the combiner cut the state at: its alert's"
+    )
+    set_aside: dict[str, int] | None = Field(
+        None, description="datapoints known at the alert that the combiner left out, by reason"
+    )
+    late: int = Field(
+        0,
+        description="datapoints observed by `until` that reached the ledger only after the "
+        "alert (in the history of a packet received later): the state lacks them",
+    )
 
 
 class ResultRow(_Row):

@@ -137,6 +137,7 @@ class StockLog:
     decisions: list[FilterDecided] = field(default_factory=list)
     tag: str | None = None  # the shaper whose datapoints these are (None: ingest's)
     alerts: dict[str, int] = field(default_factory=dict)  # alert event id -> position
+    alert_ids: dict[str, str | None] = field(default_factory=dict)  # -> the survey's id
 
     @classmethod
     def of(cls, stock: str, events: Iterable[Event], shaping: Shaping | None = None) -> StockLog:
@@ -151,6 +152,7 @@ class StockLog:
                 log.decisions.append(event)
             elif isinstance(event, AlertReceived):
                 log.alerts[event.id] = event.position or 0
+                log.alert_ids[event.id] = event.alert_id
         return log
 
     def decisions_on(self, alert: str, channels: Channels) -> list[FilterDecided]:
@@ -202,6 +204,11 @@ class StockLog:
             if (e.position or 0) < alert_position or e.causation[:1] == (alert,)
         ]
 
+    def carried_by(self, alert: str) -> list[DatapointAdded]:
+        """Return the datapoint events an alert added (a datapoint it carried with a body
+        the ledger already held added none)."""
+        return [e for e in self.datapoints if e.causation[:1] == (alert,)]
+
     def by_event(self, event_ids: Collection[str]) -> list[DatapointAdded]:
         """Return the datapoint events among ``event_ids``, in log order."""
         return [e for e in self.datapoints if e.id in event_ids]
@@ -229,9 +236,7 @@ def read_stocks(
     shaping: Shaping | None = None,
 ) -> Iterator[StockLog]:
     """Yield the log of each stock (in the order given) as the ledger held it at ``until``
-    (with a shaping, the datapoints of its shapers, and the stocks' alerts)."""
-    types: list[type[Event]] = [DatapointAdded, FilterDecided]
-    if shaping:
-        types.append(AlertReceived)
+    (with a shaping, the datapoints of its shapers), with the stock's alerts."""
+    types: list[type[Event]] = [DatapointAdded, FilterDecided, AlertReceived]
     for stock, events in ledger.stream_events(stocks, types=types, batch=batch, until=until):
         yield StockLog.of(stock, events, shaping)

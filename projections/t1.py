@@ -22,7 +22,7 @@ from projections.identity import provenance, tracking_name, unit_identity
 from projections.pool import Portable, Workers, each_chunk
 from projections.projector import Projector
 from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
-from units import Combiner
+from units import Combiner, alert_time
 
 __all__ = ["Combine"]
 
@@ -115,8 +115,10 @@ class Combine(Portable, Projector):
     def states(self, log: StockLog, alert: str, position: int) -> list[StateCombined]:
         """Return the StateCombined events the combiner makes at one alert."""
         points, source = as_datapoints(log.known_at(alert, position))
+        carried, _ = as_datapoints(log.carried_by(alert))
+        at = alert_time(log.alert_ids.get(alert), carried, points)
         started = time.perf_counter()
-        states = self.combiner.combine(log.stock, points)
+        states = self.combiner.combine(log.stock, points, at)
         prov = provenance(self.combiner, time.perf_counter() - started)
         decisions = tuple(d.id for d in log.decisions_on(alert, self.channels))
         made = []
@@ -126,6 +128,6 @@ class Combine(Portable, Projector):
                 stream=log.stock, state_id=state.id, datapoint_ids=state.datapoint_ids,
                 bodies=bodies_id(events), alert=alert, alert_position=position,
                 provenance=prov, causation=(alert, *decisions, *events), run_id=self.run_id,
-                shaper=log.tag,
+                shaper=log.tag, until=state.until, set_aside=dict(state.set_aside) or None,
             ))  # fmt: skip
         return made

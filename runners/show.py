@@ -15,7 +15,15 @@ from rich.table import Table
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
     from projections.diff import Change, Diff
     from projections.lineage import Lineage, Step
-    from projections.queries import ConfigRow, ReactionRow, ResultRow, RunView, StockRow, StockView
+    from projections.queries import (
+        ConfigRow,
+        ReactionRow,
+        ResultRow,
+        RunView,
+        StateRow,
+        StockRow,
+        StockView,
+    )
     from runners.summary import RunSummary
 
 __all__ = [
@@ -185,12 +193,17 @@ def show_stock(
         for d in view.upper_limits:
             limits.add_row(_jd(d.jd), d.band or "-", _num(d.limmag))
         out.print(limits)
-    states = Table("state", "combiner", "datapoints", "at alert", "channels", title="states")
+    states = Table("state", "combiner", "datapoints", "at alert", "channels", "left out",
+                   title="states")  # fmt: skip
     for st in view.states:
         states.add_row(_id(st.state_id, whole_ids), f"{st.unit}@{st.unit_version}",
                        str(st.n_datapoints), str(st.alert_position or "-"),
-                       ", ".join(st.channels))  # fmt: skip
+                       ", ".join(st.channels), _left_out(st))  # fmt: skip
     out.print(states)
+    late = sum(1 for st in view.states if st.late)
+    if late:
+        out.print(f"{late} states marked LATE lack datapoints observed before their alert "
+                  "that reached the ledger after it, in packets received later")  # fmt: skip
     cut = 0
     results = Table("result", "entry", "unit", "configuration", "about", "status", "body or error",
                     title="results")  # fmt: skip
@@ -222,6 +235,15 @@ def show_stock(
     if len(lines) < len(view.journal):
         out.print(f"the last {len(lines)} of {len(view.journal)} journal lines: "
                   "--journal N shows more, --full all")  # fmt: skip
+
+
+def _left_out(st: StateRow) -> str:
+    """Return what a state lacks: datapoints its combiner set aside, by reason, and
+    those that came late."""
+    parts = [f"{n} {why.replace('_', ' ')}" for why, n in (st.set_aside or {}).items()]
+    if st.late:
+        parts.append(f"LATE: {st.late}")
+    return ", ".join(parts) or "-"
 
 
 def _config(r: ResultRow) -> str:

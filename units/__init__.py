@@ -7,6 +7,7 @@ store, the bus or the clock.
 
 from units.alerts import Alert, Blob, Datapoint, Unreadable
 from units.base import Unit, UnitConfig
+from units.combiners import alert_time
 from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
 from units.registry import available_units, load_unit, register_unit
 from units.views import (
@@ -39,6 +40,7 @@ __all__ = [
     "Unit",
     "UnitConfig",
     "Unreadable",
+    "alert_time",
     "available_units",
     "latest_bodies",
     "load_unit",

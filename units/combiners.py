@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,19 +15,35 @@ from units.contracts import Combiner
 from units.photometry import number
 from units.views import State, latest_bodies
 
-__all__ = ["LightCurveCombiner", "latest_bodies"]  # latest_bodies lives in units.views
+__all__ = ["LightCurveCombiner", "alert_time", "latest_bodies"]  # latest_bodies: units.views
+
+_SURVEY_IDS = ("candid", "diaSourceId")  # the fields naming the measurement an alert is about
 
 
 class LightCurveCombiner(Combiner):
-    """Makes one state per stock: its whole light curve known so far.
+    """Makes one state per stock at an alert: its light curve up to the alert's time.
 
-    The state holds every datapoint of the configured kinds, once per id. With
-    ``max_age_days`` only datapoints taken at most that many days before the latest
-    detection are kept (later ones always are). A stock without any detection gets no
-    state.
+    Of the datapoints known at the alert (one body per id, ``latest_bodies``), of the
+    configured kinds, the state holds (in this order):
+
+    1. with ``history: observed`` (the default), only those observed at or before the
+       alert (``jd <= at``), whatever order the packets arrived in; datapoints without
+       a time are left out then. ``history: received`` holds every one the ledger had
+       received by then, as skyledger did before 0.6;
+    2. with ``one_per_exposure`` (the default), one detection per exposure: of several
+       detections at the same ``jd`` and readout channel ``rcid`` (ZTF issues several
+       candidates of one object from one exposure, 0-1 arcsec apart), the one with the
+       highest ``candid`` (then id), as AMPEL keeps; an upper limit of an exposure with
+       a detection goes too. Datapoints without a ``jd`` or ``rcid`` are never grouped;
+    3. with ``max_age_days``, those taken at most that many days before the state's
+       latest detection.
+
+    What it leaves out is counted by reason in ``State.set_aside`` (``observed_after``,
+    ``no_time``, ``same_exposure``, ``too_old``). A state without any detection is not
+    made (``[]``).
     """
 
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "2.0"
 
     class Config(UnitConfig):
         """Options of the light-curve combiner."""
@@ -35,6 +52,17 @@ class LightCurveCombiner(Combiner):
             ("detection", "upper_limit", "forced"),
             min_length=1,
             description="kinds of datapoints to include (detection, upper_limit, forced)",
+        )
+        history: Literal["observed", "received"] = Field(
+            "observed",
+            description="observed: only datapoints observed at or before the alert's time "
+            "(jd); received: every datapoint the ledger held at the alert, whenever "
+            "observed (the rule before 0.6)",
+        )
+        one_per_exposure: bool = Field(
+            True,
+            description="keep one detection per exposure (same jd and rcid): the highest "
+            "candid; false keeps every candidate",
         )
         max_age_days: float | None = Field(
             None,
@@ -45,31 +73,93 @@ class LightCurveCombiner(Combiner):
 
     config: Config
 
-    def combine(self, stock: str, datapoints: Sequence[Datapoint]) -> list[State]:
-        """Return ``[State(stock, ids)]``, or ``[]`` when the stock has no detection."""
+    def combine(
+        self, stock: str, datapoints: Sequence[Datapoint], at: float | None = None
+    ) -> list[State]:
+        """Return ``[State]`` of the light curve at an alert observed at ``at`` (JD), or
+        ``[]`` when it holds no detection."""
         foreign = sorted({dp.stock for dp in datapoints if dp.stock != stock})
         if foreign:
             msg = f"datapoints of other stocks {foreign[:3]} given for {stock!r}"
             raise UnitError(msg, unit=self.name)
-        points = latest_bodies(datapoints)
-        detection_times = [number(dp.body.get("jd")) for dp in points if dp.kind == "detection"]
-        if not detection_times:
+        cfg = self.config
+        kinds = set(cfg.kinds)
+        chosen = [dp for dp in latest_bodies(datapoints) if dp.kind in kinds]
+        aside: Counter[str] = Counter()
+        until = at if cfg.history == "observed" else None
+        if until is not None:
+            timed = [(dp, _jd(dp)) for dp in chosen]
+            aside["no_time"] = sum(1 for _, jd in timed if jd is None)
+            aside["observed_after"] = sum(1 for _, jd in timed if jd is not None and jd > until)
+            chosen = [dp for dp, jd in timed if jd is not None and jd <= until]
+        if cfg.one_per_exposure:
+            kept = one_per_exposure(chosen)
+            aside["same_exposure"] = len(chosen) - len(kept)
+            chosen = kept
+        known = [t for t in (_jd(dp) for dp in chosen if dp.kind == "detection") if t is not None]
+        if not any(dp.kind == "detection" for dp in chosen):
             return []
-        kinds = set(self.config.kinds)
-        chosen = [dp for dp in points if dp.kind in kinds]
-        max_age = self.config.max_age_days
-        if max_age is not None:
-            known = [t for t in detection_times if t is not None]
+        if cfg.max_age_days is not None:
             if not known:
                 return []
-            oldest = max(known) - max_age
-            chosen = [dp for dp in chosen if _taken_after(dp, oldest)]
-        if not chosen:
-            return []
-        return [State(stock, tuple(dp.id for dp in chosen))]
+            oldest = max(known) - cfg.max_age_days
+            kept = [dp for dp in chosen if (jd := _jd(dp)) is not None and jd >= oldest]
+            aside["too_old"] = len(chosen) - len(kept)
+            chosen = kept
+        return [State(stock, tuple(dp.id for dp in chosen), until=until, set_aside=aside)]
 
 
-def _taken_after(dp: Datapoint, oldest: float) -> bool:
-    """Return True when the datapoint has a time no earlier than ``oldest``."""
-    jd = number(dp.body.get("jd"))
-    return jd is not None and jd >= oldest
+def one_per_exposure(datapoints: Iterable[Datapoint]) -> list[Datapoint]:
+    """Return the datapoints with one detection per exposure (``jd`` and ``rcid``): the
+    highest ``candid`` (then id); an upper limit of an exposure with a detection is left
+    out. Datapoints without ``jd`` or ``rcid``, and forced photometry, are all kept."""
+    points = list(datapoints)
+    best: dict[tuple[float, Any], Datapoint] = {}
+    for dp in points:
+        key = _exposure(dp)
+        if key is not None and dp.kind == "detection":
+            held = best.get(key)
+            if held is None or _rank(dp) > _rank(held):
+                best[key] = dp
+    kept = []
+    for dp in points:
+        key = _exposure(dp)
+        if key is None or dp.kind == "forced" or key not in best or best[key] is dp:
+            kept.append(dp)
+    return kept
+
+
+def alert_time(
+    alert_id: str | None, carried: Iterable[Datapoint], known: Iterable[Datapoint] = ()
+) -> float | None:
+    """Return when an alert's own measurement was taken (JD): the latest ``jd`` of the
+    datapoints it carried, or of a known datapoint whose survey id (``candid``,
+    ``diaSourceId``) is the alert's (it may have come first in another alert's history,
+    with the same body); None if neither gives a time."""
+    times = [_jd(dp) for dp in carried]
+    if alert_id is not None:
+        times += [_jd(dp) for dp in known if _survey_id(dp) == alert_id]
+    found = [t for t in times if t is not None]
+    return max(found) if found else None
+
+
+def _jd(dp: Datapoint) -> float | None:
+    return number(dp.body.get("jd"))
+
+
+def _survey_id(dp: Datapoint) -> str | None:
+    for name in _SURVEY_IDS:
+        value = dp.body.get(name)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _exposure(dp: Datapoint) -> tuple[float, Any] | None:
+    jd, rcid = _jd(dp), dp.body.get("rcid")
+    return None if jd is None or rcid is None else (jd, rcid)
+
+
+def _rank(dp: Datapoint) -> tuple[int, str]:
+    candid = dp.body.get("candid")
+    return (candid if isinstance(candid, int) and not isinstance(candid, bool) else -1, dp.id)

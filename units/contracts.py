@@ -6,7 +6,7 @@
 | T0   | StreamSource | ``open(start) -> Stream`` (partitioned, endless: Kafka) |
 | T0   | Shaper     | ``shape(alert) -> list[Datapoint]``      |
 | T0   | Filter     | ``decide(alert) -> Decision``            |
-| T1   | Combiner   | ``combine(stock, datapoints) -> list[State]`` |
+| T1   | Combiner   | ``combine(stock, datapoints, at) -> list[State]`` |
 | T2   | T2Unit     | ``process(view) -> dict`` (raise to fail) |
 | T3   | Reactor    | ``react(stocks) -> list[Reaction]``, then ``deliver(reaction)`` |
 
@@ -175,11 +175,22 @@ class Filter(Unit, ABC):
 
 
 class Combiner(Unit, ABC):
-    """T1: combines a stock's datapoints into states."""
+    """T1: combines a stock's datapoints into states.
+
+    T1 calls it at each alert a channel follows, with the stock's datapoints as the
+    ledger knew them then (those of earlier-received alerts and the alert's own) and
+    ``at``, the time (JD) the alert's own measurement was taken, or None when it is not
+    known (a direct call, an alert without a timed measurement). What a state holds of
+    them is the combiner's rule: ``LightCurveCombiner`` keeps nothing observed after
+    ``at`` by default.
+    """
 
     @abstractmethod
-    def combine(self, stock: str, datapoints: Sequence[Datapoint]) -> list[State]:
-        """Return the states to make from all the stock's datapoints known so far."""
+    def combine(
+        self, stock: str, datapoints: Sequence[Datapoint], at: float | None = None
+    ) -> list[State]:
+        """Return the states to make at an alert observed at ``at`` (JD) from the stock's
+        datapoints known then."""
 
 
 class T2Unit(Unit, ABC):

@@ -48,13 +48,23 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """A set of a stock's datapoints that T2 units work on (a T1 result)."""
+    """A set of a stock's datapoints that T2 units work on (a T1 result).
+
+    ``until`` is the time (JD) the state holds datapoints up to, when the combiner cut
+    it at its alert's time; ``set_aside`` counts, by reason, the datapoints known at the
+    alert that the combiner left out (``{"observed_after": 3, "same_exposure": 1}``).
+    Neither is part of the state's id: the datapoints are.
+    """
 
     stock: str
     datapoint_ids: tuple[str, ...]
+    until: float | None = None
+    set_aside: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datapoint_ids", tuple(sorted(set(self.datapoint_ids))))
+        kept = {k: int(v) for k, v in sorted(self.set_aside.items()) if v}
+        object.__setattr__(self, "set_aside", kept)
 
     @property
     def id(self) -> str:

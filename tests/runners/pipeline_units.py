@@ -49,7 +49,9 @@ class AllPoints(Combiner):
 
     version = "1"
 
-    def combine(self, stock: str, datapoints: Sequence[Datapoint]) -> list[State]:
+    def combine(
+        self, stock: str, datapoints: Sequence[Datapoint], at: float | None = None
+    ) -> list[State]:
         return [State(stock, tuple(d.id for d in datapoints))] if datapoints else []
 
 

@@ -12,7 +12,7 @@ import pytest
 from ledger.errors import UnitError
 from ledger.ids import state_id
 from units.alerts import Alert, Datapoint
-from units.combiners import LightCurveCombiner, latest_bodies
+from units.combiners import LightCurveCombiner, alert_time, latest_bodies
 from units.shapers import ZtfShaper
 from units.sources import iter_packets
 
@@ -104,3 +104,57 @@ def test_datapoints_of_another_stock_are_refused(shared_data: Path) -> None:
     points = _all(shared_data)
     with pytest.raises(UnitError, match="other stocks"):
         LightCurveCombiner().combine("ZTF00aaaaaaa", points)
+
+
+def test_a_state_at_an_alert_holds_nothing_observed_after_it(shared_data: Path) -> None:
+    # The whole light curve is known (as when later alerts arrived first); the state at
+    # the 10th alert keeps what was observed up to its candidate's jd, and counts the rest.
+    per_alert = _per_alert(shared_data / "ztf" / STOCK)
+    points = [dp for dps in per_alert for dp in dps]
+    at = per_alert[9][0].body["jd"]  # the 10th alert's candidate
+    (state,) = LightCurveCombiner().combine(STOCK, points, at)
+    unique = {p.id: p for p in latest_bodies(points)}
+    before = {i for i, p in unique.items() if p.body["jd"] <= at}
+    assert set(state.datapoint_ids) == before
+    assert state.until == at
+    assert state.set_aside == {"observed_after": len(unique) - len(before)}
+    (received,) = LightCurveCombiner({"history": "received"}).combine(STOCK, points, at)
+    assert set(received.datapoint_ids) == set(unique)  # the rule before 0.6
+    assert received.until is None
+    assert received.set_aside == {}
+    (whenever,) = LightCurveCombiner().combine(STOCK, points)  # no time given: no cut
+    assert whenever.datapoint_ids == received.datapoint_ids
+
+
+def test_one_detection_per_exposure(shared_data: Path) -> None:
+    # ZTF18abckozp's latest night alert carries four candidates of one exposure (jd
+    # 2459537.8261574, readout channel 49), and other exposures twice or three times.
+    points = [p for p in _all(shared_data, "night") if p.stock == "ZTF18abckozp"]
+    one = LightCurveCombiner().combine("ZTF18abckozp", points)[0]
+    every = LightCurveCombiner({"one_per_exposure": False}).combine("ZTF18abckozp", points)[0]
+    bodies = {p.id: p.body for p in latest_bodies(points)}
+    kept = {bodies[i]["candid"] for i in one.datapoint_ids if bodies[i].get("candid")}
+    all_candids = {bodies[i]["candid"] for i in every.datapoint_ids if bodies[i].get("candid")}
+    siblings = {1783326154915015009, 1783326154915015010, 1783326154915015011,
+                1783326154915015012}  # fmt: skip
+    assert siblings <= all_candids
+    assert kept & siblings == {1783326154915015012}  # the highest candid, as AMPEL keeps
+    exposures = defaultdict(set)
+    for candid in all_candids:
+        body = next(b for b in bodies.values() if b.get("candid") == candid)
+        exposures[(body["jd"], body["rcid"])].add(candid)
+    assert kept == {max(c) for c in exposures.values()}
+    assert one.set_aside == {"same_exposure": len(all_candids) - len(kept)}
+    assert len(all_candids) - len(kept) >= 10
+    assert every.set_aside == {}
+
+
+def test_alert_time_is_the_alerts_own_measurement(shared_data: Path) -> None:
+    per_alert = _per_alert(shared_data / "ztf" / STOCK)
+    points = [dp for dps in per_alert for dp in dps]
+    own = per_alert[3]
+    candid = str(own[0].body["candid"])
+    assert alert_time(candid, own, points) == own[0].body["jd"]
+    # Its own datapoints all came first with another alert: its candid still gives it.
+    assert alert_time(candid, [], points) == own[0].body["jd"]
+    assert alert_time(None, [], points) is None
