@@ -552,6 +552,9 @@ VALUE_KINDS: tuple[tuple[str, str], ...] = (
     ("jd", "jd"),
     ("*.jd", "jd"),
     ("*_jd", "jd"),
+    # T2LightCurveSummary's JDs (its last_significant_nondetection_jd is a *_jd)
+    ("first_detection", "jd"),
+    ("last_detection", "jd"),
     # durations, days: duration (all bands, and per band), the colour pair's dt and offset
     ("duration", "days"),
     ("*.duration", "days"),
@@ -565,11 +568,15 @@ VALUE_KINDS: tuple[tuple[str, str], ...] = (
     ("*_magerr", "mag"),
     ("color.value", "mag"),
     ("per_band.*.amplitude", "mag"),
+    # T2LightCurveSummary's magnitudes: the latest magpsf, the non-detection's limit
+    ("magpsf", "mag"),
+    ("*_diffmaglim", "mag"),
     # counts: ndet (all bands, and per band), n_negative, n_upper_limits, n_forced, and
     # the points of the rise and decline rates
     ("ndet", "count"),
     ("*.ndet", "count"),
     ("n_*", "count"),
+    ("num_*", "count"),  # T2LightCurveSummary's num_detections, num_negative
     ("*_npoints", "count"),
 )
 """What a value of a result is, by its dotted key (the first pattern that matches; other

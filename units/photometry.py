@@ -20,6 +20,7 @@ curve into rows and a summary.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from units.views import LightCurve
@@ -36,6 +37,7 @@ __all__ = [
     "limiting_mag",
     "mag_from_flux",
     "mjd_from_jd",
+    "negative_difference",
     "number",
 ]
 
@@ -53,6 +55,17 @@ def number(value: Any) -> float | None:
         return None
     result = float(value)
     return result if math.isfinite(result) else None
+
+
+def negative_difference(body: Mapping[str, Any]) -> bool:
+    """Return whether a detection is a negative subtraction: the source was fainter than in
+    the reference image. Its flux is negative, or ZTF's ``isdiffpos`` says so (``"f"`` or
+    ``"0"``, also when the body has no flux). Its ``mag`` (ZTF ``magpsf``) is then
+    positive but measures the flux lost, not the source's brightness."""
+    flux = number(body.get("flux"))
+    if flux is not None and flux < 0:
+        return True
+    return str(body.get("isdiffpos", "")).lower() in ("f", "0")
 
 
 def mag_from_flux(flux: Any, fluxerr: Any) -> tuple[float | None, float | None]:

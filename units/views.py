@@ -16,6 +16,7 @@ __all__ = [
     "State",
     "StockSummary",
     "T2View",
+    "curve_of",
     "latest_bodies",
 ]
 
@@ -173,3 +174,18 @@ def latest_bodies(datapoints: Sequence[Datapoint]) -> list[Datapoint]:
         if kept is None or len(dp.body) >= len(kept.body):
             unique[dp.id] = dp
     return [unique[key] for key in sorted(unique)]
+
+
+def curve_of(view: T2View) -> LightCurve:
+    """Return the view's light curve with one body per datapoint id (:func:`latest_bodies`),
+    sorted by (jd, id): built from ``view.datapoints`` when the view has no light curve."""
+    source: Sequence[Datapoint]
+    if view.lightcurve is None:
+        source = view.datapoints
+    else:
+        source = (
+            *view.lightcurve.detections,
+            *view.lightcurve.upper_limits,
+            *view.lightcurve.forced,
+        )
+    return LightCurve.of(view.stock, latest_bodies(source))

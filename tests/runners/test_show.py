@@ -14,6 +14,7 @@ from runners.show import show_change, show_summary, value_kind
 from runners.summary import RunSummary
 from units.t2.features import T2LightCurveFeatures
 from units.t2.score import T2CandidateScore
+from units.t2.summary import T2LightCurveSummary
 from units.testing import datapoints_from, run_unit
 
 
@@ -107,3 +108,23 @@ def test_a_diff_prints_julian_dates_days_magnitudes_and_counts_as_such() -> None
         f"per_band.g.bazin.reference_time null -> {b['per_band.g.bazin.reference_time']:.5f}"
     )
     assert lines["per_band.g.bazin.amplitude"] == "per_band.g.bazin.amplitude null -> 7.119e+07"
+
+
+def test_a_diff_of_the_summary_prints_its_julian_dates_magnitudes_and_counts() -> None:
+    """T2LightCurveSummary of ZTF21abiuvdk after 5 alerts and after 34: its JDs print as
+    JDs (not 2.459e+06), its counts as counts, magpsf and the limit as magnitudes."""
+    files = sorted(ZTF21.glob("*.avro"))
+    unit = T2LightCurveSummary()
+    early = run_unit(unit, datapoints_from(files[:5]))
+    late = run_unit(unit, datapoints_from(files))
+    assert {k: v for k, v in kinds_of(late).items() if v != "number"} == {
+        "num_detections": "count", "num_negative": "count",
+        "first_detection": "jd", "last_detection": "jd", "last_significant_nondetection_jd": "jd",
+        "last_significant_nondetection_diffmaglim": "mag", "magpsf": "mag",
+    }  # fmt: skip
+    (change,) = compare("T2LightCurveSummary", {"ZTF21abiuvdk": flatten(early)},
+                        {"ZTF21abiuvdk": flatten(late)})  # fmt: skip
+    lines = {line.split()[0]: line.strip() for line in show_change(change)[1:]}
+    assert re.fullmatch(r"last_detection 24\d{5}\.\d{5} -> 2459461\.90953 \(\+\d+\.\d{5} d\)",
+                        lines["last_detection"])  # fmt: skip
+    assert re.fullmatch(r"num_detections \d+ -> 34 \(\+\d+\)", lines["num_detections"])

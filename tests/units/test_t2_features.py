@@ -143,6 +143,7 @@ def test_negative_detections_do_not_make_a_peak(shared_data: Path) -> None:
     out = T2LightCurveFeatures().process(T2View(SN, view.subject, dps))
     assert out["n_negative"] == 1
     assert out["ndet"] == 33
+    assert out["first_jd_reason"] is None
     assert out["peak"]["mag"] > 12
 
 
@@ -202,3 +203,27 @@ def test_every_real_stock_gets_features(shared_data: Path) -> None:
             out = dict(unit.process(view_of(stock, points)))
             _assert_plain(out)
             assert out["ndet"] + out["n_negative"] >= 1
+            assert (out["first_jd"] is None) == (out["first_jd_reason"] is not None)
+
+
+def test_an_all_negative_stock_says_why_it_has_no_first_jd(shared_data: Path) -> None:
+    """ZTF17aaaaxxm (the night): its 4 detections are all negative subtractions (isdiffpos
+    'f' in the packets), so no first_jd, and the result says so instead of a bare null."""
+    stock = "ZTF17aaaaxxm"
+    isdiffpos = {
+        e["candid"]: e["isdiffpos"]
+        for a in alerts(shared_data / "ztf" / "night")
+        if a.stock == stock
+        for e in [a.payload["candidate"], *(a.payload["prv_candidates"] or [])]
+        if e.get("candid") is not None
+    }
+    assert sorted(isdiffpos.values()) == ["f", "f", "f", "f"]
+    out = T2LightCurveFeatures().process(
+        view_of(stock, points_by_stock(shared_data / "ztf" / "night")[stock])
+    )
+    assert (out["ndet"], out["n_negative"], out["first_jd"]) == (0, 4, None)
+    assert out["first_jd_reason"] == "all 4 detections are negative subtractions"
+    assert out["peak"] is None
+    assert (
+        T2LightCurveFeatures().process(T2View(stock, "s", ()))["first_jd_reason"] == "no detections"
+    )

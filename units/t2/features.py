@@ -1,10 +1,13 @@
 """T2LightCurveFeatures: per-band peak, timing, rise and decline rates, colour and a Bazin fit.
 
-Magnitude features use the detections of a band that have a magnitude and a flux that is
-not negative (a ZTF negative subtraction has a positive ``magpsf`` that is not the source's
-brightness); the Bazin fit uses every detection of the band with a flux and a positive
-flux error. Everything is computed from inputs sorted by (jd, id), so the result does not
-depend on the order of the datapoints. See ``docs/units.md`` for every key.
+Magnitude features use the detections of a band that have a magnitude and are not
+negative subtractions (``units.photometry.negative_difference``: a ZTF negative
+subtraction has a positive ``magpsf`` that is not the source's brightness): ``ndet``
+counts those, ``n_negative`` the negative subtractions, and ``first_jd_reason`` says why
+there is no ``first_jd`` (all detections negative, say). The Bazin fit uses every
+detection of the band with a flux and a positive flux error. Everything is computed from
+inputs sorted by (jd, id), so the result does not depend on the order of the datapoints.
+See ``docs/units.md`` for every key.
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from pydantic import BaseModel, Field
 
 from units.alerts import Datapoint
 from units.base import UnitConfig
-from units.combiners import latest_bodies
 from units.contracts import T2Binding, T2Unit
-from units.photometry import number
-from units.views import LightCurve, T2View
+from units.photometry import negative_difference, number
+from units.views import LightCurve, T2View, curve_of
 
-__all__ = ["T2LightCurveFeatures"]
+__all__ = ["T2LightCurveFeatures", "negative_only"]
 
 BazinAlgorithm = Literal["mcmc-lmsder", "lmsder", "mcmc", "ceres", "mcmc-ceres"]
 Point = tuple[float, float, float]  # (jd, value, error)
@@ -57,7 +59,7 @@ _AMPLITUDE = lc.Amplitude()
 class T2LightCurveFeatures(T2Unit):
     """Derives light-curve features per band, the colour at peak and a Bazin fit per band."""
 
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "1.1"
     binds: ClassVar[T2Binding] = "lightcurve"
     ranks: ClassVar[tuple[str, ...]] = ("ndet", "duration", "peak.mag", "color.value")
 
@@ -92,18 +94,20 @@ class T2LightCurveFeatures(T2Unit):
 
     def process(self, view: T2View) -> Mapping[str, Any]:
         """Return the features of the view's light curve (JSON-compatible, no NaN)."""
-        curve = _curve(view)
+        curve = curve_of(view)
         per_band = {band: self._band(curve, band) for band in curve.bands()}
         positive = [_mag_points(curve.detections, b) for b in per_band]
         times = sorted(p[0] for points in positive for p in points)
         peak = _overall_peak(curve)
+        n_negative = sum(1 for d in curve.detections if negative_difference(d.body))
         return {
             "ndet": len(times),
-            "n_negative": sum(1 for d in curve.detections if (number(d.body.get("flux")) or 0) < 0),
+            "n_negative": n_negative,
             "n_upper_limits": len(curve.upper_limits),
             "n_forced": len(curve.forced),
             "bands": sorted(per_band),
             "first_jd": times[0] if times else None,
+            "first_jd_reason": None if times else _no_first(curve, n_negative),
             "last_jd": times[-1] if times else None,
             "duration": times[-1] - times[0] if times else None,
             "peak": peak,
@@ -209,18 +213,21 @@ class T2LightCurveFeatures(T2Unit):
         }
 
 
-def _curve(view: T2View) -> LightCurve:
-    """Return the view's light curve with one body per datapoint id."""
-    source: Sequence[Datapoint]
-    if view.lightcurve is None:
-        source = view.datapoints
-    else:
-        source = (
-            *view.lightcurve.detections,
-            *view.lightcurve.upper_limits,
-            *view.lightcurve.forced,
-        )
-    return LightCurve.of(view.stock, latest_bodies(source))
+def _no_first(curve: LightCurve, n_negative: int) -> str:
+    """Return why a light curve has no first detection for the magnitude features."""
+    n = len(curve.detections)
+    if n == 0:
+        return "no detections"
+    if n_negative == n:
+        return negative_only(n)
+    return f"no detection with a magnitude and a time ({n} detections, {n_negative} negative)"
+
+
+def negative_only(n: int) -> str:
+    """Return the reason given for a light curve whose ``n`` detections are all negative."""
+    if n == 1:
+        return "the only detection is a negative subtraction"
+    return f"all {n} detections are negative subtractions"
 
 
 def _finite(value: Any) -> bool:
@@ -228,13 +235,15 @@ def _finite(value: Any) -> bool:
 
 
 def _mag_points(detections: Sequence[Datapoint], band: str) -> list[Point]:
-    """Return (jd, mag, magerr) of a band's detections with a magnitude and no negative flux."""
+    """Return (jd, mag, magerr) of a band's detections with a magnitude that are not
+    negative subtractions."""
     out = []
     for d in detections:
         body = d.body
         jd, mag = number(body.get("jd")), number(body.get("mag"))
-        flux = number(body.get("flux"))
-        if body.get("band") == band and jd is not None and mag is not None and (flux or 0) >= 0:
+        if body.get("band") == band and jd is not None and mag is not None:
+            if negative_difference(body):
+                continue
             out.append((jd, mag, number(body.get("magerr")) or 0.0))
     return out
 
