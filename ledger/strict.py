@@ -70,9 +70,13 @@ def _check(annotation: Any, v: str, ns: _Namespace) -> str | None:
         return f"(type({v}) is str and {v} in {ns.name(frozenset(allowed))})"
     if origin is dict:
         key, item = typing.get_args(annotation)
-        if key is not str or item not in (Any, str):
+        if key is not str or item not in (Any, str, int):
             return None
-        values = "" if item is Any else f" and all(map(_isstr, {v}.values()))"
+        values = {
+            Any: "",
+            str: f" and all(map(_isstr, {v}.values()))",
+            int: f" and all(type(x) is int for x in {v}.values())",
+        }[item]
         return f"(type({v}) is dict and all(map(_isstr, {v})){values})"
     if origin is tuple:
         items = typing.get_args(annotation)

@@ -114,11 +114,11 @@ def test_two_jobs_on_one_ledger_rank_only_their_own_values(ledger: Ledger, tmp_p
     green = job_for("g", "[detection, upper_limit]", tmp_path / "g.html")
     run(ledger, red, [EXAMPLES])
     run(ledger, green, [EXAMPLES])
-    per_band: dict[str, dict[str, set[str]]] = {}
+    per_band: dict[str, dict[str, set[tuple[float, int]]]] = {}
     for dp in of(ledger, DatapointAdded):
         if dp.kind == "detection" and dp.body.get("mag") is not None:
-            bands = per_band.setdefault(dp.stream, {})
-            bands.setdefault(dp.body["band"], set()).add(dp.datapoint_id)
+            bands = per_band.setdefault(dp.stream, {})  # one detection per exposure
+            bands.setdefault(dp.body["band"], set()).add((dp.body["jd"], dp.body["rcid"]))
     reports = {i.target: i for i in of(ledger, ReactionIntended)}
     assert set(reports) == {str(tmp_path / "r.html"), str(tmp_path / "g.html")}
     for band in ("r", "g"):

@@ -156,6 +156,11 @@ def test_the_light_curve_draws_every_datapoint_of_the_ledger_per_band(
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image)
     assert page.query_selector_all(".result-group h3")  # results, with the variant that ran them
     assert "web (as run)" in page.text_content(".result-group .variants")
+    states = page.query_selector_all("#states tbody tr")  # each state, with what it left out
+    assert states
+    assert page.text_content("#states summary").startswith(f"States ({len(states)}")
+    link = states[0].query_selector("a").get_attribute("href")
+    assert page.goto(f"{site.base}{link}").status == 200
 
 
 def test_a_channel_a_user_cannot_open_what_only_b_follows(chromium: Any, site: Site) -> None:
@@ -301,7 +306,8 @@ def test_the_light_curve_of_fluxes_only_and_of_nothing() -> None:
     def point(kind: str, jd: float | None, band: str, flux: float | None) -> DatapointRow:
         return DatapointRow(datapoint_id=f"{kind}{jd}", kind=kind, jd=jd, band=band, mag=None,
                             magerr=None, flux=flux, fluxerr=1.0, limmag=None, body={},
-                            event_id="e", position=1, superseded_count=0)  # fmt: skip
+                            event_id="e", position=1, first_position=1, first_alert=None,
+                            superseded_count=0)  # fmt: skip
 
     curve = draw([point("detection", 2460000.5, "r", 12.0), point("forced", 2460001.5, "g", -3.0),
                   point("detection", None, "r", 5.0)])  # fmt: skip
