@@ -10,8 +10,8 @@ its inputs in another order, and compare the bytes.
 What is compared is what the ledger would record, as canonical JSON bytes: a T2
 unit's result (``run_unit``, with the results of the units it depends on computed from
 the same datapoints by their registered units), a shaper's datapoints, a filter's
-decision, a combiner's states, a reactor's reactions. Each generated input (see
-``units.testing.strategies``) is run:
+decision, a combiner's states (at an alert observed amid the light curve), a reactor's
+reactions. Each generated input (see ``units.testing.strategies``) is run:
 
 * twice, on two instances made from the same configuration (a unit keeping state
   between calls fails);
@@ -47,6 +47,7 @@ from ledger.canonical import canonical_bytes
 from units.alerts import Datapoint
 from units.base import Unit
 from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Unit
+from units.photometry import number
 from units.registry import load_unit
 from units.testing.strategies import SURVEYS, Sample, Survey, stocks
 from units.views import StockSummary
@@ -73,8 +74,12 @@ def output_of(unit: Unit, inputs: Sequence[Any]) -> bytes:
         return canonical_bytes(asdict(unit.decide(inputs[0])))
     if isinstance(unit, Combiner):
         stock = inputs[0].stock
-        states = unit.combine(stock, list(inputs))
-        return canonical_bytes([[s.stock, list(s.datapoint_ids)] for s in states])
+        times = sorted(t for t in (number(dp.body.get("jd")) for dp in inputs) if t is not None)
+        at = times[len(times) // 2] if times else None  # an alert amid the light curve
+        states = unit.combine(stock, list(inputs), at)
+        return canonical_bytes(
+            [[s.stock, list(s.datapoint_ids), s.until, dict(s.set_aside)] for s in states]
+        )
     if isinstance(unit, Reactor):
         return canonical_bytes([asdict(r) for r in unit.react(list(inputs))])
     raise TypeError(f"{unit.name}: a {type(unit).__name__} is not a unit kind this checks")
