@@ -1,6 +1,8 @@
 """The ledger: an append-only, content-addressed event log with provenance.
 
-It knows nothing of astronomy: it stores events, hashes content and keeps packets.
+Its event types name the pipeline's facts (a packet received, a datapoint added, a state
+combined, a result derived), but it reads none of their bodies: it stores events, hashes
+content and keeps packets; what a datapoint or an alert means is the units' business.
 Names are imported on first use, so that ``import ledger.ids`` (as pure units do) does
 not load the store, eventsourcing or psycopg.
 """

@@ -45,7 +45,6 @@ __all__ = [
     "catch_up",
     "catch_up_shards",
     "tracking_of",
-    "upstream_of",
 ]
 
 Progress = Callable[[int, int], None]  # (position reached, position to reach)
@@ -133,13 +132,6 @@ class CatchUp:
 def tracking_of(projector: Projector, shard: Shard | None = None) -> str:
     """Return the name a projector's position is recorded under (in a shard, if given)."""
     return projector.name if shard is None else shard.name_of(projector.name)
-
-
-def upstream_of(projector: Projector, shard: Shard | None = None, shards: int = 1) -> list[str]:
-    """Return the tracking names a projector must not pass: in a sharded deployment
-    (``shards`` > 1) its upstream projectors are sharded too, so a projector in a shard
-    waits for the same shard upstream, and one over every stream waits for all shards."""
-    return [name for name, _, _ in _upstream(projector, shard, shards)]
 
 
 def _upstream(

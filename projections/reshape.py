@@ -21,9 +21,9 @@ from ledger import AlertReceived, DatapointAdded, Event, Ledger, ProjectionError
 from ledger.codec import StoredRow, encode
 from projections.identity import tracking_name, unit_identity
 from projections.projector import Projector
-from projections.stocks import Shaping, survey_of
+from projections.stocks import Shaping
 from projections.t0 import stored_schema
-from units import Alert, Shaper
+from units import Alert, Shaper, survey_of
 from units.sources import iter_blob
 
 __all__ = ["Reshape", "shaper_tag"]

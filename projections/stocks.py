@@ -32,7 +32,7 @@ from ledger import (
     Provenance,
     StateCombined,
 )
-from units import Datapoint, latest_bodies
+from units import Datapoint, latest_bodies, survey_of
 
 __all__ = [
     "ChannelKey",
@@ -41,16 +41,7 @@ __all__ = [
     "StockLog",
     "alert_position",
     "read_stocks",
-    "survey_of",
 ]
-
-
-def survey_of(stock: str) -> str:
-    """Return the survey of a stock by its name: ``lsst:``/``lsst-ss:``, ``elasticc:``,
-    else ZTF (``units.Alert.stock``)."""
-    if stock.startswith(("lsst:", "lsst-ss:")):
-        return "lsst"
-    return "elasticc" if stock.startswith("elasticc:") else "ztf"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from ledger import (
     Ledger,
     RunFinished,
     RunStarted,
-    UnitUse,
 )
 from projections.decide import Decide
 from projections.outbox import Deliver
@@ -38,7 +37,7 @@ from projections.stocks import Shaping
 from projections.t0 import Ingest, Verdicts
 from runners.job import Job
 from runners.summary import RunSummary
-from runners.tiers import JobUnits, build_tiers, register_configs, run_started, unit_uses
+from runners.tiers import JobUnits, build_tiers, register_configs, run_started
 from units import Source, Unit
 from units.contracts import StreamSource
 
@@ -256,10 +255,6 @@ class LocalRunner:
                 changed.append({"unit": unit.name, "version": unit.version,
                                 "digest": unit.digest(), "before": before})  # fmt: skip
         return changed
-
-    def uses(self) -> list[UnitUse]:
-        """Return every unit of the job with its role in it."""
-        return unit_uses(self.job_units)
 
     def _started(self) -> RunStarted:
         return run_started(self.job, self.job_text, self.job_units, self.run_id, self.variant)

@@ -1,6 +1,7 @@
 """A live tier worker: drives a job's projectors of one tier from NATS JetStream.
 
-The projectors are those of the local run (``runners.tiers``); only the driver differs.
+The projectors are those of the local run (``runners.tiers``), advanced by the same
+``catch_up``; what the worker decides is when, and in which shard, to run them.
 A worker binds to its tier's durable pull consumer on the notifications stream
 (``runners.bus``), so that every process of a tier shares its messages. A message says
 "events of this type in this shard, up to this position"; the worker claims that shard

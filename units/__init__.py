@@ -5,7 +5,7 @@ flux and time helpers are in ``units.photometry``. Units are pure: they never to
 store, the bus or the clock.
 """
 
-from units.alerts import Alert, Blob, Datapoint, Unreadable
+from units.alerts import Alert, Blob, Datapoint, Unreadable, survey_of
 from units.base import Unit, UnitConfig
 from units.combiners import alert_time
 from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
@@ -45,4 +45,5 @@ __all__ = [
     "latest_bodies",
     "load_unit",
     "register_unit",
+    "survey_of",
 ]

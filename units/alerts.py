@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Alert", "Blob", "Datapoint", "DatapointKind", "Survey", "Unreadable"]
+__all__ = ["Alert", "Blob", "Datapoint", "DatapointKind", "Survey", "Unreadable", "survey_of"]
 
 Survey = Literal["ztf", "lsst", "elasticc"]
 DatapointKind = Literal["detection", "upper_limit", "forced"]
@@ -99,3 +99,11 @@ class Datapoint:
     stock: str
     kind: DatapointKind
     body: dict[str, Any] = field(repr=False)
+
+
+def survey_of(stock: str) -> Survey:
+    """Return the survey of a stock by its name (:attr:`Alert.stock`): ``lsst:`` and
+    ``lsst-ss:`` are Rubin's, ``elasticc:`` ELAsTiCC's, any other ZTF's."""
+    if stock.startswith(("lsst:", "lsst-ss:")):
+        return "lsst"
+    return "elasticc" if stock.startswith("elasticc:") else "ztf"
