@@ -1,12 +1,12 @@
-"""The command line: skyledger run, demo, simulate, stock, runs, failures, config, units,
-ledger. It parses arguments, builds settings and hands over to the runners; what it
-prints for people is in runners.show. Every command takes --json (errors included) and
--h; options with an environment fallback show it in their help."""
+"""The command line: skyledger run, demo, replay, diff, simulate, units and ledger here;
+the reading commands in runners.cli_query, the live ones in runners.cli_live, the HTTP
+and access ones in runners.cli_api. It parses arguments, builds settings and hands over
+to the runners; what it prints for people is in runners.show and runners.show_diff.
+Every command takes --json (errors included) and -h; options with an environment
+fallback show it in their help."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -28,46 +28,34 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ledger.errors import ConfigError, NotFound, SkyledgerError
-from ledger.settings import DEFAULT_LEDGER_URL, redact
+from ledger.errors import ConfigError, SkyledgerError
+from ledger.settings import DEFAULT_LEDGER_URL
 from ledger.when import position_or_time
 from runners.cli_api import access_app, serve, token_app
 from runners.cli_common import (
-    PIPED,
     AsOfOption,
-    CursorOption,
-    ImportOption,
     JsonOption,
     LedgerOption,
-    LimitOption,
+    PrefixOption,
     console,
-    import_modules,
     open_ledger,
     out,
-    page_end,
     position_of,
     print_json,
-    read_model,
 )
-from runners.cli_query import reactions, runs, why
+from runners.cli_live import live, relay, worker
+from runners.cli_query import config, failures, reactions, results, runs, stock, stocks, why
 from runners.show import (
-    JOURNAL_LINES,
-    show_configs,
-    show_diff,
-    show_failures,
     show_options,
-    show_results,
-    show_stock,
-    show_stocks,
     show_summary,
     show_units,
 )
+from runners.show_diff import show_diff
 
 # The store, the read model and the units are imported by the commands that use them:
 # every command (and --version, -h) starts in a fraction of a second.
 if TYPE_CHECKING:
     from ledger import Ledger
-    from runners.metrics import LiveMetrics
     from runners.summary import RunSummary
     from units import Alert
 
@@ -82,19 +70,6 @@ app = typer.Typer(
     help="skyledger: event-sourced analysis of astronomical alert streams (ZTF, Rubin/LSST). "
     "Every command takes -h for its options.",
 )
-NatsOption = Annotated[
-    str,
-    typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
-]
-PrefixOption = Annotated[
-    str,
-    typer.Option(
-        "--prefix",
-        envvar="SKYLEDGER_BUS_PREFIX",
-        help="names of skyledger's streams and subjects on NATS (one per deployment)",
-    ),
-]
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -437,7 +412,7 @@ def simulate(
                     yield packet
 
         if to is not None and to.startswith("kafka:"):
-            from runners.kafka import KafkaTarget, kafka_packet, publish_kafka
+            from runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
 
             target = KafkaTarget.parse(to)
             try:
@@ -477,213 +452,12 @@ def simulate(
         out.print(f"wrote {len(files)} files to {out_dir}", highlight=False)
 
 
-@app.command()
-def stock(
-    stock_id: Annotated[str, typer.Argument(metavar="STOCK", help="e.g. ZTF21abiuvdk, lsst:123")],
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    full: Annotated[
-        bool, typer.Option("--full", help="show result bodies whole and the whole journal")
-    ] = False,
-    journal: Annotated[
-        int, typer.Option(min=0, help="journal lines to show, the latest (0: all)")
-    ] = JOURNAL_LINES,
-    as_of: AsOfOption = None,
-    variant: Annotated[
-        str | None, typer.Option("--variant", help="only the results of this variant's entries")
-    ] = None,
-) -> None:
-    """Show a stock: light curve, states, results (entry, version, configuration, the state
-    they are about, body), reactions and its journal; with --as-of, as they stood then.
-    STOCK may be any unique start of a stock's id."""
-    from projections import queries
-    from projections.asof import stock_as_of
-    from projections.listing import variant_keys
-    from projections.prefixes import expand
-
-    when = _as_of(as_of)
-    position: int | None = None
-    opened, model = read_model(ledger)
-    with opened, model:
-        view = queries.stock_view(model, stock_id)
-        if view is None:
-            with contextlib.suppress(NotFound):  # else: no such stock, said below
-                _, stock_id = expand(model, stock_id, ["stock"])
-                view = queries.stock_view(model, stock_id)
-        mine = None if variant is None else variant_keys(model, variant)
-        if when is not None:
-            position = when if isinstance(when, int) else opened.position_at(when)
-            position = min(position, opened.head())
-            if view is not None:
-                keys = [r.idempotency_key for r in view.reactions]
-                view = stock_as_of(opened, stock_id, position, keys)
-    then = "" if position is None else f" as of position {position}"
-    if position is not None and not isinstance(when, int):
-        then += f" ({as_of})"
-    if view is None:
-        raise ConfigError(f"no stock {stock_id!r} in {redact(ledger)}{then}")
-    if mine is not None:
-        kept = tuple(r for r in view.results if r.key() in mine)
-        view = view.model_copy(update={"results": kept})
-    if as_json:
-        data = view.model_dump(mode="json")
-        print_json(data if position is None else {"as_of": position, **data})
-        return
-    if position is not None:
-        out.print(f"{stock_id}{then}: what the ledger held then", highlight=False)
-    show_stock(out, view, full, journal, whole_ids=PIPED)
-
-
-@app.command()
-def stocks(
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    channel: Annotated[str | None, typer.Option(help="only stocks this channel follows")] = None,
-    cone: Annotated[
-        tuple[float, float, float] | None,
-        typer.Option(metavar="RA DEC RADIUS", help="within RADIUS arcseconds of RA, DEC (deg)"),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(metavar="POSITION|TIME", help="only stocks changed after this"),
-    ] = None,
-    order: Annotated[
-        str | None,
-        typer.Option(help="last_change (latest first), stock, or distance (a cone's default)"),
-    ] = None,
-    variant: Annotated[
-        str | None, typer.Option(help="only stocks a channel of this replay's variant accepted")
-    ] = None,
-    as_of: AsOfOption = None,
-    cursor: CursorOption = None,
-    limit: LimitOption = 50,
-) -> None:
-    """List stocks by channel, position on the sky, time of their last change and variant,
-    a page at a time, each page as of one ledger position (pages never shift as the ledger
-    grows)."""
-    from projections.listing import StockQuery, list_stocks
-
-    opened, model = read_model(ledger)
-    with opened, model:
-        query = StockQuery.parse({
-            "channel": channel, "since": position_of(opened, "--since", since), "order": order,
-            "variant": variant,
-            **(dict(zip(("ra", "dec", "radius_arcsec"), cone, strict=True)) if cone else {}),
-        })  # fmt: skip
-        page = list_stocks(model, opened, query, as_of=position_of(opened, "--as-of", as_of),
-                           cursor=cursor, limit=limit)  # fmt: skip
-    if as_json:
-        print_json(page.model_dump(mode="json"))
-        return
-    show_stocks(out, page.items, whole_ids=PIPED)
-    page_end(page, "stocks")
-
-
-@app.command()
-def results(
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    entry: Annotated[str | None, typer.Option(help="a job's T2 entry name")] = None,
-    unit: Annotated[str | None, typer.Option(help="a T2 unit's name")] = None,
-    variant: Annotated[str | None, typer.Option(help="a replay's variant")] = None,
-    channel: Annotated[str | None, typer.Option(help="only this channel's results")] = None,
-    stock_id: Annotated[str | None, typer.Option("--stock", help="only this stock's")] = None,
-    path: Annotated[
-        str | None, typer.Option(help="a number in the body to sort by: keys joined by dots")
-    ] = None,
-    low: Annotated[float | None, typer.Option("--min", help="the value at least this")] = None,
-    high: Annotated[float | None, typer.Option("--max", help="the value at most this")] = None,
-    ascending: Annotated[
-        bool, typer.Option("--ascending", help="smallest value first (default: largest)")
-    ] = False,
-    latest: Annotated[
-        bool, typer.Option("--latest", help="each stock's latest result only")
-    ] = False,
-    failed: Annotated[bool, typer.Option("--failed", help="failed results instead")] = False,
-    as_of: AsOfOption = None,
-    cursor: CursorOption = None,
-    limit: LimitOption = 50,
-) -> None:
-    """List T2 results by entry, variant, channel and a value in their bodies (a range,
-    sorted either way), a page at a time, each page as of one ledger position."""
-    from projections.listing import ResultQuery, list_results
-
-    opened, model = read_model(ledger)
-    with opened, model:
-        query = ResultQuery.parse({
-            "entry": entry, "unit": unit, "variant": variant, "channel": channel,
-            "stock": stock_id, "path": path, "min": low, "max": high, "latest": latest,
-            "order": "asc" if ascending else "desc", "status": "failed" if failed else "ok",
-        })  # fmt: skip
-        page = list_results(model, query, as_of=position_of(opened, "--as-of", as_of),
-                            cursor=cursor, limit=limit)  # fmt: skip
-    if as_json:
-        print_json(page.model_dump(mode="json"))
-        return
-    show_results(out, page.items, path, whole_ids=PIPED)
-    page_end(page, "results")
-
-
-def _as_of(value: str | None) -> int | dt.datetime | None:
-    """Return --as-of as a position or an aware time, or refuse it, naming the option."""
-    return None if value is None else position_or_time("--as-of", value)
-
-
+app.command()(stock)
+app.command()(stocks)
+app.command()(results)
 app.command()(runs)
-
-
-@app.command()
-def failures(
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-    stock_id: Annotated[
-        str | None, typer.Option("--stock", help="only this stock's failures")
-    ] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="only this run's failures")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="the latest failures to show")] = 20,
-) -> None:
-    """List T2 results that failed, with their errors and tracebacks."""
-    from projections import queries
-    from projections.prefixes import expand
-
-    opened, model = read_model(ledger)
-    with opened, model:
-        whole = {}
-        for kind, given in (("stock", stock_id), ("run", run_id)):
-            try:
-                whole[kind] = None if given is None else expand(model, given, [kind])[1]
-            except NotFound:
-                raise ConfigError(f"no {kind} {given!r} in {redact(ledger)}") from None
-        stock_id, run_id = whole["stock"], whole["run"]
-        found = queries.failed_results(model, stock_id, run_id, limit)
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in found])
-    else:
-        show_failures(out, found)
-
-
-@app.command()
-def config(
-    config_hash: Annotated[
-        str, typer.Argument(metavar="HASH", help="a configuration hash, or its first digits")
-    ],
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    as_json: JsonOption = False,
-) -> None:
-    """Print a unit configuration recorded under its hash (runs and results show hashes)."""
-    from projections import queries
-
-    opened, model = read_model(ledger)
-    with opened, model:
-        found = queries.find_configs(model, config_hash.lower())
-    if not found:
-        raise ConfigError(f"no configuration {config_hash!r} in {redact(ledger)}")
-    if as_json:
-        print_json([c.model_dump(mode="json") for c in found])
-    else:
-        show_configs(out, found)
-
-
+app.command()(failures)
+app.command()(config)
 app.command()(why)
 app.command()(reactions)
 
@@ -725,252 +499,9 @@ def ledger_info(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption =
                   highlight=False)  # fmt: skip
 
 
-MetricsOption = Annotated[
-    int,
-    typer.Option(
-        "--metrics-port",
-        envvar="SKYLEDGER_METRICS_PORT",
-        min=0,
-        help="serve /metrics (Prometheus) and /healthz on this port (0: not at all)",
-    ),
-]
-MetricsHostOption = Annotated[
-    str, typer.Option("--metrics-host", help="the address /metrics and /healthz listen on")
-]
-
-
-def _live_ledger(url: str) -> None:
-    """Refuse a ledger live mode cannot use (before opening it: nothing is made)."""
-    from ledger import LedgerSettings
-    from ledger.settings import PostgresTarget
-
-    if not isinstance(LedgerSettings.load(ledger=url).target(), PostgresTarget):
-        raise ConfigError(f"--ledger {redact(url)}: live mode needs a PostgreSQL ledger")
-
-
-@contextmanager
-def _metrics(tier: str, port: int, host: str) -> Iterator[LiveMetrics]:
-    """Make a live process's metrics, served on ``host:port`` while it runs if a port
-    is given."""
-    from runners.metrics import LiveMetrics, serve
-
-    metrics = LiveMetrics(tier)
-    server = serve(metrics, port, host) if port else None
-    try:
-        yield metrics
-    finally:
-        if server is not None:
-            server.close()
-
-
-@app.command()
-def relay(
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    nats_url: NatsOption = DEFAULT_NATS_URL,
-    prefix: PrefixOption = "skyledger",
-    shards: Annotated[
-        int,
-        typer.Option(
-            min=1, help="shards of the ledger's streams (fixed when the bus is first made)"
-        ),
-    ] = 16,
-    metrics_port: MetricsOption = 0,
-    metrics_host: MetricsHostOption = "127.0.0.1",
-    as_json: JsonOption = False,
-) -> None:
-    """Follow a PostgreSQL ledger and publish where it grew to NATS JetStream (live mode)."""
-    from runners.bus import Bus
-    from runners.live import run_until_signal
-    from runners.relay import Relay
-
-    _live_ledger(ledger)
-    with open_ledger(ledger) as opened:
-        bus = Bus(nats_url, prefix=prefix, shards=shards)
-        with _metrics("relay", metrics_port, metrics_host) as metrics:
-            stats = run_until_signal(Relay(opened, bus, metrics=metrics).run)
-    if as_json:
-        print_json(stats.__dict__)
-    else:
-        out.print(f"relay stopped at position {stats.position}: {stats.events} events, "
-                  f"{stats.published} messages", highlight=False)  # fmt: skip
-
-
-@app.command()
-def worker(
-    tier: Annotated[str, typer.Argument(help="t0, t1, t2 or t3", metavar="TIER")],
-    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
-    ledger: LedgerOption = DEFAULT_LEDGER_URL,
-    nats_url: NatsOption = DEFAULT_NATS_URL,
-    prefix: PrefixOption = "skyledger",
-    subject: Annotated[
-        str | None,
-        typer.Option(help="t0: the subject alert packets arrive on (default PREFIX.alerts)"),
-    ] = None,
-    ack_wait: Annotated[
-        float,
-        typer.Option(
-            min=0.5,
-            help="seconds before JetStream gives an unacknowledged message to another "
-            "worker (a worker that died); long work tells it it is still going",
-        ),
-    ] = 30.0,
-    stuck_after: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="seconds one batch may take before the worker takes it for stuck: it "
-            "writes its threads' stacks to the log, /healthz answers 503, and the batch's "
-            "messages go to other workers (0: never)",
-        ),
-    ] = 900.0,
-    heartbeat: Annotated[
-        float,
-        typer.Option(
-            min=0.01,
-            help="seconds between the worker's heartbeats (RunHeartbeat events): `skyledger "
-            "runs` shows a worker whose heartbeats stopped for 3 of them as gone",
-        ),
-    ] = 30.0,
-    imports: ImportOption = None,
-    metrics_port: MetricsOption = 0,
-    metrics_host: MetricsHostOption = "127.0.0.1",
-    as_json: JsonOption = False,
-) -> None:
-    """Run one worker of a tier of a job on NATS JetStream (add more to share the work);
-    SIGTERM finishes the batch in hand, acknowledges it and exits."""
-    from runners.bus import Bus
-    from runners.live import run_until_signal
-    from runners.tiers import TIERS
-    from runners.worker import TierWorker
-
-    if tier not in TIERS:
-        raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
-    import_modules(imports)
-    from runners.job import load_job
-
-    parsed, text = load_job(job)
-    _live_ledger(ledger)
-    with open_ledger(ledger) as opened, _metrics(tier, metrics_port, metrics_host) as metrics:
-        work = TierWorker(parsed, text, opened, Bus(nats_url, prefix=prefix), tier,
-                          alerts_subject=subject, ack_wait_s=ack_wait,
-                          metrics=metrics, stuck_after_s=stuck_after,
-                          heartbeat_s=heartbeat)  # fmt: skip
-        stats = run_until_signal(work.run)
-    if as_json:
-        print_json(stats.as_dict())
-    else:
-        out.print(f"{tier} worker stopped: {stats.as_dict()}", highlight=False)
-
-
-@app.command()
-def live(
-    job: Annotated[Path, typer.Argument(help="the job file (YAML)", metavar="JOB")],
-    ledger: Annotated[
-        str | None,
-        typer.Option(
-            "--ledger",
-            envvar="SKYLEDGER_LIVE_LEDGER",
-            help="a PostgreSQL ledger postgresql://...; none: an embedded, throwaway one",
-        ),
-    ] = None,
-    nats_url: Annotated[
-        str | None,
-        typer.Option(
-            "--nats", envvar="SKYLEDGER_NATS", help="nats://HOST:PORT; none: an embedded one"
-        ),
-    ] = None,
-    prefix: PrefixOption = "skyledger",
-    shards: Annotated[
-        int, typer.Option(min=1, help="shards of the work (fixed when the bus is first made)")
-    ] = 16,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--source", "-s", help="alert files, folders or archives to publish onto the bus"
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option(min=0.001, help="alerts per second to publish them at")
-    ] = None,
-    workers: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--workers", help="worker processes of a tier, as TIER=N (default 1 each; repeat)"
-        ),
-    ] = None,
-    until_idle: Annotated[
-        bool,
-        typer.Option("--until-idle", help="stop once everything published went through every tier"),
-    ] = False,
-    logs: Annotated[Path, typer.Option(help="folder for the processes' logs")] = Path(
-        "skyledger-data/live-logs"
-    ),
-    as_json: JsonOption = False,
-) -> None:
-    """Run a job live: the relay and a worker per tier as processes on NATS JetStream and
-    PostgreSQL (embedded ones when no URLs are given), showing each tier's lag; Ctrl-C or
-    SIGTERM stops them (each finishes its batch). Alerts arrive on the bus: publish them
-    with --source here, or with `skyledger simulate --to NATS_URL`."""
-    import signal
-    import threading
-
-    from rich.live import Live
-    from rich.table import Table
-
-    from runners.job import load_job
-    from runners.live import TierLag, run_live
-    from runners.tiers import TIERS
-
-    parsed, _ = load_job(job)
-    counts = dict.fromkeys(TIERS, 1)
-    for spec in workers or []:
-        tier, _, n = spec.partition("=")
-        if tier not in TIERS or not n.isdigit() or int(n) < 1:
-            raise ConfigError(f"--workers {spec}: give TIER=N with TIER one of {', '.join(TIERS)}")
-        counts[tier] = int(n)
-    missing = [p for p in source or [] if not Path(p).exists()]
-    if missing:
-        raise ConfigError("\n".join(f"--source {p}: no such file or directory" for p in missing))
-    logs.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    display = Live(console=console, transient=False, auto_refresh=False) if not as_json else None
-
-    def show(found: list[TierLag], pending: int, urls: dict[str, str]) -> None:
-        if display is None:
-            return
-        table = Table(title=f"skyledger live: {parsed.name} ({urls['ledger']}, {urls['nats']})")
-        for column in ("tier", "processes", "position", "head", "lag"):
-            table.add_column(column, justify="left" if column == "tier" else "right")
-        table.add_row("alerts", "", "", "", f"{pending} to ingest")
-        for t in found:
-            table.add_row(t.tier, str(counts[t.tier]), str(t.position), str(t.head), str(t.lag))
-        display.update(table, refresh=True)
-
-    with display if display is not None else contextlib.nullcontext():
-        outcome = run_live(
-            str(job), parsed, ledger, nats_url, prefix=prefix, shards=shards, workers=counts,
-            sources=list(source or []), rate=rate, until_idle=until_idle, log_dir=str(logs),
-            show=show, stop=stop,
-        )  # fmt: skip
-    if display is not None:
-        console.print()  # the table ends its line only on a terminal
-    failed = {role: code for role, code in outcome.exit_codes.items() if code}
-    if as_json:
-        print_json(
-            {"ledger": outcome.ledger, "nats": outcome.nats, "published": outcome.published,
-             "lags": [t.__dict__ | {"lag": t.lag} for t in outcome.lags],
-             "exit_codes": outcome.exit_codes}
-        )  # fmt: skip
-    else:
-        out.print(f"stopped: {outcome.published} alerts published; processes' logs in {logs}",
-                  highlight=False)  # fmt: skip
-    if failed:
-        console.print(f"processes that did not stop cleanly: {failed} (see {logs})")
-        raise typer.Exit(1)
-
-
+app.command()(relay)
+app.command()(worker)
+app.command()(live)
 app.command()(serve)
 app.add_typer(access_app, name="access")
 app.add_typer(token_app, name="token")

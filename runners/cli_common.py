@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from projections.readmodel import ReadModel
 
 __all__ = [
+    "DEFAULT_NATS_URL",
     "PIPED",
     "AsOfOption",
     "CursorOption",
@@ -24,6 +25,8 @@ __all__ = [
     "JsonOption",
     "LedgerOption",
     "LimitOption",
+    "NatsOption",
+    "PrefixOption",
     "console",
     "import_modules",
     "model_of",
@@ -134,3 +137,18 @@ def model_of(ledger: Ledger) -> ReadModel:
     model.create()
     model.catch_up(ledger)
     return model
+
+
+NatsOption = Annotated[
+    str,
+    typer.Option("--nats", envvar="SKYLEDGER_NATS", help="the NATS server: nats://HOST:PORT"),
+]
+PrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--prefix",
+        envvar="SKYLEDGER_BUS_PREFIX",
+        help="names of skyledger's streams and subjects on NATS (one per deployment)",
+    ),
+]
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

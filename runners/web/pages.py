@@ -42,7 +42,7 @@ from runners.api.auth import Caller
 from runners.api.problems import Problem
 from runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
 from runners.replay import side_of
-from runners.show import compared_line, show_change
+from runners.show_diff import compared_line, show_change
 from runners.web import cutouts as cut
 from runners.web.lightcurve import draw
 from runners.web.signin import FLOW_COOKIE, FLOW_MAX_AGE_S, SESSION_COOKIE, Flow, safe_next

@@ -36,7 +36,8 @@ from projections.t0 import Ingest
 from runners.bus import Bus
 from runners.embedded import EmbeddedKafka, EmbeddedNats
 from runners.job import parse_job
-from runners.kafka import KafkaSource, KafkaStream, KafkaTarget, kafka_packet, publish_kafka
+from runners.kafka import KafkaSource, KafkaStream
+from runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
 from runners.live import LiveProcesses
 from runners.local import LocalRunner
 from runners.replay import ReplayRunner

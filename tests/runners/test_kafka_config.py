@@ -12,7 +12,8 @@ import pytest
 from ledger import ConfigError
 from runners.embedded import EmbeddedKafka, free_port
 from runners.job import parse_job
-from runners.kafka import KafkaSource, KafkaTarget
+from runners.kafka import KafkaSource
+from runners.kafka_publish import KafkaTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 

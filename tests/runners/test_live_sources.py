@@ -16,7 +16,7 @@ from ledger import AlertReceived, Ledger, StateCombined, digest_bytes
 from runners.bus import Bus, connect
 from runners.embedded import EmbeddedNats
 from runners.job import parse_job
-from runners.kafka import kafka_packet
+from runners.kafka_publish import kafka_packet
 from runners.live import LiveProcesses, publish_packets, settle
 from units import Alert
 from units.sources import iter_packets

@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 
 from projections.diff import compare, flatten
-from runners.show import show_change, show_summary, value_kind
+from runners.show import show_summary
+from runners.show_diff import show_change, value_kind
 from runners.summary import RunSummary
 from units.t2.features import T2LightCurveFeatures
 from units.t2.score import T2CandidateScore
