@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -84,28 +84,36 @@ class LightCurveCombiner(Combiner):
             raise UnitError(msg, unit=self.name)
         cfg = self.config
         kinds = set(cfg.kinds)
-        chosen = [dp for dp in latest_bodies(datapoints) if dp.kind in kinds]
-        aside: Counter[str] = Counter()
+        points = latest_bodies(datapoints)
+        aside: Counter[str] = Counter()  # what the rules left out, of the kinds kept
+
+        def narrow(kept: list[Datapoint], reason: str) -> list[Datapoint]:
+            aside[reason] += _of_kinds(points, kinds) - _of_kinds(kept, kinds)
+            return kept
+
         until = at if cfg.history == "observed" else None
         if until is not None:
-            timed = [(dp, _jd(dp)) for dp in chosen]
-            aside["no_time"] = sum(1 for _, jd in timed if jd is None)
-            aside["observed_after"] = sum(1 for _, jd in timed if jd is not None and jd > until)
-            chosen = [dp for dp, jd in timed if jd is not None and jd <= until]
-        if cfg.one_per_exposure:
-            kept = one_per_exposure(chosen)
-            aside["same_exposure"] = len(chosen) - len(kept)
-            chosen = kept
-        known = [t for t in (_jd(dp) for dp in chosen if dp.kind == "detection") if t is not None]
-        if not any(dp.kind == "detection" for dp in chosen):
+            points = narrow([dp for dp in points if _jd(dp) is not None], "no_time")
+            points = narrow(
+                [dp for dp in points if (jd := _jd(dp)) is not None and jd <= until],
+                "observed_after",
+            )
+        detected = [dp for dp in points if dp.kind == "detection"]
+        if not detected:
             return []
+        if cfg.one_per_exposure:
+            points = narrow(one_per_exposure(points), "same_exposure")
         if cfg.max_age_days is not None:
+            known = [t for t in map(_jd, detected) if t is not None]
             if not known:
                 return []
             oldest = max(known) - cfg.max_age_days
-            kept = [dp for dp in chosen if (jd := _jd(dp)) is not None and jd >= oldest]
-            aside["too_old"] = len(chosen) - len(kept)
-            chosen = kept
+            points = narrow(
+                [dp for dp in points if (jd := _jd(dp)) is not None and jd >= oldest], "too_old"
+            )
+        chosen = [dp for dp in points if dp.kind in kinds]
+        if not chosen:
+            return []
         return [State(stock, tuple(dp.id for dp in chosen), until=until, set_aside=aside)]
 
 
@@ -141,6 +149,10 @@ def alert_time(
         times += [_jd(dp) for dp in known if _survey_id(dp) == alert_id]
     found = [t for t in times if t is not None]
     return max(found) if found else None
+
+
+def _of_kinds(points: Iterable[Datapoint], kinds: Collection[str]) -> int:
+    return sum(1 for dp in points if dp.kind in kinds)
 
 
 def _jd(dp: Datapoint) -> float | None:

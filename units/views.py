@@ -60,7 +60,7 @@ class State:
     stock: str
     datapoint_ids: tuple[str, ...]
     until: float | None = None
-    set_aside: Mapping[str, int] = field(default_factory=dict)
+    set_aside: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datapoint_ids", tuple(sorted(set(self.datapoint_ids))))

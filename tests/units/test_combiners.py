@@ -15,6 +15,7 @@ from units.alerts import Alert, Datapoint
 from units.combiners import LightCurveCombiner, alert_time, latest_bodies
 from units.shapers import ZtfShaper
 from units.sources import iter_packets
+from units.views import State
 
 STOCK = "ZTF21abiuvdk"
 
@@ -158,3 +159,16 @@ def test_alert_time_is_the_alerts_own_measurement(shared_data: Path) -> None:
     # Its own datapoints all came first with another alert: its candid still gives it.
     assert alert_time(candid, [], points) == own[0].body["jd"]
     assert alert_time(None, [], points) is None
+
+
+def test_kinds_choose_what_a_state_holds_not_whether_it_is_made(shared_data: Path) -> None:
+    # A state of upper limits only is made while the stock has a detection by then, and
+    # counts what it left out among the kinds it holds only.
+    per_alert = _per_alert(shared_data / "ztf" / STOCK)
+    points = [dp for dps in per_alert for dp in dps]
+    at = per_alert[9][0].body["jd"]
+    (state,) = LightCurveCombiner({"kinds": ["upper_limit"]}).combine(STOCK, points, at)
+    limits = {p.id: p for p in latest_bodies(points) if p.kind == "upper_limit"}
+    assert set(state.datapoint_ids) == {i for i, p in limits.items() if p.body["jd"] <= at}
+    assert state.set_aside == {"observed_after": sum(p.body["jd"] > at for p in limits.values())}
+    assert hash(state) == hash(State(STOCK, state.datapoint_ids, until=at))  # still hashable
