@@ -53,8 +53,10 @@ from units.packets.decode import unreadable
 from units.sources import iter_decoded
 
 __all__ = [
+    "REACH_S",
     "KafkaSource",
     "KafkaStream",
+    "log",
 ]
 
 log = logging.getLogger("skyledger.kafka")
@@ -70,7 +72,7 @@ OWN_SETTINGS = frozenset(
 )  # fmt: skip
 """Client settings the source sets itself, from its own options."""
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_REACH_S = 10.0  # how long problems() and open() wait for the broker to answer
+REACH_S = 10.0  # how long problems(), open() and making a topic wait for the broker to answer
 _ASSIGN_S = 30.0  # a run that is assigned no partition for this long stops
 _PATTERN_S = 30.0  # how often the topics are listed again for a pattern
 
@@ -194,7 +196,7 @@ class KafkaSource(StreamSource):
             topics = _topics(self)
         except KafkaException as exc:
             return [f"bootstrap_servers: no broker answered at {self.config.bootstrap_servers} "
-                    f"within {_REACH_S:.0f} s ({exc.args[0]})"]  # fmt: skip
+                    f"within {REACH_S:.0f} s ({exc.args[0]})"]  # fmt: skip
         for topic in self.config.topics:
             if topic not in topics:
                 there = ", ".join(sorted(t for t in topics if not t.startswith("__"))[:10])
@@ -236,7 +238,7 @@ def _topics(source: KafkaSource) -> set[str]:
     settings |= {key: _expand(value) for key, value in source.config.client.items()}
     admin = AdminClient(settings | {"logger": listening})
     try:
-        return set(admin.list_topics(timeout=_REACH_S).topics)
+        return set(admin.list_topics(timeout=REACH_S).topics)
     except KafkaException as exc:
         admin.poll(1.0)  # the client's logs are handed over here
         error = exc.args[0]
@@ -285,7 +287,7 @@ class KafkaStream:
         topics = config.topics
         if config.pattern is not None:
             try:
-                listed = self._consumer.list_topics(timeout=_REACH_S).topics
+                listed = self._consumer.list_topics(timeout=REACH_S).topics
             except KafkaException as exc:
                 self._error(f"listing topics: {exc.args[0]}")
                 return
@@ -301,10 +303,10 @@ class KafkaStream:
 
     def _cluster(self) -> str:
         """Return the cluster's id (waiting for a broker to answer, up to a minute)."""
-        deadline = time.monotonic() + 6 * _REACH_S
+        deadline = time.monotonic() + 6 * REACH_S
         while True:
             try:
-                metadata = self._consumer.list_topics(timeout=_REACH_S)
+                metadata = self._consumer.list_topics(timeout=REACH_S)
                 return str(metadata.cluster_id or self.source.config.bootstrap_servers)
             except KafkaException as exc:
                 if time.monotonic() > deadline:

@@ -4,7 +4,6 @@ for a schema registry (``runners.kafka`` reads them)."""
 
 from __future__ import annotations
 
-import logging
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -16,13 +15,12 @@ from confluent_kafka import Message as KafkaMessage
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from ledger.errors import ConfigError
+from runners.kafka import REACH_S, log
 from units.alerts import Alert
 from units.packets.confluent import frame_confluent
 
 __all__ = ["KafkaTarget", "kafka_packet", "publish_kafka"]
 
-log = logging.getLogger("skyledger.kafka")  # the reading side's logger (runners.kafka)
-_REACH_S = 10.0  # how long making the topic waits for the broker to answer
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def _ensure_topic(target: KafkaTarget, partitions: int) -> None:
     settings: dict[str, Any] = {"bootstrap.servers": target.bootstrap, "logger": log}
     admin = AdminClient(settings)
     try:
-        if target.topic in admin.list_topics(timeout=_REACH_S).topics:
+        if target.topic in admin.list_topics(timeout=REACH_S).topics:
             return
         futures = admin.create_topics([NewTopic(target.topic, partitions, 1)])
         futures[target.topic].result(30)
