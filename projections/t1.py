@@ -115,8 +115,8 @@ class Combine(Portable, Projector):
     def states(self, log: StockLog, alert: str, position: int) -> list[StateCombined]:
         """Return the StateCombined events the combiner makes at one alert."""
         points, source = as_datapoints(log.known_at(alert, position))
-        carried, _ = as_datapoints(log.carried_by(alert))
-        at = alert_time(log.alert_ids.get(alert), carried, points)
+        own = {e.datapoint_id for e in log.carried_by(alert)}
+        at = alert_time(log.alert_ids.get(alert), [p for p in points if p.id in own], points)
         started = time.perf_counter()
         states = self.combiner.combine(log.stock, points, at)
         prov = provenance(self.combiner, time.perf_counter() - started)
