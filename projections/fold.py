@@ -55,7 +55,8 @@ from projections.fold_late import count_late, mark_late
 from projections.fold_ranks import fold_ranks
 from projections.models import table_of
 from projections.scope import programme_of
-from projections.sky import cells_of, mean_direction, unit_vector
+from projections.sky import cells_of, mean_direction
+from units.celestial import unit_vector
 
 __all__ = [
     "Fold",

@@ -51,7 +51,8 @@ from projections.queries import ResultRow, StockRow, reading, rows_of, stock_row
 from projections.readmodel import ReadModel
 from projections.rights import programmes_allow
 from projections.scope import Scope
-from projections.sky import Cone, separation_deg
+from projections.sky import Cone
+from units.celestial import separation_deg
 
 __all__ = [
     "MAX_LIMIT",

@@ -15,25 +15,19 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from units.celestial import separation_deg
+
 __all__ = [
     "DEPTH",
     "Cone",
     "cells_of",
     "mean_direction",
-    "separation_deg",
-    "unit_vector",
 ]
 
 DEPTH = 29
 """The depth of the stocks' cells (about 0.4 milliarcseconds across)."""
 _CELL_DEG_AT_0 = 58.6  # the side of a depth-0 cell, about sqrt(4 pi / 12) radians
 _MAX_RANGES = 64
-
-
-def unit_vector(ra_deg: float, dec_deg: float) -> tuple[float, float, float]:
-    """Return the unit vector of a direction given in degrees."""
-    ra, dec = math.radians(ra_deg), math.radians(dec_deg)
-    return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
 
 
 def mean_direction(x: float, y: float, z: float) -> tuple[float, float] | None:
@@ -44,14 +38,6 @@ def mean_direction(x: float, y: float, z: float) -> tuple[float, float] | None:
     ra = math.degrees(math.atan2(y, x)) % 360.0
     dec = math.degrees(math.asin(max(-1.0, min(1.0, z / norm))))
     return ra, dec
-
-
-def separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    """Return the angle between two directions in degrees (haversine: exact at small angles)."""
-    p1, p2 = math.radians(dec1), math.radians(dec2)
-    dp, dl = p2 - p1, math.radians(ra2 - ra1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
 
 
 def cells_of(ra_deg: Sequence[float], dec_deg: Sequence[float]) -> list[int]:

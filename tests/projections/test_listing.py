@@ -19,9 +19,9 @@ from projections.listing import ResultQuery, StockQuery, list_results, list_stoc
 from projections.queries import StockRow
 from projections.readmodel import ReadModel, readmodel_url
 from projections.scope import Scope
-from projections.sky import separation_deg
 from runners.job import parse_job
 from runners.local import LocalRunner
+from units.celestial import separation_deg
 from units.sources import FileSource
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ztf"
