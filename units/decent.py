@@ -222,10 +222,10 @@ class DecentFilter(Filter):
     def decide(self, alert: Alert) -> Decision:
         """Return the first failed cut as a rejection, else an acceptance."""
         if alert.survey != "ztf":
-            return _reject(R.WRONG_SURVEY, f"not a ZTF alert ({alert.survey})")
+            return Decision.reject(R.WRONG_SURVEY, f"not a ZTF alert ({alert.survey})")
         cand = alert.payload.get("candidate")
         if not isinstance(cand, Mapping):
-            return _reject(R.NO_DETECTION, "no candidate record")
+            return Decision.reject(R.NO_DETECTION, "no candidate record")
         return self._history(alert.payload, cand) or self._candidate(cand)
 
     def _history(self, payload: Mapping[str, Any], cand: Mapping[str, Any]) -> Decision | None:
@@ -234,13 +234,13 @@ class DecentFilter(Filter):
         history = [p for p in records(payload.get("prv_candidates")) if p.get("candid") is not None]
         detections = [cand, *history] if cand.get("candid") is not None else history
         if len(detections) < cfg.min_ndet:
-            return _reject(
+            return Decision.reject(
                 R.TOO_FEW_DETECTIONS, f"nDet {len(detections)} < min_ndet {cfg.min_ndet}"
             )
         jds = [jd for jd in (number(d.get("jd")) for d in detections) if jd is not None]
         span = max(jds) - min(jds) if jds else 0.0
         if not cfg.min_tspan <= span <= cfg.max_tspan:
-            return _reject(
+            return Decision.reject(
                 R.TIME_SPAN,
                 f"tSpan {span:.4f} d not in [min_tspan {cfg.min_tspan:g}, "
                 f"max_tspan {cfg.max_tspan:g}]",
@@ -252,33 +252,37 @@ class DecentFilter(Filter):
         cfg = self.config
         for key in KEYS:
             if key not in cand:
-                return _reject(R.MISSING_KEY, f"missing: {key}")
+                return Decision.reject(R.MISSING_KEY, f"missing: {key}")
             if (number(cand[key]) if key != "isdiffpos" else cand[key]) is None:
-                return _reject(R.MISSING_KEY, f"isNone: {key} ({cand[key]!r})")
+                return Decision.reject(R.MISSING_KEY, f"isNone: {key} ({cand[key]!r})")
         v: dict[str, float] = {k: float(cand[k]) for k in KEYS if k != "isdiffpos"}
         if cand["isdiffpos"] in ("f", "0"):
-            return _reject(R.NEGATIVE, f"isdiffpos {cand['isdiffpos']!r}: negative subtraction")
+            return Decision.reject(
+                R.NEGATIVE, f"isdiffpos {cand['isdiffpos']!r}: negative subtraction"
+            )
         if v["rb"] < cfg.min_rb:
-            return _reject(R.REAL_BOGUS, f"rb {v['rb']:.3f} < min_rb {cfg.min_rb:g}")
+            return Decision.reject(R.REAL_BOGUS, f"rb {v['rb']:.3f} < min_rb {cfg.min_rb:g}")
         drb = number(cand.get("drb"))
         if cfg.min_drb > 0 and drb is not None and drb < cfg.min_drb:
-            return _reject(R.DEEP_REAL_BOGUS, f"drb {drb:.3f} < min_drb {cfg.min_drb:g}")
+            return Decision.reject(R.DEEP_REAL_BOGUS, f"drb {drb:.3f} < min_drb {cfg.min_drb:g}")
         return self._image(v) or self._astro(cand, v)
 
     def _image(self, v: Mapping[str, float]) -> Decision | None:
         """Return the rejection on image quality, if any."""
         cfg = self.config
         if v["fwhm"] > cfg.max_fwhm:
-            return _reject(R.FWHM, f"fwhm {v['fwhm']:.2f} > max_fwhm {cfg.max_fwhm:g}")
+            return Decision.reject(R.FWHM, f"fwhm {v['fwhm']:.2f} > max_fwhm {cfg.max_fwhm:g}")
         if v["elong"] > cfg.max_elong:
-            return _reject(R.ELONGATED, f"elong {v['elong']:.3f} > max_elong {cfg.max_elong:g}")
+            return Decision.reject(
+                R.ELONGATED, f"elong {v['elong']:.3f} > max_elong {cfg.max_elong:g}"
+            )
         if abs(v["magdiff"]) > cfg.max_magdiff:
-            return _reject(
+            return Decision.reject(
                 R.MAGDIFF,
                 f"magdiff {v['magdiff']:.3f}: |magdiff| > max_magdiff {cfg.max_magdiff:g}",
             )
         if cfg.apply_max_nbad and v["nbad"] > cfg.max_nbad:
-            return _reject(R.BAD_PIXELS, f"nbad {v['nbad']:g} > max_nbad {cfg.max_nbad}")
+            return Decision.reject(R.BAD_PIXELS, f"nbad {v['nbad']:g} > max_nbad {cfg.max_nbad}")
         return None
 
     def _astro(self, cand: Mapping[str, Any], v: Mapping[str, float]) -> Decision:
@@ -289,19 +293,19 @@ class DecentFilter(Filter):
         if start is not None and end is not None:
             span = end - start
             if not cfg.min_archive_tspan < span < cfg.max_archive_tspan:
-                return _reject(
+                return Decision.reject(
                     R.ARCHIVE_SPAN,
                     f"archive_tspan {span:.4f} d not in (min_archive_tspan "
                     f"{cfg.min_archive_tspan:g}, max_archive_tspan {cfg.max_archive_tspan:g})",
                 )
         if 0 <= v["ssdistnr"] < cfg.min_sso_dist:
-            return _reject(
+            return Decision.reject(
                 R.SOLAR_SYSTEM,
                 f'ssdistnr {v["ssdistnr"]:.2f}" < min_sso_dist {cfg.min_sso_dist:g}',
             )
         b = galactic_latitude(v["ra"], v["dec"])
         if abs(b) < cfg.min_gal_lat:
-            return _reject(
+            return Decision.reject(
                 R.GALACTIC_PLANE, f"galPlane |b| {abs(b):.3f} < min_gal_lat {cfg.min_gal_lat:g}"
             )
         return self._ps1(v) or self._gaia_star(v) or Decision.accept(cfg.group)
@@ -310,7 +314,7 @@ class DecentFilter(Filter):
         """Return the rejection on the PS1 neighbours, if any."""
         cfg = self.config
         if v["distpsnr1"] < cfg.ps1_sgveto_rad and v["sgscore1"] > cfg.ps1_sgveto_th:
-            return _reject(
+            return Decision.reject(
                 R.STAR,
                 f'distpsnr1 {v["distpsnr1"]:.2f}" < ps1_sgveto_rad {cfg.ps1_sgveto_rad:g} '
                 f"and sgscore1 {v['sgscore1']:.3f} > ps1_sgveto_th {cfg.ps1_sgveto_th:g}",
@@ -318,7 +322,7 @@ class DecentFilter(Filter):
         far = max(v["distpsnr1"], v["distpsnr2"], v["distpsnr3"])
         off = max(abs(v["sgscore1"] - 0.5), abs(v["sgscore2"] - 0.5), abs(v["sgscore3"] - 0.5))
         if far < cfg.ps1_confusion_rad and off < cfg.ps1_confusion_sg_tol:
-            return _reject(
+            return Decision.reject(
                 R.PS1_CONFUSION,
                 f'ps1Confusion: distpsnr1-3 up to {far:.2f}" < ps1_confusion_rad '
                 f"{cfg.ps1_confusion_rad:g} and |sgscore1-3 - 0.5| up to {off:.3f} < "
@@ -334,14 +338,10 @@ class DecentFilter(Filter):
         star = self._gaia.star(v["ra"], v["dec"], self._cuts)
         if star is None:
             return None
-        return _reject(
+        return Decision.reject(
             R.GAIA_STAR,
             f'gaiaIsStar: Gaia source_id {star.source_id} at {star.distance_arcsec:.2f}" '
             f"(G {star.gmag:.2f}): pmra {star.pmra_sig:.1f}, pmdec {star.pmdec_sig:.1f} "
             f"sigma (gaia_pm_signif {cfg.gaia_pm_signif:g}), parallax {star.parallax_sig:.1f} "
             f"sigma (gaia_plx_signif {cfg.gaia_plx_signif:g})",
         )
-
-
-def _reject(code: DecentRejection, reason: str) -> Decision:
-    return Decision.reject(int(code), reason)

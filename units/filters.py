@@ -68,10 +68,6 @@ CODES: dict[int, str] = {
 """What each rejection code of the built-in filters means, in words."""
 
 
-def _reject(code: Rejection, reason: str) -> Decision:
-    return Decision.reject(int(code), reason)
-
-
 def _below(value: float | None, minimum: float | None) -> bool:
     """Return True when a minimum is set and the value is missing or below it."""
     return minimum is not None and (value is None or value < minimum)
@@ -137,37 +133,39 @@ class ZtfFilter(Filter):
         """Return the first failed cut as a rejection, else an acceptance."""
         cfg = self.config
         if alert.survey != "ztf":
-            return _reject(Rejection.WRONG_SURVEY, f"not a ZTF alert ({alert.survey})")
+            return Decision.reject(Rejection.WRONG_SURVEY, f"not a ZTF alert ({alert.survey})")
         cand = alert.payload.get("candidate")
         if not isinstance(cand, Mapping):
-            return _reject(Rejection.NO_DETECTION, "no candidate record")
+            return Decision.reject(Rejection.NO_DETECTION, "no candidate record")
         if cfg.min_ssdistnr_arcsec is not None and _near_solar_system(cand, cfg):
-            return _reject(
+            return Decision.reject(
                 Rejection.SOLAR_SYSTEM, f'known solar-system object {cand["ssdistnr"]:.1f}" away'
             )
         if cfg.require_positive and str(cand.get("isdiffpos")).lower() not in ("t", "1"):
-            return _reject(Rejection.NEGATIVE, f"negative subtraction: {cand.get('isdiffpos')}")
+            return Decision.reject(
+                Rejection.NEGATIVE, f"negative subtraction: {cand.get('isdiffpos')}"
+            )
         rb = number(cand.get("rb"))
         if _below(rb, cfg.min_rb):
-            return _reject(Rejection.REAL_BOGUS, f"rb {rb} below {cfg.min_rb}")
+            return Decision.reject(Rejection.REAL_BOGUS, f"rb {rb} below {cfg.min_rb}")
         drb = number(cand.get("drb"))
         if (drb is not None or cfg.require_drb) and _below(drb, cfg.min_drb):
-            return _reject(Rejection.DEEP_REAL_BOGUS, f"drb {drb} below {cfg.min_drb}")
+            return Decision.reject(Rejection.DEEP_REAL_BOGUS, f"drb {drb} below {cfg.min_drb}")
         if cfg.max_sgscore is not None and _is_star(cand, cfg):
-            return _reject(
+            return Decision.reject(
                 Rejection.STAR,
                 f'PS1 star: sgscore1 {cand["sgscore1"]:.2f} at {cand["distpsnr1"]:.2f}"',
             )
         ndet = _ztf_ndet(alert.payload, cand, cfg.ndet_from)
         if ndet < cfg.min_ndet:
-            return _reject(
+            return Decision.reject(
                 Rejection.TOO_FEW_DETECTIONS,
                 f"{ndet} detections ({cfg.ndet_from}), need {cfg.min_ndet}",
             )
         if cfg.max_duration_days is not None:
             jd, start = number(cand.get("jd")), number(cand.get("jdstarthist"))
             if jd is not None and start is not None and jd - start > cfg.max_duration_days:
-                return _reject(
+                return Decision.reject(
                     Rejection.TOO_OLD,
                     f"first detected {jd - start:.1f} d ago, over {cfg.max_duration_days}",
                 )
@@ -240,38 +238,38 @@ class LsstFilter(Filter):
         """Return the first failed cut as a rejection, else an acceptance."""
         cfg = self.config
         if alert.survey != "lsst":
-            return _reject(Rejection.WRONG_SURVEY, f"not an LSST alert ({alert.survey})")
+            return Decision.reject(Rejection.WRONG_SURVEY, f"not an LSST alert ({alert.survey})")
         payload = alert.payload
         source = payload.get("diaSource")
         if not isinstance(source, Mapping):
-            return _reject(Rejection.NO_DETECTION, "no diaSource record")
+            return Decision.reject(Rejection.NO_DETECTION, "no diaSource record")
         if cfg.reject_solar_system:
             why = _lsst_solar_system(payload, source)
             if why:
-                return _reject(Rejection.SOLAR_SYSTEM, why)
+                return Decision.reject(Rejection.SOLAR_SYSTEM, why)
         flux, fluxerr = number(source.get("psfFlux")), number(source.get("psfFluxErr"))
         if cfg.require_positive and (flux is None or flux <= 0):
-            return _reject(Rejection.NEGATIVE, f"psfFlux {flux} is not positive")
+            return Decision.reject(Rejection.NEGATIVE, f"psfFlux {flux} is not positive")
         reliability = number(source.get("reliability"))
         if _below(reliability, cfg.min_reliability):
             msg = f"reliability {reliability} below {cfg.min_reliability}"
-            return _reject(Rejection.REAL_BOGUS, msg)
+            return Decision.reject(Rejection.REAL_BOGUS, msg)
         history = records(payload.get("prvDiaSources"))
         ndet = 1 + len(history)
         if ndet < cfg.min_ndet:
             msg = f"{ndet} detections, need {cfg.min_ndet}"
-            return _reject(Rejection.TOO_FEW_DETECTIONS, msg)
+            return Decision.reject(Rejection.TOO_FEW_DETECTIONS, msg)
         if cfg.max_duration_days is not None:
             times = [number(e.get("midpointMjdTai")) for e in (source, *history)]
             known = [t for t in times if t is not None]
             span = max(known) - min(known) if known else 0.0
             if span > cfg.max_duration_days:
                 msg = f"first detected {span:.1f} d before, over {cfg.max_duration_days}"
-                return _reject(Rejection.TOO_OLD, msg)
+                return Decision.reject(Rejection.TOO_OLD, msg)
         if cfg.min_snr is not None:
             snr = abs(flux) / fluxerr if flux is not None and fluxerr else None
             if _below(snr, cfg.min_snr):
-                return _reject(Rejection.LOW_SNR, f"SNR {snr} below {cfg.min_snr}")
+                return Decision.reject(Rejection.LOW_SNR, f"SNR {snr} below {cfg.min_snr}")
         return Decision.accept(cfg.group)
 
 

@@ -41,10 +41,11 @@ class Decision:
 
     @classmethod
     def reject(cls, code: int, reason: str = "") -> Decision:
-        """Return a rejection with a negative ``code`` (and a short reason)."""
+        """Return a rejection with a negative ``code`` (and a short reason); a code of an
+        ``IntEnum`` is kept as its plain int."""
         if code >= 0:
             raise ValueError(f"rejection codes are negative, got {code}")
-        return cls(False, code, None, reason)
+        return cls(False, int(code), None, reason)
 
 
 @dataclass(frozen=True, slots=True)
