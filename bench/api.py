@@ -51,19 +51,19 @@ from typing import Any
 
 import httpx
 
-from ledger import Ledger
-from ledger.access import AccessGranted, TokenIssued
-from projections.access import make_token, token_digest
-from projections.listing import ResultQuery, StockQuery, list_results, list_stocks
-from projections.queries import stock_view
-from projections.readmodel import ReadModel, readmodel_url
-from projections.scope import Scope
-from projections.visibility import scoped_view
-from runners.embedded import EmbeddedPostgres
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.simulate import SimulatedSource
-from units import Alert
+from skyledger.ledger import Ledger
+from skyledger.ledger.access import AccessGranted, TokenIssued
+from skyledger.projections.access import make_token, token_digest
+from skyledger.projections.listing import ResultQuery, StockQuery, list_results, list_stocks
+from skyledger.projections.queries import stock_view
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.scope import Scope
+from skyledger.projections.visibility import scoped_view
+from skyledger.runners.embedded import EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def build(url: str, night: Path, stocks: int) -> tuple[str, list[tuple[str, floa
 def placed_stocks(model: ReadModel) -> list[tuple[str, float, float]]:
     from sqlalchemy import select
 
-    from projections import models as m
+    from skyledger.projections import models as m
 
     with model.engine.connect() as conn:
         rows = conn.execute(select(m.Stock.stock, m.Stock.ra, m.Stock.dec)
@@ -236,7 +236,8 @@ def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "runners.cli", "serve", "--ledger", url, "--port", str(port),
+        [sys.executable, "-m", "skyledger.runners.cli", "serve", "--ledger", url,
+         "--port", str(port),
          "--rate", "1000000", "--burst", "1000000"], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -44,17 +44,17 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from ledger import AlertReceived, Ledger
-from projections.pool import Workers
-from projections.t0 import Ingest
-from runners.embedded import EmbeddedKafka, EmbeddedPostgres
-from runners.job import parse_job
-from runners.kafka import KafkaSource, KafkaTarget, kafka_packet, publish_kafka
-from runners.simulate import SimulatedSource, write_alerts
-from runners.tiers import JobUnits
-from units import Alert, Source
-from units.contracts import StreamSource
-from units.sources import FileSource
+from skyledger.ledger import AlertReceived, Ledger
+from skyledger.projections.pool import Workers
+from skyledger.projections.t0 import Ingest
+from skyledger.runners.embedded import EmbeddedKafka, EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.kafka import KafkaSource, KafkaTarget, kafka_packet, publish_kafka
+from skyledger.runners.simulate import SimulatedSource, write_alerts
+from skyledger.runners.tiers import JobUnits
+from skyledger.units import Alert, Source
+from skyledger.units.contracts import StreamSource
+from skyledger.units.sources import FileSource
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 RATIO_TARGET = 0.9

@@ -39,11 +39,11 @@ from collections.abc import Iterator
 import psycopg
 from psycopg.copy import LibpqWriter
 
-from ledger import DatapointAdded, Ledger
-from ledger.codec import StoredRow, encode, encode_datapoint
-from ledger.postgres import PostgresLedgerRecorder
-from ledger.store import READ_BATCH
-from runners.embedded import EmbeddedPostgres
+from skyledger.ledger import DatapointAdded, Ledger
+from skyledger.ledger.codec import StoredRow, encode, encode_datapoint
+from skyledger.ledger.postgres import PostgresLedgerRecorder
+from skyledger.ledger.store import READ_BATCH
+from skyledger.runners.embedded import EmbeddedPostgres
 
 APPEND_TARGET = 0.5  # PostgreSQL append, as a ratio to the COPY ceiling
 

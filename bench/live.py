@@ -87,7 +87,7 @@ import yaml
 from local_run import NIGHT, ListSource, limited, source  # bench/, beside this file
 from nats.js.errors import NotFoundError
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     Event,
     Ledger,
@@ -98,13 +98,13 @@ from ledger import (
     StateCombined,
     digest_bytes,
 )
-from runners.bus import Bus, connect
-from runners.embedded import EmbeddedNats, EmbeddedPostgres
-from runners.job import Job, parse_job
-from runners.live import LiveProcesses, Monitor, publish_packets
-from runners.local import LocalRunner
-from runners.tiers import TIERS
-from units import Alert
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.embedded import EmbeddedNats, EmbeddedPostgres
+from skyledger.runners.job import Job, parse_job
+from skyledger.runners.live import LiveProcesses, Monitor, publish_packets
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.tiers import TIERS
+from skyledger.units import Alert
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo.yaml"
@@ -292,7 +292,7 @@ class BenchProcesses(LiveProcesses):
 
     def command(self, role: str) -> list[str]:
         cli = super().command(role)
-        assert cli[1:3] == ["-m", "runners.cli"], cli
+        assert cli[1:3] == ["-m", "skyledger.runners.cli"], cli
         return [sys.executable, str(LAUNCHER), *cli[3:]]
 
 

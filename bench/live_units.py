@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import light_curve as lc
 from pydantic import BaseModel, Field
 
-from units import register_unit
-from units.t2.features import T2LightCurveFeatures
+from skyledger.units import register_unit
+from skyledger.units.t2.features import T2LightCurveFeatures
 
 __all__ = ["T2CostlyFeatures"]
 

@@ -7,7 +7,7 @@ names a unit that is the bench's own rather than an installed entry point.
 
 import live_units  # noqa: F401  (registers the bench's units; bench/ is sys.path[0])
 
-from runners.cli import main
+from skyledger.runners.cli import main
 
 if __name__ == "__main__":
     main()

@@ -40,12 +40,12 @@ from pathlib import Path
 
 import fastavro
 
-from ledger import Ledger
-from runners.embedded import EmbeddedPostgres
-from runners.job import parse_job
-from runners.local import LocalRunner, RunSummary
-from runners.simulate import SimulatedSource
-from units import Alert, Blob
+from skyledger.ledger import Ledger
+from skyledger.runners.embedded import EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner, RunSummary
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert, Blob
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 INGEST_TARGET = 0.5  # T0+T1, as a ratio to decode-only

@@ -53,13 +53,13 @@ from typing import Any
 
 import psutil
 
-from ledger import Ledger, LedgerSettings, StateCombined
-from runners.embedded import EmbeddedPostgres
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.replay import ReplayRunner
-from runners.simulate import SimulatedSource
-from units import Alert, Blob
+from skyledger.ledger import Ledger, LedgerSettings, StateCombined
+from skyledger.runners.embedded import EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.replay import ReplayRunner
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert, Blob
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 RATIO_TARGET = 0.25

@@ -30,10 +30,10 @@ from typing import Any
 
 import fastavro
 
-from runners.simulate import Restamper, SimulatedSource, write_alerts
-from units.alerts import Alert
-from units.packets.containers import read_packet
-from units.sources import iter_packets
+from skyledger.runners.simulate import Restamper, SimulatedSource, write_alerts
+from skyledger.units.alerts import Alert
+from skyledger.units.packets.containers import read_packet
+from skyledger.units.sources import iter_packets
 
 NIGHT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ztf" / "night"
 

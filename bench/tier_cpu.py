@@ -43,11 +43,11 @@ from typing import Any
 import psutil
 from local_run import FULL_JOB, NIGHT, ListSource, limited, source  # bench/, beside this file
 
-import runners.local
-from ledger import Ledger
-from runners.embedded import EmbeddedPostgres
-from runners.job import parse_job
-from runners.local import LocalRunner
+import skyledger.runners.local as local_module
+from skyledger.ledger import Ledger
+from skyledger.runners.embedded import EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
 
 Mark = tuple[str, float, float, float, float]  # stage, wall, runner, workers, server
 
@@ -128,7 +128,7 @@ def main() -> None:
             if stage == INGEST and marks[-1][0] != INGEST:
                 mark(INGEST)
 
-        catch_up = runners.local.catch_up
+        catch_up = local_module.catch_up
 
         def timed(ledger: Ledger, projector: Any, *args: Any, **kwargs: Any) -> Any:
             stage, before = STAGES.get(type(projector).__name__, OTHER), marks[-1][0]
@@ -139,7 +139,7 @@ def main() -> None:
             read[stage] += done.read
             return done
 
-        runners.local.catch_up = timed  # type: ignore[assignment]
+        local_module.catch_up = timed  # type: ignore[assignment]
         profile = cProfile.Profile() if args.profile else None
         with Ledger.open(url) as ledger:
             runner = LocalRunner(
@@ -153,7 +153,7 @@ def main() -> None:
             if profile is not None:
                 profile.disable()
             mark("end")
-        runners.local.catch_up = catch_up
+        local_module.catch_up = catch_up
     if profile is not None:
         profile.dump_stats(args.profile)
     totals: dict[str, list[float]] = {}  # stage -> wall, runner, workers, server

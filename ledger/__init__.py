@@ -13,8 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ledger.canonical import canonical_bytes, content_hash, digest_bytes
-    from ledger.errors import (
+    from skyledger.ledger.canonical import canonical_bytes, content_hash, digest_bytes
+    from skyledger.ledger.errors import (
         ConfigError,
         EncodingError,
         EventRejected,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         UnitError,
         UnknownEventType,
     )
-    from ledger.events import (
+    from skyledger.ledger.events import (
         AlertReceived,
         ConfigurationRegistered,
         DatapointAdded,
@@ -46,15 +46,15 @@ if TYPE_CHECKING:
         StateCombined,
         UnitUse,
     )
-    from ledger.ids import bodies_id, config_id, datapoint_id, job_id, result_id, state_id
-    from ledger.rows import AppendResult, Tracking
-    from ledger.settings import LedgerSettings
-    from ledger.shards import Shard, shard_of
-    from ledger.store import Ledger
+    from skyledger.ledger.ids import bodies_id, config_id, datapoint_id, job_id, result_id, state_id
+    from skyledger.ledger.rows import AppendResult, Tracking
+    from skyledger.ledger.settings import LedgerSettings
+    from skyledger.ledger.shards import Shard, shard_of
+    from skyledger.ledger.store import Ledger
 
 _WHERE = {
-    "ledger.canonical": ["canonical_bytes", "content_hash", "digest_bytes"],
-    "ledger.errors": [
+    "skyledger.ledger.canonical": ["canonical_bytes", "content_hash", "digest_bytes"],
+    "skyledger.ledger.errors": [
         "ConfigError",
         "EncodingError",
         "EventRejected",
@@ -67,7 +67,7 @@ _WHERE = {
         "UnitError",
         "UnknownEventType",
     ],
-    "ledger.events": [
+    "skyledger.ledger.events": [
         "AlertReceived",
         "ConfigurationRegistered",
         "DatapointAdded",
@@ -86,11 +86,13 @@ _WHERE = {
         "StateCombined",
         "UnitUse",
     ],
-    "ledger.ids": ["bodies_id", "config_id", "datapoint_id", "job_id", "result_id", "state_id"],
-    "ledger.rows": ["AppendResult", "Tracking"],
-    "ledger.shards": ["Shard", "shard_of"],
-    "ledger.settings": ["LedgerSettings"],
-    "ledger.store": ["Ledger"],
+    "skyledger.ledger.ids": [
+        "bodies_id", "config_id", "datapoint_id", "job_id", "result_id", "state_id",
+    ],
+    "skyledger.ledger.rows": ["AppendResult", "Tracking"],
+    "skyledger.ledger.shards": ["Shard", "shard_of"],
+    "skyledger.ledger.settings": ["LedgerSettings"],
+    "skyledger.ledger.store": ["Ledger"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 

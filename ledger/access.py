@@ -15,8 +15,8 @@ import re
 
 from pydantic import AwareDatetime, Field
 
-from ledger.errors import ConfigError
-from ledger.events import Event
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.events import Event
 
 __all__ = [
     "ACCESS_EVENT_TYPES",

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ledger.errors import EncodingError
+from skyledger.ledger.errors import EncodingError
 
 __all__ = [
     "CANONICAL_VERSION",

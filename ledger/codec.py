@@ -19,11 +19,11 @@ import orjson
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel, ValidationError
 
-from ledger.access import ACCESS_EVENT_TYPES
-from ledger.canonical import canonical_bytes
-from ledger.errors import UnknownEventType
-from ledger.events import EVENT_TYPES, DatapointAdded, Event, rejected
-from ledger.trusted import builder_for
+from skyledger.ledger.access import ACCESS_EVENT_TYPES
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.ledger.errors import UnknownEventType
+from skyledger.ledger.events import EVENT_TYPES, DatapointAdded, Event, rejected
+from skyledger.ledger.trusted import builder_for
 
 __all__ = [
     "StoredRow",
@@ -50,9 +50,15 @@ class StoredRow(NamedTuple):
     stream: str
 
 
+# A stored topic names its class's module without the import package the folders install
+# under ("ledger.events:AlertReceived", as every version has written it), so a ledger reads
+# the same whatever the package is called.
+_PACKAGE = "skyledger."
+
+
 def register_event_type(cls: type[Event]) -> str:
     """Make an event class known to the codec and return its topic."""
-    topic = get_topic(cls)
+    topic = get_topic(cls).removeprefix(_PACKAGE)
     _BY_TOPIC[topic] = cls
     _TOPIC_OF[cls] = topic
     return topic
@@ -73,11 +79,14 @@ def class_of(topic: str) -> type[Event]:
     cls = _BY_TOPIC.get(topic)
     if cls is not None:
         return cls
-    try:
-        found = resolve_topic(topic)
-    except Exception as exc:
-        msg = f"stored topic {topic!r} names no importable event class: {exc}"
-        raise UnknownEventType(msg) from exc
+    try:  # a module of ours first, under the import package, then as written
+        found = resolve_topic(_PACKAGE + topic)
+    except Exception:
+        try:
+            found = resolve_topic(topic)
+        except Exception as exc:
+            msg = f"stored topic {topic!r} names no importable event class: {exc}"
+            raise UnknownEventType(msg) from exc
     if not (isinstance(found, type) and issubclass(found, Event)):
         msg = f"stored topic {topic!r} resolves to {found!r}, not an event class"
         raise UnknownEventType(msg)

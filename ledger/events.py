@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
-from ledger.errors import EventRejected
-from ledger.ids import bodies_id
-from ledger.strict import filler_for
+from skyledger.ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
+from skyledger.ledger.errors import EventRejected
+from skyledger.ledger.ids import bodies_id
+from skyledger.ledger.strict import filler_for
 
 __all__ = [
     "EVENT_TYPES",

@@ -15,11 +15,11 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment, get_topic
 
-from ledger.errors import LedgerUnavailable
-from ledger.packets import FolderPacketStore, NoPacketStore, PacketStore
-from ledger.postgres import PostgresLedgerRecorder
-from ledger.settings import LedgerSettings, PostgresTarget, redact
-from ledger.sqlite import SqliteLedgerRecorder
+from skyledger.ledger.errors import LedgerUnavailable
+from skyledger.ledger.packets import FolderPacketStore, NoPacketStore, PacketStore
+from skyledger.ledger.postgres import PostgresLedgerRecorder
+from skyledger.ledger.settings import LedgerSettings, PostgresTarget, redact
+from skyledger.ledger.sqlite import SqliteLedgerRecorder
 
 __all__ = ["LedgerRecorder", "build_recorder"]
 

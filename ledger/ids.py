@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ledger.canonical import content_hash
+from skyledger.ledger.canonical import content_hash
 
 __all__ = [
     "bodies_id",

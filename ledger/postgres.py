@@ -29,9 +29,9 @@ from psycopg.copy import LibpqWriter
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.codec import StoredRow
-from ledger.errors import LedgerError
-from ledger.rows import (
+from skyledger.ledger.codec import StoredRow
+from skyledger.ledger.errors import LedgerError
+from skyledger.ledger.rows import (
     AppendResult,
     FetchedRow,
     PreparedBatch,
@@ -41,7 +41,7 @@ from ledger.rows import (
     conflict,
     each_tracking,
 )
-from ledger.shards import Shard
+from skyledger.ledger.shards import Shard
 
 __all__ = ["PostgresLedgerRecorder"]
 

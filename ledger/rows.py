@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from ledger.errors import TrackingConflict
+from skyledger.ledger.errors import TrackingConflict
 
 __all__ = [
     "AppendResult",

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.errors import ConfigError
+from skyledger.ledger.errors import ConfigError
 
 __all__ = ["DEFAULT_LEDGER_URL", "LedgerSettings", "PostgresTarget", "SqliteTarget", "redact"]
 

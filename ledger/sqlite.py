@@ -16,8 +16,8 @@ from typing import Any
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from ledger.codec import StoredRow
-from ledger.rows import (
+from skyledger.ledger.codec import StoredRow
+from skyledger.ledger.rows import (
     AppendResult,
     FetchedRow,
     PreparedBatch,
@@ -27,7 +27,7 @@ from ledger.rows import (
     conflict,
     each_tracking,
 )
-from ledger.shards import Shard
+from skyledger.ledger.shards import Shard
 
 __all__ = ["SqliteLedgerRecorder"]
 

@@ -17,18 +17,18 @@ from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
 
-from ledger.canonical import content_hash
-from ledger.codec import StoredRow, decode, encode, topic_of
-from ledger.errors import EventRejected, LedgerError
-from ledger.events import ConfigurationRegistered, Event
-from ledger.factory import LedgerRecorder, build_recorder
-from ledger.ids import config_id
-from ledger.packets import PacketStore
-from ledger.postgres import Claims, PostgresLedgerRecorder
-from ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, Trackings
-from ledger.settings import LedgerSettings, PostgresTarget, redact
-from ledger.shards import Shard
-from ledger.writer import BatchWriter
+from skyledger.ledger.canonical import content_hash
+from skyledger.ledger.codec import StoredRow, decode, encode, topic_of
+from skyledger.ledger.errors import EventRejected, LedgerError
+from skyledger.ledger.events import ConfigurationRegistered, Event
+from skyledger.ledger.factory import LedgerRecorder, build_recorder
+from skyledger.ledger.ids import config_id
+from skyledger.ledger.packets import PacketStore
+from skyledger.ledger.postgres import Claims, PostgresLedgerRecorder
+from skyledger.ledger.rows import AppendResult, FetchedRow, PreparedBatch, Tracking, Trackings
+from skyledger.ledger.settings import LedgerSettings, PostgresTarget, redact
+from skyledger.ledger.shards import Shard
+from skyledger.ledger.writer import BatchWriter
 
 __all__ = ["Ledger"]
 

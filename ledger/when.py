@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ledger.errors import ConfigError
+from skyledger.ledger.errors import ConfigError
 
 __all__ = ["position_or_time"]
 

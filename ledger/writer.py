@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol
 
-from ledger.codec import StoredRow, encode
-from ledger.errors import EventRejected, LedgerError
-from ledger.events import Event
-from ledger.rows import AppendResult, PreparedBatch, Tracking
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.ledger.errors import EventRejected, LedgerError
+from skyledger.ledger.events import Event
+from skyledger.ledger.rows import AppendResult, PreparedBatch, Tracking
 
 __all__ = ["BatchTarget", "BatchWriter"]
 

@@ -18,9 +18,9 @@ from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from projections import models as m
-from projections.queries import Source, reading, rows_of
-from projections.scope import Scope
+from skyledger.projections import models as m
+from skyledger.projections.queries import Source, reading, rows_of
+from skyledger.projections.scope import Scope
 
 __all__ = [
     "TOKEN_PREFIX",

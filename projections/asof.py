@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from ledger import ConfigurationRegistered, Event, Ledger, Provenance, canonical_bytes
-from projections.lineage import run_event_id
-from projections.queries import RunView, StockView, list_runs, stock_view
-from projections.readmodel import ReadModel
+from skyledger.ledger import ConfigurationRegistered, Event, Ledger, Provenance, canonical_bytes
+from skyledger.projections.lineage import run_event_id
+from skyledger.projections.queries import RunView, StockView, list_runs, stock_view
+from skyledger.projections.readmodel import ReadModel
 
 __all__ = ["folded_as_of", "folded_streams", "runs_as_of", "stock_as_of"]
 

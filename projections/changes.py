@@ -16,17 +16,17 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, exists, literal, select
 
-from ledger import Ledger, ResultFailed
-from ledger.errors import QueryError
-from projections import models as m
-from projections.asof import folded_streams
-from projections.listing import pinned_position, result_visible
-from projections.paging import MAX_POSITION
-from projections.queries import reading, rows_of
-from projections.readmodel import ReadModel
-from projections.rights import programmes_allow
-from projections.scope import Scope
-from projections.t2 import failed_event_id
+from skyledger.ledger import Ledger, ResultFailed
+from skyledger.ledger.errors import QueryError
+from skyledger.projections import models as m
+from skyledger.projections.asof import folded_streams
+from skyledger.projections.listing import pinned_position, result_visible
+from skyledger.projections.paging import MAX_POSITION
+from skyledger.projections.queries import reading, rows_of
+from skyledger.projections.readmodel import ReadModel
+from skyledger.projections.rights import programmes_allow
+from skyledger.projections.scope import Scope
+from skyledger.projections.t2 import failed_event_id
 
 __all__ = ["MAX_CHANGES", "changes"]
 

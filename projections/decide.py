@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from ledger import AlertReceived, Event, FilterDecided, Ledger, ProjectionError
-from ledger.codec import StoredRow, encode
-from projections.identity import ACCEPT_ALL, provenance, tracking_name
-from projections.pool import Workers, each_chunk
-from projections.projector import Projector
-from projections.stocks import ChannelKey, Channels
-from projections.t0 import Verdict, Verdicts, judge, stored_schema
-from units import Alert, Filter
-from units.sources import iter_blob
+from skyledger.ledger import AlertReceived, Event, FilterDecided, Ledger, ProjectionError
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.identity import ACCEPT_ALL, provenance, tracking_name
+from skyledger.projections.pool import Workers, each_chunk
+from skyledger.projections.projector import Projector
+from skyledger.projections.stocks import ChannelKey, Channels
+from skyledger.projections.t0 import Verdict, Verdicts, judge, stored_schema
+from skyledger.units import Alert, Filter
+from skyledger.units.sources import iter_blob
 
 __all__ = ["Channel", "Decide", "DecideStats"]
 

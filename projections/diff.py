@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     DatapointAdded,
     Event,
@@ -39,11 +39,11 @@ from ledger import (
     ResultDerived,
     StateCombined,
 )
-from ledger.errors import NotFound
-from projections.limits import Limits
-from projections.scope import Scope
-from projections.stocks import Channels, Shaping, StockLog, as_datapoints
-from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
+from skyledger.ledger.errors import NotFound
+from skyledger.projections.limits import Limits
+from skyledger.projections.scope import Scope
+from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoints
+from skyledger.projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 
 __all__ = [
     "Change",

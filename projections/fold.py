@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
@@ -47,16 +47,16 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
-from ledger.access import ACCESS_EVENT_TYPES
-from ledger.errors import ProjectionError
-from projections import models as m
-from projections.fold_access import fold_access
-from projections.fold_late import count_late, mark_late
-from projections.fold_ranks import fold_ranks
-from projections.models import table_of
-from projections.scope import programme_of
-from projections.sky import cells_of, mean_direction
-from units.celestial import unit_vector
+from skyledger.ledger.access import ACCESS_EVENT_TYPES
+from skyledger.ledger.errors import ProjectionError
+from skyledger.projections import models as m
+from skyledger.projections.fold_access import fold_access
+from skyledger.projections.fold_late import count_late, mark_late
+from skyledger.projections.fold_ranks import fold_ranks
+from skyledger.projections.models import table_of
+from skyledger.projections.scope import programme_of
+from skyledger.projections.sky import cells_of, mean_direction
+from skyledger.units.celestial import unit_vector
 
 __all__ = [
     "Fold",

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ledger import Event
-from ledger.access import (
+from skyledger.ledger import Event
+from skyledger.ledger.access import (
     AccessGranted,
     AccessRevoked,
     ChannelPolicySet,
     TokenIssued,
     TokenRevoked,
 )
-from projections import models as m
+from skyledger.projections import models as m
 
 __all__ = ["fold_access"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from projections import models as m
-from projections.models import table_of
+from skyledger.projections import models as m
+from skyledger.projections.models import table_of
 
 __all__ = ["count_late", "mark_late"]
 

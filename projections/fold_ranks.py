@@ -7,9 +7,9 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ledger import ResultDerived
-from ledger.errors import ConfigError
-from projections import models as m
+from skyledger.ledger import ResultDerived
+from skyledger.ledger.errors import ConfigError
+from skyledger.projections import models as m
 
 __all__ = ["fold_ranks", "ranked_paths", "value_at"]
 
@@ -23,8 +23,8 @@ _NUMBERS = frozenset({int, float})
 def ranked_paths(unit: str) -> tuple[tuple[str, ...], bool]:
     """Return the paths a T2 unit ranks by, and whether its results are about states
     (a unit that is not installed here ranks by nothing)."""
-    from units.contracts import T2Unit
-    from units.registry import load_unit
+    from skyledger.units.contracts import T2Unit
+    from skyledger.units.registry import load_unit
 
     try:
         cls = load_unit(unit)

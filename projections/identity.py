@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ledger import Provenance, content_hash
-from units import Unit
+from skyledger.ledger import Provenance, content_hash
+from skyledger.units import Unit
 
 __all__ = ["ACCEPT_ALL", "provenance", "tracking_name", "unit_identity"]
 

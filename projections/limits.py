@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import AlertReceived, Event, FilterDecided, StateCombined, content_hash
-from projections.projector import Deferral, Projector
-from projections.stocks import alert_position
+from skyledger.ledger import AlertReceived, Event, FilterDecided, StateCombined, content_hash
+from skyledger.projections.projector import Deferral, Projector
+from skyledger.projections.stocks import alert_position
 
 __all__ = ["Limited", "Limits"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
@@ -42,7 +42,7 @@ from ledger import (
     StateCombined,
     canonical_bytes,
 )
-from projections.t2 import derived_event_id, failed_event_id
+from skyledger.projections.t2 import derived_event_id, failed_event_id
 
 __all__ = [
     "ConfigUsed",

@@ -41,18 +41,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Float, Text
 
-from ledger import Ledger
-from ledger.errors import NotFound, QueryError
-from projections import models as m
-from projections.asof import folded_as_of
-from projections.fold_ranks import ranked_paths
-from projections.paging import MAX_POSITION, Cursor, Page, query_digest
-from projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
-from projections.readmodel import ReadModel
-from projections.rights import programmes_allow
-from projections.scope import Scope
-from projections.sky import Cone
-from units.celestial import separation_deg
+from skyledger.ledger import Ledger
+from skyledger.ledger.errors import NotFound, QueryError
+from skyledger.projections import models as m
+from skyledger.projections.asof import folded_as_of
+from skyledger.projections.fold_ranks import ranked_paths
+from skyledger.projections.paging import MAX_POSITION, Cursor, Page, query_digest
+from skyledger.projections.queries import ResultRow, StockRow, reading, rows_of, stock_rows
+from skyledger.projections.readmodel import ReadModel
+from skyledger.projections.rights import programmes_allow
+from skyledger.projections.scope import Scope
+from skyledger.projections.sky import Cone
+from skyledger.units.celestial import separation_deg
 
 __all__ = [
     "MAX_LIMIT",

@@ -27,11 +27,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, ReactionIssued
-from projections.identity import provenance, tracking_name, unit_identity
-from projections.projector import Projector
-from projections.retry import Retry
-from units import Reaction, Reactor
+from skyledger.ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, ReactionIssued
+from skyledger.projections.identity import provenance, tracking_name, unit_identity
+from skyledger.projections.projector import Projector
+from skyledger.projections.retry import Retry
+from skyledger.units import Reaction, Reactor
 
 __all__ = ["Deliver"]
 

@@ -11,11 +11,11 @@ from collections import defaultdict
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from projections import models as m
-from projections.paging import MAX_POSITION
-from projections.queries import Source, reading, rows_of
-from projections.rights import programmes_allow
-from projections.scope import Scope
+from skyledger.projections import models as m
+from skyledger.projections.paging import MAX_POSITION
+from skyledger.projections.queries import Source, reading, rows_of
+from skyledger.projections.rights import programmes_allow
+from skyledger.projections.scope import Scope
 
 __all__ = [
     "AlertSeen",

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from ledger.errors import QueryError
+from skyledger.ledger.errors import QueryError
 
 __all__ = ["MAX_POSITION", "Cursor", "Page", "query_digest"]
 

@@ -24,8 +24,8 @@ from hashlib import blake2b
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from ledger import Ledger, LedgerSettings
-from ledger.errors import ConfigError
+from skyledger.ledger import Ledger, LedgerSettings
+from skyledger.ledger.errors import ConfigError
 
 __all__ = ["Portable", "Workers", "each_chunk", "pickled"]
 
@@ -86,7 +86,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["projections.t0", "projections.t2"])
+    context.set_forkserver_preload(["skyledger.projections.t0", "skyledger.projections.t2"])
     return context
 
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from ledger.errors import NotFound, QueryError
-from projections import models as m
-from projections.fold import table_of
-from projections.queries import Source, reading
+from skyledger.ledger.errors import NotFound, QueryError
+from skyledger.projections import models as m
+from skyledger.projections.fold import table_of
+from skyledger.projections.queries import Source, reading
 
 __all__ = ["KINDS", "complete", "expand"]
 

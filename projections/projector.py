@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger import Event, Ledger, ProjectionError, Shard, Tracking, shard_of
-from ledger.codec import StoredRow
+from skyledger.ledger import Event, Ledger, ProjectionError, Shard, Tracking, shard_of
+from skyledger.ledger.codec import StoredRow
 
 __all__ = [
     "CatchUp",

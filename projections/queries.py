@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
-from projections import models as m
-from projections.readmodel import ReadModel
+from skyledger.projections import models as m
+from skyledger.projections.readmodel import ReadModel
 
 __all__ = [
     "UPPER_LIMIT",

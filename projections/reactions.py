@@ -15,15 +15,15 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, or_, select
 
-from ledger import Ledger
-from projections import models as m
-from projections.asof import folded_streams
-from projections.listing import ListingQuery, page_limit, pinned_position
-from projections.paging import Cursor, Page, query_digest
-from projections.queries import ReactionRow, reading, rows_of
-from projections.readmodel import ReadModel
-from projections.rights import programmes_allow
-from projections.scope import Scope
+from skyledger.ledger import Ledger
+from skyledger.projections import models as m
+from skyledger.projections.asof import folded_streams
+from skyledger.projections.listing import ListingQuery, page_limit, pinned_position
+from skyledger.projections.paging import Cursor, Page, query_digest
+from skyledger.projections.queries import ReactionRow, reading, rows_of
+from skyledger.projections.readmodel import ReadModel
+from skyledger.projections.rights import programmes_allow
+from skyledger.projections.scope import Scope
 
 __all__ = ["ReactionQuery", "list_reactions"]
 

@@ -35,17 +35,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import (
+from skyledger.ledger import (
     ConfigError,
     Event,
     Ledger,
     Tracking,
 )
-from ledger.errors import ProjectionError
-from ledger.rows import conflict
-from projections import models as m
-from projections.fold import Fold, Row, json_text, position_of, table_of
-from projections.projector import Projector, catch_up
+from skyledger.ledger.errors import ProjectionError
+from skyledger.ledger.rows import conflict
+from skyledger.projections import models as m
+from skyledger.projections.fold import Fold, Row, json_text, position_of, table_of
+from skyledger.projections.projector import Projector, catch_up
 
 __all__ = ["Fold", "ReadModel", "ReadModelProjector", "make_engine", "readmodel_url"]
 

@@ -17,14 +17,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from ledger import AlertReceived, DatapointAdded, Event, Ledger, ProjectionError, content_hash
-from ledger.codec import StoredRow, encode
-from projections.identity import tracking_name, unit_identity
-from projections.projector import Projector
-from projections.stocks import Shaping
-from projections.t0 import stored_schema
-from units import Alert, Shaper, survey_of
-from units.sources import iter_blob
+from skyledger.ledger import (
+    AlertReceived,
+    DatapointAdded,
+    Event,
+    Ledger,
+    ProjectionError,
+    content_hash,
+)
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.identity import tracking_name, unit_identity
+from skyledger.projections.projector import Projector
+from skyledger.projections.stocks import Shaping
+from skyledger.projections.t0 import stored_schema
+from skyledger.units import Alert, Shaper, survey_of
+from skyledger.units.sources import iter_blob
 
 __all__ = ["Reshape", "shaper_tag"]
 

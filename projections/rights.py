@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, exists, literal, select, true
 
-from projections import models as m
-from projections.queries import Source, reading
+from skyledger.projections import models as m
+from skyledger.projections.queries import Source, reading
 
 __all__ = ["hidden_stocks", "programmes_allow"]
 

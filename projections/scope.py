@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ledger.errors import NotFound
+from skyledger.ledger.errors import NotFound
 
 __all__ = ["NOT_A_PROGRAMME", "Scope", "programme_of"]
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from units.celestial import separation_deg
+from skyledger.units.celestial import separation_deg
 
 __all__ = [
     "DEPTH",

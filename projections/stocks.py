@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     DatapointAdded,
     Event,
@@ -32,7 +32,7 @@ from ledger import (
     Provenance,
     StateCombined,
 )
-from units import Datapoint, latest_bodies, survey_of
+from skyledger.units import Datapoint, latest_bodies, survey_of
 
 __all__ = [
     "ChannelKey",

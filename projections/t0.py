@@ -21,16 +21,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from ledger import AlertReceived, DatapointAdded, Ledger, ProjectionError, digest_bytes
-from ledger.codec import StoredRow, encode, encode_datapoint
-from ledger.errors import EncodingError, TrackingConflict
-from ledger.rows import Tracking
-from ledger.writer import BatchWriter
-from projections.identity import tracking_name, unit_identity
-from projections.pool import Workers, pickled
-from units import Alert, Blob, Datapoint, Filter, Shaper, Source, Unreadable
-from units.contracts import Message, Stream, StreamSource
-from units.sources import iter_blob
+from skyledger.ledger import AlertReceived, DatapointAdded, Ledger, ProjectionError, digest_bytes
+from skyledger.ledger.codec import StoredRow, encode, encode_datapoint
+from skyledger.ledger.errors import EncodingError, TrackingConflict
+from skyledger.ledger.rows import Tracking
+from skyledger.ledger.writer import BatchWriter
+from skyledger.projections.identity import tracking_name, unit_identity
+from skyledger.projections.pool import Workers, pickled
+from skyledger.units import Alert, Blob, Datapoint, Filter, Shaper, Source, Unreadable
+from skyledger.units.contracts import Message, Stream, StreamSource
+from skyledger.units.sources import iter_blob
 
 __all__ = [
     "FILTER_RAISED",

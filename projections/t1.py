@@ -16,13 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from ledger import Event, FilterDecided, Ledger, StateCombined, bodies_id
-from ledger.codec import StoredRow, encode
-from projections.identity import provenance, tracking_name, unit_identity
-from projections.pool import Portable, Workers, each_chunk
-from projections.projector import Projector
-from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
-from units import Combiner, alert_time
+from skyledger.ledger import Event, FilterDecided, Ledger, StateCombined, bodies_id
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.identity import provenance, tracking_name, unit_identity
+from skyledger.projections.pool import Portable, Workers, each_chunk
+from skyledger.projections.projector import Projector
+from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
+from skyledger.units import Combiner, alert_time
 
 __all__ = ["Combine"]
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import (
+from skyledger.ledger import (
     Event,
     Ledger,
     ResultDerived,
@@ -40,12 +40,12 @@ from ledger import (
     content_hash,
     result_id,
 )
-from ledger.codec import StoredRow, encode
-from projections.identity import provenance, tracking_name, unit_identity
-from projections.pool import Portable, Workers, each_chunk
-from projections.projector import Deferral, Projector
-from projections.retry import Retry
-from projections.stocks import (
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.identity import provenance, tracking_name, unit_identity
+from skyledger.projections.pool import Portable, Workers, each_chunk
+from skyledger.projections.projector import Deferral, Projector
+from skyledger.projections.retry import Retry
+from skyledger.projections.stocks import (
     Channels,
     Shaping,
     StockLog,
@@ -53,7 +53,7 @@ from projections.stocks import (
     as_datapoints,
     read_stocks,
 )
-from units import Datapoint, LightCurve, T2Unit, T2View
+from skyledger.units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = [
     "Augment",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import (
+from skyledger.ledger import (
     Event,
     FilterDecided,
     Ledger,
@@ -31,12 +31,12 @@ from ledger import (
     ResultDerived,
     StateCombined,
 )
-from ledger.codec import StoredRow, encode
-from projections.identity import provenance, tracking_name, unit_identity
-from projections.projector import Projector
-from projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
-from projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
-from units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.identity import provenance, tracking_name, unit_identity
+from skyledger.projections.projector import Projector
+from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
+from skyledger.projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
+from skyledger.units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
 
 __all__ = ["Cut", "React", "Selection"]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select, true
 
-from ledger import Ledger
-from projections import models as m
-from projections.asof import stock_as_of
-from projections.lineage import Lineage, Step, lineage, resolve
-from projections.queries import (
+from skyledger.ledger import Ledger
+from skyledger.projections import models as m
+from skyledger.projections.asof import stock_as_of
+from skyledger.projections.lineage import Lineage, Step, lineage, resolve
+from skyledger.projections.queries import (
     Source,
     StockRow,
     StockView,
@@ -27,8 +27,8 @@ from projections.queries import (
     stock_rows,
     stock_view,
 )
-from projections.rights import hidden_stocks
-from projections.scope import Scope
+from skyledger.projections.rights import hidden_stocks
+from skyledger.projections.scope import Scope
 
 __all__ = ["scoped_lineage", "scoped_view", "visible_lineage", "visible_rows", "visible_stock"]
 

@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from ledger import RunnerError
+from skyledger.ledger import RunnerError
 
 __all__ = ["DEFAULT_SHARDS", "Bus", "connect"]
 

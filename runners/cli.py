@@ -28,11 +28,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ledger.errors import ConfigError, SkyledgerError
-from ledger.settings import DEFAULT_LEDGER_URL
-from ledger.when import position_or_time
-from runners.cli_api import access_app, serve, token_app
-from runners.cli_common import (
+from skyledger.ledger.errors import ConfigError, SkyledgerError
+from skyledger.ledger.settings import DEFAULT_LEDGER_URL
+from skyledger.ledger.when import position_or_time
+from skyledger.runners.cli_api import access_app, serve, token_app
+from skyledger.runners.cli_common import (
     AsOfOption,
     JsonOption,
     LedgerOption,
@@ -43,21 +43,30 @@ from runners.cli_common import (
     position_of,
     print_json,
 )
-from runners.cli_live import live, relay, worker
-from runners.cli_query import config, failures, reactions, results, runs, stock, stocks, why
-from runners.show import (
+from skyledger.runners.cli_live import live, relay, worker
+from skyledger.runners.cli_query import (
+    config,
+    failures,
+    reactions,
+    results,
+    runs,
+    stock,
+    stocks,
+    why,
+)
+from skyledger.runners.show import (
     show_options,
     show_summary,
     show_units,
 )
-from runners.show_diff import show_diff
+from skyledger.runners.show_diff import show_diff
 
 # The store, the read model and the units are imported by the commands that use them:
 # every command (and --version, -h) starts in a fraction of a second.
 if TYPE_CHECKING:
-    from ledger import Ledger
-    from runners.summary import RunSummary
-    from units import Alert
+    from skyledger.ledger import Ledger
+    from skyledger.runners.summary import RunSummary
+    from skyledger.units import Alert
 
 __all__ = ["app", "main"]
 
@@ -140,10 +149,10 @@ def _run(
     max_alerts: int | None = None,
     until: str | None = None,
 ) -> RunSummary:
-    from runners.job import load_job
-    from runners.local import LocalRunner
-    from units.contracts import StreamSource
-    from units.sources import FileSource
+    from skyledger.runners.job import load_job
+    from skyledger.runners.local import LocalRunner
+    from skyledger.units.contracts import StreamSource
+    from skyledger.units.sources import FileSource
 
     job, text = load_job(job_path)
     missing = [path for path in sources if not Path(path).exists()]
@@ -290,9 +299,9 @@ def replay(
 ) -> None:
     """Replay a job over the ledger as a named variant: only what the job changes is
     computed again; an interrupted replay resumes where it stopped."""
-    from projections.limits import Limits
-    from runners.job import load_job
-    from runners.replay import ReplayRunner, only_channels
+    from skyledger.projections.limits import Limits
+    from skyledger.runners.job import load_job
+    from skyledger.runners.replay import ReplayRunner, only_channels
 
     spec, text = load_job(job)
     if channel:
@@ -325,8 +334,8 @@ def diff_variants(
     """Compare two variants: per T2 entry and stock, results added, removed or changed
     (with numeric deltas and rank moves), and the stocks each channel accepted; of a
     limited replay, only what its limits cover; with --as-of, as the ledger stood then."""
-    from projections.diff import diff
-    from runners.replay import side_of
+    from skyledger.projections.diff import diff
+    from skyledger.runners.replay import side_of
 
     with open_ledger(ledger, create=False) as store:
         until = position_of(store, "--as-of", as_of)
@@ -388,8 +397,8 @@ def simulate(
 
     For a paced stream inside a local job, name SimulatedSource with a rate in its sources.
     """
-    from runners.simulate import SimulatedSource, write_alerts
-    from units import Alert
+    from skyledger.runners.simulate import SimulatedSource, write_alerts
+    from skyledger.units import Alert
 
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -412,7 +421,7 @@ def simulate(
                     yield packet
 
         if to is not None and to.startswith("kafka:"):
-            from runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
+            from skyledger.runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
 
             target = KafkaTarget.parse(to)
             try:
@@ -430,8 +439,8 @@ def simulate(
         if to is not None:
             import asyncio
 
-            from runners.bus import Bus
-            from runners.live import publish_packets
+            from skyledger.runners.bus import Bus
+            from skyledger.runners.live import publish_packets
 
             bus = Bus(to, prefix=prefix)
             sent = asyncio.run(publish_packets(bus, (a.packet for a in alerts()), rate=rate))
@@ -471,7 +480,7 @@ def units(
 ) -> None:
     """List the units jobs can name: tier, version, package and where each is defined;
     with NAME, that unit's options (type, default, description)."""
-    from units.registry import describe_options, describe_units
+    from skyledger.units.registry import describe_options, describe_units
 
     if name is not None:
         described = describe_options(name)

@@ -16,9 +16,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ledger.errors import ConfigError
-from ledger.settings import DEFAULT_LEDGER_URL
-from runners.cli_common import (
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.settings import DEFAULT_LEDGER_URL
+from skyledger.runners.cli_common import (
     ImportOption,
     JsonOption,
     LedgerOption,
@@ -94,9 +94,9 @@ def serve(
 
     import uvicorn
 
-    from runners.oidc import OidcSettings, OidcVerifier
-    from runners.server import ApiSettings, create_app
-    from runners.web.signin import OidcClient
+    from skyledger.runners.oidc import OidcSettings, OidcVerifier
+    from skyledger.runners.server import ApiSettings, create_app
+    from skyledger.runners.web.signin import OidcClient
 
     import_modules(imports)  # units the diff of variants builds (their results' ids)
     settings = ApiSettings(ledger=ledger, rate=rate, burst=burst, freeze_heap=True)
@@ -131,7 +131,7 @@ def grant(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Let a member read a channel (appends AccessGranted)."""
-    from ledger.access import AccessGranted, check_member
+    from skyledger.ledger.access import AccessGranted, check_member
 
     with read_model(ledger)[0] as opened:
         opened.append(
@@ -156,8 +156,8 @@ def revoke(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Stop a member reading a channel (appends AccessRevoked)."""
-    from ledger.access import AccessRevoked, check_member
-    from projections.access import grants
+    from skyledger.ledger.access import AccessRevoked, check_member
+    from skyledger.projections.access import grants
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -190,7 +190,7 @@ def policy(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Set a channel's reading policy (appends ChannelPolicySet)."""
-    from ledger.access import ChannelPolicySet
+    from skyledger.ledger.access import ChannelPolicySet
 
     ids = None
     if programids is not None:
@@ -224,7 +224,7 @@ def list_access(
     as_json: JsonOption = False,
 ) -> None:
     """List the grants (and policies) the ledger records."""
-    from projections.access import grants, policies
+    from skyledger.projections.access import grants, policies
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -268,8 +268,8 @@ def create_token(
     as_json: JsonOption = False,
 ) -> None:
     """Make a personal access token (printed once: keep it; only its digest is stored)."""
-    from ledger.access import TokenIssued, check_member
-    from projections.access import make_token, token_digest
+    from skyledger.ledger.access import TokenIssued, check_member
+    from skyledger.projections.access import make_token, token_digest
 
     token, token_id = make_token()
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
@@ -294,7 +294,7 @@ def list_tokens(
     as_json: JsonOption = False,
 ) -> None:
     """List the tokens (never their secrets)."""
-    from projections.access import tokens
+    from skyledger.projections.access import tokens
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -324,8 +324,8 @@ def revoke_token(
     ledger: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Revoke a token (appends TokenRevoked)."""
-    from ledger.access import TokenRevoked
-    from projections.access import tokens
+    from skyledger.ledger.access import TokenRevoked
+    from skyledger.projections.access import tokens
 
     opened, model = read_model(ledger)
     with opened, model:

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from ledger import Ledger
-    from projections.readmodel import ReadModel
+    from skyledger.ledger import Ledger
+    from skyledger.projections.readmodel import ReadModel
 
 __all__ = [
     "DEFAULT_NATS_URL",
@@ -82,7 +82,7 @@ ImportOption = Annotated[
 
 def import_modules(modules: list[str] | None) -> None:
     """Import the modules of ``--import`` (ConfigError for one that cannot be imported)."""
-    from ledger.errors import ConfigError
+    from skyledger.ledger.errors import ConfigError
 
     for module in modules or []:
         try:
@@ -103,7 +103,7 @@ AsOfOption = Annotated[
 
 def position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
     """Return a --as-of or --since as a position (a time: the ledger's position then)."""
-    from ledger.when import position_or_time
+    from skyledger.ledger.when import position_or_time
 
     when = None if value is None else position_or_time(option, value)
     if when is None or isinstance(when, int):
@@ -113,7 +113,7 @@ def position_of(ledger: Ledger, option: str, value: str | None) -> int | None:
 
 def open_ledger(url: str, create: bool = True) -> Ledger:
     """Open a ledger (making it, if ``create``)."""
-    from ledger import Ledger, LedgerSettings
+    from skyledger.ledger import Ledger, LedgerSettings
 
     return Ledger.open(LedgerSettings.load(ledger=url), create=create)
 
@@ -131,7 +131,7 @@ def read_model(url: str) -> tuple[Ledger, ReadModel]:
 
 def model_of(ledger: Ledger) -> ReadModel:
     """Return a ledger's read model, caught up."""
-    from projections.readmodel import ReadModel, readmodel_url
+    from skyledger.projections.readmodel import ReadModel, readmodel_url
 
     model = ReadModel(readmodel_url(ledger.settings.ledger))
     model.create()

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ledger.errors import ConfigError
-from ledger.settings import DEFAULT_LEDGER_URL, redact
-from runners.cli_common import (
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.settings import DEFAULT_LEDGER_URL, redact
+from skyledger.runners.cli_common import (
     DEFAULT_NATS_URL,
     ImportOption,
     JsonOption,
@@ -28,7 +28,7 @@ from runners.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from runners.metrics import LiveMetrics
+    from skyledger.runners.metrics import LiveMetrics
 
 __all__ = ["live", "relay", "worker"]
 
@@ -49,8 +49,8 @@ MetricsHostOption = Annotated[
 
 def _live_ledger(url: str) -> None:
     """Refuse a ledger live mode cannot use (before opening it: nothing is made)."""
-    from ledger import LedgerSettings
-    from ledger.settings import PostgresTarget
+    from skyledger.ledger import LedgerSettings
+    from skyledger.ledger.settings import PostgresTarget
 
     if not isinstance(LedgerSettings.load(ledger=url).target(), PostgresTarget):
         raise ConfigError(f"--ledger {redact(url)}: live mode needs a PostgreSQL ledger")
@@ -60,7 +60,7 @@ def _live_ledger(url: str) -> None:
 def _metrics(tier: str, port: int, host: str) -> Iterator[LiveMetrics]:
     """Make a live process's metrics, served on ``host:port`` while it runs if a port
     is given."""
-    from runners.metrics import LiveMetrics, serve
+    from skyledger.runners.metrics import LiveMetrics, serve
 
     metrics = LiveMetrics(tier)
     server = serve(metrics, port, host) if port else None
@@ -86,9 +86,9 @@ def relay(
     as_json: JsonOption = False,
 ) -> None:
     """Follow a PostgreSQL ledger and publish where it grew to NATS JetStream (live mode)."""
-    from runners.bus import Bus
-    from runners.live import run_until_signal
-    from runners.relay import Relay
+    from skyledger.runners.bus import Bus
+    from skyledger.runners.live import run_until_signal
+    from skyledger.runners.relay import Relay
 
     _live_ledger(ledger)
     with open_ledger(ledger) as opened:
@@ -144,15 +144,15 @@ def worker(
 ) -> None:
     """Run one worker of a tier of a job on NATS JetStream (add more to share the work);
     SIGTERM finishes the batch in hand, acknowledges it and exits."""
-    from runners.bus import Bus
-    from runners.live import run_until_signal
-    from runners.tiers import TIERS
-    from runners.worker import TierWorker
+    from skyledger.runners.bus import Bus
+    from skyledger.runners.live import run_until_signal
+    from skyledger.runners.tiers import TIERS
+    from skyledger.runners.worker import TierWorker
 
     if tier not in TIERS:
         raise ConfigError(f"TIER {tier!r}: one of {', '.join(TIERS)}")
     import_modules(imports)
-    from runners.job import load_job
+    from skyledger.runners.job import load_job
 
     parsed, text = load_job(job)
     _live_ledger(ledger)
@@ -222,9 +222,9 @@ def live(
     from rich.live import Live
     from rich.table import Table
 
-    from runners.job import load_job
-    from runners.live import TierLag, run_live
-    from runners.tiers import TIERS
+    from skyledger.runners.job import load_job
+    from skyledger.runners.live import TierLag, run_live
+    from skyledger.runners.tiers import TIERS
 
     parsed, _ = load_job(job)
     counts = dict.fromkeys(TIERS, 1)

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from ledger.errors import ConfigError, NotFound
-from ledger.settings import DEFAULT_LEDGER_URL, redact
-from ledger.when import position_or_time
-from runners.cli_common import (
+from skyledger.ledger.errors import ConfigError, NotFound
+from skyledger.ledger.settings import DEFAULT_LEDGER_URL, redact
+from skyledger.ledger.when import position_or_time
+from skyledger.runners.cli_common import (
     PIPED,
     AsOfOption,
     CursorOption,
@@ -28,7 +28,7 @@ from runners.cli_common import (
     print_json,
     read_model,
 )
-from runners.show import (
+from skyledger.runners.show import (
     JOURNAL_LINES,
     show_configs,
     show_failures,
@@ -61,8 +61,8 @@ def runs(
 ) -> None:
     """List the runs of a ledger, latest first: job name, variant, status and counts;
     with --as-of, as they stood then (a run that finished later is shown running)."""
-    from projections import queries
-    from projections.asof import runs_as_of
+    from skyledger.projections import queries
+    from skyledger.projections.asof import runs_as_of
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -102,9 +102,9 @@ def why(
     the packets (source, position, digest), with the unit, version, code digest,
     configuration and duration of each step, and the runs that recorded them (job hash
     and text, host, user, package versions); with --as-of, as the ledger held it then."""
-    from projections import queries
-    from projections.lineage import lineage, resolve
-    from projections.prefixes import expand
+    from skyledger.projections import queries
+    from skyledger.projections.lineage import lineage, resolve
+    from skyledger.projections.prefixes import expand
 
     with open_ledger(ledger, create=False) as opened:
         until = position_of(opened, "--as-of", as_of)
@@ -153,7 +153,7 @@ def reactions(
 ) -> None:
     """List the reactions T3 units intended and how each delivery stands, newest first,
     a page at a time, each page as of one ledger position."""
-    from projections.reactions import ReactionQuery, list_reactions
+    from skyledger.projections.reactions import ReactionQuery, list_reactions
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -186,10 +186,10 @@ def stock(
     """Show a stock: light curve, states, results (entry, version, configuration, the state
     they are about, body), reactions and its journal; with --as-of, as they stood then.
     STOCK may be any unique start of a stock's id."""
-    from projections import queries
-    from projections.asof import stock_as_of
-    from projections.listing import variant_keys
-    from projections.prefixes import expand
+    from skyledger.projections import queries
+    from skyledger.projections.asof import stock_as_of
+    from skyledger.projections.listing import variant_keys
+    from skyledger.projections.prefixes import expand
 
     when = as_of_value(as_of)
     position: int | None = None
@@ -250,7 +250,7 @@ def stocks(
     """List stocks by channel, position on the sky, time of their last change and variant,
     a page at a time, each page as of one ledger position (pages never shift as the ledger
     grows)."""
-    from projections.listing import StockQuery, list_stocks
+    from skyledger.projections.listing import StockQuery, list_stocks
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -294,7 +294,7 @@ def results(
 ) -> None:
     """List T2 results by entry, variant, channel and a value in their bodies (a range,
     sorted either way), a page at a time, each page as of one ledger position."""
-    from projections.listing import ResultQuery, list_results
+    from skyledger.projections.listing import ResultQuery, list_results
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -322,8 +322,8 @@ def failures(
     limit: Annotated[int, typer.Option(min=1, help="the latest failures to show")] = 20,
 ) -> None:
     """List T2 results that failed, with their errors and tracebacks."""
-    from projections import queries
-    from projections.prefixes import expand
+    from skyledger.projections import queries
+    from skyledger.projections.prefixes import expand
 
     opened, model = read_model(ledger)
     with opened, model:
@@ -349,7 +349,7 @@ def config(
     as_json: JsonOption = False,
 ) -> None:
     """Print a unit configuration recorded under its hash (runs and results show hashes)."""
-    from projections import queries
+    from skyledger.projections import queries
 
     opened, model = read_model(ledger)
     with opened, model:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 
-from ledger import Ledger, RunHeartbeat
+from skyledger.ledger import Ledger, RunHeartbeat
 
 __all__ = ["beating"]
 

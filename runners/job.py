@@ -33,11 +33,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ledger.errors import ConfigError
-from ledger.ids import job_id
-from units import load_unit
-from units.base import Unit
-from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Unit
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.ids import job_id
+from skyledger.units import load_unit
+from skyledger.units.base import Unit
+from skyledger.units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Unit
 
 __all__ = ["Job", "UnitRef", "load_job", "parse_job"]
 

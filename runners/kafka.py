@@ -44,13 +44,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from pydantic import Field, field_validator, model_validator
 
-from ledger.errors import ConfigError
-from units.alerts import Alert, Blob, Unreadable
-from units.base import UnitConfig
-from units.contracts import Message, StreamSource
-from units.packets.confluent import LSST_SCHEMA_IDS
-from units.packets.decode import unreadable
-from units.sources import iter_decoded
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.alerts import Alert, Blob, Unreadable
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Message, StreamSource
+from skyledger.units.packets.confluent import LSST_SCHEMA_IDS
+from skyledger.units.packets.decode import unreadable
+from skyledger.units.sources import iter_decoded
 
 __all__ = [
     "REACH_S",

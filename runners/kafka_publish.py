@@ -14,10 +14,10 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from ledger.errors import ConfigError
-from runners.kafka import REACH_S, log
-from units.alerts import Alert
-from units.packets.confluent import frame_confluent
+from skyledger.ledger.errors import ConfigError
+from skyledger.runners.kafka import REACH_S, log
+from skyledger.units.alerts import Alert
+from skyledger.units.packets.confluent import frame_confluent
 
 __all__ = ["KafkaTarget", "kafka_packet", "publish_kafka"]
 

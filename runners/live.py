@@ -25,14 +25,14 @@ from typing import TypeVar
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from ledger import Ledger, LedgerError, RunHeartbeat, Shard, digest_bytes
-from projections.projector import tracking_of
-from projections.t0 import Ingest
-from runners.bus import Bus, connect
-from runners.embedded import free_port
-from runners.job import Job
-from runners.tiers import TIERS, JobUnits, build_tiers
-from runners.worker import stream_position_name
+from skyledger.ledger import Ledger, LedgerError, RunHeartbeat, Shard, digest_bytes
+from skyledger.projections.projector import tracking_of
+from skyledger.projections.t0 import Ingest
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.embedded import free_port
+from skyledger.runners.job import Job
+from skyledger.runners.tiers import TIERS, JobUnits, build_tiers
+from skyledger.runners.worker import stream_position_name
 
 __all__ = [
     "LiveOutcome",
@@ -293,7 +293,7 @@ class LiveProcesses:
 
     def command(self, role: str) -> list[str]:
         """Return the command line of a role: ``relay`` or ``TIER#N``."""
-        cli = [sys.executable, "-m", "runners.cli"]
+        cli = [sys.executable, "-m", "skyledger.runners.cli"]
         served: list[str] = []
         if self.metrics:
             port = self.ports.setdefault(role, free_port())
@@ -381,8 +381,8 @@ class LiveProcesses:
 
 def packets_of(paths: Sequence[str]) -> Iterator[bytes]:
     """Yield the packet bytes of alert files, folders or archives, one per alert."""
-    from units import Alert
-    from units.sources import iter_packets
+    from skyledger.units import Alert
+    from skyledger.units.sources import iter_packets
 
     for item in iter_packets(paths):
         if isinstance(item, Alert):
@@ -420,8 +420,8 @@ def run_live(
     workers as processes, the source files published onto the bus if given; show the
     lags every second until ``stop`` is set (or, with ``until_idle``, until everything
     published is through every tier); then stop the processes (SIGTERM)."""
-    from ledger import Ledger
-    from runners.embedded import EmbeddedNats, EmbeddedPostgres
+    from skyledger.ledger import Ledger
+    from skyledger.runners.embedded import EmbeddedNats, EmbeddedPostgres
 
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
@@ -433,7 +433,7 @@ def run_live(
         bus = Bus(nats_url, prefix=prefix, shards=shards)
         ledger = stack.enter_context(Ledger.open(ledger_url))
         if ledger.backend != "postgres":
-            from ledger import ConfigError
+            from skyledger.ledger import ConfigError
 
             raise ConfigError(f"--ledger {ledger.url}: live mode needs a PostgreSQL ledger")
         procs = stack.enter_context(LiveProcesses(job_path, ledger_url, bus, workers, log_dir))
@@ -484,6 +484,6 @@ async def _wait_for_stream(bus: Bus, timeout_s: float = 60.0) -> int:
 
 def redact_url(url: str) -> str:
     """Return a URL with any password hidden."""
-    from ledger.settings import redact
+    from skyledger.ledger.settings import redact
 
     return redact(url)

@@ -20,26 +20,26 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 
-from ledger import (
+from skyledger.ledger import (
     ConfigError,
     Ledger,
     RunFinished,
     RunStarted,
 )
-from projections.decide import Decide
-from projections.outbox import Deliver
-from projections.pool import Workers
-from projections.projector import CatchUp, Projector, catch_up
-from projections.queries import RunFacts, run_facts
-from projections.readmodel import ReadModel, readmodel_url
-from projections.reshape import Reshape
-from projections.stocks import Shaping
-from projections.t0 import Ingest, Verdicts
-from runners.job import Job
-from runners.summary import RunSummary
-from runners.tiers import JobUnits, build_tiers, register_configs, run_started
-from units import Source, Unit
-from units.contracts import StreamSource
+from skyledger.projections.decide import Decide
+from skyledger.projections.outbox import Deliver
+from skyledger.projections.pool import Workers
+from skyledger.projections.projector import CatchUp, Projector, catch_up
+from skyledger.projections.queries import RunFacts, run_facts
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.reshape import Reshape
+from skyledger.projections.stocks import Shaping
+from skyledger.projections.t0 import Ingest, Verdicts
+from skyledger.runners.job import Job
+from skyledger.runners.summary import RunSummary
+from skyledger.runners.tiers import JobUnits, build_tiers, register_configs, run_started
+from skyledger.units import Source, Unit
+from skyledger.units.contracts import StreamSource
 
 __all__ = ["LocalRunner", "Progress", "RunSummary"]  # RunSummary: from runners.summary
 

@@ -32,7 +32,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.errors import RunnerError, SkyledgerError
+from skyledger.ledger.errors import RunnerError, SkyledgerError
 
 __all__ = [
     "ALGORITHMS",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from runners.embedded import ServerProcess, free_port, log_tail
+from skyledger.runners.embedded import ServerProcess, free_port, log_tail
 
 __all__ = ["DEX_BINARY", "DexClient", "DexTokens", "DexUser", "EmbeddedDex", "dex_problem"]
 

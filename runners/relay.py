@@ -24,10 +24,10 @@ import nats.errors
 import orjson
 from nats.js import JetStreamContext
 
-from ledger import Ledger, LedgerError, Tracking, TrackingConflict, shard_of
-from runners.bus import Bus, connect
-from runners.metrics import LiveMetrics
-from runners.retrying import until_done
+from skyledger.ledger import Ledger, LedgerError, Tracking, TrackingConflict, shard_of
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.metrics import LiveMetrics
+from skyledger.runners.retrying import until_done
 
 __all__ = ["Relay", "RelayStats"]
 

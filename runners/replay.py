@@ -29,23 +29,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ledger import ConfigError, Ledger, Provenance, ReplayLimits, RunStarted
-from projections.decide import Decide
-from projections.diff import Side, check_seen, unknown_side
-from projections.identity import unit_identity
-from projections.limits import Limits
-from projections.outbox import Deliver
-from projections.pool import Workers
-from projections.projector import Projector
-from projections.reshape import shaper_tag
-from projections.scope import Scope
-from projections.stocks import Channels, Shaping
-from projections.t0 import Verdicts
-from runners.job import Job, load_job, parse_job
-from runners.local import LocalRunner, Progress
-from runners.summary import RunSummary
-from runners.tiers import JobUnits, run_started, unit_uses
-from units import Shaper, Unit
+from skyledger.ledger import ConfigError, Ledger, Provenance, ReplayLimits, RunStarted
+from skyledger.projections.decide import Decide
+from skyledger.projections.diff import Side, check_seen, unknown_side
+from skyledger.projections.identity import unit_identity
+from skyledger.projections.limits import Limits
+from skyledger.projections.outbox import Deliver
+from skyledger.projections.pool import Workers
+from skyledger.projections.projector import Projector
+from skyledger.projections.reshape import shaper_tag
+from skyledger.projections.scope import Scope
+from skyledger.projections.stocks import Channels, Shaping
+from skyledger.projections.t0 import Verdicts
+from skyledger.runners.job import Job, load_job, parse_job
+from skyledger.runners.local import LocalRunner, Progress
+from skyledger.runners.summary import RunSummary
+from skyledger.runners.tiers import JobUnits, run_started, unit_uses
+from skyledger.units import Shaper, Unit
 
 __all__ = [
     "ReplayRunner",

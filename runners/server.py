@@ -21,14 +21,14 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger import Ledger, LedgerSettings
-from projections.readmodel import ReadModel, readmodel_url
-from projections.sky import cells_of
-from runners.api import problems
-from runners.api.auth import Authenticator, IdentityVerifier, RateLimit
-from runners.api.routes import router
-from runners.web import STATIC, page_error, pages
-from runners.web.signin import OidcClient
+from skyledger.ledger import Ledger, LedgerSettings
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.sky import cells_of
+from skyledger.runners.api import problems
+from skyledger.runners.api.auth import Authenticator, IdentityVerifier, RateLimit
+from skyledger.runners.api.routes import router
+from skyledger.runners.web import STATIC, page_error, pages
+from skyledger.runners.web.signin import OidcClient
 
 __all__ = ["API_VERSION", "ApiSettings", "Served", "create_app", "schema_digest"]
 

@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
-    from projections.lineage import Lineage, Step
-    from projections.queries import (
+    from skyledger.projections.lineage import Lineage, Step
+    from skyledger.projections.queries import (
         ConfigRow,
         ReactionRow,
         ResultRow,
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the command line imports this module on every start: keep i
         StockRow,
         StockView,
     )
-    from runners.summary import RunSummary
+    from skyledger.runners.summary import RunSummary
 
 __all__ = [
     "BODY_CHARS",

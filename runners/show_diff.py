@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from projections.diff import Change, Diff
+    from skyledger.projections.diff import Change, Diff
 
 __all__ = ["VALUE_KINDS", "compared_line", "show_change", "show_diff", "value_kind"]
 

@@ -50,20 +50,20 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from ledger.canonical import digest_bytes
-from ledger.errors import ConfigError
-from units.alerts import Alert, Unreadable
-from units.base import UnitConfig
-from units.contracts import Source
-from units.packets.containers import (
+from skyledger.ledger.canonical import digest_bytes
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.alerts import Alert, Unreadable
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Source
+from skyledger.units.packets.containers import (
     Codec,
     container,
     make_header,
     read_packet,
     single_record_packet,
 )
-from units.packets.splice import Plan, Spec, Template, compile_plan
-from units.sources import PACKET_SUFFIXES, iter_packets
+from skyledger.units.packets.splice import Plan, Spec, Template, compile_plan
+from skyledger.units.sources import PACKET_SUFFIXES, iter_packets
 
 __all__ = ["CANDID_BASE", "Restamper", "SimulatedSource", "copy_object_id", "write_alerts"]
 

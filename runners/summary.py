@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the command line imports this module on every start: keep it light
-    from projections.decide import DecideStats
-    from projections.queries import RunFacts
-    from projections.t0 import IngestStats
-    from units import Filter
+    from skyledger.projections.decide import DecideStats
+    from skyledger.projections.queries import RunFacts
+    from skyledger.projections.t0 import IngestStats
+    from skyledger.units import Filter
 
 __all__ = ["INPUTS_SHOWN", "RunSummary"]
 
@@ -61,7 +61,7 @@ class RunSummary:
 
     def ingested(self, stats: IngestStats) -> None:
         """Take what ingest read: alerts, unreadable inputs, sources and where they resumed."""
-        from projections.t0 import ITEM
+        from skyledger.projections.t0 import ITEM
 
         self.alerts["read"] = stats.alerts
         self.unreadable.update(
@@ -102,7 +102,7 @@ class RunSummary:
 
 
 def _meaning(unit: Filter | None, code: int | None) -> str:
-    from projections.t0 import FILTER_RAISED
+    from skyledger.projections.t0 import FILTER_RAISED
 
     if code == FILTER_RAISED:
         return "the filter raised an error"

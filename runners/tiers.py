@@ -19,21 +19,21 @@ from dataclasses import dataclass, field
 from importlib.metadata import distributions
 from typing import Any
 
-from ledger import ConfigurationRegistered, Ledger, ReplayLimits, RunStarted, UnitUse
-from projections.decide import Channel, Decide
-from projections.identity import provenance, unit_identity
-from projections.outbox import Deliver
-from projections.pool import Workers
-from projections.projector import Projector
-from projections.reshape import Reshape
-from projections.retry import Retry
-from projections.stocks import Shaping
-from projections.t0 import Verdicts
-from projections.t1 import Combine
-from projections.t2 import Augment, T2Entry
-from projections.t3 import Cut, React, Selection
-from runners.job import Job
-from units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
+from skyledger.ledger import ConfigurationRegistered, Ledger, ReplayLimits, RunStarted, UnitUse
+from skyledger.projections.decide import Channel, Decide
+from skyledger.projections.identity import provenance, unit_identity
+from skyledger.projections.outbox import Deliver
+from skyledger.projections.pool import Workers
+from skyledger.projections.projector import Projector
+from skyledger.projections.reshape import Reshape
+from skyledger.projections.retry import Retry
+from skyledger.projections.stocks import Shaping
+from skyledger.projections.t0 import Verdicts
+from skyledger.projections.t1 import Combine
+from skyledger.projections.t2 import Augment, T2Entry
+from skyledger.projections.t3 import Cut, React, Selection
+from skyledger.runners.job import Job
+from skyledger.units import Combiner, Filter, Reactor, Shaper, Source, T2Unit, Unit, load_unit
 
 __all__ = [
     "TIERS",

@@ -59,18 +59,24 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, shard_of
-from ledger.codec import topic_of
-from projections.projector import Projector, Topics, catch_up, catch_up_shards, tracking_of
-from projections.t0 import Ingest
-from runners import heartbeat
-from runners.bus import Bus, connect
-from runners.job import Job
-from runners.metrics import LiveMetrics
-from runners.retrying import until_done
-from runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
-from units import Blob
-from units.contracts import StreamSource
+from skyledger.ledger import Ledger, LedgerError, RunFinished, Shard, TrackingConflict, shard_of
+from skyledger.ledger.codec import topic_of
+from skyledger.projections.projector import (
+    Projector,
+    Topics,
+    catch_up,
+    catch_up_shards,
+    tracking_of,
+)
+from skyledger.projections.t0 import Ingest
+from skyledger.runners import heartbeat
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.job import Job
+from skyledger.runners.metrics import LiveMetrics
+from skyledger.runners.retrying import until_done
+from skyledger.runners.tiers import TIERS, JobUnits, build_tiers, register_configs, run_started
+from skyledger.units import Blob
+from skyledger.units.contracts import StreamSource
 
 __all__ = ["TierWorker", "WorkerStats", "fetch_soon", "stream_position_name"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, LedgerSettings
-from runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
-from runners.oidc_provider import DexClient, DexUser, EmbeddedDex, dex_problem
+from skyledger.ledger import Ledger, LedgerSettings
+from skyledger.runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
+from skyledger.runners.oidc_provider import DexClient, DexUser, EmbeddedDex, dex_problem
 
 _db_numbers = itertools.count()
 

@@ -7,15 +7,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import distribution
 from pathlib import Path
 
 import grimp
 import pytest
 
-import ledger
+import skyledger.ledger as ledger
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("ledger", "units", "projections", "runners")
+FOLDERS = ("ledger", "units", "projections", "runners")
+PACKAGES = tuple(f"skyledger.{folder}" for folder in FOLDERS)
 
 PRIVATE_IMPORTS_ALLOWED: set[tuple[str, str]] = set()
 
@@ -38,7 +40,7 @@ def test_ledger_exports_exactly_its_public_names() -> None:
 
 def test_pure_code_does_not_load_the_store() -> None:
     code = (
-        "import sys, ledger.ids, ledger.events, units.sources;"
+        "import sys, skyledger.ledger.ids, skyledger.ledger.events, skyledger.units.sources;"
         "print(sorted(m for m in ('psycopg', 'eventsourcing', 'sqlalchemy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -60,9 +62,9 @@ def test_mypy_is_clean_on_ledger_and_units() -> None:
 def _project_modules() -> dict[str, Path]:
     """Return every module of the project's packages by dotted name."""
     found = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = ("skyledger", *path.relative_to(ROOT).with_suffix("").parts)
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             found[name] = path
     return found
@@ -84,7 +86,7 @@ def _private_imports(module: str, path: Path, modules: set[str]) -> Iterator[tup
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 source = ".".join([*base, source] if source else base)
-            if source.split(".")[0] not in PACKAGES:
+            if not source.startswith(PACKAGES):
                 continue
             if any(_is_private(part) for part in source.split(".")):
                 yield source, f"from {source} import ..."
@@ -95,7 +97,7 @@ def _private_imports(module: str, path: Path, modules: set[str]) -> Iterator[tup
                     bound[alias.asname or alias.name] = f"{source}.{alias.name}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] not in PACKAGES:
+                if not alias.name.startswith(PACKAGES):
                     continue
                 if any(_is_private(part) for part in alias.name.split(".")):
                     yield alias.name, f"import {alias.name}"
@@ -177,12 +179,20 @@ def _cycles(graph: grimp.ImportGraph, package: str) -> list[list[tuple[str, str]
 
 
 def test_no_import_cycle_within_a_package() -> None:
-    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    graph = grimp.build_graph("skyledger", cache_dir=None)
     packages = sorted(m for m in graph.modules if graph.find_children(m))
-    assert {"ledger", "units", "units.packets", "projections", "runners"} <= set(packages)
+    assert {*PACKAGES, "skyledger.units.packets"} <= set(packages)
     cycles = [
         f"{package}: " + ", ".join(f"{a} imports {b}" for a, b in imports)
         for package in packages
         for imports in _cycles(graph, package)
     ]
     assert not cycles, "import cycles within a package:\n" + "\n".join(cycles)
+
+
+def test_one_import_package_is_installed() -> None:
+    dist = distribution("skyledger")
+    assert (dist.read_text("top_level.txt") or "").split() == ["skyledger"]
+    built_in = [ep.value for ep in dist.entry_points if ep.group == "skyledger.units"]
+    assert built_in, "the built-in units are entry points"
+    assert [v for v in built_in if not v.startswith("skyledger.units.")] == []

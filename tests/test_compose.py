@@ -18,9 +18,9 @@ import typer.main
 import yaml
 from typer.testing import CliRunner
 
-from ledger.settings import LedgerSettings
-from runners.cli import app
-from runners.tiers import TIERS
+from skyledger.ledger.settings import LedgerSettings
+from skyledger.runners.cli import app
+from skyledger.runners.tiers import TIERS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.yaml"

@@ -11,7 +11,7 @@ import nats
 import psycopg
 import pytest
 
-from runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
+from skyledger.runners.embedded import EmbeddedKafka, EmbeddedNats, EmbeddedPostgres, kafka_problem
 
 
 def test_postgres_listens_on_loopback_and_runs_sql(pg_server: EmbeddedPostgres) -> None:

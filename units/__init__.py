@@ -5,12 +5,12 @@ flux and time helpers are in ``units.photometry``. Units are pure: they never to
 store, the bus or the clock.
 """
 
-from units.alerts import Alert, Blob, Datapoint, Unreadable, survey_of
-from units.base import Unit, UnitConfig
-from units.combiners import alert_time
-from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
-from units.registry import available_units, load_unit, register_unit
-from units.views import (
+from skyledger.units.alerts import Alert, Blob, Datapoint, Unreadable, survey_of
+from skyledger.units.base import Unit, UnitConfig
+from skyledger.units.combiners import alert_time
+from skyledger.units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Binding, T2Unit
+from skyledger.units.registry import available_units, load_unit, register_unit
+from skyledger.units.views import (
     Decision,
     LightCurve,
     Reaction,

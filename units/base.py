@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ledger.errors import ConfigError
-from ledger.ids import config_id
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.ids import config_id
 
 __all__ = ["Unit", "UnitConfig", "source_digest"]
 

@@ -8,12 +8,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ledger.errors import UnitError
-from units.alerts import Datapoint, DatapointKind
-from units.base import UnitConfig
-from units.contracts import Combiner
-from units.photometry import number
-from units.views import State, latest_bodies
+from skyledger.ledger.errors import UnitError
+from skyledger.units.alerts import Datapoint, DatapointKind
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Combiner
+from skyledger.units.photometry import number
+from skyledger.units.views import State, latest_bodies
 
 __all__ = ["LightCurveCombiner", "alert_time", "latest_bodies"]  # latest_bodies: units.views
 

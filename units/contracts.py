@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
-from units.alerts import Alert, Blob, Datapoint, Unreadable
-from units.base import Unit
-from units.views import Decision, Reaction, State, StockSummary, T2View
+from skyledger.units.alerts import Alert, Blob, Datapoint, Unreadable
+from skyledger.units.base import Unit
+from skyledger.units.views import Decision, Reaction, State, StockSummary, T2View
 
 __all__ = [
     "Combiner",

@@ -35,16 +35,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from ledger.errors import ConfigError
-from units.alerts import Alert
-from units.base import UnitConfig
-from units.celestial import galactic_latitude
-from units.contracts import Filter
-from units.filters import Rejection
-from units.gaia import GaiaTable, StarCuts
-from units.photometry import number
-from units.shapers.bodies import records
-from units.views import Decision
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.alerts import Alert
+from skyledger.units.base import UnitConfig
+from skyledger.units.celestial import galactic_latitude
+from skyledger.units.contracts import Filter
+from skyledger.units.filters import Rejection
+from skyledger.units.gaia import GaiaTable, StarCuts
+from skyledger.units.photometry import number
+from skyledger.units.shapers.bodies import records
+from skyledger.units.views import Decision
 
 __all__ = ["CODES", "DecentFilter", "DecentRejection"]
 

@@ -28,12 +28,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from units.alerts import Alert
-from units.base import UnitConfig
-from units.contracts import Filter
-from units.photometry import number
-from units.shapers.bodies import records
-from units.views import Decision
+from skyledger.units.alerts import Alert
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Filter
+from skyledger.units.photometry import number
+from skyledger.units.shapers.bodies import records
+from skyledger.units.views import Decision
 
 __all__ = ["CODES", "LsstFilter", "Rejection", "ZtfFilter"]
 

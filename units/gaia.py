@@ -34,7 +34,7 @@ import numpy.typing as npt
 import orjson
 import yaml
 
-from units.celestial import separation_arcsec
+from skyledger.units.celestial import separation_arcsec
 
 __all__ = ["COLUMNS", "GaiaStar", "GaiaTable", "StarCuts", "read_pinned"]
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from units.views import LightCurve
+from skyledger.units.views import LightCurve
 
 __all__ = [
     "MAG_PER_LN",

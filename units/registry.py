@@ -8,15 +8,20 @@ A science group ships units in its own package and declares them as entry points
 After ``pip install``, jobs can name ``T2MyClassifier``; nothing here changes. Units
 defined in a script or a test register with ``@register_unit``. Names are unique: a second
 unit under a taken name is refused, and so is a name that two installed packages claim.
+
+The built-in entry points name unit modules only. A unit that belongs to another layer
+(the runners' sources that read Kafka or pace a stream) is named to the registry by that
+layer with :func:`register_unit_at`, and imported only when a job names it.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from ledger.errors import ConfigError
-from units.base import Unit
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.base import Unit
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -26,11 +31,13 @@ __all__ = [
     "describe_units",
     "load_unit",
     "register_unit",
+    "register_unit_at",
 ]
 
 ENTRY_POINT_GROUP = "skyledger.units"
 U = TypeVar("U", bound=type[Unit])
 _REGISTERED: dict[str, type[Unit]] = {}
+_AT: dict[str, str] = {}  # name -> "module:Class", registered by the layer that owns it
 
 
 def register_unit(cls: U) -> U:
@@ -45,14 +52,34 @@ def register_unit(cls: U) -> U:
     return cls
 
 
+def register_unit_at(name: str, target: str) -> None:
+    """Make the unit class at ``target`` (``module:Class``) known under ``name``, to be
+    imported when a job first names it."""
+    taken = _AT.get(name, target)
+    if taken != target:
+        raise ConfigError(f"unit name {name!r} is taken by {taken}")
+    _AT[name] = target
+
+
 def _entry_point_names() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return found | _AT
 
 
 def load_unit(name: str) -> type[Unit]:
     """Return the unit class registered or installed under ``name``."""
     if name in _REGISTERED:
         return _REGISTERED[name]
+    if name in _AT:
+        module, _, qualname = _AT[name].partition(":")
+        try:
+            found = getattr(import_module(module), qualname)
+        except (ImportError, AttributeError) as exc:
+            msg = f"unit {name!r} ({_AT[name]}) could not be imported: {exc}"
+            raise ConfigError(msg) from exc
+        if not (isinstance(found, type) and issubclass(found, Unit)):
+            raise ConfigError(f"{name!r} ({_AT[name]}) is not a unit class")
+        return register_unit(found)
     installed = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=name)}
     if len(installed) > 1:
         where = "; ".join(
@@ -121,7 +148,7 @@ def describe_options(name: str) -> dict[str, Any]:
 def describe_units() -> list[dict[str, str]]:
     """Return every known unit: name, tier (its contract), version, the package that
     installs it and where it is defined; a unit that cannot be imported says why."""
-    packages = {
+    packages = {name: "skyledger" for name in _AT} | {
         ep.name: ep.dist.name if ep.dist else "" for ep in entry_points(group=ENTRY_POINT_GROUP)
     }
     rows = []

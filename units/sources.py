@@ -21,12 +21,12 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from ledger.canonical import content_hash
-from units.alerts import Alert, Blob, Unreadable
-from units.base import UnitConfig
-from units.contracts import Source
-from units.packets.decode import decode, unreadable
-from units.packets.identify import identify
+from skyledger.ledger.canonical import content_hash
+from skyledger.units.alerts import Alert, Blob, Unreadable
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Source
+from skyledger.units.packets.decode import decode, unreadable
+from skyledger.units.packets.identify import identify
 
 __all__ = [
     "PACKET_SUFFIXES",

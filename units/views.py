@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.ids import state_id
-from units.alerts import Datapoint
+from skyledger.ledger.ids import state_id
+from skyledger.units.alerts import Datapoint
 
 __all__ = [
     "Decision",

@@ -26,7 +26,7 @@ from typing import Any, NoReturn, Protocol
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
-from projections.access import (
+from skyledger.projections.access import (
     TokenUse,
     matches,
     public_scope,
@@ -34,9 +34,9 @@ from projections.access import (
     token_id_of,
     tokens,
 )
-from projections.readmodel import ReadModel
-from projections.scope import Scope
-from runners.api.problems import Problem
+from skyledger.projections.readmodel import ReadModel
+from skyledger.projections.scope import Scope
+from skyledger.runners.api.problems import Problem
 
 __all__ = ["Authenticator", "Caller", "IdentityVerifier", "RateLimit"]
 

@@ -15,7 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.errors import ConfigError, LedgerUnavailable, NotFound, QueryError, SkyledgerError
+from skyledger.ledger.errors import (
+    ConfigError,
+    LedgerUnavailable,
+    NotFound,
+    QueryError,
+    SkyledgerError,
+)
 
 __all__ = ["MEDIA_TYPE", "PageError", "Problem", "install", "problem"]
 

@@ -12,29 +12,35 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ledger.errors import NotFound, QueryError
-from ledger.when import position_or_time
-from projections import queries
-from projections.asof import runs_as_of
-from projections.changes import MAX_CHANGES, changes
-from projections.diff import scoped_diff
-from projections.lineage import Lineage
-from projections.listing import MAX_LIMIT, ResultQuery, StockQuery, list_results, list_stocks
-from projections.paging import MAX_POSITION, Page
-from projections.queries import ReactionRow, ResultRow, RunView, StockRow, StockView
-from projections.reactions import ReactionQuery, list_reactions
-from projections.visibility import visible_lineage, visible_rows, visible_stock
-from runners.api.auth import Caller
-from runners.api.formats import Format, answer
-from runners.api.problems import Problem
-from runners.api.tokens import (
+from skyledger.ledger.errors import NotFound, QueryError
+from skyledger.ledger.when import position_or_time
+from skyledger.projections import queries
+from skyledger.projections.asof import runs_as_of
+from skyledger.projections.changes import MAX_CHANGES, changes
+from skyledger.projections.diff import scoped_diff
+from skyledger.projections.lineage import Lineage
+from skyledger.projections.listing import (
+    MAX_LIMIT,
+    ResultQuery,
+    StockQuery,
+    list_results,
+    list_stocks,
+)
+from skyledger.projections.paging import MAX_POSITION, Page
+from skyledger.projections.queries import ReactionRow, ResultRow, RunView, StockRow, StockView
+from skyledger.projections.reactions import ReactionQuery, list_reactions
+from skyledger.projections.visibility import visible_lineage, visible_rows, visible_stock
+from skyledger.runners.api.auth import Caller
+from skyledger.runners.api.formats import Format, answer
+from skyledger.runners.api.problems import Problem
+from skyledger.runners.api.tokens import (
     NewToken,
     TokenShown,
     make_own_token,
     own_tokens,
     revoke_own_token,
 )
-from runners.replay import is_job_file, side_of
+from skyledger.runners.replay import is_job_file, side_of
 
 __all__ = ["router"]
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from ledger import Ledger
-from ledger.access import TokenIssued, TokenRevoked
-from ledger.errors import NotFound
-from projections.access import TokenRow, make_token, token_digest, tokens
-from projections.readmodel import ReadModel
-from runners.api.auth import Caller
-from runners.api.problems import Problem
+from skyledger.ledger import Ledger
+from skyledger.ledger.access import TokenIssued, TokenRevoked
+from skyledger.ledger.errors import NotFound
+from skyledger.projections.access import TokenRow, make_token, token_digest, tokens
+from skyledger.projections.readmodel import ReadModel
+from skyledger.runners.api.auth import Caller
+from skyledger.runners.api.problems import Problem
 
 __all__ = [
     "MAX_TOKEN_DAYS",

@@ -4,8 +4,8 @@ server-rendered HTML, light curves drawn as SVG on the server, styles from this 
 
 from pathlib import Path
 
-from runners.web.pages import page_error
-from runners.web.pages import router as pages
+from skyledger.runners.web.pages import page_error
+from skyledger.runners.web.pages import router as pages
 
 __all__ = ["STATIC", "page_error", "pages"]
 

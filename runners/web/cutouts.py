@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from units.packets.decode import Decoded, decode
+from skyledger.units.packets.decode import Decoded, decode
 
 __all__ = ["KINDS", "cutout_fits", "png_of", "record_of"]
 

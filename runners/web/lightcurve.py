@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from projections.queries import DatapointRow
+from skyledger.projections.queries import DatapointRow
 
 __all__ = ["BAND_COLOURS", "Curve", "draw"]
 

@@ -25,10 +25,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from ledger.errors import NotFound, QueryError
-from projections.diff import scoped_diff
-from projections.listing import ResultQuery, StockQuery, list_results, list_stocks
-from projections.overview import (
+from skyledger.ledger.errors import NotFound, QueryError
+from skyledger.projections.diff import scoped_diff
+from skyledger.projections.listing import ResultQuery, StockQuery, list_results, list_stocks
+from skyledger.projections.overview import (
     alerts_of,
     channels_of,
     rank_options,
@@ -36,17 +36,23 @@ from projections.overview import (
     variant_choices,
     variants_by_key,
 )
-from projections.queries import ResultRow, list_runs
-from projections.visibility import visible_lineage, visible_rows, visible_stock
-from runners.api.auth import Caller
-from runners.api.problems import Problem
-from runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
-from runners.replay import side_of
-from runners.show_diff import compared_line, show_change
-from runners.web import cutouts as cut
-from runners.web.lightcurve import draw
-from runners.web.signin import FLOW_COOKIE, FLOW_MAX_AGE_S, SESSION_COOKIE, Flow, safe_next
-from runners.web.status import lags_of_runs
+from skyledger.projections.queries import ResultRow, list_runs
+from skyledger.projections.visibility import visible_lineage, visible_rows, visible_stock
+from skyledger.runners.api.auth import Caller
+from skyledger.runners.api.problems import Problem
+from skyledger.runners.api.tokens import NewToken, make_own_token, own_tokens, revoke_own_token
+from skyledger.runners.replay import side_of
+from skyledger.runners.show_diff import compared_line, show_change
+from skyledger.runners.web import cutouts as cut
+from skyledger.runners.web.lightcurve import draw
+from skyledger.runners.web.signin import (
+    FLOW_COOKIE,
+    FLOW_MAX_AGE_S,
+    SESSION_COOKIE,
+    Flow,
+    safe_next,
+)
+from skyledger.runners.web.status import lags_of_runs
 
 __all__ = ["TEMPLATES", "page_error", "router"]
 

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ledger.errors import RunnerError
+from skyledger.ledger.errors import RunnerError
 
 __all__ = [
     "FLOW_COOKIE",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from ledger import Ledger
-from projections.queries import RunView
-from runners.job import parse_job
-from runners.live import TierLag, tier_lags, tier_names
-from runners.tiers import JobUnits
+from skyledger.ledger import Ledger
+from skyledger.projections.queries import RunView
+from skyledger.runners.job import parse_job
+from skyledger.runners.live import TierLag, tier_lags, tier_names
+from skyledger.runners.tiers import JobUnits
 
 __all__ = ["RunLags", "lags_of_runs", "shards_of"]
 

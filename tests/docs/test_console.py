@@ -200,7 +200,8 @@ class Sandbox:
         ours = sysconfig.get_paths()["purelib"]  # skyledger (editable) and its dependencies
         pth = f"import site, sys; site.addsitedir({ours!r}); sys.path.append({str(ROOT)!r})\n"
         Path(site, "skyledger-tests.pth").write_text(pth)  # ROOT: this checkout's skyledger
-        for name, module in (("skyledger", "runners.cli"), ("pip", "pip._internal.cli.main")):
+        commands = (("skyledger", "skyledger.runners.cli"), ("pip", "pip._internal.cli.main"))
+        for name, module in commands:
             script = self.venv / "bin" / name
             script.write_text(
                 f"#!{python}\nimport sys\nfrom {module} import main\nsys.exit(main())\n"

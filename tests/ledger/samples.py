@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ledger import bodies_id
-from ledger.events import (
+from skyledger.ledger import bodies_id
+from skyledger.ledger.events import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
@@ -102,7 +102,7 @@ def write_fixture(path: str) -> None:
     """Write one stored row of each event type (the release fixture) to ``path``."""
     import json
 
-    from ledger.codec import encode
+    from skyledger.ledger.codec import encode
 
     with open(path, "w") as fh:
         for event in one_of_each():

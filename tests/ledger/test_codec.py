@@ -10,8 +10,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import DatapointAdded
-from ledger.codec import decode, encode, encode_datapoint
+from skyledger.ledger import DatapointAdded
+from skyledger.ledger.codec import decode, encode, encode_datapoint
 
 T = dt.datetime(2026, 12, 1, 6, 0, 0, 123456, tzinfo=dt.UTC)
 

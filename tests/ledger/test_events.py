@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ledger import bodies_id
-from ledger.codec import decode, encode, register_event_type, topic_of
-from ledger.errors import EventRejected, UnknownEventType
-from ledger.events import (
+from skyledger.ledger import bodies_id
+from skyledger.ledger.codec import decode, encode, register_event_type, topic_of
+from skyledger.ledger.errors import EventRejected, UnknownEventType
+from skyledger.ledger.events import (
     AlertReceived,
     DatapointAdded,
     Event,
@@ -211,7 +211,7 @@ def test_unreadable_packets_without_bytes_stay_distinct() -> None:
 
 
 def test_the_measured_duration_is_not_part_of_the_identity() -> None:
-    from ledger.events import Provenance
+    from skyledger.ledger.events import Provenance
 
     def state(duration: float) -> StateCombined:
         prov = Provenance(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import ConfigError, Ledger, LedgerSettings, LedgerUnavailable, SkyledgerError
-from runners.embedded import free_port
+from skyledger.ledger import ConfigError, Ledger, LedgerSettings, LedgerUnavailable, SkyledgerError
+from skyledger.runners.embedded import free_port
 
 WRITER = Path(__file__).parent / "writer_process.py"
 
@@ -65,7 +65,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_all_errors_share_one_root() -> None:
-    import ledger.errors as errors
+    import skyledger.ledger.errors as errors
 
     classes = [getattr(errors, name) for name in errors.__all__]
     assert all(issubclass(cls, SkyledgerError) for cls in classes)

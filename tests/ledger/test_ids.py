@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.canonical import canonical_bytes, content_hash
-from ledger.errors import EncodingError
-from ledger.ids import config_id, datapoint_id, job_id, result_id, state_id
+from skyledger.ledger.canonical import canonical_bytes, content_hash
+from skyledger.ledger.errors import EncodingError
+from skyledger.ledger.ids import config_id, datapoint_id, job_id, result_id, state_id
 
 hex_ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20)

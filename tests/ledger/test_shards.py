@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import DatapointAdded, Ledger, Shard, shard_of
+from skyledger.ledger import DatapointAdded, Ledger, Shard, shard_of
 
 
 @given(stream=st.text(max_size=40), count=st.integers(min_value=1, max_value=64))

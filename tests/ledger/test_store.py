@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ledger import strict
-from ledger.errors import EventRejected
-from ledger.events import (
+from skyledger.ledger import strict
+from skyledger.ledger.errors import EventRejected
+from skyledger.ledger.events import (
     EVENT_TYPES,
     DatapointAdded,
     Event,
@@ -27,7 +27,7 @@ from ledger.events import (
     ResultFailed,
     StateCombined,
 )
-from ledger.strict import filler_for
+from skyledger.ledger.strict import filler_for
 
 PROV = Provenance(unit="U", unit_version="1", unit_digest="d", config="c")
 UTC_TIME = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)

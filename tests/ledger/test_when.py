@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from ledger.errors import ConfigError
-from ledger.when import position_or_time
+from skyledger.ledger.errors import ConfigError
+from skyledger.ledger.when import position_or_time
 
 
 def test_digits_are_a_position_and_iso_8601_a_time() -> None:

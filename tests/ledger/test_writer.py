@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ledger import Ledger, LedgerError
+from skyledger.ledger import Ledger, LedgerError
 from tests.ledger.writer_process import batch_events
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ledger import DatapointAdded, Ledger
+from skyledger.ledger import DatapointAdded, Ledger
 
 
 def batch_events(batch: int, size: int) -> list[DatapointAdded]:

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
-from projections.asof import runs_as_of, stock_as_of
-from projections.changes import changes
-from projections.lineage import Lineage, lineage, resolve
-from projections.queries import RunView, StockView, event_ids_of, list_runs, stock_view
-from projections.readmodel import ReadModel, readmodel_url
-from projections.scope import Scope
-from runners.job import parse_job
-from runners.local import LocalRunner
-from units.sources import FileSource
+from skyledger.ledger import Ledger
+from skyledger.projections.asof import runs_as_of, stock_as_of
+from skyledger.projections.changes import changes
+from skyledger.projections.lineage import Lineage, lineage, resolve
+from skyledger.projections.queries import RunView, StockView, event_ids_of, list_runs, stock_view
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.scope import Scope
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.units.sources import FileSource
 
 ROOT = Path(__file__).resolve().parents[2]
 SN = ROOT / "examples" / "data" / "ztf" / "ZTF21abiuvdk"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger import Ledger
-from projections.changes import changes
-from projections.readmodel import ReadModel, readmodel_url
-from projections.scope import Scope
+from skyledger.ledger import Ledger
+from skyledger.projections.changes import changes
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.scope import Scope
 from tests.projections.test_readmodel import story
 
 

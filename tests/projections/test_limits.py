@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import AlertReceived, Event, FilterDecided, ReactionIntended, StateCombined
-from projections.limits import Limited, Limits
-from projections.projector import Projector
-from projections.stocks import alert_position
+from skyledger.ledger import AlertReceived, Event, FilterDecided, ReactionIntended, StateCombined
+from skyledger.projections.limits import Limited, Limits
+from skyledger.projections.projector import Projector
+from skyledger.projections.stocks import alert_position
 from tests.ledger.samples import one_of_each
 
 EVENTS = one_of_each()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     DatapointAdded,
     Event,
@@ -25,12 +25,12 @@ from ledger import (
     StateCombined,
     digest_bytes,
 )
-from projections.lineage import Lineage, Step, lineage, resolve
-from projections.queries import event_ids_of
-from projections.readmodel import ReadModel, readmodel_url
-from runners.job import parse_job
-from runners.local import LocalRunner
-from units.sources import FileSource
+from skyledger.projections.lineage import Lineage, Step, lineage, resolve
+from skyledger.projections.queries import event_ids_of
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.units.sources import FileSource
 
 ROOT = Path(__file__).resolve().parents[2]
 SN = ROOT / "examples" / "data" / "ztf" / "ZTF21abiuvdk"

@@ -12,17 +12,17 @@ import pytest
 from sqlalchemy import select, text
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
-from ledger.errors import NotFound, QueryError
-from projections import models as m
-from projections.listing import ResultQuery, StockQuery, list_results, list_stocks
-from projections.queries import StockRow
-from projections.readmodel import ReadModel, readmodel_url
-from projections.scope import Scope
-from runners.job import parse_job
-from runners.local import LocalRunner
-from units.celestial import separation_deg
-from units.sources import FileSource
+from skyledger.ledger import Ledger
+from skyledger.ledger.errors import NotFound, QueryError
+from skyledger.projections import models as m
+from skyledger.projections.listing import ResultQuery, StockQuery, list_results, list_stocks
+from skyledger.projections.queries import StockRow
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.scope import Scope
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.units.celestial import separation_deg
+from skyledger.units.sources import FileSource
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ztf"
 SN = sorted((DATA / "ZTF21abiuvdk").glob("*.avro"))

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ledger import (
+from skyledger.ledger import (
     AppendResult,
     DeliveryClaimed,
     Event,
@@ -17,11 +17,11 @@ from ledger import (
     ReactionIntended,
     ReactionIssued,
 )
-from projections.identity import provenance
-from projections.outbox import Deliver
-from projections.projector import catch_up
-from projections.retry import Retry
-from units import Reaction, Reactor, StockSummary
+from skyledger.projections.identity import provenance
+from skyledger.projections.outbox import Deliver
+from skyledger.projections.projector import catch_up
+from skyledger.projections.retry import Retry
+from skyledger.units import Reaction, Reactor, StockSummary
 
 
 class Hook(Reactor):

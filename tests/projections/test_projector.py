@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigurationRegistered,
     Event,
@@ -16,8 +16,8 @@ from ledger import (
     Tracking,
     TrackingConflict,
 )
-from ledger.codec import StoredRow, encode
-from projections.projector import LedgerView, Projector, catch_up
+from skyledger.ledger.codec import StoredRow, encode
+from skyledger.projections.projector import LedgerView, Projector, catch_up
 
 
 def alerts(n: int, start: int = 0) -> list[AlertReceived]:

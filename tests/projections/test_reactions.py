@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
-from projections.reactions import ReactionQuery, list_reactions
-from projections.readmodel import ReadModel, readmodel_url
-from projections.scope import Scope
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.replay import ReplayRunner
-from units.sources import FileSource
+from skyledger.ledger import Ledger
+from skyledger.projections.reactions import ReactionQuery, list_reactions
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.projections.scope import Scope
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.replay import ReplayRunner
+from skyledger.units.sources import FileSource
 
 SN = sorted((Path(__file__).resolve().parents[1] / "data" / "ztf" / "ZTF21abiuvdk").glob("*.avro"))
 JOB = """

@@ -13,7 +13,7 @@ from rich.console import Console
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigError,
     DatapointAdded,
@@ -31,16 +31,16 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
-from ledger.errors import ProjectionError, TrackingConflict
-from projections import models as m
-from projections.listing import StockQuery, list_stocks
-from projections.queries import list_runs, run_summary, stock_view
-from projections.readmodel import Fold, ReadModel, readmodel_url
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.show import show_runs
+from skyledger.ledger.errors import ProjectionError, TrackingConflict
+from skyledger.projections import models as m
+from skyledger.projections.listing import StockQuery, list_stocks
+from skyledger.projections.queries import list_runs, run_summary, stock_view
+from skyledger.projections.readmodel import Fold, ReadModel, readmodel_url
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.show import show_runs
+from skyledger.units.sources import FileSource
 from tests.ledger.samples import one_of_each
-from units.sources import FileSource
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
 SN, NIGHT = EXAMPLES / "ZTF21abiuvdk", EXAMPLES / "night"

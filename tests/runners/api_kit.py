@@ -16,9 +16,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from ledger import Ledger
-from ledger.access import TokenIssued
-from projections.access import make_token, token_digest
+from skyledger.ledger import Ledger
+from skyledger.ledger.access import TokenIssued
+from skyledger.projections.access import make_token, token_digest
 
 
 def issue_token(

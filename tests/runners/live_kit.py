@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar, TypeVar
 
-from ledger import (
+from skyledger.ledger import (
     ConfigurationRegistered,
     DeliveryClaimed,
     Event,
@@ -22,8 +22,8 @@ from ledger import (
     RunHeartbeat,
     RunStarted,
 )
-from runners.simulate import SimulatedSource
-from units import Alert, Blob
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert, Blob
 
 S = TypeVar("S", bound=HTTPServer)
 

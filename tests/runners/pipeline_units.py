@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from units import (
+from skyledger.units import (
     Alert,
     Combiner,
     Datapoint,
@@ -23,7 +23,7 @@ from units import (
     UnitConfig,
     register_unit,
 )
-from units.shapers.ztf import ZtfShaper
+from skyledger.units.shapers.ztf import ZtfShaper
 
 
 @register_unit

@@ -24,16 +24,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import FilterDecided, Ledger, RunStarted
-from ledger.access import AccessGranted, ChannelPolicySet
-from projections.access import make_token
-from projections.limits import Limits
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.oidc_provider import EmbeddedDex
-from runners.replay import ReplayRunner
+from skyledger.ledger import FilterDecided, Ledger, RunStarted
+from skyledger.ledger.access import AccessGranted, ChannelPolicySet
+from skyledger.projections.access import make_token
+from skyledger.projections.limits import Limits
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.oidc_provider import EmbeddedDex
+from skyledger.runners.replay import ReplayRunner
+from skyledger.units.sources import FileSource
 from tests.runners.api_kit import every_route_keeps, fill, issue_token
-from units.sources import FileSource
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
 
@@ -93,7 +93,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, dex: EmbeddedDex) -> Iterat
         "dana": issue_token(ledger, "user:dana"),  # both channels
     }
     port = free_port()
-    command = [sys.executable, "-m", "runners.cli", "serve", "--ledger", url, "--port",
+    command = [sys.executable, "-m", "skyledger.runners.cli", "serve", "--ledger", url, "--port",
                str(port), "--oidc-issuer", dex.issuer, "--oidc-audience", "skyledger-api",
                "--rate", "1000", "--burst", "1000",
                "--import", "tests.runners.pipeline_units"]  # fmt: skip
@@ -154,8 +154,8 @@ def alice(served: Served, client: str = "skyledger-api", secret: str = "api-secr
 def of_b_only(served: Served) -> dict[str, set[str]]:
     """Return what belongs to channel B alone: stocks A does not follow, states and
     results A may not see, B's reactions (read from the read model, as the operator)."""
-    from projections import models as m
-    from projections.readmodel import ReadModel, readmodel_url
+    from skyledger.projections import models as m
+    from skyledger.projections.readmodel import ReadModel, readmodel_url
 
     model = ReadModel(readmodel_url(served.ledger.settings.ledger))
     with model, model.engine.connect() as conn:
@@ -260,7 +260,7 @@ def test_a_reader_of_channel_a_finds_nothing_of_channel_b_on_any_route(served: S
 
 def cli_diff(served: Served, a: str, b: str) -> dict[str, Any]:
     """Return what ``skyledger diff A B --json`` prints (the test units imported first)."""
-    code = "import tests.runners.pipeline_units; from runners.cli import main; main()"
+    code = "import tests.runners.pipeline_units; from skyledger.runners.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "diff", a, b, "--ledger", served.ledger.url, "--json"],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
@@ -337,7 +337,7 @@ def bad_tokens(served: Served) -> dict[str, str]:
         [
             sys.executable,
             "-m",
-            "runners.cli",
+            "skyledger.runners.cli",
             "token",
             "revoke",
             revoked.split("_")[1],

@@ -14,18 +14,18 @@ import pytest
 from sqlalchemy import or_, select
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
-from ledger.access import AccessGranted, ChannelPolicySet, TokenRevoked
-from projections.overview import channels_of
-from projections.scope import Scope
-from runners.api.auth import RateLimit
-from runners.cli_common import model_of
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.server import ApiSettings, create_app
+from skyledger.ledger import Ledger
+from skyledger.ledger.access import AccessGranted, ChannelPolicySet, TokenRevoked
+from skyledger.projections.overview import channels_of
+from skyledger.projections.scope import Scope
+from skyledger.runners.api.auth import RateLimit
+from skyledger.runners.cli_common import model_of
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.server import ApiSettings, create_app
+from skyledger.units.sources import FileSource
 from tests.runners.api_kit import every_route_keeps, issue_token, serving
 from tests.runners.test_cli import skyledger
-from units.sources import FileSource
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ztf"
 SN = sorted((DATA / "ZTF21abiuvdk").glob("*.avro"))
@@ -62,8 +62,8 @@ def test_grants_policies_and_tokens_from_the_command_line(tmp_path: Path) -> Non
     assert listed["policies"] == [{"channel": "A", "public": False, "programids": [1],
                                    "position": listed["policies"][0]["position"],
                                    "set_by": listed["policies"][0]["set_by"]}]  # fmt: skip
-    from projections.access import grants as current
-    from projections.access import tokens
+    from skyledger.projections.access import grants as current
+    from skyledger.projections.access import tokens
 
     with Ledger.open(url, create=False) as ledger:
         model = model_of(ledger)
@@ -225,7 +225,7 @@ def of_private_stocks(ledger: Ledger) -> dict[str, set[str]]:
     """Return the ids of what is derived from data of programmes other than 1, as the
     operator reads them: such stocks, their states and results, and the reactions
     about them or about no one stock."""
-    from projections import models as m
+    from skyledger.projections import models as m
 
     with model_of(ledger) as model, model.engine.connect() as conn:
         p, st, r, x = (t.__table__ for t in (m.StockProgramme, m.State, m.Result, m.Reaction))

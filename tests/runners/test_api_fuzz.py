@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import Ledger
-from ledger.access import AccessGranted
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.server import ApiSettings, create_app
+from skyledger.ledger import Ledger
+from skyledger.ledger.access import AccessGranted
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.server import ApiSettings, create_app
+from skyledger.units.sources import FileSource
 from tests.runners.api_kit import issue_token, serving
-from units.sources import FileSource
 
 pytestmark = pytest.mark.slow
 

@@ -93,7 +93,7 @@ def test_informational_commands_work(tmp_path: Path, command: str) -> None:
 
 STUCK = """\
 import asyncio, sys, time
-from runners.live import run_until_signal
+from skyledger.runners.live import run_until_signal
 
 async def work(stop: asyncio.Event) -> int:
     print("ready", flush=True)

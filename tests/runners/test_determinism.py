@@ -16,16 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import ConfigurationRegistered, Event, Ledger, RunFinished, RunStarted, Shard, shard_of
-from projections.projector import catch_up, catch_up_shards, tracking_of
-from projections.t0 import Ingest
-from projections.t1 import Combine
-from projections.t2 import Augment
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.tiers import TIERS, JobUnits, build_tiers, register_configs
-from units import Alert
-from units.sources import FileSource, iter_packets
+from skyledger.ledger import (
+    ConfigurationRegistered,
+    Event,
+    Ledger,
+    RunFinished,
+    RunStarted,
+    Shard,
+    shard_of,
+)
+from skyledger.projections.projector import catch_up, catch_up_shards, tracking_of
+from skyledger.projections.t0 import Ingest
+from skyledger.projections.t1 import Combine
+from skyledger.projections.t2 import Augment
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.tiers import TIERS, JobUnits, build_tiers, register_configs
+from skyledger.units import Alert
+from skyledger.units.sources import FileSource, iter_packets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
 

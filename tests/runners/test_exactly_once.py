@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, ReactionIssued
+from skyledger.ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, ReactionIssued
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "data" / "ztf" / "ZTF21abiuvdk"

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import ConfigError
-from runners.job import parse_job
-from units import T2Unit, T2View, register_unit
+from skyledger.ledger import ConfigError
+from skyledger.runners.job import parse_job
+from skyledger.units import T2Unit, T2View, register_unit
 
 
 @register_unit

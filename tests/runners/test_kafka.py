@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastavro.schema import to_parsing_canonical_form
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     DatapointAdded,
     FilterDecided,
@@ -32,19 +32,19 @@ from ledger import (
     StateCombined,
     digest_bytes,
 )
-from projections.t0 import Ingest
-from runners.bus import Bus
-from runners.embedded import EmbeddedKafka, EmbeddedNats
-from runners.job import parse_job
-from runners.kafka import KafkaSource, KafkaStream
-from runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
-from runners.live import LiveProcesses
-from runners.local import LocalRunner
-from runners.replay import ReplayRunner
-from runners.simulate import SimulatedSource
-from units import Alert
-from units.packets.confluent import registry_schema
-from units.sources import FileSource, iter_packets
+from skyledger.projections.t0 import Ingest
+from skyledger.runners.bus import Bus
+from skyledger.runners.embedded import EmbeddedKafka, EmbeddedNats
+from skyledger.runners.job import parse_job
+from skyledger.runners.kafka import KafkaSource, KafkaStream
+from skyledger.runners.kafka_publish import KafkaTarget, kafka_packet, publish_kafka
+from skyledger.runners.live import LiveProcesses
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.replay import ReplayRunner
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert
+from skyledger.units.packets.confluent import registry_schema
+from skyledger.units.sources import FileSource, iter_packets
 
 from .live_kit import differences, facts
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger import ConfigError
-from runners.embedded import EmbeddedKafka, free_port
-from runners.job import parse_job
-from runners.kafka import KafkaSource
-from runners.kafka_publish import KafkaTarget
+from skyledger.ledger import ConfigError
+from skyledger.runners.embedded import EmbeddedKafka, free_port
+from skyledger.runners.job import parse_job
+from skyledger.runners.kafka import KafkaSource
+from skyledger.runners.kafka_publish import KafkaTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, ResultDerived, ResultFailed, RunFinished
-from projections.readmodel import ReadModel, readmodel_url
-from runners.bus import Bus
-from runners.embedded import EmbeddedNats
-from runners.job import parse_job
-from runners.live import LiveProcesses, packets_of, publish_packets, settle
-from runners.local import LocalRunner
+from skyledger.ledger import Ledger, ResultDerived, ResultFailed, RunFinished
+from skyledger.projections.readmodel import ReadModel, readmodel_url
+from skyledger.runners.bus import Bus
+from skyledger.runners.embedded import EmbeddedNats
+from skyledger.runners.job import parse_job
+from skyledger.runners.live import LiveProcesses, packets_of, publish_packets, settle
+from skyledger.runners.local import LocalRunner
+from skyledger.units import Alert
+from skyledger.units.sources import FileSource, iter_packets
 from tests.runners.live_kit import Keys, differences, facts, get, serving
 from tests.runners.pipeline_units import retrying_job  # (and registers the test units)
-from units import Alert
-from units.sources import FileSource, iter_packets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 

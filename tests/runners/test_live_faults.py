@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units here)
-from ledger import (
+from skyledger.ledger import (
     Ledger,
     LedgerError,
     ReactionIntended,
@@ -38,16 +38,16 @@ from ledger import (
     RunFinished,
     RunStarted,
 )
-from runners.bus import Bus
-from runners.embedded import EmbeddedNats, EmbeddedPostgres
-from runners.job import parse_job
-from runners.live import LiveProcesses, publish_packets, settle
-from runners.local import LocalRunner
-from runners.relay import Relay
-from runners.simulate import SimulatedSource
-from runners.worker import TierWorker
+from skyledger.runners.bus import Bus
+from skyledger.runners.embedded import EmbeddedNats, EmbeddedPostgres
+from skyledger.runners.job import parse_job
+from skyledger.runners.live import LiveProcesses, publish_packets, settle
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.relay import Relay
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.runners.worker import TierWorker
+from skyledger.units import Alert
 from tests.runners.live_kit import Keys, MemorySource, differences, facts, serving
-from units import Alert
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 

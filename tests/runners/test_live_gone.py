@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from ledger import Ledger, ReactionIntended, ReactionIssued, StateCombined
-from runners.bus import Bus
-from runners.embedded import EmbeddedNats
-from runners.live import LiveProcesses, packets_of, publish_packets
+from skyledger.ledger import Ledger, ReactionIntended, ReactionIssued, StateCombined
+from skyledger.runners.bus import Bus
+from skyledger.runners.embedded import EmbeddedNats
+from skyledger.runners.live import LiveProcesses, packets_of, publish_packets
 from tests.runners.live_kit import get, serve
 from tests.runners.test_exactly_once import Receiver
 
@@ -54,7 +54,8 @@ def receiver() -> Iterator[Receiver]:
 
 def runs(url: str, as_json: bool = True) -> Any:
     """Return ``skyledger runs`` of a ledger: the JSON list, or the table's text."""
-    command = [sys.executable, "-m", "runners.cli", "runs", "--ledger", url, "--limit", "50"]
+    command = [sys.executable, "-m", "skyledger.runners.cli", "runs", "--ledger", url,
+               "--limit", "50"]
     done = subprocess.run(
         [*command, *(["--json"] if as_json else [])], capture_output=True, text=True,
         timeout=TIMEOUT_S, env=os.environ | {"COLUMNS": "200"},

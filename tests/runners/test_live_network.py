@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units here)
-from ledger import Ledger
-from runners.bus import Bus
-from runners.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from runners.job import parse_job
-from runners.live import LiveProcesses, publish_packets, settle, stop_stuck
-from runners.local import LocalRunner
-from runners.simulate import SimulatedSource
+from skyledger.ledger import Ledger
+from skyledger.runners.bus import Bus
+from skyledger.runners.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from skyledger.runners.job import parse_job
+from skyledger.runners.live import LiveProcesses, publish_packets, settle, stop_stuck
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert
 from tests.runners.live_kit import MemorySource, differences, facts
-from units import Alert
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.privileged]
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ledger import AlertReceived, Ledger, StateCombined, digest_bytes
-from runners.bus import Bus, connect
-from runners.embedded import EmbeddedNats
-from runners.job import parse_job
-from runners.kafka_publish import kafka_packet
-from runners.live import LiveProcesses, publish_packets, settle
-from units import Alert
-from units.sources import iter_packets
+from skyledger.ledger import AlertReceived, Ledger, StateCombined, digest_bytes
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.embedded import EmbeddedNats
+from skyledger.runners.job import parse_job
+from skyledger.runners.kafka_publish import kafka_packet
+from skyledger.runners.live import LiveProcesses, publish_packets, settle
+from skyledger.units import Alert
+from skyledger.units.sources import iter_packets
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -73,8 +73,8 @@ def test_confluent_framed_rubin_alerts_on_nats_are_ingested_and_a_corrupt_one_se
 def test_simulate_publishes_a_stream_to_nats(nats_server: EmbeddedNats) -> None:
     prefix = f"sim{next(_prefixes)}"
     done = subprocess.run(
-        [sys.executable, "-m", "runners.cli", "simulate", str(ZTF), "--to", nats_server.url,
-         "--prefix", prefix, "--copies", "2", "--no-cutouts", "--json"],
+        [sys.executable, "-m", "skyledger.runners.cli", "simulate", str(ZTF),
+         "--to", nats_server.url, "--prefix", prefix, "--copies", "2", "--no-cutouts", "--json"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import fastavro
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigError,
     DatapointAdded,
@@ -22,9 +22,9 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
-from runners.job import parse_job
-from runners.local import LocalRunner
-from units.sources import FileSource
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.units.sources import FileSource
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
 

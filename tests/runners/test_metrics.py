@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runners.metrics import LiveMetrics, serve
+from skyledger.runners.metrics import LiveMetrics, serve
 from tests.runners.live_kit import get
 
 
@@ -36,7 +36,7 @@ def test_metrics_and_health_are_served() -> None:
 
 def test_a_process_that_stopped_going_round_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr("runners.metrics.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("skyledger.runners.metrics.time.monotonic", lambda: now[0])
     metrics = LiveMetrics("t1", stale_s=5)
     metrics.beat()
     metrics.problem = "LedgerError: connection refused"

@@ -24,15 +24,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from runners.embedded import free_port
-from runners.oidc import (
+from skyledger.runners.embedded import free_port
+from skyledger.runners.oidc import (
     IssuerUnavailable,
     OidcSettings,
     OidcVerifier,
     TokenRejected,
     identities_of,
 )
-from runners.oidc_provider import DexClient, DexTokens, DexUser, EmbeddedDex, dex_problem
+from skyledger.runners.oidc_provider import DexClient, DexTokens, DexUser, EmbeddedDex, dex_problem
 
 oidc = pytest.mark.oidc
 

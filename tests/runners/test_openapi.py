@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from runners.server import API_VERSION, ApiSettings, create_app, schema_digest
+from skyledger.runners.server import API_VERSION, ApiSettings, create_app, schema_digest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from ledger import AlertReceived, DatapointAdded, Ledger, ResultDerived, StateCombined
-from runners.job import parse_job
-from runners.local import LocalRunner
-from units.sources import FileSource
+from skyledger.ledger import AlertReceived, DatapointAdded, Ledger, ResultDerived, StateCombined
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.units.sources import FileSource
 
 JOB = """
 name: everything

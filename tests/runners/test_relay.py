@@ -12,10 +12,10 @@ import orjson
 import pytest
 from nats.js.api import ConsumerConfig
 
-from ledger import DatapointAdded, FilterDecided, Ledger, Provenance, Tracking, shard_of
-from runners.bus import Bus, connect
-from runners.embedded import EmbeddedNats
-from runners.relay import Relay
+from skyledger.ledger import DatapointAdded, FilterDecided, Ledger, Provenance, Tracking, shard_of
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.embedded import EmbeddedNats
+from skyledger.runners.relay import Relay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigError,
     DatapointAdded,
@@ -31,13 +31,13 @@ from ledger import (
     RunStarted,
     StateCombined,
 )
-from projections.diff import diff
-from projections.limits import Limits
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.replay import ReplayRunner, side_of
-from units import T2View
-from units.sources import FileSource
+from skyledger.projections.diff import diff
+from skyledger.projections.limits import Limits
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.replay import ReplayRunner, side_of
+from skyledger.units import T2View
+from skyledger.units.sources import FileSource
 
 NIGHT = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf" / "night"
 RUN_EVENTS = ("RunStarted", "RunFinished", "ConfigurationRegistered")
@@ -466,8 +466,8 @@ def test_a_new_shaper_shapes_every_stored_packet_again_into_a_variant_of_its_own
 
 def test_a_diff_as_of_a_position_is_the_diff_taken_there(tmp_path: Path) -> None:
     import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-    from projections.diff import diff
-    from runners.replay import side_of
+    from skyledger.projections.diff import diff
+    from skyledger.runners.replay import side_of
 
     sn = sorted((Path(__file__).resolve().parents[1] / "data" / "ztf" / "ZTF21abiuvdk")
                 .glob("*.avro"))  # fmt: skip

@@ -9,14 +9,14 @@ from typing import Any
 
 from rich.console import Console
 
-from projections.diff import compare, flatten
-from runners.show import show_summary
-from runners.show_diff import show_change, value_kind
-from runners.summary import RunSummary
-from units.t2.features import T2LightCurveFeatures
-from units.t2.score import T2CandidateScore
-from units.t2.summary import T2LightCurveSummary
-from units.testing import datapoints_from, run_unit
+from skyledger.projections.diff import compare, flatten
+from skyledger.runners.show import show_summary
+from skyledger.runners.show_diff import show_change, value_kind
+from skyledger.runners.summary import RunSummary
+from skyledger.units.t2.features import T2LightCurveFeatures
+from skyledger.units.t2.score import T2CandidateScore
+from skyledger.units.t2.summary import T2LightCurveSummary
+from skyledger.units.testing import datapoints_from, run_unit
 
 
 def printed(summary: RunSummary) -> str:

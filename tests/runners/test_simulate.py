@@ -11,12 +11,18 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import ConfigError
-from runners.simulate import CANDID_BASE, Restamper, SimulatedSource, copy_object_id, write_alerts
-from units.alerts import Alert, Unreadable
-from units.packets.containers import read_packet
-from units.shapers.ztf import ZtfShaper
-from units.sources import iter_blob, iter_packets
+from skyledger.ledger.errors import ConfigError
+from skyledger.runners.simulate import (
+    CANDID_BASE,
+    Restamper,
+    SimulatedSource,
+    copy_object_id,
+    write_alerts,
+)
+from skyledger.units.alerts import Alert, Unreadable
+from skyledger.units.packets.containers import read_packet
+from skyledger.units.shapers.ztf import ZtfShaper
+from skyledger.units.sources import iter_blob, iter_packets
 
 ZTF_ID = re.compile(r"ZTF\d\d[a-z]{7}")
 
@@ -203,7 +209,7 @@ def test_source_order_and_unreadables_once(
         reads.append(items)
         return iter_packets(items)
 
-    monkeypatch.setattr("runners.simulate.iter_packets", counting)
+    monkeypatch.setattr("skyledger.runners.simulate.iter_packets", counting)
     source = SimulatedSource({"paths": [str(p) for p in paths], "copies": 3})
     items = list(source.packets())
     bad = [item for item in items if isinstance(item, Unreadable)]

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from ledger import Ledger
-from runners.bus import Bus, connect
-from runners.embedded import EmbeddedKafka, EmbeddedNats
-from runners.simulate import SimulatedSource
-from units import Alert
-from units.sources import iter_packets
+from skyledger.ledger import Ledger
+from skyledger.runners.bus import Bus, connect
+from skyledger.runners.embedded import EmbeddedKafka, EmbeddedNats
+from skyledger.runners.simulate import SimulatedSource
+from skyledger.units import Alert
+from skyledger.units.sources import iter_packets
 
 from .live_kit import differences, facts
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ledger import AlertReceived, DatapointAdded, Ledger, StateCombined
-from projections.queries import stock_view
-from projections.readmodel import ReadModel
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.show import show_stock
-from units import Alert
-from units.sources import FileSource
+from skyledger.ledger import AlertReceived, DatapointAdded, Ledger, StateCombined
+from skyledger.projections.queries import stock_view
+from skyledger.projections.readmodel import ReadModel
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.show import show_stock
+from skyledger.units import Alert
+from skyledger.units.sources import FileSource
 
 JOB = """
 name: order

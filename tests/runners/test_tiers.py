@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import (
+from skyledger.ledger import (
     AlertReceived,
     ConfigurationRegistered,
     DatapointAdded,
@@ -27,14 +27,14 @@ from ledger import (
     StateCombined,
     digest_bytes,
 )
-from projections.projector import catch_up
-from projections.t0 import Ingest
-from runners.job import parse_job
-from runners.local import LocalRunner, RunSummary
-from runners.tiers import JobUnits, build_tiers, register_configs
+from skyledger.projections.projector import catch_up
+from skyledger.projections.t0 import Ingest
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner, RunSummary
+from skyledger.runners.tiers import JobUnits, build_tiers, register_configs
+from skyledger.units import Alert, load_unit
+from skyledger.units.sources import FileSource, iter_packets
 from tests.runners.pipeline_units import retrying_job  # (and registers the test units)
-from units import Alert, load_unit
-from units.sources import FileSource, iter_packets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf"
 SN = EXAMPLES / "ZTF21abiuvdk"

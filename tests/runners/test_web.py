@@ -17,25 +17,25 @@ import httpx
 import pytest
 
 import tests.runners.pipeline_units  # noqa: F401  (registers the test units)
-from ledger import DatapointAdded, Ledger, ResultDerived
-from ledger.access import AccessGranted, TokenRevoked
-from projections.diff import scoped_diff
-from projections.listing import ResultQuery, list_results
-from projections.queries import DatapointRow, stock_rows
-from projections.scope import Scope
-from runners.cli_common import model_of
-from runners.job import parse_job
-from runners.local import LocalRunner
-from runners.oidc import OidcSettings, OidcVerifier
-from runners.oidc_provider import EmbeddedDex
-from runners.replay import ReplayRunner, side_of
-from runners.server import ApiSettings, create_app
-from runners.tiers import JobUnits, run_started
-from runners.web.lightcurve import draw
-from runners.web.signin import OidcClient
+from skyledger.ledger import DatapointAdded, Ledger, ResultDerived
+from skyledger.ledger.access import AccessGranted, TokenRevoked
+from skyledger.projections.diff import scoped_diff
+from skyledger.projections.listing import ResultQuery, list_results
+from skyledger.projections.queries import DatapointRow, stock_rows
+from skyledger.projections.scope import Scope
+from skyledger.runners.cli_common import model_of
+from skyledger.runners.job import parse_job
+from skyledger.runners.local import LocalRunner
+from skyledger.runners.oidc import OidcSettings, OidcVerifier
+from skyledger.runners.oidc_provider import EmbeddedDex
+from skyledger.runners.replay import ReplayRunner, side_of
+from skyledger.runners.server import ApiSettings, create_app
+from skyledger.runners.tiers import JobUnits, run_started
+from skyledger.runners.web.lightcurve import draw
+from skyledger.runners.web.signin import OidcClient
+from skyledger.units.sources import FileSource
 from tests.runners.api_kit import issue_token, serving
 from tests.runners.web_kit import browser
-from units.sources import FileSource
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
 

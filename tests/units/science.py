@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from units.alerts import Alert, Datapoint
-from units.combiners import LightCurveCombiner, latest_bodies
-from units.shapers import shaper_for
-from units.sources import iter_packets
-from units.t2 import T2CandidateScore, T2LightCurveFeatures
-from units.views import LightCurve, StockSummary, T2View
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.combiners import LightCurveCombiner, latest_bodies
+from skyledger.units.shapers import shaper_for
+from skyledger.units.sources import iter_packets
+from skyledger.units.t2 import T2CandidateScore, T2LightCurveFeatures
+from skyledger.units.views import LightCurve, StockSummary, T2View
 
 SN = "ZTF21abiuvdk"
 

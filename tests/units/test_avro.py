@@ -10,11 +10,11 @@ import fastavro
 import pytest
 from fastavro.schema import load_schema
 
-from ledger.canonical import digest_bytes
-from units.alerts import Unreadable
-from units.packets.confluent import LSST_SCHEMA_IDS, frame_confluent, registry_schema
-from units.packets.containers import CONTAINER_MAGIC, PACKET_SYNC
-from units.packets.decode import Decoded, _careful_container, _quick_container, decode
+from skyledger.ledger.canonical import digest_bytes
+from skyledger.units.alerts import Unreadable
+from skyledger.units.packets.confluent import LSST_SCHEMA_IDS, frame_confluent, registry_schema
+from skyledger.units.packets.containers import CONTAINER_MAGIC, PACKET_SYNC
+from skyledger.units.packets.decode import Decoded, _careful_container, _quick_container, decode
 
 RUBIN_VERSIONS = [("v9_0", 900), ("v10_0", 1000), ("v11_0", 1100)]
 

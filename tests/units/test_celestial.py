@@ -8,7 +8,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from units.celestial import galactic_latitude, separation_arcsec
+from skyledger.units.celestial import galactic_latitude, separation_arcsec
 
 # ICRS positions (degrees) of astropy's Galactic centre (l = b = 0) and north Galactic
 # pole (b = 90): Galactic(l=0, b=0).icrs and Galactic(l=0, b=90).icrs, astropy 8

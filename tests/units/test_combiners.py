@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import UnitError
-from ledger.ids import state_id
-from units.alerts import Alert, Datapoint
-from units.combiners import LightCurveCombiner, alert_time, latest_bodies
-from units.shapers import ZtfShaper
-from units.sources import iter_packets
-from units.views import State
+from skyledger.ledger.errors import UnitError
+from skyledger.ledger.ids import state_id
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.combiners import LightCurveCombiner, alert_time, latest_bodies
+from skyledger.units.shapers import ZtfShaper
+from skyledger.units.sources import iter_packets
+from skyledger.units.views import State
 
 STOCK = "ZTF21abiuvdk"
 

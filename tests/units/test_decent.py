@@ -13,11 +13,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from ledger.errors import ConfigError
-from units.alerts import Alert
-from units.celestial import galactic_latitude
-from units.decent import CODES, DecentFilter, DecentRejection
-from units.sources import iter_packets
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.alerts import Alert
+from skyledger.units.celestial import galactic_latitude
+from skyledger.units.decent import CODES, DecentFilter, DecentRejection
+from skyledger.units.sources import iter_packets
 
 WIDE = {"min_ndet": 1, "max_tspan": 1e4, "max_magdiff": 0.5, "min_drb": 0.5}
 CONFIGS: dict[str, dict[str, Any]] = {

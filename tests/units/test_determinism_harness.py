@@ -12,9 +12,15 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import find, given, settings
 
-from units import Reaction, Reactor, Source, StockSummary, T2Unit, T2View, Unit, load_unit
-from units.testing import check_determinism
-from units.testing.strategies import SURVEYS, alert_packets, datapoints, light_curves, stocks
+from skyledger.units import Reaction, Reactor, Source, StockSummary, T2Unit, T2View, Unit, load_unit
+from skyledger.units.testing import check_determinism
+from skyledger.units.testing.strategies import (
+    SURVEYS,
+    alert_packets,
+    datapoints,
+    light_curves,
+    stocks,
+)
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "FileSource": {"paths": ["."]},

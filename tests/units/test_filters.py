@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import ConfigError
-from units.alerts import Alert
-from units.filters import LsstFilter, Rejection, ZtfFilter
-from units.sources import iter_packets
-from units.views import Decision
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.alerts import Alert
+from skyledger.units.filters import LsstFilter, Rejection, ZtfFilter
+from skyledger.units.sources import iter_packets
+from skyledger.units.views import Decision
 
 
 @cache

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from units.gaia import COLUMNS, GaiaTable, StarCuts
+from skyledger.units.gaia import COLUMNS, GaiaTable, StarCuts
 
 GAIA = Path(__file__).resolve().parents[1] / "data" / "gaia"
 JSON = GAIA / "gaia_dr3_cone_ra280_dec-60.json"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import ConfigError, UnitError
+from skyledger.ledger.errors import ConfigError, UnitError
+from skyledger.units.t3 import ReportReactor, WebhookReactor
+from skyledger.units.views import StockSummary
 from tests.units.science import SN, candidates
-from units.t3 import ReportReactor, WebhookReactor
-from units.views import StockSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import ConfigError
-from units import T2Unit, T2View, available_units, load_unit, register_unit
+from skyledger.ledger import ConfigError
+from skyledger.units import T2Unit, T2View, available_units, load_unit, register_unit
 
 PACKAGE_PYPROJECT = """
 [build-system]
@@ -27,7 +27,7 @@ T2PeakCounter = "science_demo.units:T2PeakCounter"
 
 PACKAGE_UNIT = '''
 from typing import Any, ClassVar, Mapping
-from units import T2Unit, T2View, UnitConfig
+from skyledger.units import T2Unit, T2View, UnitConfig
 
 
 class T2PeakCounter(T2Unit):
@@ -80,8 +80,8 @@ def run_python(code: str, *paths: Path) -> subprocess.CompletedProcess[str]:
 def test_a_unit_from_an_installed_package_is_found_by_name(installed_package: Path) -> None:
     code = textwrap.dedent(
         """
-        from units import available_units, load_unit
-        from runners.job import parse_job
+        from skyledger.units import available_units, load_unit
+        from skyledger.runners.job import parse_job
         cls = load_unit("T2PeakCounter")
         print(cls.__module__, cls.version, cls.name)
         print("T2PeakCounter" in available_units())
@@ -105,7 +105,7 @@ def test_a_name_two_packages_claim_is_refused_naming_both(
     installed_package: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     rival = install(tmp_path_factory, "science_rival")
-    code = "from units import load_unit; load_unit('T2PeakCounter')"
+    code = "from skyledger.units import load_unit; load_unit('T2PeakCounter')"
     out = run_python(code, installed_package, rival)
     assert out.returncode != 0
     assert "ConfigError: unit name 'T2PeakCounter' is installed twice" in out.stderr
@@ -115,7 +115,7 @@ def test_a_name_two_packages_claim_is_refused_naming_both(
 
 def test_the_built_in_units_are_entry_points() -> None:
     names = available_units()
-    assert names["ZtfShaper"] == "units.shapers.ztf:ZtfShaper"
+    assert names["ZtfShaper"] == "skyledger.units.shapers.ztf:ZtfShaper"
     assert load_unit("FileSource").__name__ == "FileSource"
 
 

@@ -13,12 +13,12 @@ import fastavro
 import pytest
 from pydantic import ValidationError
 
-from ledger.canonical import canonical_bytes
-from ledger.errors import UnitError
-from ledger.ids import datapoint_id
-from units.alerts import Alert, Datapoint
-from units.shapers import ElasticcShaper, LsstShaper, ZtfShaper, shaper_for
-from units.sources import iter_packets
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.ledger.errors import UnitError
+from skyledger.ledger.ids import datapoint_id
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.shapers import ElasticcShaper, LsstShaper, ZtfShaper, shaper_for
+from skyledger.units.sources import iter_packets
 
 NORMALISED = {"jd", "band", "mag", "magerr", "flux", "fluxerr", "limmag"}
 

@@ -13,9 +13,9 @@ import fastavro
 import pytest
 from pydantic import ValidationError
 
-from ledger.canonical import digest_bytes
-from units.alerts import Alert, Unreadable
-from units.sources import FileSource, iter_packets
+from skyledger.ledger.canonical import digest_bytes
+from skyledger.units.alerts import Alert, Unreadable
+from skyledger.units.sources import FileSource, iter_packets
 
 ZTF_FOLDERS = {"night": 699, "suspect": 496, "ZTF21abiuvdk": 34, "samples": 124}
 

@@ -9,8 +9,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from units.packets.binary import encode_long
-from units.packets.splice import Spec, compile_plan
+from skyledger.units.packets.binary import encode_long
+from skyledger.units.packets.splice import Spec, compile_plan
 
 ITEM = {
     "type": "record",

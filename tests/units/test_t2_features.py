@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ledger.canonical import canonical_bytes
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.units.shapers import ZtfShaper
+from skyledger.units.t2 import T2LightCurveFeatures
+from skyledger.units.views import T2View
 from tests.units.science import SN, alerts, points_by_stock, view_of
-from units.shapers import ZtfShaper
-from units.t2 import T2LightCurveFeatures
-from units.views import T2View
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,7 +181,8 @@ def test_same_bytes_in_another_process(shared_data: Path) -> None:
     code = (
         "import sys; from pathlib import Path;"
         "from tests.units.science import SN, points_by_stock, view_of;"
-        "from units.t2 import T2LightCurveFeatures; from ledger.canonical import canonical_bytes;"
+        "from skyledger.units.t2 import T2LightCurveFeatures;"
+        "from skyledger.ledger.canonical import canonical_bytes;"
         "v = view_of(SN, points_by_stock(Path(sys.argv[1]) / 'ztf' / SN)[SN]);"
         "sys.stdout.write(canonical_bytes(dict(T2LightCurveFeatures().process(v))).hex())"
     )

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from ledger.canonical import canonical_bytes
-from ledger.errors import ConfigError, UnitError
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.ledger.errors import ConfigError, UnitError
+from skyledger.units.shapers import ZtfShaper
+from skyledger.units.t2 import T2CandidateScore, T2LightCurveFeatures
+from skyledger.units.t2.score import CRITERIA, ramp, trapezoid
+from skyledger.units.views import T2View
 from tests.units.science import SN, alerts, points_by_stock, view_of
-from units.shapers import ZtfShaper
-from units.t2 import T2CandidateScore, T2LightCurveFeatures
-from units.t2.score import CRITERIA, ramp, trapezoid
-from units.views import T2View
 
 
 def _features(points: Any) -> dict[str, Any]:

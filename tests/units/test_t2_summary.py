@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import ConfigError
+from skyledger.ledger.errors import ConfigError
+from skyledger.units.t2 import T2LightCurveSummary
+from skyledger.units.testing import assert_deterministic, check_determinism
+from skyledger.units.views import T2View
 from tests.units.science import SN, alerts, points_by_stock, view_of
-from units.t2 import T2LightCurveSummary
-from units.testing import assert_deterministic, check_determinism
-from units.views import T2View
 
 JD2017 = 2457754.5  # AMPEL's ZiDataPointShaper: the origin of its upper-limit ids
 

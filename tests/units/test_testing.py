@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from ledger import UnitError
-from units import T2Binding, T2Unit, T2View
-from units.t2.features import T2LightCurveFeatures
-from units.testing import assert_deterministic, datapoints_from, run_unit, view_for
+from skyledger.ledger import UnitError
+from skyledger.units import T2Binding, T2Unit, T2View
+from skyledger.units.t2.features import T2LightCurveFeatures
+from skyledger.units.testing import assert_deterministic, datapoints_from, run_unit, view_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "ztf" / "ZTF21abiuvdk"
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import fastavro
 
-from units.packets.binary import encode_long, read_bytes, read_long
+from skyledger.units.packets.binary import encode_long, read_bytes, read_long
 
 __all__ = [
     "CONTAINER_MAGIC",

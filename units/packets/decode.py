@@ -26,11 +26,11 @@ from typing import Any
 
 import fastavro
 
-from ledger.canonical import digest_bytes
-from units.alerts import Unreadable
-from units.packets.binary import read_long
-from units.packets.confluent import LSST_SCHEMA_IDS, registry_schema
-from units.packets.containers import (
+from skyledger.ledger.canonical import digest_bytes
+from skyledger.units.alerts import Unreadable
+from skyledger.units.packets.binary import read_long
+from skyledger.units.packets.confluent import LSST_SCHEMA_IDS, registry_schema
+from skyledger.units.packets.containers import (
     CONTAINER_MAGIC,
     SYNC_SIZE,
     container_header,

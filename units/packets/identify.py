@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ledger.canonical import digest_bytes
-from units.alerts import Alert, Survey, Unreadable
-from units.packets.decode import Decoded, unreadable
+from skyledger.ledger.canonical import digest_bytes
+from skyledger.units.alerts import Alert, Survey, Unreadable
+from skyledger.units.packets.decode import Decoded, unreadable
 
 __all__ = ["identify"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import parse_schema
 
-from units.packets.binary import encode_long, read_long
+from skyledger.units.packets.binary import encode_long, read_long
 
 __all__ = ["Hole", "Plan", "Spec", "Template", "compile_plan"]
 

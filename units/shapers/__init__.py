@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from units.shapers.elasticc import ElasticcShaper
-from units.shapers.lsst import LsstShaper
-from units.shapers.ztf import ZtfShaper
+from skyledger.units.shapers.elasticc import ElasticcShaper
+from skyledger.units.shapers.lsst import LsstShaper
+from skyledger.units.shapers.ztf import ZtfShaper
 
 __all__ = ["SHAPERS", "ElasticcShaper", "LsstShaper", "Shaper", "ZtfShaper", "shaper_for"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from ledger.ids import datapoint_id
-from units.alerts import DatapointKind
+from skyledger.ledger.ids import datapoint_id
+from skyledger.units.alerts import DatapointKind
 
 __all__ = ["clean", "content_id", "first", "records", "with_normalised"]
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ledger.ids import datapoint_id
-from units.alerts import Alert, Datapoint, DatapointKind
-from units.photometry import jd_from_mjd, limiting_mag, mag_from_flux, number
-from units.shapers.bodies import content_id, first, records, with_normalised
+from skyledger.ledger.ids import datapoint_id
+from skyledger.units.alerts import Alert, Datapoint, DatapointKind
+from skyledger.units.photometry import jd_from_mjd, limiting_mag, mag_from_flux, number
+from skyledger.units.shapers.bodies import content_id, first, records, with_normalised
 
 __all__ = ["shape_dia"]
 

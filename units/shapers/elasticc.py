@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ledger.errors import UnitError
-from units.alerts import Alert, Datapoint
-from units.base import UnitConfig
-from units.contracts import Shaper
-from units.shapers.dia import shape_dia
+from skyledger.ledger.errors import UnitError
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Shaper
+from skyledger.units.shapers.dia import shape_dia
 
 __all__ = ["ElasticcShaper"]
 

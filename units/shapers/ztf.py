@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ledger.errors import UnitError
-from ledger.ids import datapoint_id
-from units.alerts import Alert, Datapoint
-from units.base import UnitConfig
-from units.contracts import Shaper
-from units.photometry import flux_from_mag, flux_scale, mag_from_flux, number
-from units.shapers.bodies import content_id, records, with_normalised
+from skyledger.ledger.errors import UnitError
+from skyledger.ledger.ids import datapoint_id
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Shaper
+from skyledger.units.photometry import flux_from_mag, flux_scale, mag_from_flux, number
+from skyledger.units.shapers.bodies import content_id, records, with_normalised
 
 __all__ = ["ZTF_BANDS", "ZtfShaper"]
 

@@ -21,11 +21,11 @@ import light_curve as lc
 import numpy as np
 from pydantic import BaseModel, Field
 
-from units.alerts import Datapoint
-from units.base import UnitConfig
-from units.contracts import T2Binding, T2Unit
-from units.photometry import negative_difference, number
-from units.views import LightCurve, T2View, curve_of
+from skyledger.units.alerts import Datapoint
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import T2Binding, T2Unit
+from skyledger.units.photometry import negative_difference, number
+from skyledger.units.views import LightCurve, T2View, curve_of
 
 __all__ = ["T2LightCurveFeatures", "negative_only"]
 

@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from ledger.errors import UnitError
-from units.base import UnitConfig
-from units.contracts import T2Binding, T2Unit
-from units.views import T2View
+from skyledger.ledger.errors import UnitError
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import T2Binding, T2Unit
+from skyledger.units.views import T2View
 
 __all__ = ["T2CandidateScore", "ramp", "trapezoid"]
 

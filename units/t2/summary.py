@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from units.alerts import Datapoint
-from units.base import UnitConfig
-from units.contracts import T2Binding, T2Unit
-from units.photometry import negative_difference, number
-from units.t2.features import negative_only
-from units.views import T2View, curve_of
+from skyledger.units.alerts import Datapoint
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import T2Binding, T2Unit
+from skyledger.units.photometry import negative_difference, number
+from skyledger.units.t2.features import negative_only
+from skyledger.units.views import T2View, curve_of
 
 __all__ = ["AMPEL_COLS", "T2LightCurveSummary"]
 

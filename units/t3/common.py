@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ledger.canonical import content_hash
-from units.photometry import number
-from units.views import StockSummary
+from skyledger.ledger.canonical import content_hash
+from skyledger.units.photometry import number
+from skyledger.units.views import StockSummary
 
 __all__ = ["reaction_key", "result_value", "write_atomic"]
 

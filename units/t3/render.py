@@ -13,7 +13,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from units.photometry import mjd_from_jd
+from skyledger.units.photometry import mjd_from_jd
 
 __all__ = ["BAND_COLORS", "plot_png", "render_html", "render_markdown"]
 

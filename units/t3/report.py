@@ -8,13 +8,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ledger.errors import UnitError
-from units.base import UnitConfig
-from units.contracts import Reactor
-from units.photometry import lightcurve_rows, lightcurve_summary
-from units.t3.common import reaction_key, result_value, write_atomic
-from units.t3.render import plot_png, render_html, render_markdown
-from units.views import Reaction, StockSummary
+from skyledger.ledger.errors import UnitError
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Reactor
+from skyledger.units.photometry import lightcurve_rows, lightcurve_summary
+from skyledger.units.t3.common import reaction_key, result_value, write_atomic
+from skyledger.units.t3.render import plot_png, render_html, render_markdown
+from skyledger.units.views import Reaction, StockSummary
 
 __all__ = ["ReportReactor"]
 

@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field, field_validator
 
-from ledger.errors import UnitError
-from units.base import UnitConfig
-from units.contracts import Reactor
-from units.photometry import lightcurve_rows, lightcurve_summary
-from units.t3.common import reaction_key, result_value
-from units.views import Reaction, StockSummary
+from skyledger.ledger.errors import UnitError
+from skyledger.units.base import UnitConfig
+from skyledger.units.contracts import Reactor
+from skyledger.units.photometry import lightcurve_rows, lightcurve_summary
+from skyledger.units.t3.common import reaction_key, result_value
+from skyledger.units.views import Reaction, StockSummary
 
 __all__ = ["WebhookReactor"]
 

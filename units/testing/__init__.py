@@ -1,6 +1,6 @@
 """A test kit for unit authors: run a unit as the pipeline would, without a ledger.
 
-    from units.testing import check_determinism, datapoints_from, run_unit
+    from skyledger.units.testing import check_determinism, datapoints_from, run_unit
 
     points = datapoints_from("examples/data/ztf/ZTF21abiuvdk")
     result = run_unit(MyT2Unit(), points)          # what the ledger would store
@@ -28,13 +28,13 @@ from typing import Any
 
 import orjson
 
-from ledger.canonical import canonical_bytes
-from ledger.errors import EncodingError, UnitError
-from units.alerts import Alert, Datapoint
-from units.contracts import Shaper, T2Unit
-from units.registry import load_unit
-from units.sources import iter_packets
-from units.views import LightCurve, State, T2View, latest_bodies
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.ledger.errors import EncodingError, UnitError
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.contracts import Shaper, T2Unit
+from skyledger.units.registry import load_unit
+from skyledger.units.sources import iter_packets
+from skyledger.units.views import LightCurve, State, T2View, latest_bodies
 
 __all__ = [
     "assert_deterministic",
@@ -121,4 +121,4 @@ def assert_deterministic(
             raise AssertionError(msg)
 
 
-from units.testing.determinism import check_determinism  # noqa: E402  (it uses run_unit)
+from skyledger.units.testing.determinism import check_determinism  # noqa: E402  (it uses run_unit)

@@ -2,7 +2,7 @@
 its class and configuration, and sends back its output (or the error), over stdin and
 stdout, one length-prefixed pickle each way.
 
-    python -m units.testing.child
+    python -m skyledger.units.testing.child
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Any
 
-from units.testing.determinism import output_of, receive, send
+from skyledger.units.testing.determinism import output_of, receive, send
 
 __all__ = ["serve"]
 

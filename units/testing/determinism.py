@@ -1,7 +1,7 @@
 """Is a unit deterministic? Run it on generated inputs twice, in another process and on
 its inputs in another order, and compare the bytes.
 
-    from units.testing import check_determinism
+    from skyledger.units.testing import check_determinism
 
     def test_my_unit_is_deterministic() -> None:
         check_determinism(MyT2Unit({"band": "r"}))            # every survey
@@ -43,14 +43,14 @@ from typing import IO, Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import canonical_bytes
-from units.alerts import Datapoint
-from units.base import Unit
-from units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Unit
-from units.photometry import number
-from units.registry import load_unit
-from units.testing.strategies import SURVEYS, Sample, Survey, stocks
-from units.views import StockSummary
+from skyledger.ledger.canonical import canonical_bytes
+from skyledger.units.alerts import Datapoint
+from skyledger.units.base import Unit
+from skyledger.units.contracts import Combiner, Filter, Reactor, Shaper, Source, T2Unit
+from skyledger.units.photometry import number
+from skyledger.units.registry import load_unit
+from skyledger.units.testing.strategies import SURVEYS, Sample, Survey, stocks
+from skyledger.units.views import StockSummary
 
 __all__ = ["check_determinism", "output_of", "receive", "send"]
 
@@ -61,7 +61,7 @@ def output_of(unit: Unit, inputs: Sequence[Any]) -> bytes:
     """Return what the ledger would record of a unit's work on ``inputs`` (a stock's
     datapoints, an alert, or stock summaries, by the unit's kind), as canonical bytes."""
     if isinstance(unit, T2Unit):
-        from units.testing import run_unit  # the kit's own runner (imports this module)
+        from skyledger.units.testing import run_unit  # the kit's own runner (imports this module)
 
         points: list[Datapoint] = list(inputs)
         deps = {
@@ -108,7 +108,7 @@ def _dependency(name: str) -> T2Unit:
 
 
 class _OtherProcess:
-    """A fresh Python process (``python -m units.testing.child``) that builds a
+    """A fresh Python process (``python -m skyledger.units.testing.child``) that builds a
     unit from its class and configuration and returns its output, input after input."""
 
     def __init__(self) -> None:
@@ -116,7 +116,7 @@ class _OtherProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.pop("PYTHONHASHSEED", None)  # a hash seed of its own
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "units.testing.child"],
+            [sys.executable, "-m", "skyledger.units.testing.child"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )  # fmt: skip
 

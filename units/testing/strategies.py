@@ -2,7 +2,7 @@
 Rubin/LSST and ELAsTiCC, made the way a run makes them.
 
     from hypothesis import given
-    from units.testing.strategies import stocks, light_curves
+    from skyledger.units.testing.strategies import stocks, light_curves
 
     @given(light_curves("lsst"))
     def test_my_unit_takes_any_lsst_light_curve(curve): ...
@@ -27,11 +27,11 @@ from typing import Any, Literal
 import fastavro
 from hypothesis import strategies as st
 
-from units.alerts import Alert, Datapoint
-from units.contracts import Shaper
-from units.registry import load_unit
-from units.sources import iter_blob
-from units.views import LightCurve, State, latest_bodies
+from skyledger.units.alerts import Alert, Datapoint
+from skyledger.units.contracts import Shaper
+from skyledger.units.registry import load_unit
+from skyledger.units.sources import iter_blob
+from skyledger.units.views import LightCurve, State, latest_bodies
 
 __all__ = [
     "SURVEYS",
