@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the command line imports this module on every start: keep i
     from skyledger.projections.lineage import Lineage, Step
     from skyledger.projections.queries import (
         ConfigRow,
+        JournalRow,
         ReactionRow,
         ResultRow,
         RunView,
@@ -29,6 +30,7 @@ __all__ = [
     "JOURNAL_LINES",
     "show_configs",
     "show_failures",
+    "show_journal",
     "show_lineage",
     "show_options",
     "show_reactions",
@@ -221,14 +223,22 @@ def show_stock(
                               str(x.attempts))  # fmt: skip
         out.print(reactions)
     lines = view.journal if full or journal <= 0 else view.journal[-journal:]
-    table = Table("position", "time", "event", "summary", title="journal")
-    for j in lines:
-        table.add_row(str(j.position), j.time.strftime("%Y-%m-%d %H:%M:%S"), j.event_type,
-                      escape(j.summary))  # fmt: skip
-    out.print(table)
+    show_journal(out, lines)
     if len(lines) < len(view.journal):
         out.print(f"the last {len(lines)} of {len(view.journal)} journal lines: "
                   "--journal N shows more, --full all")  # fmt: skip
+
+
+def show_journal(out: Console, lines: Sequence[JournalRow]) -> None:
+    """Print journal lines a line each (position, time, event type, summary), never
+    wrapped: a summary names paths and ids whole, whatever the terminal's width."""
+    out.print("[bold]journal[/bold] (position, time, event, summary)", highlight=False)
+    at = max((len(str(j.position)) for j in lines), default=0)
+    kind = max((len(j.event_type) for j in lines), default=0)
+    for j in lines:
+        when = j.time.strftime("%Y-%m-%d %H:%M:%S")
+        out.print(escape(f"{j.position:>{at}}  {when}  {j.event_type:<{kind}}  {j.summary}"),
+                  highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def _left_out(st: StateRow) -> str:
