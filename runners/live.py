@@ -232,10 +232,12 @@ def settle(
 ) -> list[TierLag]:
     """Wait until every alert was ingested and every tier reached the head, and stayed
     there for ``quiet_s``; return the lags. ``alive`` is called while waiting (to raise
-    if a process died). TimeoutError after ``timeout_s``."""
+    if a process died). TimeoutError once ``timeout_s`` pass with no progress: no alert
+    ingested, no tier moved and the head still (a slow machine only takes longer)."""
     deadline = time.monotonic() + timeout_s
     since: float | None = None
     seen_head = -1
+    seen: tuple[int, tuple[int, ...]] | None = None
     monitor = Monitor(ledger, bus, job, shards)
     while True:
         if alive is not None:
@@ -249,6 +251,9 @@ def settle(
             time.sleep(0.5)
             continue
         head = found[0].head if found else 0
+        progress = (pending, (head, *(t.position for t in found)))
+        if progress != seen:
+            seen, deadline = progress, time.monotonic() + timeout_s
         if pending == 0 and all(t.lag == 0 for t in found) and head == seen_head:
             since = since or time.monotonic()
             if time.monotonic() - since >= quiet_s:
@@ -257,7 +262,8 @@ def settle(
             since = None
         seen_head = head
         if time.monotonic() > deadline:
-            msg = f"not settled after {timeout_s} s: {pending} alerts pending, lags {found}"
+            msg = (f"not settled: no progress for {timeout_s} s, {pending} alerts pending, "
+                   f"lags {found}")  # fmt: skip
             raise TimeoutError(msg)
         time.sleep(0.3)
 

@@ -76,6 +76,8 @@ class LiveMetrics:
             "failed": deliveries.labels(tier, "failed"),
             "redelivered": redeliveries,
         }
+        self.rounds = Counter("skyledger_rounds", "rounds of the process's loop (it is up and "
+                              "pulling work)", ["tier"], registry=r).labels(tier)  # fmt: skip
         self._beat = time.monotonic()
         self.problem = ""
         self._stuck = ""
@@ -83,6 +85,7 @@ class LiveMetrics:
     def beat(self) -> None:
         """Note that the process's loop went round (it is alive and not stuck)."""
         self._beat = time.monotonic()
+        self.rounds.inc()
 
     def stuck(self, why: str) -> None:
         """Note that the process's work is stuck (unhealthy until :meth:`unstuck`)."""

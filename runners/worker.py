@@ -242,7 +242,12 @@ class TierWorker:
                 loops.append(self._alerts_loop(js, stop, alerts_reconnected))
                 streams = [s for s in self.units.sources if isinstance(s, StreamSource)]
                 loops += [self._stream_loop(source, stop) for source in streams]
-            await asyncio.gather(*loops)
+            running = [asyncio.ensure_future(one) for one in loops]
+            try:
+                await asyncio.gather(*running)
+            finally:  # one loop failed or all were stopped: every loop (and the threads
+                stop.set()  # reading stream sources) ends before the claims and the
+                await asyncio.gather(*running, return_exceptions=True)  # ledger close
         except BaseException as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise

@@ -375,7 +375,10 @@ def test_two_consumers_split_the_partitions_and_one_leaving_hands_its_own_on(
 ) -> None:
     bootstrap = kafka_server.bootstrap
     topic = topic_name("group")
-    total = simulate_to(bootstrap, topic, copies=3)
+    # The topic is made with a few real packets (another stock than the night's); the
+    # night's copies are published only once both consumers hold their half, so neither
+    # can read everything before the other joins, however fast or slow the machine.
+    total = len(publish(bootstrap, topic, alerts_of(ZTF21)))
     text = job_text(bootstrap, [topic], topic_name("g"))
     job = parse_job(text)
     seen: dict[str, set[str]] = {"a": set(), "b": set()}
@@ -392,6 +395,12 @@ def test_two_consumers_split_the_partitions_and_one_leaving_hands_its_own_on(
             return stream
 
     streams: dict[str, KafkaStream] = {}
+
+    def until(what: str, condition: Any) -> None:
+        deadline = time.monotonic() + TIMEOUT_S  # a rebalance: no progress to follow
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
 
     with Ledger.open(pg_url) as ledger:
         runner = LocalRunner(job, text, ledger)
@@ -419,13 +428,20 @@ def test_two_consumers_split_the_partitions_and_one_leaving_hands_its_own_on(
 
         a = threading.Thread(target=consume, args=("a", stop_a))
         a.start()
-        while not streams.get("a") or not streams["a"].assigned:
-            time.sleep(0.05)
+        until("the first consumer was assigned the partitions",
+              lambda: "a" in streams and len(streams["a"].assigned) == 4)  # fmt: skip
         b = threading.Thread(target=consume, args=("b", stop_b))
         b.start()
+        until("the second consumer was assigned partitions",
+              lambda: first_b and len(streams["a"].assigned) == 2)  # fmt: skip
+        total += simulate_to(bootstrap, topic, copies=3)
         b.join(TIMEOUT_S)
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(received(ledger)) < total and time.monotonic() < deadline:
+        assert not b.is_alive(), "the second consumer did not leave"
+        count, deadline = -1, 0.0
+        while (now := len(received(ledger))) < total:  # waits while the first one reads on
+            if now != count:
+                count, deadline = now, time.monotonic() + TIMEOUT_S
+            assert time.monotonic() < deadline, f"{now} of {total} alerts, and no more"
             time.sleep(0.2)
         done_a.set()
         a.join(TIMEOUT_S)

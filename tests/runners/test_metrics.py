@@ -16,6 +16,8 @@ def test_metrics_and_health_are_served() -> None:
     metrics.batch.observe(0.25)
     metrics.lag.set(40)
     metrics.deliveries["redelivered"].inc()
+    metrics.beat()
+    metrics.beat()
     server = serve(metrics, 0)
     try:
         code, text = get(server.url + "/metrics")
@@ -26,6 +28,7 @@ def test_metrics_and_health_are_served() -> None:
         assert 'skyledger_lag_events{tier="t2"} 40.0' in text
         assert 'skyledger_batch_seconds_count{tier="t2"} 1.0' in text
         assert 'skyledger_redeliveries_total{tier="t2"} 1.0' in text
+        assert 'skyledger_rounds_total{tier="t2"} 2.0' in text
         assert 'skyledger_deliveries_total{outcome="delivered",tier="t2"} 0.0' in text
         code, text = get(server.url + "/healthz")
         assert (code, text.split()[0]) == (200, "ok")
