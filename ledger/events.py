@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from skyledger.ledger.canonical import DIGEST_BYTES, canonical_bytes, content_hash
+from skyledger.ledger.canonical import DIGEST_BYTES, canonical_bytes
 from skyledger.ledger.errors import EventRejected
 from skyledger.ledger.ids import bodies_id
 from skyledger.ledger.strict import filler_for
@@ -133,6 +133,16 @@ class Event(BaseModel):
         return cls.id_of(canonical_bytes(content))
 
     @classmethod
+    def id_for(cls, **identity: Any) -> str:
+        """Return the id of the event of this type with these ``identity`` fields (all of
+        them, no other): how a reader finds an event whose identity it knows."""
+        if set(identity) != set(cls.identity):
+            msg = (f"{cls.__name__} is identified by {', '.join(cls.identity)}, "
+                   f"not {', '.join(identity)}")  # fmt: skip
+            raise TypeError(msg)
+        return cls.id_of(canonical_bytes(identity))
+
+    @classmethod
     def id_of(cls, canonical: bytes) -> str:
         """Return the id of an event of this type whose identity content has these
         canonical bytes (``ledger.canonical.canonical_bytes``)."""
@@ -159,7 +169,7 @@ class AlertReceived(Event):
         if self.error is None:
             return super().compute_id()
         content = {"digest": self.digest, "locator": self.locator, "error": self.error}
-        return content_hash("event:AlertReceived", content)
+        return self.id_of(canonical_bytes(content))
 
     digest: str = Field(description="BLAKE2b digest of the packet bytes (packet store key)")
     source: str = Field(description="the source that yielded it (file, archive, stream)")
@@ -192,7 +202,7 @@ class DatapointAdded(Event):
             return super().compute_id()
         content = {"stream": self.stream, "datapoint_id": self.datapoint_id,
                    "body": self.body, "shaper": self.shaper}  # fmt: skip
-        return content_hash("event:DatapointAdded", content)
+        return self.id_of(canonical_bytes(content))
 
     datapoint_id: str = Field(description="content-addressed datapoint id")
     kind: str = Field(description="detection | upper_limit | forced | other")

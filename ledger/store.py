@@ -17,7 +17,6 @@ from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
 
-from skyledger.ledger.canonical import content_hash
 from skyledger.ledger.codec import StoredRow, decode, encode, topic_of
 from skyledger.ledger.errors import EventRejected, LedgerError
 from skyledger.ledger.events import ConfigurationRegistered, Event
@@ -333,8 +332,7 @@ class Ledger:
 
     def config(self, config_hash: str) -> dict[str, Any] | None:
         """Return a registered configuration by its hash, or None."""
-        event_id = content_hash("event:ConfigurationRegistered", {"config_hash": config_hash})
-        event = self.get(event_id)
+        event = self.get(ConfigurationRegistered.id_for(config_hash=config_hash))
         return event.config if isinstance(event, ConfigurationRegistered) else None
 
     def packet(self, digest: str) -> bytes | None:

@@ -134,11 +134,11 @@ class Lineage(BaseModel):
 
 def run_event_id(run: str) -> str:
     """Return the id of a run's RunStarted event."""
-    return RunStarted.id_of(canonical_bytes({"run": run}))
+    return RunStarted.id_for(run=run)
 
 
 def _finished_id(run: str) -> str:
-    return RunFinished.id_of(canonical_bytes({"run": run}))
+    return RunFinished.id_for(run=run)
 
 
 def resolve(
@@ -154,8 +154,8 @@ def resolve(
     direct = [
         *([ident] if _EVENT_ID.fullmatch(ident) else []),
         derived_event_id(ident),
-        AlertReceived.id_of(canonical_bytes({"digest": ident})),
-        ReactionIntended.id_of(canonical_bytes({"idempotency_key": ident})),
+        AlertReceived.id_for(digest=ident),
+        ReactionIntended.id_for(idempotency_key=ident),
         run_event_id(ident),
     ]
     found = known(ledger.get_many(direct))

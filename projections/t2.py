@@ -37,7 +37,6 @@ from skyledger.ledger import (
     ResultFailed,
     StateCombined,
     canonical_bytes,
-    content_hash,
     result_id,
 )
 from skyledger.ledger.codec import StoredRow, encode
@@ -107,12 +106,12 @@ class Planned:
 
 def derived_event_id(rid: str) -> str:
     """Return the id of the ResultDerived event that records result ``rid``."""
-    return content_hash("event:ResultDerived", {"result_id": rid})
+    return ResultDerived.id_for(result_id=rid)
 
 
 def failed_event_id(rid: str, attempt: int) -> str:
     """Return the id of the ResultFailed event of attempt ``attempt`` at result ``rid``."""
-    return content_hash("event:ResultFailed", {"result_id": rid, "attempt": attempt})
+    return ResultFailed.id_for(result_id=rid, attempt=attempt)
 
 
 def made_by(

@@ -32,7 +32,7 @@ from skyledger.runners.web.signin import OidcClient
 
 __all__ = ["API_VERSION", "ApiSettings", "Served", "create_app", "schema_digest"]
 
-API_VERSION = "1.4.0"
+API_VERSION = "1.4.1"
 """The version of the API's schema (docs/api/openapi.json); see docs/api/changes.md."""
 log = logging.getLogger("skyledger.api")
 

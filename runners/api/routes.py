@@ -394,7 +394,7 @@ def get_changes(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-class Made(BaseModel):
+class TokenMade(BaseModel):
     """A token made: shown once, never again."""
 
     token: str
@@ -403,13 +403,13 @@ class Made(BaseModel):
     channels: list[str] | None
 
 
-@router.post("/tokens", response_model=Made, status_code=201, tags=["tokens"])
-def make_my_token(request: Request, who: Who, wanted: NewToken) -> Made:
+@router.post("/tokens", response_model=TokenMade, status_code=201, tags=["tokens"])
+def make_my_token(request: Request, who: Who, wanted: NewToken) -> TokenMade:
     """Make a personal access token for the signed-in caller (shown once)."""
     s = served(request)
     issued = make_own_token(s.ledger, s.model, who, wanted, "API")
-    return Made(token=issued.token, token_id=issued.token_id, expires=issued.expires,
-                channels=issued.channels)  # fmt: skip
+    return TokenMade(token=issued.token, token_id=issued.token_id, expires=issued.expires,
+                     channels=issued.channels)  # fmt: skip
 
 
 @router.get("/tokens", response_model=list[TokenShown], tags=["tokens"])
