@@ -50,6 +50,7 @@ from skyledger.ledger import (
 from skyledger.ledger.access import ACCESS_EVENT_TYPES
 from skyledger.ledger.errors import ProjectionError
 from skyledger.projections import models as m
+from skyledger.projections.describe import describe
 from skyledger.projections.fold_access import fold_access
 from skyledger.projections.fold_late import count_late, mark_late
 from skyledger.projections.fold_ranks import fold_ranks
@@ -65,7 +66,6 @@ __all__ = [
     "position_of",
     "stock_of",
     "subject_of",
-    "summarise",
     "table_of",
 ]
 
@@ -260,7 +260,7 @@ class Fold:
                 row |= dict.fromkeys(_COUNTS + _SUMS, 0) | _UNPLACED
                 self.stocks[stock] = row
             row.update(last_position=e.position, last_time=e.time)
-            entry = {"stock": stock, "event_type": type(e).__name__, "summary": summarise(e),
+            entry = {"stock": stock, "event_type": type(e).__name__, "summary": describe(e),
                      "subject": subject_of(e)}  # fmt: skip
             rows.append(_row(e, "run_id") | entry)
         self.insert(m.JournalEntry, rows)
@@ -550,39 +550,3 @@ def subject_of(e: Event) -> str | None:
     if isinstance(e, _REACTION_EVENTS):
         return e.idempotency_key
     return None
-
-
-def summarise(e: Event) -> str:
-    """Return a one-line journal summary of a stock event."""
-    if isinstance(e, AlertReceived):
-        return f"alert {e.alert_id or '?'} ({e.schema_name or '?'}) from {e.locator}"
-    if isinstance(e, DatapointAdded):
-        b = e.body
-        mag = f" {b.get('band', '?')} mag {b['mag']}" if b.get("mag") is not None else ""
-        by = f" (replayed shaper {e.shaper})" if e.shaper else ""
-        return f"{e.kind} {e.datapoint_id[:12]}{mag} at jd {b.get('jd', '?')}{by}"
-    if isinstance(e, FilterDecided):
-        how = "accepted" if e.accepted else f"rejected (code {e.code})"
-        how += f" into group {e.group}" if e.accepted and e.group is not None else ""
-        why = f": {e.reason}" if e.reason else ""
-        return f"{e.channel} {how} alert {e.alert_digest[:12]} by {e.provenance.unit}{why}"
-    if isinstance(e, ReactionIssued):
-        what = f"{e.outcome} ({e.detail})" if e.detail else e.outcome
-        return (
-            f"reaction {e.idempotency_key[:12]} by {e.provenance.unit} to {e.target}, "
-            f"attempt {e.attempt}: {what}"
-        )
-    if isinstance(e, ReactionIntended):
-        return f"reaction {e.idempotency_key[:12]} intended by {e.provenance.unit} to {e.target}"
-    if not isinstance(e, StateCombined | ResultDerived | ResultFailed):
-        return type(e).__name__
-    by = f"by {e.provenance.unit}@{e.provenance.unit_version}"
-    if isinstance(e, StateCombined):
-        at = f" at alert {e.alert[:12]}" if e.alert else ""
-        return f"state {e.state_id[:12]} of {len(e.datapoint_ids)} datapoints {by}{at}"
-    if isinstance(e, ResultDerived):
-        return f"result {e.result_id[:12]} on {e.subject[:12]} {by}: ok"
-    error = e.error.splitlines()[0][:200] if e.error else ""
-    return (
-        f"result {e.result_id[:12]} on {e.subject[:12]} {by} failed (attempt {e.attempt}): {error}"
-    )

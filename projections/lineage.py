@@ -26,22 +26,16 @@ from pydantic import BaseModel, Field
 
 from skyledger.ledger import (
     AlertReceived,
-    ConfigurationRegistered,
-    DatapointAdded,
     DeliveryClaimed,
     Event,
-    FilterDecided,
     Ledger,
     Provenance,
     ReactionIntended,
     ReactionIssued,
-    ResultDerived,
-    ResultFailed,
     RunFinished,
     RunStarted,
-    StateCombined,
-    canonical_bytes,
 )
+from skyledger.projections.describe import describe
 from skyledger.projections.t2 import derived_event_id, failed_event_id
 
 __all__ = [
@@ -263,44 +257,6 @@ def _step(e: Event) -> Step:
         id=e.id, type=type(e).__name__, stream=e.stream, position=e.position, time=e.time,
         run=e.run_id, what=describe(e), made_by=made, fields=own,
     )  # fmt: skip
-
-
-def describe(e: Event) -> str:
-    """Return an event in a few words."""
-    if isinstance(e, AlertReceived):
-        what = f"alert {e.alert_id or '?'} of {e.stream}, {e.locator}"
-        return what + (f": unreadable, {e.error}" if e.error else "")
-    if isinstance(e, DatapointAdded):
-        body = e.body
-        keys = [k for k in ("jd", "mjd", "band", "fid", "magpsf", "mag", "psfFlux") if k in body]
-        shown = ", ".join(f"{k}={body[k]}" for k in keys[:3])
-        by = f", by replayed shaper {e.shaper}" if e.shaper else ""
-        return f"{e.kind} {e.datapoint_id[:12]}" + (f" ({shown}{by})" if shown else by)
-    if isinstance(e, FilterDecided):
-        verdict = "accepted" if e.accepted else f"rejected ({e.code})"
-        return f"channel {e.channel} {verdict}" + (f": {e.reason}" if e.reason else "")
-    if isinstance(e, StateCombined):
-        return f"state {e.state_id[:12]} of {e.stream}, {len(e.datapoint_ids)} datapoints"
-    if isinstance(e, ResultDerived):
-        return f"result {e.result_id[:12]} on {e.subject[:12]}: {_short(e.body)}"
-    if isinstance(e, ResultFailed):
-        return f"result {e.result_id[:12]} failed, attempt {e.attempt}: {e.error}"
-    if isinstance(e, ReactionIntended):
-        return f"reaction {e.idempotency_key[:12]} intended for {e.target}"
-    if isinstance(e, DeliveryClaimed):
-        return f"delivery of {e.idempotency_key[:12]}, attempt {e.attempt}, claimed"
-    if isinstance(e, ReactionIssued):
-        return f"reaction {e.idempotency_key[:12]} {e.outcome} to {e.target} (attempt {e.attempt})"
-    if isinstance(e, RunStarted):
-        return f"run {e.run[:12]} of job {e.job_hash[:12]} on {e.host}"
-    if isinstance(e, ConfigurationRegistered):
-        return f"configuration {e.config_hash[:12]} of {e.unit}"
-    return type(e).__name__
-
-
-def _short(body: Mapping[str, Any], width: int = 80) -> str:
-    text = canonical_bytes(dict(body)).decode()
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _configs(ledger: Ledger, events: Iterable[Event]) -> dict[str, ConfigUsed]:

@@ -229,8 +229,8 @@ def test_catch_up_fills_every_table(ledger: Ledger, readmodel: ReadModel) -> Non
     assert len(view.journal) == 21
     assert view.journal[0].summary == "alert a00 (ztf-4.02) from a.avro#0"
     assert "failed (attempt 1): ValueError: attempt 1" in view.journal[8].summary
-    assert view.journal[4].summary == f"SN accepted into group 1 alert {'a' * 12} by F"
-    assert view.journal[6].summary == f"AGN rejected (code -3) alert {'a' * 12} by F: too faint"
+    assert view.journal[4].summary == "channel SN accepted into group 1 by F@1.0"
+    assert view.journal[6].summary == "channel AGN rejected (code -3) by F@1.0: too faint"
 
 
 def test_every_table_has_its_rows(ledger: Ledger, readmodel: ReadModel) -> None:
