@@ -38,7 +38,10 @@ from skyledger.ledger.rows import AppendResult, PreparedBatch, Tracking
 __all__ = ["BatchTarget", "BatchWriter"]
 
 _Batch = tuple[PreparedBatch, list[tuple[str, bytes]], list[Tracking]]
-_MAX_REMEMBERED = 2_000_000
+_REMEMBERED = 100_000
+"""Ids a writer remembers sending, in each of two generations: repeats within about that
+many events take no round trip; older ones are sent again and found stored (the memory
+stays bounded however long the run: about 20 MB at most)."""
 
 
 class BatchTarget(Protocol):
@@ -93,7 +96,8 @@ class BatchWriter:
         self.batch_size = batch_size
         self.result = AppendResult(0, 0)
         self._rows: list[StoredRow] = []
-        self._sent: set[str] = set()  # ids handed over already: repeats need no round trip
+        self._sent: set[str] = set()  # ids handed over lately: repeats need no round trip
+        self._sent_before: set[str] = set()  # the generation before
         self._repeats = 0
         self._packets: list[tuple[str, bytes]] = []
         self._tracking = tracking
@@ -137,7 +141,7 @@ class BatchWriter:
         if not isinstance(event, Event):
             msg = f"not an event: {type(event).__name__} (append takes ledger events)"
             raise EventRejected(msg)
-        if event.id in self._sent:
+        if event.id in self._sent or event.id in self._sent_before:
             self._repeat(packet)
             return
         self._queue_row(encode(event), packet)
@@ -145,7 +149,7 @@ class BatchWriter:
     def add_row(self, row: StoredRow, packet: tuple[str, bytes] | None = None) -> None:
         """Queue an event encoded already (``ledger.codec.encode``, for example in a worker
         process that built it); repeats are skipped as in :meth:`add`."""
-        if row.id in self._sent:
+        if row.id in self._sent or row.id in self._sent_before:
             self._repeat(packet)
             return
         self._queue_row(row, packet)
@@ -156,8 +160,8 @@ class BatchWriter:
             self._packets.append(packet)
 
     def _queue_row(self, row: StoredRow, packet: tuple[str, bytes] | None) -> None:
-        if len(self._sent) >= _MAX_REMEMBERED:
-            self._sent.clear()
+        if len(self._sent) >= _REMEMBERED:
+            self._sent_before, self._sent = self._sent, set()
         self._sent.add(row.id)
         self._rows.append(row)
         if packet is not None:

@@ -18,8 +18,9 @@ with the position; delivery is the outbox's (``projections.outbox``).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,10 @@ from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoi
 from skyledger.projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
 from skyledger.units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
 
-__all__ = ["Cut", "React", "Selection"]
+__all__ = ["SELECTION_CHUNK", "Cut", "React", "Selection"]
+
+SELECTION_CHUNK = 500
+"""Stocks whose summaries a selection reactor's pass makes at a time (:meth:`React.finish`)."""
 
 
 @dataclass(frozen=True)
@@ -137,23 +141,36 @@ class React(Projector):
             return []
         rows: list[StoredRow] = []
         for seen in self._summaries(states, bound):
-            rows += self._intents(self.reactor.react([seen.summary]), [seen])
+            reactions = self.reactor.react([seen.summary])
+            rows += self._intents(reactions, {seen.summary.stock: seen.causes})
         return rows
 
     def finish(self, bound: int) -> list[StoredRow]:
         """Return a selection reactor's intents for the pass: the latest summary of each
-        stock seen (every followed stock with ``every_stock``)."""
+        stock seen (every followed stock with ``every_stock``), handed to the reactor as
+        they are made, a chunk of stocks at a time, in stock order: however many stocks
+        the pass saw, only a chunk's summaries (and what the reactor keeps) are held."""
         ids = dict(self.latest)
         self.latest.clear()
         if self.selection.every_stock:
             for stock, state_id in self._every_stock(bound).items():
                 ids.setdefault(stock, state_id)
-        found = self.ledger.get_many(ids.values())
-        states = [s for s in found.values() if isinstance(s, StateCombined)]
-        seen = list(self._summaries(sorted(states, key=lambda s: s.stream), bound))
-        if not seen:
+        ordered = [ids[stock] for stock in sorted(ids)]
+        causes: dict[str, tuple[str, ...]] = {}  # stock -> its state's and results' ids
+
+        def selection() -> Iterator[StockSummary]:
+            for start in range(0, len(ordered), SELECTION_CHUNK):
+                found = self.ledger.get_many(ordered[start : start + SELECTION_CHUNK])
+                states = [s for s in found.values() if isinstance(s, StateCombined)]
+                for seen in self._summaries(sorted(states, key=lambda s: s.stream), bound):
+                    causes[seen.summary.stock] = seen.causes
+                    yield seen.summary
+
+        summaries = selection()
+        first = next(summaries, None)
+        if first is None:
             return []
-        return self._intents(self.reactor.react([s.summary for s in seen]), seen)
+        return self._intents(self.reactor.react(itertools.chain([first], summaries)), causes)
 
     def _every_stock(self, bound: int) -> dict[str, str]:
         """Return the latest state of the job's combiner of every stock a selected
@@ -202,10 +219,11 @@ class React(Projector):
             )
             yield _Seen(summary, (state.id, *(r.id for r in got.values())))
 
-    def _intents(self, reactions: Sequence[Reaction], seen: Sequence[_Seen]) -> list[StoredRow]:
+    def _intents(
+        self, reactions: Sequence[Reaction], by_stock: Mapping[str, tuple[str, ...]]
+    ) -> list[StoredRow]:
         """Return the intents of these reactions, each naming the states and results of
         the stocks it is about (all of those it was given if it names none)."""
-        by_stock = {s.summary.stock: s.causes for s in seen}
         rows = []
         for reaction in reactions:
             about = reaction.about or ((reaction.stock,) if reaction.stock else tuple(by_stock))

@@ -17,7 +17,7 @@ be deterministic (same inputs, same output). Only ``Reactor.deliver`` has effect
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -225,13 +225,16 @@ class Reactor(Unit, ABC):
     stock, one at a time, in log order, so its reactions are a function of the ledger
     alone (a webhook per update). ``"selection"``: once per pass, every selected stock
     updated since the last pass, at its latest state (a report); which stocks a
-    reaction names then depends on when the passes ran, as with a scheduled job.
+    reaction names then depends on when the passes ran, as with a scheduled job. A
+    selection is handed over as an iterable read once, in stock order, made as it is
+    read: a night's selection may be hundreds of thousands of stocks, so keep only what
+    the reactions need (a report its top ``limit``).
     """
 
     scope: ClassVar[Literal["state", "selection"]] = "state"
 
     @abstractmethod
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         """Return the reactions to deliver for these stocks (pure: no effects here)."""
 
     def deliver(self, reaction: Reaction) -> str:

@@ -5,7 +5,7 @@ process is taken over with the same key, and two processes never share an attemp
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from skyledger.ledger import (
@@ -34,7 +34,7 @@ class Hook(Reactor):
         self.fail = fail
         self.delivered: list[str] = []
 
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         return []
 
     def deliver(self, reaction: Reaction) -> str:

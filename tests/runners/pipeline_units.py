@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -139,7 +139,7 @@ class CollectReactor(Reactor):
 
     config: Config
 
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         names = sorted(s.stock for s in stocks)
         about = names[0] if len(names) == 1 else None  # a reaction about one stock says so
         return [Reaction(target=self.config.path, key="collect:" + ",".join(names),

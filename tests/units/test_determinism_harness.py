@@ -5,7 +5,7 @@ depend on the order of its datapoints: its view holds them sorted by id.)"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -73,7 +73,7 @@ class FirstStock(Reactor):
     version: ClassVar[str] = "1"
     scope: ClassVar[Any] = "selection"
 
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         return [Reaction(target="x", key=f"first:{stocks[0].stock}", payload={})]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
 import threading
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,31 @@ def test_report_selection_options(stocks: tuple[StockSummary, ...]) -> None:
     assert ReportReactor({"min_value": 2.0}).react(stocks) == []
     with pytest.raises(ConfigError, match="rank_by"):
         ReportReactor({"rank_by": "score"})
+
+
+def test_a_report_reads_its_selection_once_keeping_only_its_top(
+    stocks: tuple[StockSummary, ...],
+) -> None:
+    class Tracked(StockSummary):  # without slots: it can be watched
+        pass
+
+    alive: list[weakref.ref[StockSummary]] = []
+
+    most = 0
+
+    def selection() -> Iterator[StockSummary]:  # as T3 hands a pass's stocks over
+        nonlocal most
+        for stock in stocks:
+            gc.collect()
+            most = max(most, sum(1 for ref in alive if ref() is not None))
+            copy = Tracked(**{f.name: getattr(stock, f.name) for f in fields(stock)})
+            alive.append(weakref.ref(copy))
+            yield copy
+
+    (reaction,) = ReportReactor({"limit": 2}).react(selection())
+    assert reaction.payload == ReportReactor({"limit": 2}).react(stocks)[0].payload
+    assert len(stocks) == 5
+    assert most <= 3, f"{most} stocks held while reading: a report keeps its top 2 (and one)"
 
 
 def test_report_file_has_one_plot_per_candidate_and_is_reproducible(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -57,7 +58,7 @@ class ReportReactor(Reactor):
 
     config: Config
 
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         """Return one reaction carrying the ranked candidates, or none if there are none."""
         cfg = self.config
         ranked = self._rank(stocks)
@@ -90,16 +91,24 @@ class ReportReactor(Reactor):
         about = tuple(stock.stock for _, stock in ranked)
         return [Reaction(target=cfg.path, key=key, payload=payload, about=about)]
 
-    def _rank(self, stocks: Sequence[StockSummary]) -> list[tuple[float | None, StockSummary]]:
-        """Return (value, stock) pairs in report order: by value, then by stock id."""
+    def _rank(self, stocks: Iterable[StockSummary]) -> list[tuple[float | None, StockSummary]]:
+        """Return (value, stock) pairs in report order: by value, then by stock id; with
+        a ``limit``, only that many are ever kept (the stocks are read once, in turn)."""
         cfg = self.config
-        valued = [(result_value(s, cfg.rank_by), s) for s in stocks]
+        valued: Iterable[tuple[float | None, StockSummary]] = (
+            (result_value(s, cfg.rank_by), s) for s in stocks
+        )
         if cfg.min_value is not None:
             minimum = cfg.min_value
-            valued = [(v, s) for v, s in valued if v is not None and v >= minimum]
+            valued = ((v, s) for v, s in valued if v is not None and v >= minimum)
         sign = -1.0 if cfg.descending else 1.0
-        valued.sort(key=lambda vs: (vs[0] is None, sign * (vs[0] or 0.0), vs[1].stock))
-        return valued[: cfg.limit] if cfg.limit is not None else valued
+
+        def order(vs: tuple[float | None, StockSummary]) -> tuple[bool, float, str]:
+            return vs[0] is None, sign * (vs[0] or 0.0), vs[1].stock
+
+        if cfg.limit is not None:
+            return heapq.nsmallest(cfg.limit, valued, key=order)
+        return sorted(valued, key=order)
 
     def deliver(self, reaction: Reaction) -> str:
         """Render the report and replace the file; return what was written where."""

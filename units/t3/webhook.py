@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -72,7 +72,7 @@ class WebhookReactor(Reactor):
 
     config: Config
 
-    def react(self, stocks: Sequence[StockSummary]) -> list[Reaction]:
+    def react(self, stocks: Iterable[StockSummary]) -> list[Reaction]:
         """Return one reaction per selected stock, in stock order."""
         cfg = self.config
         reactions = []
