@@ -44,6 +44,7 @@ __all__ = [
     "bound_of",
     "catch_up",
     "catch_up_shards",
+    "catch_up_waiting",
     "tracking_of",
 ]
 
@@ -231,6 +232,26 @@ def catch_up(
         done.produced += len(output)
         done.stored += view.record(output, Tracking(name, pass_start, bound))
     done.end = after
+    return done
+
+
+def catch_up_waiting(
+    ledger: Ledger,
+    projector: Projector,
+    sleep: Callable[[float], None],
+    *,
+    progress: Progress | None = None,
+) -> CatchUp:
+    """Catch a projector up to its bound, sleeping off what it puts off and going on
+    (the local and replay runs' way; a live worker hands the messages back to be
+    redelivered when the work is due instead): the projector itself never waits."""
+    done = catch_up(ledger, projector, progress=progress)
+    while done.deferred_s is not None:
+        sleep(done.deferred_s)
+        more = catch_up(ledger, projector, progress=progress)
+        done = CatchUp(done.start, more.end, done.read + more.read,
+                       done.produced + more.produced, done.stored + more.stored,
+                       more.deferred_s)  # fmt: skip
     return done
 
 

@@ -29,7 +29,7 @@ from skyledger.ledger import (
 from skyledger.projections.decide import Decide
 from skyledger.projections.outbox import Deliver
 from skyledger.projections.pool import Workers
-from skyledger.projections.projector import CatchUp, Projector, catch_up
+from skyledger.projections.projector import CatchUp, Projector, catch_up_waiting
 from skyledger.projections.queries import RunFacts, run_facts
 from skyledger.projections.readmodel import ReadModel, readmodel_url
 from skyledger.projections.reshape import Reshape
@@ -200,7 +200,8 @@ class LocalRunner:
         self, projector: Projector, progress: Callable[[int, int], None] | None = None
     ) -> CatchUp:
         """Catch a projector up, counting what it appended."""
-        done = catch_up(self.ledger, self._limited(projector), progress=progress)
+        done = catch_up_waiting(self.ledger, self._limited(projector), self.sleep,
+                                progress=progress)  # fmt: skip
         self.appended += done.stored
         return done
 

@@ -172,7 +172,7 @@ def build_tiers(
         react = React(ledger, reactor, units.entries, combiner, mine, selection, run_id,
                       decide.name, combine.name, augment.name, size, shaping)  # fmt: skip
         tiers.react.append(react)
-        tiers.deliver.append(Deliver(ledger, reactor, run_id, units.retry, react.name, sleep))
+        tiers.deliver.append(Deliver(ledger, reactor, run_id, units.retry, react.name))
     return tiers
 
 

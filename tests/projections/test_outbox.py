@@ -19,7 +19,7 @@ from skyledger.ledger import (
 )
 from skyledger.projections.identity import provenance
 from skyledger.projections.outbox import Deliver
-from skyledger.projections.projector import catch_up
+from skyledger.projections.projector import catch_up, catch_up_waiting
 from skyledger.projections.retry import Retry
 from skyledger.units import Reaction, Reactor, StockSummary
 
@@ -71,7 +71,13 @@ def intend(ledger: Ledger, hook: Hook, key: str = "k1") -> ReactionIntended:
 
 def outbox(ledger: Ledger, hook: Hook, clock: Clock, **retry: Any) -> Deliver:
     policy = Retry(**({"max_attempts": 3, "backoff_s": 1.0, "lease_s": 10.0} | retry))
-    return Deliver(ledger, hook, "this-run", policy, "t3:x", clock.sleep, clock)
+    return Deliver(ledger, hook, "this-run", policy, "t3:x", clock)
+
+
+def settle(deliver: Deliver, intent: ReactionIntended, clock: Clock) -> None:
+    """Deliver one intent as a driver does: wait out what it puts off, and go on."""
+    while (wait := deliver.deliver(intent)) is not None:
+        clock.sleep(wait)
 
 
 def stream(ledger: Ledger, key: str = "k1") -> list[tuple[str, int, str]]:
@@ -104,7 +110,11 @@ def test_failures_are_retried_with_backoff_then_given_up(ledger: Ledger) -> None
     hook, clock = Hook(fail=5), Clock()
     intend(ledger, hook)
     deliver = outbox(ledger, hook, clock)
-    catch_up(ledger, deliver)
+    first = catch_up(ledger, deliver)  # the outbox never sleeps: it puts the intent off
+    assert first.deferred_s == 1.0
+    assert first.end == first.start  # its position stays before the intent
+    assert clock.slept == []
+    catch_up_waiting(ledger, deliver, clock.sleep)  # the local run's driver waits it out
     assert hook.delivered == []
     assert [s[:2] for s in stream(ledger)] == [
         ("claim", 1), ("failed", 1), ("claim", 2), ("failed", 2), ("claim", 3), ("failed", 3),
@@ -121,7 +131,8 @@ def test_a_claim_left_without_an_outcome_is_taken_over_after_the_lease(ledger: L
         run_id="dead-run", time=clock.now - dt.timedelta(seconds=4),
     )])  # fmt: skip
     deliver = outbox(ledger, hook, clock)
-    deliver.deliver(intent)
+    assert deliver.deliver(intent) == 6.0  # the rest of the lease: it might be alive
+    settle(deliver, intent, clock)
     assert clock.slept == [6.0]  # it waited for the rest of the lease: it might be alive
     assert hook.delivered == ["k1"]  # the same key, again
     assert stream(ledger) == [
@@ -155,7 +166,7 @@ def test_two_processes_never_deliver_the_same_attempt(ledger: Ledger) -> None:
     intent = intend(ledger, hook)
     racing = Racing(ledger, hook, clock)
     deliver = outbox(racing, hook, clock)  # type: ignore[arg-type]
-    deliver.deliver(intent)
+    settle(deliver, intent, clock)
     # Its claim of attempt 1 was not stored (the other's was): it did not deliver
     # attempt 1, waited out the other's lease, and delivered attempt 2.
     assert stream(ledger) == [
