@@ -37,6 +37,7 @@ from skyledger.ledger import DeliveryClaimed, Event, Ledger, ReactionIntended, R
 from skyledger.projections.identity import provenance, tracking_name, unit_identity
 from skyledger.projections.projector import Deferral, Projector
 from skyledger.projections.retry import Retry
+from skyledger.projections.t2 import FAILURES_KEPT
 from skyledger.units import Reaction, Reactor
 
 __all__ = ["Deliver"]
@@ -141,7 +142,8 @@ class Deliver(Projector):
             wait = self.retry.wait_after(len(mine) + 1)
             if wait is None:
                 self.counts["failed"] += 1
-                self.failures.append((intent.stock, intent.target, outcome.detail))
+                if len(self.failures) < FAILURES_KEPT:  # all are ReactionIssued events
+                    self.failures.append((intent.stock, intent.target, outcome.detail))
                 return None
             return wait
 

@@ -55,6 +55,7 @@ from skyledger.projections.stocks import (
 from skyledger.units import Datapoint, LightCurve, T2Unit, T2View
 
 __all__ = [
+    "FAILURES_KEPT",
     "Augment",
     "Planned",
     "T2Entry",
@@ -64,6 +65,9 @@ __all__ = [
     "plan",
     "state_at",
 ]
+
+FAILURES_KEPT = 100
+"""Failures a projector lists for its run's summary (all are events, and counted)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ class Augment(Portable, Projector):
             "t2", [e.identity() for e in self.entries], upstream=[n for n in (decide, combine) if n]
         )
         self.counts: Counter[tuple[str, str]] = Counter()  # (entry, outcome) -> count
-        self.failures: list[tuple[str, str, str]] = []  # (entry, stock, first error line)
+        # (entry, stock, first error line) of the first FAILURES_KEPT failures: all are
+        # ResultFailed events, and counted in ``counts``; a long-lived worker keeps no more
+        self.failures: list[tuple[str, str, str]] = []
 
     def process(self, events: Sequence[Event], bound: int) -> list[StoredRow]:
         """Return the result events of the batch's states of this job."""
@@ -239,7 +245,7 @@ class Augment(Portable, Projector):
         ):
             rows += made
             self.counts.update(counts)
-            self.failures += failures
+            self.failures += failures[: max(0, FAILURES_KEPT - len(self.failures))]
             for d in deferrals:
                 if self._deferral is None or d.position < self._deferral.position:
                     self._deferral = d
