@@ -69,35 +69,37 @@ def _replayed(row: Callable[..., None], replay: dict[str, Any]) -> None:
     row("  reactions", "delivered" if replay["deliver"] else "recorded, not delivered")
 
 
-def _ingested(row: Callable[..., None], summary: RunSummary) -> None:
-    """Add what a run's ingest read and what the ledger gained of it to a summary table."""
+def _ingested(row: Callable[..., None], summary: RunSummary, below: list[str]) -> None:
+    """Add what a run's ingest read and what the ledger gained of it to a summary table;
+    what names paths (sources, unreadable inputs) and notes go ``below`` it, as lines
+    never wrapped, whatever the terminal's width or the path's length."""
     alerts, bad = summary.alerts, summary.unreadable
     row("alerts read", str(alerts["read"]))
     if alerts["new"] is not None:
         row("  new to the ledger", str(alerts["new"]))
         row("  in the ledger already", str(alerts["already_in_ledger"]))
-    for source in summary.sources:
+    for i, source in enumerate(summary.sources, start=1):
         resumed = source["resumed_after"]
         if resumed is not None:
             at = f"item {resumed['item']}" + (
                 f", record {resumed['record']}" if resumed["record"] else ""
             )
-            row(f"  resumed {escape(source['source'])} after {at}", str(source["read"]))
+            row(f"  resumed source {i} after {at}", str(source["read"]))
+            below.append(f"source {i}: {source['source']}")
     partitions = list(summary.partitions.items())
     for partition, offset in partitions[:8]:
         _, topic, number = partition.rsplit(":", 2)  # kafka:<cluster id>:<topic>:<number>
         row(f"  resumed {escape(topic)}/{number} at offset {offset}", "")
     if len(partitions) > 8:
         row(f"  and {len(partitions) - 8} more partitions resumed (--json lists them)", "")
-    for note in summary.notes:
-        row(f"  note: {escape(note)}", "")
+    below += [f"note: {note}" for note in summary.notes]
     row("unreadable", str(bad["read"]))
     for reason, n in bad["reasons"].items():
         row(f"  {escape(reason)}", str(n))
-    for where in bad["inputs"]:
-        row(f"    {escape(where)}", "")
+    below += [f"unreadable: {where}" for where in bad["inputs"]]
     if bad.get("inputs_not_shown"):
-        row(f"    and {bad['inputs_not_shown']} more (--json lists the first ones)", "")
+        more = bad["inputs_not_shown"]
+        below.append(f"unreadable: and {more} more (--json lists the first ones)")
     for kind, counts in summary.datapoints.items():
         row(f"datapoints new to their stock: {kind}", str(counts["new"]))
         if counts["new_bodies"]:
@@ -112,10 +114,11 @@ def show_summary(out: Console, summary: RunSummary) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     row = table.add_row
+    below: list[str] = []
     if summary.replay is not None:
         _replayed(row, summary.replay)
     else:
-        _ingested(row, summary)
+        _ingested(row, summary, below)
     decided = summary.replay is None or summary.replay["alerts_gone_over"]
     for channel, made in sorted(summary.decisions.items()) if decided else ():
         row(f"accepted by {channel}", str(made["accepted"]))
@@ -141,6 +144,8 @@ def show_summary(out: Console, summary: RunSummary) -> None:
                 row(f"T3 {label}: {key.replace('_', ' ')}", str(n))
     row("events appended", str(summary.appended))
     out.print(table)
+    for line in below:
+        out.print(escape(line), highlight=False, soft_wrap=True)
     for unit in summary.changed_units:
         out.print(
             f"[yellow]unit {unit['unit']} {unit['version']}: its code changed without a "

@@ -48,8 +48,20 @@ def test_a_resumed_source_is_shown_under_the_alerts_it_read() -> None:
     ]
     lines = printed(summary).splitlines()
     at = next(i for i, line in enumerate(lines) if "alerts read" in line)
-    assert "resumed FileSource:night after item 35 " in lines[at + 1]
+    assert "resumed source 1 after item 35 " in lines[at + 1]
+    assert "source 1: FileSource:night" in lines  # below the table, a line of its own
     assert not any("FileSource:new" in line for line in lines)  # read from the start
+
+
+def test_paths_in_a_summary_are_never_cut_or_wrapped() -> None:
+    summary = RunSummary("r" * 32, "j" * 32, "sqlite:///x.sqlite", status="ok")
+    long = "/" + "/".join(["a-long-checkout-folder"] * 12)  # 277 characters
+    summary.sources = [{"source": f"FileSource:{long}", "read": 0,
+                        "resumed_after": {"item": 35, "record": 0}}]  # fmt: skip
+    summary.unreadable["inputs"] = [f"{long}/broken.avro#0: not Avro"]
+    lines = printed(summary).splitlines()
+    assert f"source 1: FileSource:{long}" in lines
+    assert f"unreadable: {long}/broken.avro#0: not Avro" in lines
 
 
 ZTF21 = Path(__file__).resolve().parents[1] / "data" / "ztf" / "ZTF21abiuvdk"
