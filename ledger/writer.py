@@ -141,7 +141,7 @@ class BatchWriter:
         if not isinstance(event, Event):
             msg = f"not an event: {type(event).__name__} (append takes ledger events)"
             raise EventRejected(msg)
-        if event.id in self._sent or event.id in self._sent_before:
+        if self._sent_lately(event.id):
             self._repeat(packet)
             return
         self._queue_row(encode(event), packet)
@@ -149,10 +149,13 @@ class BatchWriter:
     def add_row(self, row: StoredRow, packet: tuple[str, bytes] | None = None) -> None:
         """Queue an event encoded already (``ledger.codec.encode``, for example in a worker
         process that built it); repeats are skipped as in :meth:`add`."""
-        if row.id in self._sent or row.id in self._sent_before:
+        if self._sent_lately(row.id):
             self._repeat(packet)
             return
         self._queue_row(row, packet)
+
+    def _sent_lately(self, event_id: str) -> bool:
+        return event_id in self._sent or event_id in self._sent_before
 
     def _repeat(self, packet: tuple[str, bytes] | None) -> None:
         self._repeats += 1

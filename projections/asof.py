@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from skyledger.ledger import ConfigurationRegistered, Event, Ledger, Provenance
-from skyledger.projections.lineage import run_event_id
+from skyledger.ledger import ConfigurationRegistered, Event, Ledger, Provenance, RunStarted
 from skyledger.projections.queries import RunView, StockView, list_runs, stock_view
 from skyledger.projections.readmodel import ReadModel
 
@@ -29,7 +28,7 @@ def _events_as_of(ledger: Ledger, streams: Iterable[str], position: int) -> list
     events: dict[str, Event] = {}
     for stream in dict.fromkeys(streams):
         events.update((e.id, e) for e in ledger.stream(stream, until=position))
-    named = {run_event_id(e.run_id) for e in events.values() if e.run_id}
+    named = {RunStarted.id_for(run=e.run_id) for e in events.values() if e.run_id}
     configs = {
         ConfigurationRegistered.id_for(config_hash=p.config)
         for e in events.values()

@@ -26,7 +26,6 @@ from skyledger.projections.queries import reading, rows_of
 from skyledger.projections.readmodel import ReadModel
 from skyledger.projections.rights import programmes_allow
 from skyledger.projections.scope import Scope
-from skyledger.projections.t2 import failed_event_id
 
 __all__ = ["MAX_CHANGES", "changes"]
 
@@ -115,7 +114,8 @@ def _failed_then(
     then: list[dict[str, Any]] = []
     for row in rows:
         attempt = int(row.pop("attempt") or 0)
-        ids = [failed_event_id(row["result_id"], n) for n in range(1, attempt + 1)]
+        rid = row["result_id"]
+        ids = [ResultFailed.id_for(result_id=rid, attempt=n) for n in range(1, attempt + 1)]
         failures = [
             e for e in ledger.get_many(ids).values()
             if isinstance(e, ResultFailed) and since < (e.position or 0) <= position

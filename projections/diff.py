@@ -43,7 +43,7 @@ from skyledger.ledger.errors import NotFound
 from skyledger.projections.limits import Limits
 from skyledger.projections.scope import Scope
 from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoints
-from skyledger.projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
+from skyledger.projections.t2 import T2Entry, made_by, plan, state_at
 
 __all__ = [
     "Change",
@@ -259,7 +259,7 @@ def _results(
         for stock, events in ledger.stream_events(chunk, types, batch=batch, until=until):
             for index, side in enumerate(sides):
                 for rid, entry in _owed(side, stock, events, limits):
-                    wanted[derived_event_id(rid)].append((index, stock, entry))
+                    wanted[ResultDerived.id_for(result_id=rid)].append((index, stock, entry))
         for event_id, event in ledger.get_many(wanted).items():
             later = until is not None and (event.position or 0) > until
             if isinstance(event, ResultDerived) and not later:

@@ -32,11 +32,12 @@ from skyledger.ledger import (
     Provenance,
     ReactionIntended,
     ReactionIssued,
+    ResultDerived,
+    ResultFailed,
     RunFinished,
     RunStarted,
 )
 from skyledger.projections.describe import describe
-from skyledger.projections.t2 import derived_event_id, failed_event_id
 
 __all__ = [
     "ConfigUsed",
@@ -46,7 +47,6 @@ __all__ = [
     "Step",
     "lineage",
     "resolve",
-    "run_event_id",
 ]
 
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -126,15 +126,6 @@ class Lineage(BaseModel):
     )
 
 
-def run_event_id(run: str) -> str:
-    """Return the id of a run's RunStarted event."""
-    return RunStarted.id_for(run=run)
-
-
-def _finished_id(run: str) -> str:
-    return RunFinished.id_for(run=run)
-
-
 def resolve(
     ledger: Ledger, ident: str, lookup: Lookup | None = None, until: int | None = None
 ) -> list[Event]:
@@ -147,10 +138,10 @@ def resolve(
 
     direct = [
         *([ident] if _EVENT_ID.fullmatch(ident) else []),
-        derived_event_id(ident),
+        ResultDerived.id_for(result_id=ident),
         AlertReceived.id_for(digest=ident),
         ReactionIntended.id_for(idempotency_key=ident),
-        run_event_id(ident),
+        RunStarted.id_for(run=ident),
     ]
     found = known(ledger.get_many(direct))
     events = [found[i] for i in direct if i in found]
@@ -160,7 +151,8 @@ def resolve(
             if outcome is not None:
                 events.insert(events.index(e), outcome)
     if not events:
-        failed = known(ledger.get_many([failed_event_id(ident, n) for n in range(1, 21)]))
+        tries = [ResultFailed.id_for(result_id=ident, attempt=n) for n in range(1, 21)]
+        failed = known(ledger.get_many(tries))
         events = sorted(failed.values(), key=lambda e: -(e.position or 0))[:1]
     if not events and lookup is not None:
         more = known(ledger.get_many(i for i in lookup(ident) if _EVENT_ID.fullmatch(i)))
@@ -275,7 +267,7 @@ def _runs(ledger: Ledger, events: Iterable[Event], until: int | None) -> dict[st
     """Return the runs that recorded the events: job, software, host, how they ended
     (by position ``until``, if given)."""
     runs = sorted({e.run_id for e in events if e.run_id})
-    ids = {run_event_id(r): r for r in runs} | {_finished_id(r): r for r in runs}
+    ids = {RunStarted.id_for(run=r): r for r in runs} | {RunFinished.id_for(run=r): r for r in runs}
     found = ledger.get_many(ids)
     used = {r: RunUsed(run=r, found=False) for r in runs}
     for e in found.values():

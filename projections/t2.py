@@ -59,8 +59,6 @@ __all__ = [
     "Augment",
     "Planned",
     "T2Entry",
-    "derived_event_id",
-    "failed_event_id",
     "made_by",
     "plan",
     "state_at",
@@ -106,16 +104,6 @@ class Planned:
     rid: str
     dependencies: tuple[tuple[str, str], ...]  # (dependency name, result id)
     datapoints: tuple[Datapoint, ...]
-
-
-def derived_event_id(rid: str) -> str:
-    """Return the id of the ResultDerived event that records result ``rid``."""
-    return ResultDerived.id_for(result_id=rid)
-
-
-def failed_event_id(rid: str, attempt: int) -> str:
-    """Return the id of the ResultFailed event of attempt ``attempt`` at result ``rid``."""
-    return ResultFailed.id_for(result_id=rid, attempt=attempt)
 
 
 def made_by(
@@ -274,9 +262,9 @@ class Augment(Portable, Projector):
                     if planned is not None:
                         work.append((state, planned))
             rids = [p.rid for _, ps in work for p in ps]
-            wanted = [derived_event_id(r) for r in rids]
+            wanted = [ResultDerived.id_for(result_id=r) for r in rids]
             if self.defer:  # and first attempts that failed, in the same read
-                wanted += [failed_event_id(r, 1) for r in rids]
+                wanted += [ResultFailed.id_for(result_id=r, attempt=1) for r in rids]
             stored = self.ledger.get_many(wanted)
             bodies: dict[str, Mapping[str, Any] | None] = {
                 e.result_id: e.body for e in stored.values() if isinstance(e, ResultDerived)
@@ -307,7 +295,7 @@ class Augment(Portable, Projector):
             for e in later:
                 found[e.result_id] = e
             wanted = [
-                failed_event_id(e.result_id, e.attempt + 1)
+                ResultFailed.id_for(result_id=e.result_id, attempt=e.attempt + 1)
                 for e in later
                 if e.retry_after_s is not None
             ]
@@ -389,7 +377,8 @@ class Augment(Portable, Projector):
                 continue
             bodies[rid] = body
             self.counts[(entry.name, "ok")] += 1
-            causes = (state.id, *(derived_event_id(d) for _, d in planned.dependencies))
+            used = planned.dependencies
+            causes = (state.id, *(ResultDerived.id_for(result_id=d) for _, d in used))
             events.append(
                 ResultDerived(
                     result_id=rid, body=body, inputs=tuple(d for _, d in planned.dependencies),

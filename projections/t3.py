@@ -36,7 +36,7 @@ from skyledger.ledger.codec import StoredRow, encode
 from skyledger.projections.identity import provenance, tracking_name, unit_identity
 from skyledger.projections.projector import Projector
 from skyledger.projections.stocks import Channels, Shaping, StockLog, as_datapoints, read_stocks
-from skyledger.projections.t2 import T2Entry, derived_event_id, made_by, plan, state_at
+from skyledger.projections.t2 import T2Entry, made_by, plan, state_at
 from skyledger.units import Datapoint, LightCurve, Reaction, Reactor, StockSummary
 
 __all__ = ["SELECTION_CHUNK", "Cut", "React", "Selection"]
@@ -200,7 +200,7 @@ class React(Projector):
             points, source = as_datapoints(log.by_event(set(state.causation)))
             owed = plan(self.entries, state, log.groups(at, self.channels), points, source)
             chosen.append((state, log, points, {p.entry.name: p.rid for p in owed}))
-        wanted = [derived_event_id(rid) for *_, rids in chosen for rid in rids.values()]
+        wanted = [ResultDerived.id_for(result_id=r) for *_, rids in chosen for r in rids.values()]
         stored = self.ledger.get_many(wanted)
         results = {e.result_id: e for e in stored.values() if isinstance(e, ResultDerived)}
         for state, log, points, rids in chosen:

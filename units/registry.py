@@ -16,8 +16,7 @@ layer with :func:`register_unit_at`, and imported only when a job names it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 from skyledger.ledger.errors import ConfigError
@@ -70,17 +69,10 @@ def load_unit(name: str) -> type[Unit]:
     """Return the unit class registered or installed under ``name``."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    if name in _AT:
-        module, _, qualname = _AT[name].partition(":")
-        try:
-            found = getattr(import_module(module), qualname)
-        except (ImportError, AttributeError) as exc:
-            msg = f"unit {name!r} ({_AT[name]}) could not be imported: {exc}"
-            raise ConfigError(msg) from exc
-        if not (isinstance(found, type) and issubclass(found, Unit)):
-            raise ConfigError(f"{name!r} ({_AT[name]}) is not a unit class")
-        return register_unit(found)
-    installed = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=name)}
+    if name in _AT:  # named by the layer that owns it: loaded as an entry point is
+        installed = {_AT[name]: EntryPoint(name, _AT[name], ENTRY_POINT_GROUP)}
+    else:
+        installed = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=name)}
     if len(installed) > 1:
         where = "; ".join(
             f"{ep.value} (from {ep.dist.name if ep.dist else 'an unnamed distribution'})"
