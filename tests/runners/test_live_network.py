@@ -149,8 +149,11 @@ def test_a_t2_worker_on_a_second_host_cut_off_mid_stream_loses_nothing_and_rejoi
                 remote_url = f"http://{far}:{port}"
                 # The stream starts once the second host's worker pulls (however long a
                 # loaded machine takes to start it), so it gets a share of the work.
+                # A guard, not a pace: a worker alive that never answers fails, not hangs.
+                guard = time.monotonic() + 600
                 while metric(remote_url, "skyledger_rounds_total{") == 0:
                     assert host2.poll() is None, "the second host's worker died starting"
+                    assert time.monotonic() < guard, "the second host's worker never pulled"
                     time.sleep(0.2)
                 publisher = threading.Thread(
                     target=lambda: asyncio.run(
